@@ -1,0 +1,24 @@
+#!/bin/sh
+# Install every Debian package facetrain's build, demo and tests need. Idempotent: packages
+# already present are left alone. Run as root (or through sudo) on Debian 12.
+set -eu
+PKGS="build-essential cmake pkg-config clang-format util-linux
+liblmdb-dev lmdb-utils liburing-dev libturbojpeg0-dev libjpeg62-turbo-dev libxxhash-dev
+libopenblas-dev
+python3 python3-numpy python3-torch python3-opencv"
+
+missing=""
+for p in $PKGS; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing="$missing $p"
+    fi
+done
+if [ -z "$missing" ]; then
+    echo "install-deps: all packages present"
+    exit 0
+fi
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+echo "install-deps: installing:$missing"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing

@@ -1,0 +1,41 @@
+#!/bin/bash
+# Build and run facetrain's whole test suite, as CI does:
+#   1. release build with -Werror, every ctest case
+#   2. ASan+UBSan build, every test that is not marked 'slow'
+#   3. TSan build, the tests of the threaded parts (ctest label 'threaded')
+#   4. clang-format check of every C/CUDA source
+# Usage: tools/test.sh [--quick]   (--quick: step 1 only)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+JOBS=$(nproc)
+quick=0
+[ "${1:-}" = "--quick" ] && quick=1
+
+step() { printf '\n=== %s ===\n' "$*"; }
+
+step "build (release, -Werror)"
+cmake -S . -B build -DFT_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j"$JOBS"
+step "tests (release)"
+ctest --test-dir build --output-on-failure -j"$JOBS"
+[ $quick -eq 1 ] && exit 0
+
+step "build (ASan + UBSan)"
+cmake -S . -B build-asan -DFT_WERROR=ON -DFT_SANITIZE=address -DCMAKE_BUILD_TYPE=Debug >/dev/null
+cmake --build build-asan -j"$JOBS"
+step "tests (ASan + UBSan)"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+    ctest --test-dir build-asan --output-on-failure -j"$JOBS" -LE slow
+
+step "build (TSan)"
+cmake -S . -B build-tsan -DFT_WERROR=ON -DFT_SANITIZE=thread -DCMAKE_BUILD_TYPE=Debug >/dev/null
+cmake --build build-tsan -j"$JOBS"
+step "tests (TSan, threaded parts)"
+TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build-tsan --output-on-failure -j"$JOBS" -L threaded
+
+step "clang-format"
+files=$(git ls-files '*.c' '*.h' '*.cu' '*.cuh' 2>/dev/null || true)
+if [ -n "$files" ]; then
+    clang-format --dry-run --Werror $files
+fi
+echo "all test stages passed"
