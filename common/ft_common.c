@@ -14,15 +14,24 @@
 
 const char *ft_strerror(int rc) {
     switch (rc) {
-    case FT_OK: return "success";
-    case FT_EFORMAT: return "bad format";
-    case FT_ETRUNC: return "truncated input";
-    case FT_ERANGE: return "value out of range";
-    case FT_EDECODE: return "image cannot be decoded";
-    case FT_EARG: return "bad argument";
-    case FT_ESTOP: return "stopped by signal";
-    case FT_EVERSION: return "unsupported format version";
-    default: break;
+    case FT_OK:
+        return "success";
+    case FT_EFORMAT:
+        return "bad format";
+    case FT_ETRUNC:
+        return "truncated input";
+    case FT_ERANGE:
+        return "value out of range";
+    case FT_EDECODE:
+        return "image cannot be decoded";
+    case FT_EARG:
+        return "bad argument";
+    case FT_ESTOP:
+        return "stopped by signal";
+    case FT_EVERSION:
+        return "unsupported format version";
+    default:
+        break;
     }
     if (rc < 0 && rc > -4096) return strerror(-rc);
     return "unknown error";

@@ -40,29 +40,29 @@ int ft_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out);
 int ft_parse_double(const char *s, double lo, double hi, double *out);
 
 /* ---- files ---- */
-int ft_mkdir_p(const char *path);                    /* 0 or -errno */
-int ft_rm_rf(const char *path);                      /* 0 or -errno; missing path is fine */
-int ft_file_size(const char *path, uint64_t *size);  /* 0 or -errno */
-int ft_is_dir(const char *path);                     /* 1 dir, 0 otherwise */
-int ft_fsync_path(const char *path);                 /* fsync a file or directory */
+int ft_mkdir_p(const char *path);                   /* 0 or -errno */
+int ft_rm_rf(const char *path);                     /* 0 or -errno; missing path is fine */
+int ft_file_size(const char *path, uint64_t *size); /* 0 or -errno */
+int ft_is_dir(const char *path);                    /* 1 dir, 0 otherwise */
+int ft_fsync_path(const char *path);                /* fsync a file or directory */
 int ft_path_join(char *out, size_t cap, const char *a, const char *b); /* 0 or FT_ERANGE */
 /* Read a whole small file (NUL-terminated; *len excludes the NUL). Caller frees. */
 int ft_read_file(const char *path, char **data, size_t *len);
 
 /* ---- progress ---- */
 typedef struct ft_progress {
-    const char *what;   /* e.g. "ingest" */
-    uint64_t total;     /* items expected (0 = unknown) */
-    uint64_t done;      /* items so far */
-    uint64_t bytes;     /* bytes so far */
+    const char *what; /* e.g. "ingest" */
+    uint64_t total;   /* items expected (0 = unknown) */
+    uint64_t done;    /* items so far */
+    uint64_t bytes;   /* bytes so far */
     double t_start, t_last;
-    int tty;            /* stderr is a terminal */
-    int printed;        /* a bar is on screen (needs a newline before other output) */
+    int tty;     /* stderr is a terminal */
+    int printed; /* a bar is on screen (needs a newline before other output) */
 } ft_progress;
 void ft_progress_init(ft_progress *p, const char *what, uint64_t total);
 /* Add items/bytes; redraws at most ~10 times a second (tty) or every 10 s (not a tty). */
 void ft_progress_add(ft_progress *p, uint64_t items, uint64_t bytes);
-void ft_progress_done(ft_progress *p); /* final line */
+void ft_progress_done(ft_progress *p);  /* final line */
 void ft_progress_clear(ft_progress *p); /* end a bar line before printing an error */
 
 /* ---- stop flag ---- */
@@ -93,7 +93,8 @@ static inline uint64_t ft_rd_le64(const void *p) {
 }
 static inline void ft_wr_le32(void *p, uint32_t v) {
     uint8_t *b = (uint8_t *)p;
-    b[0] = (uint8_t)v, b[1] = (uint8_t)(v >> 8), b[2] = (uint8_t)(v >> 16), b[3] = (uint8_t)(v >> 24);
+    b[0] = (uint8_t)v, b[1] = (uint8_t)(v >> 8), b[2] = (uint8_t)(v >> 16),
+    b[3] = (uint8_t)(v >> 24);
 }
 static inline void ft_wr_le64(void *p, uint64_t v) {
     ft_wr_le32(p, (uint32_t)v);

@@ -136,11 +136,12 @@ static int meta_read(ftdb *db, char *err, size_t errcap) {
             snprintf(err, errcap, "%s: meta '%s' missing or not a number", db->path, nums[i].key);
             return FT_EFORMAT;
         }
-        if (nums[i].u64) *nums[i].u64 = v;
-        else *nums[i].u32 = (uint32_t)v;
+        if (nums[i].u64)
+            *nums[i].u64 = v;
+        else
+            *nums[i].u32 = (uint32_t)v;
     }
-    if (meta_get(db->txn, db->meta_dbi, "source", m->source, sizeof m->source))
-        m->source[0] = '\0';
+    if (meta_get(db->txn, db->meta_dbi, "source", m->source, sizeof m->source)) m->source[0] = '\0';
     if (meta_get(db->txn, db->meta_dbi, "shuffle", m->shuffle, sizeof m->shuffle))
         strcpy(m->shuffle, "none");
     if (meta_get(db->txn, db->meta_dbi, "checksum", b, sizeof b) ||
@@ -242,8 +243,9 @@ int ftdb_value_extents(ftdb *db, uint64_t *offsets, uint32_t *lengths, char *err
     for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
          rc = mdb_cursor_get(c, &k, &v, MDB_NEXT), i++) {
         if (i >= n || k.mv_size != 8 || ft_rd_be64(k.mv_data) != i) {
-            snprintf(err, errcap, "%s: sample keys are not 0..%" PRIu64 " (at position %" PRIu64 ")",
-                     db->path, n - 1, i);
+            snprintf(err, errcap,
+                     "%s: sample keys are not 0..%" PRIu64 " (at position %" PRIu64 ")", db->path,
+                     n - 1, i);
             mdb_cursor_close(c);
             return FT_EFORMAT;
         }

@@ -15,18 +15,18 @@
 
 #include "ft_common.h"
 
-#define RIO_MAGIC          0xCED7230Au
-#define RIO_MAX_LEN        ((1u << 29) - 1) /* largest segment payload */
-#define RIO_IRHEADER_SIZE  24
-#define RIO_ERRCAP         512
+#define RIO_MAGIC         0xCED7230Au
+#define RIO_MAX_LEN       ((1u << 29) - 1) /* largest segment payload */
+#define RIO_IRHEADER_SIZE 24
+#define RIO_ERRCAP        512
 
 /* ------------------------------------------------------------------ reader */
 typedef struct rio_reader rio_reader;
 
 /* Open a .rec file for reading (sequential scan and random access by offset). */
 int rio_reader_open(rio_reader **out, const char *rec_path);
-void rio_reader_close(rio_reader *r); /* NULL is a no-op */
-uint64_t rio_reader_size(const rio_reader *r);     /* file size in bytes */
+void rio_reader_close(rio_reader *r);               /* NULL is a no-op */
+uint64_t rio_reader_size(const rio_reader *r);      /* file size in bytes */
 const char *rio_reader_errmsg(const rio_reader *r); /* message of the last failure */
 
 /* Sequential scan from the current position. Returns 1 and the reassembled logical record
