@@ -5,6 +5,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 struct ftdb {
     MDB_env *env;
@@ -228,10 +229,38 @@ int ftdb_get(ftdb *db, uint64_t index, const uint8_t **val, size_t *len) {
     return 0;
 }
 
+/* File offset of a pointer into the read-only map of data.mdb. LMDB reports the map address
+ * only for MDB_FIXEDMAP environments, so find the mapping that holds `p` (same device and
+ * inode as data.mdb) in /proc/self/maps and add its file offset. */
+static int map_file_offset(const ftdb *db, const void *p, uint64_t *off) {
+    char data[4200];
+    struct stat st;
+    if (ftdb_data_path(db, data, sizeof data) != 0) return FT_ERANGE;
+    if (stat(data, &st) != 0) return -errno;
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (!f) return -errno;
+    char line[4600];
+    int rc = FT_EFORMAT;
+    while (rc && fgets(line, sizeof line, f)) {
+        unsigned long lo, hi, fo, ino;
+        unsigned int dmaj, dmin;
+        char perms[8];
+        if (sscanf(line, "%lx-%lx %7s %lx %x:%x %lu", &lo, &hi, perms, &fo, &dmaj, &dmin, &ino) !=
+            7)
+            continue;
+        uintptr_t a = (uintptr_t)p;
+        if (ino == (unsigned long)st.st_ino && a >= lo && a < hi) {
+            *off = (uint64_t)(a - lo) + fo;
+            rc = 0;
+        }
+    }
+    fclose(f);
+    return rc;
+}
+
 int ftdb_value_extents(ftdb *db, uint64_t *offsets, uint32_t *lengths, char *err, size_t errcap) {
     MDB_envinfo info;
     mdb_env_info(db->env, &info);
-    const uint8_t *base = info.me_mapaddr;
     MDB_cursor *c;
     int rc = mdb_cursor_open(db->txn, db->samples, &c);
     if (rc) {
@@ -239,6 +268,7 @@ int ftdb_value_extents(ftdb *db, uint64_t *offsets, uint32_t *lengths, char *err
         return FT_EFORMAT;
     }
     MDB_val k, v;
+    const uint8_t *base = NULL; /* address of file offset 0 in the single read-only map */
     uint64_t i = 0, n = db->meta.num_samples;
     for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
          rc = mdb_cursor_get(c, &k, &v, MDB_NEXT), i++) {
@@ -250,6 +280,15 @@ int ftdb_value_extents(ftdb *db, uint64_t *offsets, uint32_t *lengths, char *err
             return FT_EFORMAT;
         }
         const uint8_t *p = v.mv_data;
+        if (!base) {
+            uint64_t off0;
+            if (map_file_offset(db, p, &off0) != 0) {
+                snprintf(err, errcap, "%s: cannot locate the data.mdb mapping", db->path);
+                mdb_cursor_close(c);
+                return FT_EFORMAT;
+            }
+            base = p - off0;
+        }
         if (v.mv_size > UINT32_MAX || p < base || p + v.mv_size > base + info.me_mapsize) {
             snprintf(err, errcap, "%s: sample %" PRIu64 ": value outside the map", db->path, i);
             mdb_cursor_close(c);
