@@ -337,8 +337,10 @@ int ftdb_compute_checksum(ftdb *db, uint64_t *sum, uint64_t *count, ft_progress 
     mdb_cursor_close(c);
     uint64_t h = ftdb_sum_final(&s);
     if (rc != MDB_NOTFOUND) {
-        if (rc > 0) snprintf(err, errcap, "%s: %s", db->path, mdb_strerror(rc));
-        return rc > 0 ? -rc : rc;
+        if (rc == FT_EFORMAT || rc == FT_ESTOP) return rc; /* message already in err */
+        /* errno values and LMDB's own codes (MDB_CORRUPTED, MDB_PAGE_NOTFOUND, ...) */
+        snprintf(err, errcap, "%s: %s", db->path, mdb_strerror(rc));
+        return rc > 0 ? -rc : FT_EFORMAT;
     }
     *sum = h;
     *count = i;
