@@ -1,0 +1,147 @@
+/* train_cpu_step.c: time full training steps of the CPU trainer core (IResNet forward and
+ * backward, margin softmax + Partial FC, grad clipping, SGD) on random data.
+ *
+ * Build: target ft-bench-train (train/model.cmake). Run:
+ *   ft-bench-train [--depth 18] [--batch 32] [--threads 2] [--classes 93431] [--rate 1]
+ *                  [--steps 3] [--width 64]
+ * Prints per-phase times of the timed steps (after one warm-up step), samples/s, the device
+ * bytes of the model/head/optimizer and the peak RSS.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "ft_common.h"
+#include "iresnet.h"
+#include "optim.h"
+#include "pfc.h"
+
+static double cpu_seconds(const struct rusage *ru) {
+    return ru->ru_utime.tv_sec + ru->ru_stime.tv_sec +
+           1e-6 * (ru->ru_utime.tv_usec + ru->ru_stime.tv_usec);
+}
+
+typedef struct bench {
+    ft_ops *o;
+    ft_iresnet *m;
+    ft_pfc *p;
+    ft_sgd *s;
+    float *demb;
+    int batch, classes;
+    double t[5]; /* forward, head, backward, optimizer, total */
+} bench;
+
+static int one_step(bench *b, uint64_t step, const float *x, int32_t *lab) {
+    const float *emb;
+    float loss;
+    double t0 = ft_now();
+    int rc = b->o->upload(b->o, ft_iresnet_input(b->m), x, (size_t)b->batch * 3 * 112 * 112 * 4);
+    if (!rc) rc = ft_iresnet_forward(b->m, ft_iresnet_input(b->m), b->batch, 1, &emb);
+    double t1 = ft_now();
+    ft_rng g;
+    ft_rng_seed(&g, 3, step);
+    for (int i = 0; i < b->batch; i++) lab[i] = (int32_t)ft_rng_below(&g, (uint64_t)b->classes);
+    if (!rc) rc = ft_pfc_prepare(b->p, lab, b->batch, step);
+    if (!rc) rc = ft_pfc_forward_backward(b->p, emb, b->demb, &loss);
+    double t2 = ft_now();
+    if (!rc) rc = ft_iresnet_backward(b->m, b->demb);
+    double t3 = ft_now();
+    double norm;
+    if (!rc) rc = ft_sgd_clip_grad_norm(b->s, FT_SGD_GROUP_BACKBONE, 5.0, &norm);
+    if (!rc) rc = ft_sgd_step(b->s, 0.1f);
+    if (!rc) rc = ft_sgd_zero_grad(b->s);
+    double t4 = ft_now();
+    b->t[0] += t1 - t0, b->t[1] += t2 - t1, b->t[2] += t3 - t2, b->t[3] += t4 - t3;
+    b->t[4] += t4 - t0;
+    fprintf(stderr, "step %llu: %.2f s, loss %.3f, grad norm %.2f\n", (unsigned long long)step,
+            t4 - t0, loss, norm);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    int depth = 18, batch = 32, threads = 2, classes = 93431, steps = 3, width = 64;
+    double rate = 1.0;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        const char *k = argv[i], *v = argv[i + 1];
+        if (!strcmp(k, "--depth"))
+            depth = atoi(v);
+        else if (!strcmp(k, "--batch"))
+            batch = atoi(v);
+        else if (!strcmp(k, "--threads"))
+            threads = atoi(v);
+        else if (!strcmp(k, "--classes"))
+            classes = atoi(v);
+        else if (!strcmp(k, "--steps"))
+            steps = atoi(v);
+        else if (!strcmp(k, "--width"))
+            width = atoi(v);
+        else if (!strcmp(k, "--rate"))
+            rate = atof(v);
+        else
+            return fprintf(stderr, "usage: see the comment at the top of train_cpu_step.c\n"), 2;
+    }
+    bench b = {.batch = batch, .classes = classes};
+    ft_iresnet_config mc;
+    if (ft_iresnet_config_init(&mc, depth)) return fprintf(stderr, "bad depth\n"), 2;
+    mc.max_batch = batch, mc.width = width;
+    ft_pfc_config pc;
+    ft_pfc_config_init(&pc, classes);
+    pc.max_batch = batch, pc.sample_rate = (float)rate;
+    ft_sgd_config sc = {0.9f, 5e-4f};
+    void *d;
+    int rc = ft_ops_cpu_create(threads, &b.o);
+    if (!rc) rc = ft_iresnet_create(b.o, &mc, &b.m);
+    if (!rc) rc = ft_pfc_create(b.o, &pc, &b.p);
+    if (!rc) rc = ft_sgd_create(b.o, &sc, &b.s);
+    if (!rc) rc = b.o->alloc(b.o, (size_t)batch * 512 * 4, &d);
+    if (rc) return fprintf(stderr, "setup: %s\n", ft_strerror(rc)), 1;
+    b.demb = d;
+    size_t mom = 0;
+    for (int i = 0; i < ft_iresnet_param_count(b.m) && !rc; i++) {
+        ft_param p;
+        ft_iresnet_param(b.m, i, &p);
+        rc = ft_sgd_add_param(b.s, &p, FT_SGD_GROUP_BACKBONE) < 0;
+        mom += p.trainable ? p.numel * 4 : 0;
+    }
+    ft_param pp;
+    ft_pfc_param(b.p, &pp);
+    rc |= ft_sgd_add_param(b.s, &pp, FT_SGD_GROUP_HEAD) < 0;
+    mom += pp.numel * 4;
+    size_t xn = (size_t)batch * 3 * 112 * 112;
+    float *x = malloc(xn * sizeof(float));
+    int32_t *lab = malloc((size_t)batch * sizeof(int32_t));
+    if (rc || !x || !lab) return fprintf(stderr, "setup failed\n"), 1;
+    ft_rng g;
+    ft_rng_seed(&g, 1, 0);
+    for (size_t i = 0; i < xn; i++) x[i] = (float)(2 * ft_rng_uniform(&g) - 1);
+    if (one_step(&b, 0, x, lab)) return 1; /* warm-up */
+    memset(b.t, 0, sizeof b.t);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double cpu0 = cpu_seconds(&ru);
+    for (int s = 1; s <= steps; s++)
+        if (one_step(&b, (uint64_t)s, x, lab)) return 1;
+    size_t pb, ab, wb, tot = ft_iresnet_bytes(b.m, &pb, &ab, &wb);
+    getrusage(RUSAGE_SELF, &ru);
+    double cpu = (cpu_seconds(&ru) - cpu0) / steps;
+    printf("r%d width %d batch %d threads %d classes %d rate %.2f: %.2f samples/s "
+           "(step %.2f s: forward %.2f, head %.2f, backward %.2f, optimizer %.2f)\n",
+           depth, width, batch, threads, classes, rate, batch * steps / b.t[4], b.t[4] / steps,
+           b.t[0] / steps, b.t[1] / steps, b.t[2] / steps, b.t[3] / steps);
+    /* on a shared machine the wall time includes waiting for the cores: CPU time per step
+     * divided by the thread count is what an idle machine would take at full parallelism */
+    printf("cpu time %.2f s/step -> %.2f samples/s if the %d threads had their cores\n", cpu,
+           batch * threads / cpu, threads);
+    printf("memory: backbone arena %.0f MiB (params+grads %.0f, activations %.0f, conv ws %.0f), "
+           "head %.0f MiB, momentum %.0f MiB, peak RSS %.0f MiB\n",
+           tot / 1048576.0, pb / 1048576.0, ab / 1048576.0, wb / 1048576.0,
+           ft_pfc_bytes(b.p) / 1048576.0, mom / 1048576.0, ru.ru_maxrss / 1024.0);
+    free(x), free(lab);
+    b.o->free(b.o, b.demb);
+    ft_sgd_free(b.s);
+    ft_pfc_free(b.p);
+    ft_iresnet_free(b.m);
+    ft_ops_free(b.o);
+    return 0;
+}

@@ -1,0 +1,591 @@
+/* iresnet.c: IResNet backbone with explicit forward and backward on an ft_ops backend (see
+ * iresnet.h for the architecture and the API).
+ *
+ * Memory: one device arena, laid out by plan() in two passes (measure, then assign):
+ *   [ parameters + buffers | gradients | activations + saved BN stats | scratch | conv ws ]
+ * Activations are kept for backward; backward runs on three scratch tensors P, Q, R of the
+ * largest activation size, rotating as described at block_bwd.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ft_common.h"
+#include "iresnet.h"
+
+#define IMG 112
+
+typedef struct tensor_ent {
+    char name[96];
+    int dtype, ndim;
+    int64_t shape[4];
+    size_t numel;
+    float *w;     /* device value (F32) */
+    float *g;     /* device gradient, NULL for buffers and frozen weights */
+    int64_t *i64; /* host value (I64: num_batches_tracked) */
+    int is_param, trainable;
+    int init; /* INIT_* */
+} tensor_ent;
+
+enum { INIT_ZERO, INIT_ONE, INIT_CONV, INIT_PRELU, INIT_FC };
+
+typedef struct conv_l {
+    int cin, cout, r, stride, pad, h, wd; /* input height and width */
+    float *w, *g;
+} conv_l;
+
+typedef struct bn_l {
+    int c, hw;
+    float *w, *b, *rm, *rv, *gw, *gb, *sm, *si;
+    int64_t nbt;
+} bn_l;
+
+typedef struct prelu_l {
+    int c;
+    float *a, *ga;
+} prelu_l;
+
+typedef struct block_l {
+    bn_l bn1;
+    conv_l conv1;
+    bn_l bn2;
+    prelu_l prelu;
+    conv_l conv2;
+    bn_l bn3;
+    int has_ds;
+    conv_l ds;
+    bn_l ds_bn;
+    int cin, cout, h, w, oh, ow;
+    const float *x;                           /* block input: previous output (activation) */
+    float *a1, *a2, *a3, *a4, *a5, *d1, *out; /* see block_fwd */
+} block_l;
+
+typedef struct planner {
+    uintptr_t base;
+    size_t off;
+} planner;
+
+struct ft_iresnet {
+    ft_ops *o;
+    ft_iresnet_config cfg;
+    void *arena;
+    size_t bytes, param_bytes, grad_bytes, act_bytes, ws_bytes;
+    float *grad_base;
+    /* layers */
+    conv_l conv1;
+    bn_l bn1;
+    prelu_l prelu;
+    block_l *blocks;
+    int nblocks;
+    bn_l bn2, features;
+    float *fc_w, *fc_b, *fc_gw, *fc_gb;
+    int flat; /* 8w * 7 * 7 */
+    /* activations [max_batch, ...] */
+    float *input, *c1, *b1, *p1, *fbn, *fd, *z, *emb;
+    uint8_t *mask;
+    float *sP, *sQ, *sR, *gz; /* backward scratch */
+    void *ws;
+    /* last forward */
+    const float *x;
+    int batch, trained;
+    uint64_t drop_calls;
+    /* state_dict */
+    tensor_ent *t;
+    int nt, tcap;
+};
+
+/* ---- planning ---- */
+
+static float *take(planner *p, size_t nfloats) {
+    float *r = (float *)(p->base + p->off);
+    p->off += (nfloats * sizeof(float) + 63) / 64 * 64;
+    return r;
+}
+
+typedef struct plan_ctx {
+    ft_iresnet *m;
+    planner pp, pg, pa;
+    size_t ws_max, act_max; /* bytes of conv workspace; floats of the largest activation */
+} plan_ctx;
+
+static tensor_ent *reg(plan_ctx *pc, const char *prefix, const char *leaf, int ndim,
+                       const int64_t *shape, int init) {
+    ft_iresnet *m = pc->m;
+    tensor_ent *e = &m->t[m->nt++];
+    memset(e, 0, sizeof *e);
+    snprintf(e->name, sizeof e->name, "%s%s%s", prefix, *prefix ? "." : "", leaf);
+    e->dtype = FT_DT_F32;
+    e->ndim = ndim;
+    e->numel = 1;
+    for (int i = 0; i < ndim; i++) e->shape[i] = shape[i], e->numel *= (size_t)shape[i];
+    e->init = init;
+    e->w = take(&pc->pp, e->numel);
+    return e;
+}
+
+static void reg_param(plan_ctx *pc, const char *prefix, const char *leaf, int ndim,
+                      const int64_t *shape, int init, float **w, float **g, int trainable) {
+    tensor_ent *e = reg(pc, prefix, leaf, ndim, shape, init);
+    e->is_param = 1;
+    e->trainable = trainable;
+    if (trainable) e->g = take(&pc->pg, e->numel);
+    *w = e->w;
+    if (g) *g = e->g;
+}
+
+static void plan_conv(plan_ctx *pc, conv_l *cv, const char *prefix, int batch) {
+    int64_t sh[4] = {cv->cout, cv->cin, cv->r, cv->r};
+    reg_param(pc, prefix, "weight", 4, sh, INIT_CONV, &cv->w, &cv->g, 1);
+    ft_conv_desc d;
+    if (ft_conv_desc_init(&d, batch, cv->cin, cv->h, cv->wd, cv->cout, cv->r, cv->stride,
+                          cv->pad) == 0) {
+        size_t b = pc->m->o->conv_ws_bytes(pc->m->o, &d);
+        if (b > pc->ws_max) pc->ws_max = b;
+    }
+}
+
+static void plan_bn(plan_ctx *pc, bn_l *bn, const char *prefix, int frozen_w) {
+    int64_t sh[1] = {bn->c};
+    reg_param(pc, prefix, "weight", 1, sh, INIT_ONE, &bn->w, &bn->gw, !frozen_w);
+    reg_param(pc, prefix, "bias", 1, sh, INIT_ZERO, &bn->b, &bn->gb, 1);
+    bn->rm = reg(pc, prefix, "running_mean", 1, sh, INIT_ZERO)->w;
+    bn->rv = reg(pc, prefix, "running_var", 1, sh, INIT_ONE)->w;
+    tensor_ent *e = &pc->m->t[pc->m->nt++];
+    memset(e, 0, sizeof *e);
+    snprintf(e->name, sizeof e->name, "%s.num_batches_tracked", prefix);
+    e->dtype = FT_DT_I64;
+    e->numel = 1;
+    e->i64 = &bn->nbt;
+    bn->sm = take(&pc->pa, (size_t)bn->c);
+    bn->si = take(&pc->pa, (size_t)bn->c);
+}
+
+static float *act(plan_ctx *pc, size_t per_sample) {
+    size_t n = per_sample * (size_t)pc->m->cfg.max_batch;
+    if (n > pc->act_max) pc->act_max = n;
+    return take(&pc->pa, n);
+}
+
+static void plan_block(plan_ctx *pc, block_l *b, const char *prefix, int batch) {
+    char p[64];
+    b->bn1.c = b->cin, b->bn1.hw = b->h * b->w;
+    b->conv1 = (conv_l){b->cin, b->cout, 3, 1, 1, b->h, b->w, NULL, NULL};
+    b->bn2.c = b->cout, b->bn2.hw = b->h * b->w;
+    b->prelu.c = b->cout;
+    b->conv2 = (conv_l){b->cout, b->cout, 3, b->h / b->oh, 1, b->h, b->w, NULL, NULL};
+    b->bn3.c = b->cout, b->bn3.hw = b->oh * b->ow;
+    snprintf(p, sizeof p, "%s.bn1", prefix), plan_bn(pc, &b->bn1, p, 0);
+    snprintf(p, sizeof p, "%s.conv1", prefix), plan_conv(pc, &b->conv1, p, batch);
+    snprintf(p, sizeof p, "%s.bn2", prefix), plan_bn(pc, &b->bn2, p, 0);
+    int64_t sh[1] = {b->cout};
+    snprintf(p, sizeof p, "%s.prelu", prefix);
+    reg_param(pc, p, "weight", 1, sh, INIT_PRELU, &b->prelu.a, &b->prelu.ga, 1);
+    snprintf(p, sizeof p, "%s.conv2", prefix), plan_conv(pc, &b->conv2, p, batch);
+    snprintf(p, sizeof p, "%s.bn3", prefix), plan_bn(pc, &b->bn3, p, 0);
+    if (b->has_ds) {
+        b->ds = (conv_l){b->cin, b->cout, 1, b->h / b->oh, 0, b->h, b->w, NULL, NULL};
+        b->ds_bn.c = b->cout, b->ds_bn.hw = b->oh * b->ow;
+        snprintf(p, sizeof p, "%s.downsample.0", prefix), plan_conv(pc, &b->ds, p, batch);
+        snprintf(p, sizeof p, "%s.downsample.1", prefix), plan_bn(pc, &b->ds_bn, p, 0);
+    }
+    size_t in_hw = (size_t)b->h * b->w, out_hw = (size_t)b->oh * b->ow;
+    b->a1 = act(pc, b->cin * in_hw);
+    b->a2 = act(pc, b->cout * in_hw);
+    b->a3 = act(pc, b->cout * in_hw);
+    b->a4 = act(pc, b->cout * in_hw);
+    b->a5 = act(pc, b->cout * out_hw);
+    b->d1 = b->has_ds ? act(pc, b->cout * out_hw) : NULL;
+    b->out = act(pc, b->cout * out_hw);
+}
+
+/* One pass over the architecture. base == 0 measures; the pointers are then meaningless. */
+static void plan(ft_iresnet *m, uintptr_t arena, size_t sizes[4]) {
+    const ft_iresnet_config *c = &m->cfg;
+    int w = c->width, B = c->max_batch;
+    plan_ctx pc = {.m = m};
+    pc.pp.base = arena;
+    pc.pg.base = arena + sizes[0];
+    pc.pa.base = arena + sizes[0] + sizes[1];
+    m->nt = 0;
+    m->conv1 = (conv_l){3, w, 3, 1, 1, IMG, IMG, NULL, NULL};
+    plan_conv(&pc, &m->conv1, "conv1", B);
+    m->bn1.c = w, m->bn1.hw = IMG * IMG;
+    plan_bn(&pc, &m->bn1, "bn1", 0);
+    int64_t sh[2] = {w, 0};
+    m->prelu.c = w;
+    reg_param(&pc, "prelu", "weight", 1, sh, INIT_PRELU, &m->prelu.a, &m->prelu.ga, 1);
+    m->input = act(&pc, 3 * IMG * IMG);
+    m->c1 = act(&pc, (size_t)w * IMG * IMG);
+    m->b1 = act(&pc, (size_t)w * IMG * IMG);
+    m->p1 = act(&pc, (size_t)w * IMG * IMG);
+    const float *prev = m->p1;
+    int inpl = w, hw = IMG, bi = 0;
+    for (int s = 0; s < 4; s++) {
+        for (int j = 0; j < c->blocks[s]; j++, bi++) {
+            block_l *b = &m->blocks[bi];
+            memset(b, 0, sizeof *b);
+            b->cin = j == 0 ? inpl : w << s;
+            b->cout = w << s;
+            b->h = b->w = j == 0 ? hw : hw / 2;
+            b->oh = b->ow = hw / 2;
+            b->has_ds = j == 0;
+            b->x = prev;
+            char prefix[32];
+            snprintf(prefix, sizeof prefix, "layer%d.%d", s + 1, j);
+            plan_block(&pc, b, prefix, B);
+            prev = b->out;
+        }
+        inpl = w << s;
+        hw /= 2;
+    }
+    m->flat = 8 * w * 7 * 7;
+    m->bn2.c = 8 * w, m->bn2.hw = 49;
+    plan_bn(&pc, &m->bn2, "bn2", 0);
+    int64_t fsh[2] = {c->emb, m->flat}, bsh[1] = {c->emb};
+    reg_param(&pc, "fc", "weight", 2, fsh, INIT_FC, &m->fc_w, &m->fc_gw, 1);
+    reg_param(&pc, "fc", "bias", 1, bsh, INIT_FC, &m->fc_b, &m->fc_gb, 1);
+    m->features.c = c->emb, m->features.hw = 1;
+    plan_bn(&pc, &m->features, "features", 1);
+    m->fbn = act(&pc, (size_t)m->flat);
+    m->fd = c->dropout > 0 ? act(&pc, (size_t)m->flat) : m->fbn;
+    m->mask = c->dropout > 0 ? (uint8_t *)act(&pc, ((size_t)m->flat + 3) / 4) : NULL;
+    m->z = act(&pc, (size_t)c->emb);
+    m->emb = act(&pc, (size_t)c->emb);
+    m->gz = act(&pc, (size_t)c->emb);
+    size_t big = pc.act_max;
+    m->sP = take(&pc.pa, big);
+    m->sQ = take(&pc.pa, big);
+    m->sR = take(&pc.pa, big);
+    m->ws = pc.ws_max ? (void *)take(&pc.pa, (pc.ws_max + 3) / 4) : NULL;
+    sizes[0] = pc.pp.off, sizes[1] = pc.pg.off, sizes[2] = pc.pa.off, sizes[3] = pc.ws_max;
+}
+
+/* ---- create / free ---- */
+
+int ft_iresnet_config_init(ft_iresnet_config *cfg, int depth) {
+    static const int tab[5][5] = {{18, 2, 2, 2, 2},
+                                  {34, 3, 4, 6, 3},
+                                  {50, 3, 4, 14, 3},
+                                  {100, 3, 13, 30, 3},
+                                  {200, 6, 26, 60, 6}};
+    for (int i = 0; i < 5; i++)
+        if (tab[i][0] == depth) {
+            *cfg = (ft_iresnet_config){{tab[i][1], tab[i][2], tab[i][3], tab[i][4]},
+                                       64,
+                                       512,
+                                       0.0f,
+                                       128,
+                                       2048,
+                                       1e-5f,
+                                       0.1f};
+            return 0;
+        }
+    return FT_EARG;
+}
+
+static int init_tensor(ft_iresnet *m, int i) {
+    tensor_ent *e = &m->t[i];
+    if (e->dtype == FT_DT_I64) {
+        *e->i64 = 0;
+        return 0;
+    }
+    float *h = malloc(e->numel * sizeof(float));
+    if (!h) return -ENOMEM;
+    ft_rng r;
+    ft_rng_seed(&r, m->cfg.seed, (uint64_t)i);
+    double bound = e->ndim == 2 ? 1.0 / sqrt((double)e->shape[1]) : 1.0 / sqrt((double)m->flat);
+    for (size_t k = 0; k < e->numel; k++) {
+        switch (e->init) {
+        case INIT_ZERO:
+            h[k] = 0.0f;
+            break;
+        case INIT_ONE:
+            h[k] = 1.0f;
+            break;
+        case INIT_PRELU:
+            h[k] = 0.25f;
+            break;
+        case INIT_CONV:
+            h[k] = (float)(0.1 * ft_rng_normal(&r));
+            break;
+        default:
+            h[k] = (float)((2.0 * ft_rng_uniform(&r) - 1.0) * bound);
+            break;
+        }
+    }
+    int rc = m->o->upload(m->o, e->w, h, e->numel * sizeof(float));
+    free(h);
+    return rc;
+}
+
+static int check_config(const ft_iresnet_config *c) {
+    if (c->width < 1 || c->width > 1024 || c->emb < 1 || c->max_batch < 1) return FT_EARG;
+    if (!(c->dropout >= 0.0f && c->dropout < 1.0f) || !(c->bn_eps > 0.0f)) return FT_EARG;
+    for (int i = 0; i < 4; i++)
+        if (c->blocks[i] < 1 || c->blocks[i] > 1000) return FT_EARG;
+    return 0;
+}
+
+int ft_iresnet_create(ft_ops *o, const ft_iresnet_config *cfg, ft_iresnet **out) {
+    int rc = check_config(cfg);
+    if (rc) return rc;
+    ft_iresnet *m = calloc(1, sizeof *m);
+    if (!m) return -ENOMEM;
+    m->o = o;
+    m->cfg = *cfg;
+    m->nblocks = cfg->blocks[0] + cfg->blocks[1] + cfg->blocks[2] + cfg->blocks[3];
+    m->tcap = 24 * m->nblocks + 32;
+    m->blocks = calloc((size_t)m->nblocks, sizeof *m->blocks);
+    m->t = calloc((size_t)m->tcap, sizeof *m->t);
+    if (!m->blocks || !m->t) {
+        rc = -ENOMEM;
+        goto fail;
+    }
+    size_t sz[4] = {0, 0, 0, 0};
+    plan(m, 0, sz); /* measure */
+    m->param_bytes = sz[0], m->grad_bytes = sz[1], m->act_bytes = sz[2] - sz[3];
+    m->ws_bytes = sz[3];
+    m->bytes = sz[0] + sz[1] + sz[2];
+    rc = o->alloc(o, m->bytes, &m->arena);
+    if (rc) goto fail;
+    size_t sz2[4] = {sz[0], sz[1], 0, 0};
+    plan(m, (uintptr_t)m->arena, sz2);
+    m->grad_base = (float *)((char *)m->arena + sz[0]);
+    for (int i = 0; i < m->nt && !rc; i++) rc = init_tensor(m, i);
+    if (!rc) rc = ft_iresnet_zero_grad(m);
+    if (rc) goto fail;
+    *out = m;
+    return 0;
+fail:
+    ft_iresnet_free(m);
+    return rc;
+}
+
+void ft_iresnet_free(ft_iresnet *m) {
+    if (!m) return;
+    if (m->arena) m->o->free(m->o, m->arena);
+    free(m->blocks);
+    free(m->t);
+    free(m);
+}
+
+const ft_iresnet_config *ft_iresnet_get_config(const ft_iresnet *m) {
+    return &m->cfg;
+}
+
+size_t ft_iresnet_bytes(const ft_iresnet *m, size_t *param_bytes, size_t *act_bytes,
+                        size_t *ws_bytes) {
+    if (param_bytes) *param_bytes = m->param_bytes + m->grad_bytes;
+    if (act_bytes) *act_bytes = m->act_bytes;
+    if (ws_bytes) *ws_bytes = m->ws_bytes;
+    return m->bytes;
+}
+
+float *ft_iresnet_input(ft_iresnet *m) {
+    return m->input;
+}
+
+/* ---- layer helpers ---- */
+
+static int conv_desc(const conv_l *cv, int n, ft_conv_desc *d) {
+    return ft_conv_desc_init(d, n, cv->cin, cv->h, cv->wd, cv->cout, cv->r, cv->stride, cv->pad);
+}
+
+static int conv_fwd(ft_iresnet *m, const conv_l *cv, const float *x, float *y) {
+    ft_conv_desc d;
+    int rc = conv_desc(cv, m->batch, &d);
+    return rc ? rc : m->o->conv_fwd(m->o, &d, x, cv->w, y, m->ws);
+}
+
+/* dx may be NULL (input image). */
+static int conv_bwd(ft_iresnet *m, const conv_l *cv, const float *x, const float *dy, float *dx) {
+    ft_conv_desc d;
+    int rc = conv_desc(cv, m->batch, &d);
+    if (!rc) rc = m->o->conv_bwd_filter(m->o, &d, x, dy, cv->g, m->ws);
+    if (!rc && dx) rc = m->o->conv_bwd_data(m->o, &d, dy, cv->w, dx, m->ws);
+    return rc;
+}
+
+static int bn_fwd(ft_iresnet *m, bn_l *bn, const float *x, float *y) {
+    const ft_iresnet_config *c = &m->cfg;
+    if (!m->trained)
+        return m->o->bn_fwd_eval(m->o, m->batch, bn->c, bn->hw, c->bn_eps, x, bn->w, bn->b, bn->rm,
+                                 bn->rv, y);
+    bn->nbt++;
+    return m->o->bn_fwd_train(m->o, m->batch, bn->c, bn->hw, c->bn_eps, c->bn_momentum, x, bn->w,
+                              bn->b, y, bn->rm, bn->rv, bn->sm, bn->si);
+}
+
+static int bn_bwd(ft_iresnet *m, bn_l *bn, const float *x, const float *dy, float *dx) {
+    return m->o->bn_bwd(m->o, m->batch, bn->c, bn->hw, x, dy, bn->w, bn->sm, bn->si, dx, bn->gw,
+                        bn->gb);
+}
+
+static size_t numel(int n, int c, int h, int w) {
+    return (size_t)n * c * h * w;
+}
+
+/* ---- forward ---- */
+
+/* a1 = bn1(x); a2 = conv1(a1); a3 = bn2(a2); a4 = prelu(a3); a5 = conv2(a4);
+ * out = bn3(a5) + (downsample ? ds_bn(d1 = ds(x)) : x) */
+static int block_fwd(ft_iresnet *m, block_l *b) {
+    ft_ops *o = m->o;
+    int rc = bn_fwd(m, &b->bn1, b->x, b->a1);
+    if (!rc) rc = conv_fwd(m, &b->conv1, b->a1, b->a2);
+    if (!rc) rc = bn_fwd(m, &b->bn2, b->a2, b->a3);
+    if (!rc) rc = o->prelu_fwd(o, m->batch, b->cout, b->h * b->w, b->a3, b->prelu.a, b->a4);
+    if (!rc) rc = conv_fwd(m, &b->conv2, b->a4, b->a5);
+    if (!rc) rc = bn_fwd(m, &b->bn3, b->a5, b->out);
+    size_t n_out = numel(m->batch, b->cout, b->oh, b->ow);
+    if (rc) return rc;
+    if (!b->has_ds) return o->add(o, n_out, b->out, b->x, b->out);
+    rc = conv_fwd(m, &b->ds, b->x, b->d1);
+    if (!rc) rc = bn_fwd(m, &b->ds_bn, b->d1, m->sP);
+    if (!rc) rc = o->add(o, n_out, b->out, m->sP, b->out);
+    return rc;
+}
+
+int ft_iresnet_forward(ft_iresnet *m, const float *x, int batch, int train, const float **emb) {
+    ft_ops *o = m->o;
+    const ft_iresnet_config *c = &m->cfg;
+    if (batch < 1 || batch > c->max_batch || (train && batch < 2)) return FT_EARG;
+    m->x = x, m->batch = batch, m->trained = train ? 1 : 0;
+    int rc = conv_fwd(m, &m->conv1, x, m->c1);
+    if (!rc) rc = bn_fwd(m, &m->bn1, m->c1, m->b1);
+    if (!rc) rc = o->prelu_fwd(o, batch, c->width, IMG * IMG, m->b1, m->prelu.a, m->p1);
+    for (int i = 0; i < m->nblocks && !rc; i++) rc = block_fwd(m, &m->blocks[i]);
+    if (!rc) rc = bn_fwd(m, &m->bn2, m->blocks[m->nblocks - 1].out, m->fbn);
+    if (!rc && c->dropout > 0 && train) {
+        uint64_t seed = ft_hash64(c->seed, 0x64726f70u, m->drop_calls++);
+        rc = o->dropout_fwd(o, (size_t)batch * m->flat, c->dropout, seed, m->fbn, m->fd, m->mask);
+    } else if (!rc && c->dropout > 0) {
+        rc = o->copy(o, m->fd, m->fbn, (size_t)batch * m->flat * sizeof(float));
+    }
+    if (!rc) rc = o->linear_fwd(o, batch, m->flat, c->emb, m->fd, m->fc_w, m->fc_b, m->z);
+    if (!rc) rc = bn_fwd(m, &m->features, m->z, m->emb);
+    if (rc) {
+        m->trained = 0;
+        return rc;
+    }
+    *emb = m->emb;
+    return 0;
+}
+
+/* ---- backward ---- */
+
+/* Gradient of the block output in *P; on return the block input's gradient is in *P and the
+ * other two scratch tensors are free. */
+static int block_bwd(ft_iresnet *m, block_l *b, float **P, float **Q, float **R) {
+    ft_ops *o = m->o;
+    int B = m->batch, in_hw = b->h * b->w;
+    int rc = bn_bwd(m, &b->bn3, b->a5, *P, *Q);          /* Q = d a5 */
+    if (!rc) rc = conv_bwd(m, &b->conv2, b->a4, *Q, *R); /* R = d a4 */
+    if (!rc) rc = o->prelu_bwd(o, B, b->cout, in_hw, b->a3, b->prelu.a, *R, *R, b->prelu.ga);
+    if (!rc) rc = bn_bwd(m, &b->bn2, b->a2, *R, *R);     /* R = d a2 */
+    if (!rc) rc = conv_bwd(m, &b->conv1, b->a1, *R, *Q); /* Q = d a1 */
+    if (!rc) rc = bn_bwd(m, &b->bn1, b->x, *Q, *Q);      /* Q = d x (main path) */
+    if (rc) return rc;
+    size_t n_in = numel(B, b->cin, b->h, b->w);
+    if (b->has_ds) {
+        rc = bn_bwd(m, &b->ds_bn, b->d1, *P, *R);        /* R = d d1 */
+        if (!rc) rc = conv_bwd(m, &b->ds, b->x, *R, *P); /* P = d x (shortcut) */
+    }
+    if (!rc) rc = o->add(o, n_in, *Q, *P, *Q);
+    float *t = *P;
+    *P = *Q, *Q = t;
+    return rc;
+}
+
+int ft_iresnet_backward(ft_iresnet *m, const float *demb) {
+    ft_ops *o = m->o;
+    const ft_iresnet_config *c = &m->cfg;
+    int B = m->batch;
+    if (!m->trained) return FT_EARG;
+    float *P = m->sP, *Q = m->sQ, *R = m->sR;
+    int rc = bn_bwd(m, &m->features, m->z, demb, m->gz);
+    if (!rc)
+        rc = o->linear_bwd(o, B, m->flat, c->emb, m->fd, m->fc_w, m->gz, Q, m->fc_gw, m->fc_gb);
+    if (!rc && c->dropout > 0)
+        rc = o->dropout_bwd(o, (size_t)B * m->flat, c->dropout, m->mask, Q, Q);
+    if (!rc) rc = bn_bwd(m, &m->bn2, m->blocks[m->nblocks - 1].out, Q, P);
+    for (int i = m->nblocks - 1; i >= 0 && !rc; i--) rc = block_bwd(m, &m->blocks[i], &P, &Q, &R);
+    if (!rc) rc = o->prelu_bwd(o, B, c->width, IMG * IMG, m->b1, m->prelu.a, P, P, m->prelu.ga);
+    if (!rc) rc = bn_bwd(m, &m->bn1, m->c1, P, P);
+    if (!rc) rc = conv_bwd(m, &m->conv1, m->x, P, NULL);
+    return rc;
+}
+
+int ft_iresnet_zero_grad(ft_iresnet *m) {
+    return m->o->zero(m->o, m->grad_base, m->grad_bytes);
+}
+
+/* ---- tensors ---- */
+
+int ft_iresnet_tensor_count(const ft_iresnet *m) {
+    return m->nt;
+}
+
+static void fill_info(const tensor_ent *e, ft_tensor_info *info) {
+    info->name = e->name;
+    info->dtype = e->dtype;
+    info->ndim = e->ndim;
+    for (int k = 0; k < 4; k++) info->shape[k] = k < e->ndim ? e->shape[k] : 0;
+    info->numel = e->numel;
+}
+
+int ft_iresnet_tensor_info(const ft_iresnet *m, int i, ft_tensor_info *info) {
+    if (i < 0 || i >= m->nt) return FT_EARG;
+    fill_info(&m->t[i], info);
+    return 0;
+}
+
+int ft_iresnet_tensor_get(ft_iresnet *m, int i, void *host) {
+    if (i < 0 || i >= m->nt) return FT_EARG;
+    tensor_ent *e = &m->t[i];
+    if (e->dtype == FT_DT_I64) {
+        memcpy(host, e->i64, sizeof(int64_t));
+        return 0;
+    }
+    return m->o->download(m->o, host, e->w, e->numel * sizeof(float));
+}
+
+int ft_iresnet_tensor_set(ft_iresnet *m, int i, const void *host) {
+    if (i < 0 || i >= m->nt) return FT_EARG;
+    tensor_ent *e = &m->t[i];
+    if (e->dtype == FT_DT_I64) {
+        memcpy(e->i64, host, sizeof(int64_t));
+        return 0;
+    }
+    return m->o->upload(m->o, e->w, host, e->numel * sizeof(float));
+}
+
+int ft_iresnet_tensor_find(const ft_iresnet *m, const char *name) {
+    for (int i = 0; i < m->nt; i++)
+        if (strcmp(m->t[i].name, name) == 0) return i;
+    return -1;
+}
+
+int ft_iresnet_grad_get(ft_iresnet *m, int i, float *host) {
+    if (i < 0 || i >= m->nt || !m->t[i].g) return FT_EARG;
+    return m->o->download(m->o, host, m->t[i].g, m->t[i].numel * sizeof(float));
+}
+
+int ft_iresnet_param_count(const ft_iresnet *m) {
+    int n = 0;
+    for (int i = 0; i < m->nt; i++) n += m->t[i].is_param;
+    return n;
+}
+
+int ft_iresnet_param(ft_iresnet *m, int i, ft_param *p) {
+    for (int k = 0; k < m->nt; k++) {
+        tensor_ent *e = &m->t[k];
+        if (!e->is_param || i-- > 0) continue;
+        *p = (ft_param){e->name, e->w, e->g, e->numel, e->ndim, {0, 0, 0, 0}, e->trainable};
+        for (int d = 0; d < e->ndim; d++) p->shape[d] = e->shape[d];
+        return 0;
+    }
+    return FT_EARG;
+}

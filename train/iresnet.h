@@ -1,0 +1,88 @@
+/* iresnet.h: insightface's IResNet backbone (arcface_torch backbones/iresnet.py) with explicit
+ * forward and backward on an ft_ops backend.
+ *
+ * Architecture (width w = 64 for the released models, channels w, 2w, 4w, 8w):
+ *   conv1 3x3 (3->w, stride 1, pad 1, no bias) - bn1 - prelu
+ *   layer1..4: IBasicBlock x blocks[i], the first of each stage with stride 2 and a
+ *     downsample (conv1x1 stride 2 + BN); block: bn1 - conv1 3x3 - bn2 - prelu - conv2 3x3
+ *     (stride s) - bn3, + identity / downsample(x)
+ *   bn2 (8w) - flatten (8w*7*7) - dropout(p) - fc Linear(8w*49 -> emb, bias)
+ *   features BatchNorm1d(emb) with weight fixed at 1 (not trained), bias trained.
+ * Input [B, 3, 112, 112] float32, normalized (x/127.5 - 1). Output [B, emb] embeddings.
+ *
+ * Memory: one device arena holds parameters, gradients, activations for max_batch samples,
+ * backward scratch and conv workspace; it is planned at create time, nothing is allocated
+ * per step.
+ *
+ * Tensors are exposed in PyTorch state_dict order with the same names and shapes
+ * (conv1.weight, bn1.weight, ..., layer1.0.bn1.running_mean, ..., fc.weight, fc.bias,
+ * features.weight, features.bias, features.running_mean, features.running_var,
+ * features.num_batches_tracked), so a checkpoint loads with load_state_dict.
+ */
+#ifndef FT_IRESNET_H
+#define FT_IRESNET_H
+
+#include "ops.h"
+
+typedef struct ft_iresnet ft_iresnet;
+
+typedef struct ft_iresnet_config {
+    int blocks[4];     /* IBasicBlocks per stage, e.g. {3, 4, 14, 3} for r50 */
+    int width;         /* base channel count: 64 for the real models, e.g. 8 or 16 for tests */
+    int emb;           /* embedding size (fc out / features), 512 */
+    float dropout;     /* dropout before fc, 0 in arcface_torch */
+    int max_batch;     /* largest batch forward/backward will see (memory is planned for it) */
+    uint64_t seed;     /* initialization seed (ft_rng) */
+    float bn_eps;      /* 1e-5 */
+    float bn_momentum; /* 0.1 (PyTorch convention: weight of the new statistic) */
+} ft_iresnet_config;
+
+/* Defaults for depth 18/34/50/100/200: width 64, emb 512, dropout 0, eps 1e-5, momentum 0.1,
+ * seed 2048, max_batch 128. FT_EARG for other depths. */
+int ft_iresnet_config_init(ft_iresnet_config *cfg, int depth);
+
+/* Build the model and initialize it from cfg->seed as arcface_torch does:
+ * conv ~ N(0, 0.1); BN weight 1, bias 0, running mean 0, var 1; PReLU 0.25;
+ * fc weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)); features weight 1, bias 0. */
+int ft_iresnet_create(ft_ops *o, const ft_iresnet_config *cfg, ft_iresnet **out);
+void ft_iresnet_free(ft_iresnet *m); /* NULL-safe */
+
+const ft_iresnet_config *ft_iresnet_get_config(const ft_iresnet *m);
+/* Bytes of the arena, and of its parts (any pointer may be NULL). */
+size_t ft_iresnet_bytes(const ft_iresnet *m, size_t *param_bytes, size_t *act_bytes,
+                        size_t *ws_bytes);
+
+/* Device buffer [max_batch, 3, 112, 112] owned by the model, for the caller to upload a
+ * batch into; forward may also be given any other device pointer. */
+float *ft_iresnet_input(ft_iresnet *m);
+
+/* Forward a batch (1 <= batch <= max_batch; train mode needs batch >= 2 for the BN1d).
+ * train = 1: batch statistics, running stats and num_batches_tracked updated, activations
+ *            kept for ft_iresnet_backward, dropout active;
+ * train = 0: running statistics, no dropout.
+ * *emb receives a device pointer [batch, emb] valid until the next forward. */
+int ft_iresnet_forward(ft_iresnet *m, const float *x, int batch, int train, const float **emb);
+
+/* Backward of the last train forward: demb [batch, emb] device. Parameter gradients are
+ * accumulated ("+="); call ft_iresnet_zero_grad between optimizer steps. demb is not
+ * modified. */
+int ft_iresnet_backward(ft_iresnet *m, const float *demb);
+int ft_iresnet_zero_grad(ft_iresnet *m);
+
+/* state_dict tensors in order: parameters and buffers (running stats, num_batches_tracked). */
+int ft_iresnet_tensor_count(const ft_iresnet *m);
+int ft_iresnet_tensor_info(const ft_iresnet *m, int i, ft_tensor_info *info);
+/* Copy tensor i to/from host memory (numel elements of its dtype: float or int64_t). */
+int ft_iresnet_tensor_get(ft_iresnet *m, int i, void *host);
+int ft_iresnet_tensor_set(ft_iresnet *m, int i, const void *host);
+/* Index of a tensor by state_dict name, or -1. */
+int ft_iresnet_tensor_find(const ft_iresnet *m, const char *name);
+/* Gradient of tensor i to host (floats); FT_EARG for buffers (no gradient). */
+int ft_iresnet_grad_get(ft_iresnet *m, int i, float *host);
+
+/* Learnable parameters in backbone.parameters() order (features.weight included, with
+ * trainable = 0). */
+int ft_iresnet_param_count(const ft_iresnet *m);
+int ft_iresnet_param(ft_iresnet *m, int i, ft_param *p);
+
+#endif

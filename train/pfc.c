@@ -1,0 +1,384 @@
+/* pfc.c: margin softmax on a Partial FC classifier shard (see pfc.h for the semantics).
+ *
+ * Device memory (one arena, planned for max_batch rows and the largest sampled class count
+ * smax): W and its dense gradient [num_local, emb]; normalized sampled centres Wn and a second
+ * [smax, emb] buffer (gathered W, then dWn); normalized embeddings and their gradient
+ * [max_batch, emb]; cos and logits [max_batch, smax]; per-row max, sum, p_target; the remapped
+ * labels and the sampled index (int32).
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ft_common.h"
+#include "pfc.h"
+
+struct ft_pfc {
+    ft_ops *o;
+    ft_pfc_config cfg;
+    ft_pfc_comm comm;
+    int has_comm;
+    int64_t num_local, class_start;
+    int num_sample, smax;
+    ft_margin mg;
+    void *arena;
+    size_t bytes;
+    float *w, *g, *wn, *wbuf, *wnorm, *en, *gen, *enorm, *cosv, *logits, *mx, *sum, *pt;
+    int32_t *d_label, *d_index;
+    /* host state of the prepared step */
+    int32_t *h_index, *h_label;
+    uint8_t *pos;
+    float *h_pt;
+    int count, batch, prepared, sampling;
+};
+
+void ft_pfc_config_init(ft_pfc_config *cfg, int64_t num_classes) {
+    *cfg = (ft_pfc_config){.num_classes = num_classes,
+                           .rank = 0,
+                           .world_size = 1,
+                           .emb = 512,
+                           .max_batch = 128,
+                           .sample_rate = 1.0f,
+                           .s = 64.0f,
+                           .m1 = 1.0f,
+                           .m2 = 0.5f,
+                           .m3 = 0.0f,
+                           .interclass_filtering_threshold = 0.0f,
+                           .margin_grad = FT_MARGIN_GRAD_UPSTREAM,
+                           .seed = 2048};
+}
+
+static int margin_of(const ft_pfc_config *c, ft_margin *mg) {
+    memset(mg, 0, sizeof *mg);
+    if (c->m1 == 1.0f && c->m3 == 0.0f)
+        mg->kind = FT_MARGIN_ARCFACE;
+    else if (c->m3 > 0.0f)
+        mg->kind = FT_MARGIN_COSFACE;
+    else
+        return FT_EARG; /* upstream raises on other combinations */
+    if (c->margin_grad != FT_MARGIN_GRAD_UPSTREAM && c->margin_grad != FT_MARGIN_GRAD_EXACT)
+        return FT_EARG;
+    mg->grad_mode = c->margin_grad;
+    mg->s = c->s, mg->m2 = c->m2, mg->m3 = c->m3;
+    mg->filter_thr = c->interclass_filtering_threshold;
+    return 0;
+}
+
+static float *carve(char **cur, size_t bytes) {
+    float *r = (float *)*cur;
+    *cur += (bytes + 63) / 64 * 64;
+    return r;
+}
+
+static int init_weights(ft_pfc *p) {
+    size_t e = (size_t)p->cfg.emb;
+    float *h = malloc(e * sizeof(float) * 1024);
+    if (!h) return -ENOMEM;
+    int rc = 0;
+    for (int64_t r0 = 0; r0 < p->num_local && !rc; r0 += 1024) {
+        int64_t n = p->num_local - r0 < 1024 ? p->num_local - r0 : 1024;
+        for (int64_t r = 0; r < n; r++) {
+            ft_rng g;
+            ft_rng_seed(&g, p->cfg.seed,
+                        0x5046430000000000ull + (uint64_t)(p->class_start + r0 + r));
+            for (size_t j = 0; j < e; j++) h[r * e + j] = (float)(0.01 * ft_rng_normal(&g));
+        }
+        rc = p->o->upload(p->o, p->w + r0 * e, h, (size_t)n * e * sizeof(float));
+    }
+    free(h);
+    return rc;
+}
+
+static int check_config(const ft_pfc_config *c) {
+    if (c->num_classes < 1 || c->num_classes > INT32_MAX || c->world_size < 1 || c->rank < 0 ||
+        c->rank >= c->world_size || c->emb < 1 || c->max_batch < 1)
+        return FT_EARG;
+    if (!(c->sample_rate > 0.0f && c->sample_rate <= 1.0f) || !(c->s > 0.0f)) return FT_EARG;
+    if (c->num_classes < c->world_size) return FT_EARG;
+    return 0;
+}
+
+int ft_pfc_create(ft_ops *o, const ft_pfc_config *cfg, ft_pfc **out) {
+    int rc = check_config(cfg);
+    if (rc) return rc;
+    ft_pfc *p = calloc(1, sizeof *p);
+    if (!p) return -ENOMEM;
+    p->o = o;
+    p->cfg = *cfg;
+    if ((rc = margin_of(cfg, &p->mg))) goto fail;
+    int64_t C = cfg->num_classes, W = cfg->world_size, r = cfg->rank;
+    p->num_local = C / W + (r < C % W);
+    p->class_start = C / W * r + (r < C % W ? r : C % W);
+    p->num_sample = (int)(cfg->sample_rate * (float)p->num_local);
+    p->sampling = cfg->sample_rate < 1.0f;
+    int64_t pos_max = cfg->max_batch < p->num_local ? cfg->max_batch : p->num_local;
+    p->smax =
+        !p->sampling ? (int)p->num_local : (p->num_sample > pos_max ? p->num_sample : (int)pos_max);
+    size_t E = (size_t)cfg->emb, B = (size_t)cfg->max_batch, S = (size_t)p->smax;
+    size_t NL = (size_t)p->num_local;
+    size_t sizes[] = {NL * E, NL * E, S * E, S * E, S, B * E, B * E, B, B * S, B * S, B, B, B};
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++)
+        p->bytes += (sizes[i] * 4 + 63) / 64 * 64;
+    p->bytes += (B * 4 + 63) / 64 * 64 + (S * 4 + 63) / 64 * 64;
+    if ((rc = o->alloc(o, p->bytes, &p->arena))) goto fail;
+    char *cur = p->arena;
+    float **dst[] = {&p->w,     &p->g,    &p->wn,     &p->wbuf, &p->wnorm, &p->en, &p->gen,
+                     &p->enorm, &p->cosv, &p->logits, &p->mx,   &p->sum,   &p->pt};
+    for (size_t i = 0; i < sizeof dst / sizeof *dst; i++) *dst[i] = carve(&cur, sizes[i] * 4);
+    p->d_label = (int32_t *)carve(&cur, B * 4);
+    p->d_index = (int32_t *)carve(&cur, S * 4);
+    p->h_index = malloc(S * sizeof(int32_t));
+    p->h_label = malloc(B * sizeof(int32_t));
+    p->h_pt = malloc(B * sizeof(float));
+    p->pos = calloc(NL, 1);
+    if (!p->h_index || !p->h_label || !p->h_pt || !p->pos) {
+        rc = -ENOMEM;
+        goto fail;
+    }
+    if ((rc = init_weights(p)) || (rc = ft_pfc_zero_grad(p))) goto fail;
+    *out = p;
+    return 0;
+fail:
+    ft_pfc_free(p);
+    return rc;
+}
+
+void ft_pfc_free(ft_pfc *p) {
+    if (!p) return;
+    if (p->arena) p->o->free(p->o, p->arena);
+    free(p->h_index);
+    free(p->h_label);
+    free(p->h_pt);
+    free(p->pos);
+    free(p);
+}
+
+void ft_pfc_set_comm(ft_pfc *p, const ft_pfc_comm *comm) {
+    p->has_comm = comm != NULL;
+    if (comm) p->comm = *comm;
+}
+
+int64_t ft_pfc_num_local(const ft_pfc *p) {
+    return p->num_local;
+}
+int64_t ft_pfc_class_start(const ft_pfc *p) {
+    return p->class_start;
+}
+int ft_pfc_num_sample(const ft_pfc *p) {
+    return p->num_sample;
+}
+size_t ft_pfc_bytes(const ft_pfc *p) {
+    return p->bytes;
+}
+
+/* ---- step preparation (host) ---- */
+
+static void clear_pos(ft_pfc *p, int batch) {
+    for (int i = 0; i < batch; i++)
+        if (p->h_label[i] >= 0) p->pos[p->h_label[i]] = 0;
+}
+
+/* Local labels into h_label (-1 outside the shard), positives marked in pos. */
+static int local_labels(ft_pfc *p, const int32_t *labels, int batch, int *npos) {
+    if (batch < 1 || batch > p->cfg.max_batch) return FT_EARG;
+    *npos = 0;
+    for (int i = 0; i < batch; i++) {
+        if (labels[i] < 0 || labels[i] >= p->cfg.num_classes) {
+            clear_pos(p, i);
+            return FT_ERANGE;
+        }
+        int64_t l = labels[i] - p->class_start;
+        int in = l >= 0 && l < p->num_local;
+        p->h_label[i] = in ? (int32_t)l : -1;
+        if (in && !p->pos[l]) p->pos[l] = 1, (*npos)++;
+    }
+    return 0;
+}
+
+static int find_sorted(const int32_t *a, int n, int32_t v) {
+    int lo = 0, hi = n;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (a[mid] < v)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < n && a[lo] == v ? lo : -1;
+}
+
+/* remap labels to positions in the index and upload labels and index */
+static int finish_prepare(ft_pfc *p, int batch) {
+    for (int i = 0; i < batch; i++) {
+        if (p->h_label[i] < 0 || !p->sampling) continue;
+        p->h_label[i] = find_sorted(p->h_index, p->count, p->h_label[i]);
+        if (p->h_label[i] < 0) return FT_EARG; /* a positive missing from a given index */
+    }
+    int rc = p->o->upload(p->o, p->d_label, p->h_label, (size_t)batch * sizeof(int32_t));
+    if (!rc && p->sampling)
+        rc = p->o->upload(p->o, p->d_index, p->h_index, (size_t)p->count * sizeof(int32_t));
+    if (!rc) p->batch = batch, p->prepared = 1;
+    return rc;
+}
+
+int ft_pfc_prepare(ft_pfc *p, const int32_t *labels, int batch, uint64_t step) {
+    int npos, rc;
+    p->prepared = 0;
+    if ((rc = local_labels(p, labels, batch, &npos))) return rc;
+    if (!p->sampling) {
+        clear_pos(p, batch);
+        p->count = (int)p->num_local;
+        return finish_prepare(p, batch);
+    }
+    /* positives, plus (if room) negatives drawn uniformly without replacement by selection
+     * sampling, which yields the sorted index in one pass over the shard */
+    int64_t need = p->num_sample >= npos ? p->num_sample - npos : 0;
+    int64_t left = p->num_local - npos;
+    ft_rng r;
+    ft_rng_seed(&r, p->cfg.seed, ft_hash64(step, (uint64_t)p->cfg.rank, 0x73616d706c65ull));
+    int n = 0;
+    for (int64_t i = 0; i < p->num_local; i++) {
+        if (p->pos[i]) {
+            p->h_index[n++] = (int32_t)i;
+        } else if (need > 0) {
+            if ((int64_t)ft_rng_below(&r, (uint64_t)left) < need)
+                p->h_index[n++] = (int32_t)i, need--;
+            left--;
+        }
+    }
+    p->count = n;
+    clear_pos(p, batch);
+    return finish_prepare(p, batch);
+}
+
+int ft_pfc_prepare_index(ft_pfc *p, const int32_t *labels, int batch, const int32_t *index,
+                         int count) {
+    int npos, rc;
+    p->prepared = 0;
+    if ((rc = local_labels(p, labels, batch, &npos))) return rc;
+    clear_pos(p, batch);
+    if (!p->sampling) return FT_EARG; /* every class is used at sample_rate 1 */
+    if (count < 1 || count > p->smax) return FT_EARG;
+    for (int i = 0; i < count; i++)
+        if (index[i] < 0 || index[i] >= p->num_local || (i > 0 && index[i] <= index[i - 1]))
+            return FT_EARG;
+    memcpy(p->h_index, index, (size_t)count * sizeof(int32_t));
+    p->count = count;
+    return finish_prepare(p, batch);
+}
+
+int ft_pfc_index(const ft_pfc *p, const int32_t **index, int *count) {
+    if (!p->prepared) return FT_EARG;
+    if (!p->sampling) {
+        *index = NULL;
+        *count = (int)p->num_local;
+        return 0;
+    }
+    *index = p->h_index;
+    *count = p->count;
+    return 0;
+}
+
+int ft_pfc_sampled_rows(const ft_pfc *p, const int32_t **dev_index, int *count) {
+    if (!p->prepared) return FT_EARG;
+    *dev_index = p->sampling ? p->d_index : NULL;
+    *count = p->sampling ? p->count : (int)p->num_local;
+    return 0;
+}
+
+/* ---- forward + backward ---- */
+
+static int reduce(ft_pfc *p, int is_max, float *dev, int n) {
+    if (!p->has_comm) return 0;
+    if (is_max) return p->comm.allreduce_max(p->comm.ctx, p->o, dev, n);
+    return p->comm.allreduce_sum(p->comm.ctx, p->o, dev, n);
+}
+
+/* cos = normalize(emb) normalize(W[index])^T; then the softmax-CE and its logit gradient */
+static int fwd_logits(ft_pfc *p, const float *emb, float *loss) {
+    ft_ops *o = p->o;
+    int B = p->batch, S = p->count, E = p->cfg.emb;
+    const float *ws = p->w;
+    int rc = 0;
+    if (p->sampling) {
+        rc = o->gather_rows(o, S, E, p->w, p->d_index, p->wbuf);
+        ws = p->wbuf;
+    }
+    if (!rc) rc = o->l2norm_fwd(o, S, E, ws, p->wn, p->wnorm);
+    if (!rc) rc = o->l2norm_fwd(o, B, E, emb, p->en, p->enorm);
+    if (!rc) rc = o->gemm(o, 0, 1, B, S, E, 1.0f, p->en, E, p->wn, E, 0.0f, p->cosv, S);
+    if (!rc) rc = o->margin_fwd(o, B, S, &p->mg, p->d_label, p->cosv, p->logits);
+    if (!rc) rc = o->row_max(o, B, S, p->logits, p->mx);
+    if (!rc) rc = reduce(p, 1, p->mx, B);
+    if (!rc) rc = o->row_exp_sum(o, B, S, p->logits, p->mx, p->sum);
+    if (!rc) rc = reduce(p, 0, p->sum, B);
+    if (!rc)
+        rc = o->softmax_xent_bwd(o, B, S, p->logits, p->sum, p->d_label, 1.0f / (float)B, p->pt);
+    if (!rc) rc = reduce(p, 0, p->pt, B);
+    if (!rc) rc = o->download(o, p->h_pt, p->pt, (size_t)B * sizeof(float));
+    if (rc) return rc;
+    double acc = 0;
+    for (int i = 0; i < B; i++) acc += log(p->h_pt[i] > 1e-30f ? (double)p->h_pt[i] : 1e-30);
+    *loss = (float)(-acc / B);
+    return 0;
+}
+
+int ft_pfc_forward_backward(ft_pfc *p, const float *emb, float *demb, float *loss) {
+    ft_ops *o = p->o;
+    if (!p->prepared) return FT_EARG;
+    int B = p->batch, S = p->count, E = p->cfg.emb;
+    int rc = fwd_logits(p, emb, loss);
+    /* logits now hold d loss / d logits; turn them into d loss / d cos */
+    if (!rc) rc = o->margin_bwd(o, B, S, &p->mg, p->d_label, p->cosv, p->logits, p->logits);
+    /* dWn = dcos^T en (into wbuf), den = dcos Wn */
+    if (!rc) rc = o->gemm(o, 1, 0, S, E, B, 1.0f, p->logits, S, p->en, E, 0.0f, p->wbuf, E);
+    if (!rc && demb) rc = o->gemm(o, 0, 0, B, E, S, 1.0f, p->logits, S, p->wn, E, 0.0f, p->gen, E);
+    if (!rc && demb) rc = o->l2norm_bwd(o, B, E, p->en, p->enorm, p->gen, demb);
+    if (!rc) rc = o->l2norm_bwd(o, S, E, p->wn, p->wnorm, p->wbuf, p->wbuf);
+    if (!rc && p->sampling) rc = o->scatter_add_rows(o, S, E, p->wbuf, p->d_index, p->g);
+    if (!rc && !p->sampling) rc = o->axpy(o, (size_t)S * E, 1.0f, p->wbuf, p->g);
+    return rc;
+}
+
+int ft_pfc_zero_grad(ft_pfc *p) {
+    return p->o->zero(p->o, p->g, (size_t)p->num_local * p->cfg.emb * sizeof(float));
+}
+
+/* ---- tensors ---- */
+
+int ft_pfc_param(ft_pfc *p, ft_param *out) {
+    *out = (ft_param){"weight", p->w,
+                      p->g,     (size_t)p->num_local * p->cfg.emb,
+                      2,        {p->num_local, p->cfg.emb, 0, 0},
+                      1};
+    return 0;
+}
+
+int ft_pfc_tensor_count(const ft_pfc *p) {
+    return 1;
+}
+
+int ft_pfc_tensor_info(const ft_pfc *p, int i, ft_tensor_info *info) {
+    if (i != 0) return FT_EARG;
+    *info = (ft_tensor_info){"weight",
+                             FT_DT_F32,
+                             2,
+                             {p->num_local, p->cfg.emb, 0, 0},
+                             (size_t)p->num_local * p->cfg.emb};
+    return 0;
+}
+
+int ft_pfc_tensor_get(ft_pfc *p, int i, void *host) {
+    if (i != 0) return FT_EARG;
+    return p->o->download(p->o, host, p->w, (size_t)p->num_local * p->cfg.emb * sizeof(float));
+}
+
+int ft_pfc_tensor_set(ft_pfc *p, int i, const void *host) {
+    if (i != 0) return FT_EARG;
+    return p->o->upload(p->o, p->w, host, (size_t)p->num_local * p->cfg.emb * sizeof(float));
+}
+
+int ft_pfc_grad_get(ft_pfc *p, float *host) {
+    return p->o->download(p->o, host, p->g, (size_t)p->num_local * p->cfg.emb * sizeof(float));
+}

@@ -1,0 +1,106 @@
+/* pfc.h: margin softmax (ArcFace / CosFace, arcface_torch CombinedMarginLoss) on a Partial FC
+ * classifier (arcface_torch PartialFC_V2), with explicit backward, on an ft_ops backend.
+ *
+ * One step, as arcface_torch computes it on the (global, all-gathered) batch of B rows:
+ *   labels outside this shard -> -1, others -> label - class_start;
+ *   sample_rate < 1: index = all positive local classes + random negatives, sorted, of size
+ *     max(int(rate * num_local), #positives); labels remapped to positions in index;
+ *   cos = normalize(emb) . normalize(W[index])^T, clamped to [-1, 1];
+ *   interclass filtering (threshold t > 0): entries with cos > t are multiplied by 0 (value and
+ *     gradient), except the target entry of rows whose label is in this shard (rows with
+ *     label -1 lose every entry above t), as losses.py does;
+ *   margin on the target entry: ArcFace (m1 = 1, m3 = 0) cos(acos(x) + m2), no easy-margin
+ *     guard; CosFace (m3 > 0) x - m3 (m1, m2 ignored, as upstream); other combinations are
+ *     rejected (upstream raises);
+ *   logits = s * that; loss = -mean over rows of log(max(p_target, 1e-30)) with the softmax
+ *     taken over all classes of all shards;
+ *   backward: dlogits = (softmax - onehot) / B. Upstream applies the ArcFace margin under
+ *     torch.no_grad(), so d logit / d cos = s everywhere (FT_MARGIN_GRAD_UPSTREAM, the
+ *     default); FT_MARGIN_GRAD_EXACT uses the true derivative of the margin instead. The clamp
+ *     passes gradient only where -1 <= cos <= 1. Gradients reach the embeddings and the
+ *     sampled rows of W (the dense weight gradient is accumulated, "+=", like the backbone's).
+ *
+ * Optimizer semantics: PyTorch's SGD sees a dense gradient for the PFC weight, zero on rows
+ * that were not sampled, so momentum and weight decay move EVERY row each step (this is what
+ * arcface_torch does; register the weight with ft_sgd_add_param as any parameter). The cheaper
+ * "update only the sampled rows" variant is available through ft_sgd_set_rows with
+ * ft_pfc_sampled_rows (not upstream's behaviour when sample_rate < 1).
+ *
+ * Sharding: a rank holds classes [class_start, class_start + num_local) with
+ *   num_local = C / W + (rank < C % W), class_start = C / W * rank + min(rank, C % W).
+ * The softmax runs as local row max -> comm.allreduce_max -> local exp-sum ->
+ * comm.allreduce_sum -> p_target reduced with allreduce_sum; without a comm (single rank) the
+ * hooks are skipped. The embedding gradient written by forward_backward is this shard's
+ * contribution: a distributed caller sums it across ranks (the AllGather backward) and keeps
+ * its own rows.
+ */
+#ifndef FT_PFC_H
+#define FT_PFC_H
+
+#include "ops.h"
+
+typedef struct ft_pfc ft_pfc;
+
+typedef struct ft_pfc_config {
+    int64_t num_classes;                  /* C, all shards together */
+    int rank, world_size;                 /* this shard; 0 and 1 for single-process training */
+    int emb;                              /* embedding size (512) */
+    int max_batch;                        /* largest number of rows (global batch) per step */
+    float sample_rate;                    /* (0, 1]; 1 = use every local class */
+    float s, m1, m2, m3;                  /* 64, (1, 0.5, 0) ArcFace or (1, 0, 0.4) CosFace */
+    float interclass_filtering_threshold; /* 0 = off */
+    int margin_grad; /* FT_MARGIN_GRAD_UPSTREAM (default) or FT_MARGIN_GRAD_EXACT */
+    uint64_t seed;   /* weight init and per-step sampling */
+} ft_pfc_config;
+
+/* Cross-rank reductions over count floats of device memory, in place. */
+typedef struct ft_pfc_comm {
+    void *ctx;
+    int (*allreduce_max)(void *ctx, ft_ops *o, float *dev, int count);
+    int (*allreduce_sum)(void *ctx, ft_ops *o, float *dev, int count);
+} ft_pfc_comm;
+
+/* Defaults: ArcFace (1, 0.5, 0), s 64, sample_rate 1, single rank, emb 512, max_batch 128,
+ * seed 2048; num_classes must be set by the caller. */
+void ft_pfc_config_init(ft_pfc_config *cfg, int64_t num_classes);
+
+/* Create the shard; W[num_local, emb] ~ N(0, 0.01), row j drawn from a stream keyed by its
+ * global class id (so the initial weights do not depend on the world size). */
+int ft_pfc_create(ft_ops *o, const ft_pfc_config *cfg, ft_pfc **out);
+void ft_pfc_free(ft_pfc *p);                              /* NULL-safe */
+void ft_pfc_set_comm(ft_pfc *p, const ft_pfc_comm *comm); /* NULL = single rank */
+
+int64_t ft_pfc_num_local(const ft_pfc *p);
+int64_t ft_pfc_class_start(const ft_pfc *p);
+int ft_pfc_num_sample(const ft_pfc *p); /* int(sample_rate * num_local) */
+size_t ft_pfc_bytes(const ft_pfc *p);   /* device bytes held */
+
+/* Step part 1: take the global labels (host, batch rows, 0 <= label < num_classes) and choose
+ * this step's classes. The negatives are a pure function of (seed, step, rank, labels). */
+int ft_pfc_prepare(ft_pfc *p, const int32_t *labels, int batch, uint64_t step);
+/* The same with a given index (sorted, distinct local rows containing every positive), e.g.
+ * to replay a step; count <= max(num_sample, positives). */
+int ft_pfc_prepare_index(ft_pfc *p, const int32_t *labels, int batch, const int32_t *index,
+                         int count);
+/* The current index (host, sorted local rows) and its size; with sample_rate 1 it is
+ * 0..num_local-1. */
+int ft_pfc_index(const ft_pfc *p, const int32_t **index, int *count);
+/* Device copy of the index for ft_sgd_set_rows; *dev_index is NULL when every row is used. */
+int ft_pfc_sampled_rows(const ft_pfc *p, const int32_t **dev_index, int *count);
+
+/* Step part 2: emb [batch, emb] device (the rows given to prepare). Computes the loss (host,
+ * the mean over the batch), writes demb [batch, emb] (device, overwritten; may be NULL) and
+ * accumulates the weight gradient. */
+int ft_pfc_forward_backward(ft_pfc *p, const float *emb, float *demb, float *loss);
+int ft_pfc_zero_grad(ft_pfc *p);
+
+/* The classifier weight as the optimizer sees it (name "weight", [num_local, emb]). */
+int ft_pfc_param(ft_pfc *p, ft_param *out);
+/* Checkpoint access: one tensor, "weight" [num_local, emb], as in state_dict_softmax_fc. */
+int ft_pfc_tensor_count(const ft_pfc *p);
+int ft_pfc_tensor_info(const ft_pfc *p, int i, ft_tensor_info *info);
+int ft_pfc_tensor_get(ft_pfc *p, int i, void *host);
+int ft_pfc_tensor_set(ft_pfc *p, int i, const void *host);
+int ft_pfc_grad_get(ft_pfc *p, float *host); /* dense weight gradient, num_local*emb floats */
+
+#endif
