@@ -6,9 +6,15 @@
  * Output: one safetensors file (8-byte LE header size, JSON header, raw LE data); the run's
  * configuration is in "__metadata__".
  *
+ * --sampled-update (needs --rate < 1 and --acc 1): the optimizer updates only the rows of the
+ * PFC weight sampled in the step, and their momentum (ft_sgd_set_rows with
+ * ft_pfc_sampled_rows); the PFC weight and its momentum buffer are then also dumped after every
+ * step ("stepN.pfc.weight", "stepN.pfc.mom") so the reference can check that unsampled rows
+ * are left bit-identical. Without it the update is dense (PyTorch SGD on the whole weight).
+ *
  * Usage: test_train_torch --out FILE [--width 8] [--blocks 2,1,1,1] [--emb 32] [--batch 6]
  *        [--classes 40] [--rate 1] [--margin arcface|cosface] [--threshold 0] [--steps 3]
- *        [--acc 1] [--lr 0.1] [--wd 5e-4] [--threads 2] [--seed 1]
+ *        [--acc 1] [--lr 0.1] [--wd 5e-4] [--threads 2] [--seed 1] [--sampled-update]
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,12 +96,20 @@ typedef struct opts {
     int width, blocks[4], emb, batch, classes, steps, acc, threads;
     double rate, threshold, lr, wd;
     uint64_t seed;
+    int sampled_update; /* update only the sampled PFC rows and their momentum */
 } opts;
 
 static int parse(int argc, char **argv, opts *o) {
-    *o = (opts){NULL, "arcface", 8, {2, 1, 1, 1}, 32, 6, 40, 3, 1, 2, 1.0, 0.0, 0.1, 5e-4, 1};
-    for (int i = 1; i + 1 < argc; i += 2) {
-        const char *k = argv[i], *v = argv[i + 1];
+    *o = (opts){NULL, "arcface", 8, {2, 1, 1, 1}, 32, 6, 40, 3, 1, 2, 1.0, 0.0, 0.1, 5e-4, 1, 0};
+    for (int i = 1; i < argc; i += 2) {
+        const char *k = argv[i];
+        if (!strcmp(k, "--sampled-update")) {
+            o->sampled_update = 1;
+            i--;
+            continue;
+        }
+        if (i + 1 >= argc) return fprintf(stderr, "option %s needs a value\n", k), 1;
+        const char *v = argv[i + 1];
         if (!strcmp(k, "--out"))
             o->out = v;
         else if (!strcmp(k, "--margin"))
@@ -130,6 +144,10 @@ static int parse(int argc, char **argv, opts *o) {
             return fprintf(stderr, "unknown option %s\n", k), 1;
     }
     if (!o->out || o->acc < 1 || o->steps < 1) return fprintf(stderr, "bad options\n"), 1;
+    /* the row restriction follows the index of the last prepare: with accumulation, rows
+     * sampled only in earlier micro-steps would keep gradients that are never applied */
+    if (o->sampled_update && !(o->rate < 1 && o->acc == 1))
+        return fprintf(stderr, "--sampled-update needs --rate < 1 and --acc 1\n"), 1;
     return 0;
 }
 
@@ -175,6 +193,28 @@ static int dump_grads(ft_ops *o, ft_sgd *s, ft_iresnet *m, ft_pfc *p) {
     return rc ? rc : dump_f32("step0.grad.pfc.weight", pp.g, o, pp.ndim, pp.shape);
 }
 
+/* the PFC weight and its momentum buffer ("weight.momentum_buffer") as NAME.pfc.weight and
+ * NAME.pfc.mom */
+static int dump_head(ft_ops *o, ft_sgd *s, ft_pfc *p, const char *prefix) {
+    ft_param pp;
+    ft_pfc_param(p, &pp);
+    char name[160];
+    snprintf(name, sizeof name, "%s.pfc.weight", prefix);
+    if (dump_f32(name, pp.w, o, pp.ndim, pp.shape)) return 1;
+    for (int i = 0; i < ft_sgd_state_count(s); i++) {
+        ft_tensor_info ti;
+        ft_sgd_state_info(s, i, &ti);
+        if (strcmp(ti.name, "weight.momentum_buffer")) continue;
+        float *h = malloc(pp.numel * sizeof(float));
+        if (!h || ft_sgd_state_get(s, i, h)) return 1;
+        snprintf(name, sizeof name, "%s.pfc.mom", prefix);
+        st_add(name, "F32", ti.ndim, ti.shape, h, ti.numel * 4);
+        free(h);
+        return 0;
+    }
+    return 1;
+}
+
 static int dump_final(ft_ops *o, ft_sgd *s, ft_iresnet *m, ft_pfc *p) {
     if (dump_backbone(m, "final.")) return 1;
     ft_param pp;
@@ -200,6 +240,7 @@ typedef struct run {
     ft_iresnet *m;
     ft_pfc *p;
     ft_sgd *s;
+    int head_id; /* optimizer id of the PFC weight */
     float *demb;
 } run;
 
@@ -227,7 +268,8 @@ static int setup(const opts *op, run *r) {
     }
     ft_param pp;
     ft_pfc_param(r->p, &pp);
-    return ft_sgd_add_param(r->s, &pp, FT_SGD_GROUP_HEAD) < 0;
+    r->head_id = ft_sgd_add_param(r->s, &pp, FT_SGD_GROUP_HEAD);
+    return r->head_id < 0;
 }
 
 static int step(const opts *op, run *r, int s) {
@@ -256,6 +298,12 @@ static int step(const opts *op, run *r, int s) {
         snprintf(name, sizeof name, "step%d.index", s);
         st_add(name, "I32", 1, is, idx, (size_t)cnt * 4);
     }
+    if (!rc && op->sampled_update) {
+        const int32_t *rows;
+        int nrows;
+        rc = ft_pfc_sampled_rows(r->p, &rows, &nrows);
+        if (!rc) rc = ft_sgd_set_rows(r->s, r->head_id, op->emb, rows, nrows);
+    }
     if (!rc) rc = ft_pfc_forward_backward(r->p, emb, r->demb, &loss);
     if (!rc) rc = ft_iresnet_backward(r->m, r->demb);
     snprintf(name, sizeof name, "step%d.loss", s), st_add(name, "F32", 1, one, &loss, 4);
@@ -267,6 +315,10 @@ static int step(const opts *op, run *r, int s) {
         snprintf(name, sizeof name, "step%d.gradnorm", s), st_add(name, "F32", 1, one, &nf, 4);
         if (!rc) rc = ft_sgd_step(r->s, (float)op->lr);
         if (!rc) rc = ft_sgd_zero_grad(r->s);
+        if (!rc && op->sampled_update) {
+            snprintf(name, sizeof name, "step%d", s);
+            rc = dump_head(r->o, r->s, r->p, name);
+        }
     }
     printf("step %d loss %.6f\n", s, loss);
     free(x), free(lab);
@@ -293,10 +345,10 @@ int main(int argc, char **argv) {
              "{\"width\":\"%d\",\"blocks\":\"%d,%d,%d,%d\",\"emb\":\"%d\",\"batch\":\"%d\","
              "\"classes\":\"%d\",\"rate\":\"%.9g\",\"margin\":\"%s\",\"threshold\":\"%.9g\","
              "\"steps\":\"%d\",\"acc\":\"%d\",\"lr\":\"%.9g\",\"wd\":\"%.9g\",\"s\":\"64\","
-             "\"num_sample\":\"%d\"}",
+             "\"num_sample\":\"%d\",\"update\":\"%s\"}",
              op.width, op.blocks[0], op.blocks[1], op.blocks[2], op.blocks[3], op.emb, op.batch,
              op.classes, op.rate, op.margin, op.threshold, op.steps, op.acc, op.lr, op.wd,
-             ft_pfc_num_sample(r.p));
+             ft_pfc_num_sample(r.p), op.sampled_update ? "sampled" : "dense");
     int rc = st_write(op.out, meta);
     ft_sgd_free(r.s);
     ft_pfc_free(r.p);

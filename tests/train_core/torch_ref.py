@@ -12,8 +12,18 @@ compares.
 Semantics replayed (arcface_torch): logits = normalize(emb) . normalize(W[index])^T clamped to
 [-1, 1]; interclass filtering multiplies entries above the threshold by a no-grad 0 (except the
 target); ArcFace margin applied under no_grad (straight-through gradient), CosFace x - m3;
-times s = 64; mean cross-entropy; SGD(momentum 0.9, weight_decay) over backbone and PFC weight
-(dense gradient: unsampled rows still decay); clip_grad_norm_(backbone, 5); gradient_acc.
+times s = 64; mean cross-entropy; SGD(momentum 0.9, weight_decay) over backbone and PFC weight;
+clip_grad_norm_(backbone, 5); gradient_acc.
+
+Two update modes for the PFC weight (metadata "update"):
+  dense    PyTorch SGD on the whole weight, as arcface_torch's PartialFC_V2 does: the gradient
+           is zero on unsampled rows, yet weight decay and momentum still move them.
+  sampled  (test_train_torch --sampled-update) original PartialFC semantics: each step the
+           rows of the step's index are gathered into a fresh leaf Parameter whose optimizer
+           state is set to the gathered momentum rows; SGD steps it and weight and momentum are
+           scattered back, so unsampled rows keep weight AND momentum exactly. Checked per step:
+           the C's unsampled rows (weight and momentum) are bit-identical to the previous step's
+           and its sampled rows moved; all rows match the reference within the tolerances below.
 
 Metric per tensor: max |c - t| / max |t| (normalized max error). Tolerances (fp32):
   embeddings, loss            1e-4  (different summation orders: ~1e-6 expected)
@@ -134,6 +144,26 @@ def pfc_loss(emb, w_all, labels, index, cfg):
     return ce + (clamped - ce).detach()
 
 
+def check_sampled_step(ck, s, index, d, prev_w, prev_m, ref_w, ref_m):
+    """After step s of the sampled update: the C's unsampled rows are bit-identical to their
+    values before the step (weight and momentum), its sampled rows moved, and every row matches
+    the reference."""
+    cw, cm = d["step%d.pfc.weight" % s], d["step%d.pfc.mom" % s]
+    keep = torch.ones(cw.shape[0], dtype=torch.bool)
+    keep[index] = False
+    ck.exact("step%d unsampled pfc rows kept (%d rows)" % (s, int(keep.sum())), cw[keep],
+             prev_w[keep])
+    ck.exact("step%d unsampled momentum rows kept" % s, cm[keep], prev_m[keep])
+    moved = (cw[index] != prev_w[index]).any(1) & (cm[index] != prev_m[index]).any(1)
+    if not bool(moved.all()):
+        ck.fails += 1
+        print("FAIL step%d: %d sampled pfc rows did not move" % (s, int((~moved).sum())))
+    ck.cmp("step%d pfc.weight" % s, cw, ref_w, 1e-3, "weights")
+    ck.cmp("step%d pfc momentum" % s, cm, ref_m, 2e-3, "momentum")
+    print("step %d: %d sampled pfc rows updated, %d unsampled rows checked bit-identical"
+          % (s, len(index), int(keep.sum())))
+
+
 class Checker:
     def __init__(self):
         self.fails = 0
@@ -153,7 +183,12 @@ class Checker:
     def exact(self, what, c, t):
         if not torch.equal(c, t):
             self.fails += 1
-            print("FAIL %-52s %s != %s" % (what, c.tolist(), t.tolist()))
+            if c.numel() <= 8:
+                print("FAIL %-52s %s != %s" % (what, c.tolist(), t.tolist()))
+            else:
+                bad = (c != t) if c.shape == t.shape else torch.ones(1, dtype=torch.bool)
+                print("FAIL %-52s not bit-identical (%d of %d elements differ)"
+                      % (what, int(bad.sum()), c.numel()))
 
 
 def main():
@@ -170,6 +205,10 @@ def main():
     blocks = [int(b) for b in meta["blocks"].split(",")]
     steps, acc = int(meta["steps"]), int(meta["acc"])
     lr, wd, rate = float(meta["lr"]), float(meta["wd"]), float(meta["rate"])
+    update = meta.get("update", "dense")
+    if update == "sampled" and not (rate < 1 and acc == 1):
+        print("FAIL sampled update needs rate < 1 and acc 1")
+        return 1
     ck = Checker()
 
     net = Net(width, blocks, emb)
@@ -186,6 +225,11 @@ def main():
     W = nn.Parameter(d["init.pfc.weight"].clone())
     opt = torch.optim.SGD([{"params": net.parameters()}, {"params": [W]}], lr=lr, momentum=0.9,
                           weight_decay=wd)
+    # sampled mode: the full weight and momentum live outside the optimizer; the head group
+    # holds the step's gathered sub-weight
+    W_full = d["init.pfc.weight"].clone()
+    M_full = torch.zeros_like(W_full)
+    c_prev_w, c_prev_m = d["init.pfc.weight"], torch.zeros_like(W_full)
     net.train()
     for s in range(steps):
         x, labels = d["step%d.x" % s], d["step%d.labels" % s].long()
@@ -201,9 +245,17 @@ def main():
         e = net(x)
         if s == 0:
             ck.cmp("step0 embeddings", d["step0.emb"], e.detach(), 1e-4, "embeddings")
-        loss = pfc_loss(e, W, labels, index, cfg)
+        if update == "sampled":
+            sub = nn.Parameter(W_full[index].clone())
+            opt.param_groups[1]["params"] = [sub]
+            opt.state[sub]["momentum_buffer"] = M_full[index].clone()
+            loss = pfc_loss(e, sub, torch.searchsorted(index, labels), None, cfg)
+        else:
+            loss = pfc_loss(e, W, labels, index, cfg)
         ck.cmp("step%d loss" % s, d["step%d.loss" % s], loss.detach().reshape(1), 1e-4, "loss")
         loss.backward()
+        if update == "sampled":
+            W.grad = torch.zeros_like(W_full).index_copy_(0, index, sub.grad)
         if s == 0:
             # biases followed by a BN have zero gradient up to rounding: the normalizer of a
             # tensor is at least 1e-3 of the largest gradient of the model
@@ -219,6 +271,12 @@ def main():
                    "grads")
             opt.step()
             opt.zero_grad()
+            if update == "sampled":
+                W_full[index] = sub.detach()
+                M_full[index] = opt.state.pop(sub)["momentum_buffer"]
+                W.grad = None
+                check_sampled_step(ck, s, index, d, c_prev_w, c_prev_m, W_full, M_full)
+                c_prev_w, c_prev_m = d["step%d.pfc.weight" % s], d["step%d.pfc.mom" % s]
     for k, v in net.state_dict().items():
         if v.dtype == torch.int64:
             ck.exact("final " + k, d["final." + k], v)
@@ -226,7 +284,8 @@ def main():
             ck.cmp("final " + k, d["final." + k], v, 2e-3, "running stats", 1e-2)
         else:
             ck.cmp("final " + k, d["final." + k], v, 1e-3, "weights", 1e-2)
-    ck.cmp("final pfc.weight", d["final.pfc.weight"], W.detach(), 1e-3, "weights")
+    ck.cmp("final pfc.weight", d["final.pfc.weight"],
+           W_full if update == "sampled" else W.detach(), 1e-3, "weights")
     for k, p in net.named_parameters():
         if p.requires_grad and steps >= acc:
             buf = opt.state[p]["momentum_buffer"]
@@ -234,7 +293,8 @@ def main():
                    "momentum", 1e-3 * gmax)
     if steps >= acc:
         ck.cmp("final momentum pfc", d["final.mom.weight.momentum_buffer"],
-               opt.state[W]["momentum_buffer"], 2e-3, "momentum")
+               M_full if update == "sampled" else opt.state[W]["momentum_buffer"], 2e-3,
+               "momentum")
     for g, (e, what) in sorted(ck.worst.items()):
         print("max err %-14s %.3e  (%s)" % (g, e, what))
     print("PASS" if ck.fails == 0 else "FAIL: %d mismatches" % ck.fails)
