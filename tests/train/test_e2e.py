@@ -1,0 +1,349 @@
+"""ft-train end to end on ft-synth data (CPU).
+
+  test_e2e.py learn  FT_BIN REPO WORK   configs/synth_r18.py on 64 x 40 synthetic identities:
+                                        the loss falls, lfw reaches >= 95% Accuracy-Flip,
+                                        training.log / TensorBoard / checkpoints are complete,
+                                        and PyTorch loads backbone.safetensors into an IResNet
+                                        with load_state_dict(strict=True) and reproduces the
+                                        logged lfw XNorm and accuracy from it
+  test_e2e.py resume FT_BIN REPO WORK   stop at max_steps (mid-epoch and at an epoch end) and
+                                        by SIGINT, resume each time: per-step losses and every
+                                        saved tensor equal an uninterrupted run bit for bit
+  test_e2e.py bad    FT_BIN REPO WORK   bad configs and bad checkpoints give one clear line
+Exit 77 (skip) when ft-synth or ft-ingest are not built.
+"""
+import glob
+import os
+import pickle
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tb_reader import read_events  # noqa: E402
+
+MODE, BIN, REPO, WORK = sys.argv[1:5]
+TRAIN = os.path.join(BIN, "ft-train")
+CONFIG = os.path.join(REPO, "configs", "synth_r18.py")
+fail = []
+
+
+def check(c, what):
+    if not c:
+        fail.append(what)
+        print("FAIL:", what, flush=True)
+
+
+def finish():
+    print(f"{len(fail)} failure(s)")
+    sys.exit(1 if fail else 0)
+
+
+def make_data(path, classes, per_class, seed=1):
+    for tool in ("ft-synth", "ft-ingest"):
+        if not os.access(os.path.join(BIN, tool), os.X_OK):
+            print(f"skip: {tool} is not built")
+            sys.exit(77)
+    if os.path.isdir(os.path.join(path, "train.lmdb")):
+        return
+    shutil.rmtree(path, ignore_errors=True)
+    subprocess.run([os.path.join(BIN, "ft-synth"), path, "--classes", str(classes),
+                    "--per-class", str(per_class), "--seed", str(seed)], check=True,
+                   stdout=subprocess.DEVNULL)
+    subprocess.run([os.path.join(BIN, "ft-ingest"), path, os.path.join(path, "train.lmdb"),
+                    "--shuffle", "--seed", "7"], check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+
+
+def train(out, *args, loss_file=None, check_rc=0):
+    env = dict(os.environ)
+    if loss_file:
+        env["FT_TRAIN_LOSS_FILE"] = loss_file
+    p = subprocess.run([TRAIN, CONFIG, f"output={out}", *args], capture_output=True, text=True,
+                       env=env)
+    if check_rc is not None and p.returncode != check_rc:
+        print(p.stdout[-3000:], p.stderr[-3000:])
+        check(False, f"ft-train {' '.join(args)}: exit {p.returncode}")
+    return p
+
+
+# ---------------------------------------------------------------------------------- learn
+
+def iresnet_torch(width, blocks, emb):
+    import torch.nn as nn
+
+    class Block(nn.Module):
+        def __init__(self, cin, cout, stride, ds):
+            super().__init__()
+            self.bn1 = nn.BatchNorm2d(cin, eps=1e-5)
+            self.conv1 = nn.Conv2d(cin, cout, 3, 1, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(cout, eps=1e-5)
+            self.prelu = nn.PReLU(cout)
+            self.conv2 = nn.Conv2d(cout, cout, 3, stride, 1, bias=False)
+            self.bn3 = nn.BatchNorm2d(cout, eps=1e-5)
+            self.downsample = ds
+
+        def forward(self, x):
+            y = self.bn3(self.conv2(self.prelu(self.bn2(self.conv1(self.bn1(x))))))
+            return y + (self.downsample(x) if self.downsample is not None else x)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(3, width, 3, 1, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(width, eps=1e-5)
+            self.prelu = nn.PReLU(width)
+            cin = width
+            for i, n in enumerate(blocks):
+                cout = width * 2 ** i
+                ds = nn.Sequential(nn.Conv2d(cin, cout, 1, 2, bias=False),
+                                   nn.BatchNorm2d(cout, eps=1e-5))
+                layer = [Block(cin, cout, 2, ds)] + [Block(cout, cout, 1, None)
+                                                      for _ in range(n - 1)]
+                setattr(self, f"layer{i + 1}", nn.Sequential(*layer))
+                cin = cout
+            self.bn2 = nn.BatchNorm2d(cin, eps=1e-5)
+            self.dropout = nn.Dropout(0.0)
+            self.fc = nn.Linear(cin * 49, emb)
+            self.features = nn.BatchNorm1d(emb, eps=1e-5)
+
+        def forward(self, x):
+            x = self.prelu(self.bn1(self.conv1(x)))
+            for i in range(4):
+                x = getattr(self, f"layer{i + 1}")(x)
+            x = self.bn2(x)
+            return self.features(self.fc(self.dropout(x.flatten(1))))
+
+    return Net()
+
+
+def torch_verify(model, binpath):
+    """XNorm and Accuracy-Flip of the model on a .bin file, arcface_torch's protocol."""
+    import cv2
+    import torch
+    from verify_ref import reference  # the numpy protocol
+
+    with open(binpath, "rb") as f:
+        bins, issame = pickle.load(f, encoding="bytes")
+    imgs = [cv2.cvtColor(cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR),
+                         cv2.COLOR_BGR2RGB) for b in bins]
+    x = torch.from_numpy(np.stack(imgs).transpose(0, 3, 1, 2).copy()).float()
+    x = ((x / 255) - 0.5) / 0.5
+    with torch.no_grad():
+        orig = torch.cat([model(x[i:i + 100]) for i in range(0, len(x), 100)]).numpy()
+        flip = torch.cat([model(torch.flip(x[i:i + 100], dims=[3]))
+                          for i in range(0, len(x), 100)]).numpy()
+    return reference(orig, flip, issame)
+
+
+def learn():
+    data = os.path.join(WORK, "synth64")
+    make_data(data, 64, 40)
+    out = os.path.join(WORK, "run")
+    shutil.rmtree(out, ignore_errors=True)
+    t0 = time.time()
+    p = train(out, f"rec={data}")
+    wall = time.time() - t0
+    log = open(os.path.join(out, "training.log")).read()
+    speed = re.findall(r"Speed ([\d.]+) samples/sec   Loss ([\d.]+)", log)
+    losses = [float(l) for _, l in speed]
+    acc = {m.group(1): float(m.group(3)) for m in re.finditer(r"\[(\w+)\]\[(\d+)\]Accuracy-Flip: ([\d.]+)", log)}
+    steps = re.findall(r"\[lfw\]\[(\d+)\]Accuracy-Flip: ([\d.]+)", log)
+    print(f"wall {wall:.0f} s; loss lines {losses[:2]} ... {losses[-2:]}; final accuracy {acc}")
+    print(p.stderr.strip().splitlines()[0] if p.stderr.strip() else "")
+    check(len(losses) >= 5 and losses[-1] < 0.5 * losses[0], "loss does not fall")
+    check(acc.get("lfw", 0) >= 0.95, f"lfw accuracy {acc.get('lfw')} < 0.95")
+    check(log.startswith("Training: ") and "-rank_id: 0\n" in log.splitlines(True)[0], "first line")
+    check([s for s, _ in steps][-1] == "320", f"verification steps {steps}")
+    for name in ("backbone.safetensors", "pfc_rank0_of1.safetensors", "state_rank0.safetensors"):
+        check(os.path.exists(os.path.join(out, name)), f"{name} missing")
+    check(not glob.glob(os.path.join(out, "*.tmp.*")), "temporary files left")
+    ev = glob.glob(os.path.join(out, "tensorboard", "events.out.tfevents.*"))
+    check(len(ev) == 1, f"event files {ev}")
+    if ev:
+        tags = {}
+        for e in read_events(ev[0])[1:]:
+            for v in e.get("summary", []):
+                tags.setdefault(v["tag"], []).append((e["step"], v["simple_value"]))
+        check(set(tags) == {"loss", "learning_rate", "time_for_end", "lfw", "cfp_fp", "agedb_30"},
+              f"tags {sorted(tags)}")
+        check([s for s, _ in tags.get("loss", [])][:2] == [20, 30], "loss scalar steps")
+        check(abs(tags["lfw"][-1][1] - acc["lfw"]) < 1e-5, "lfw scalar")
+    # PyTorch side: load_state_dict(strict=True) and reproduce the logged verification
+    import torch
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from test_safetensors_io import load_safetensors
+
+    sd = load_safetensors(os.path.join(out, "backbone.safetensors"))
+    model = iresnet_torch(8, (1, 1, 1, 1), 128)
+    model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in sd.items()}, strict=True)
+    check(sd["features.num_batches_tracked"].dtype == np.int64 and
+          int(sd["features.num_batches_tracked"]) == 320, "num_batches_tracked")
+    model.eval()
+    xnorm, acc2, std2, _ = torch_verify(model, os.path.join(data, "lfw.bin"))
+    logged = re.findall(r"\[lfw\]\[320\]XNorm: ([\d.]+)", log)
+    print(f"PyTorch on backbone.safetensors: lfw XNorm {xnorm:.6f} Accuracy-Flip {acc2:.5f}+-"
+          f"{std2:.5f}; logged XNorm {logged[-1] if logged else '?'} acc {acc.get('lfw')}")
+    check(logged and abs(xnorm - float(logged[-1])) < 1e-3 * xnorm, "XNorm differs from PyTorch")
+    check(abs(acc2 - acc.get("lfw", 0)) <= 0.005, "accuracy differs from PyTorch")
+    finish()
+
+
+# ---------------------------------------------------------------------------------- resume
+
+SMALL = ["num_epoch=2", "val_targets=[]", "frequent=2", "verbose=1000", "threads=2"]
+
+
+def tensors_of(out):
+    from test_safetensors_io import load_safetensors
+    res = {}
+    for name in sorted(os.listdir(out)):
+        if name.endswith(".safetensors"):
+            for k, v in load_safetensors(os.path.join(out, name)).items():
+                res[f"{name}:{k}"] = v
+    return res
+
+
+def compare_runs(label, ref_out, ref_losses, out, loss_file):
+    got = open(loss_file).read().split("\n")
+    want = open(ref_losses).read().split("\n")
+    check(got == want, f"{label}: per-step losses differ ({len(got)} vs {len(want)} lines)")
+    a, b = tensors_of(ref_out), tensors_of(out)
+    check(sorted(a) == sorted(b), f"{label}: different tensor sets")
+    diff = [k for k in a if k in b and (a[k].dtype != b[k].dtype or a[k].tobytes() != b[k].tobytes())]
+    check(not diff, f"{label}: tensors differ: {diff[:5]}")
+    print(f"{label}: {len(want) - 1} losses and {len(a)} tensors identical" if not diff and got == want
+          else f"{label}: mismatch")
+
+
+def resume():
+    data = os.path.join(WORK, "synth16")
+    make_data(data, 16, 20, seed=3)  # 320 images: 10 steps of 32 per epoch, 20 in all
+    common = [f"rec={data}", *SMALL]
+    ref, ref_losses = os.path.join(WORK, "ref"), os.path.join(WORK, "ref.loss")
+    for p in (ref, ref_losses):
+        shutil.rmtree(p, ignore_errors=True) if os.path.isdir(p) else (os.path.exists(p) and os.remove(p))
+    train(ref, *common, loss_file=ref_losses)
+    # stop mid-epoch (7), at an epoch end (10), mid-epoch again (13), then to the end
+    out, lf = os.path.join(WORK, "parts"), os.path.join(WORK, "parts.loss")
+    shutil.rmtree(out, ignore_errors=True)
+    if os.path.exists(lf):
+        os.remove(lf)
+    train(out, *common, "max_steps=7", loss_file=lf)
+    train(out, *common, "max_steps=10", "resume=True", loss_file=lf)
+    train(out, *common, "max_steps=13", "resume=True", loss_file=lf)
+    train(out, *common, "resume=True", loss_file=lf)
+    compare_runs("max_steps 7/10/13 + resume", ref, ref_losses, out, lf)
+    log = open(os.path.join(out, "training.log")).read()
+    check(log.count("-rank_id: 0\n") == 4, "training.log is appended to on resume")
+    # Ctrl-C: stops after the current step with a checkpoint, exit 130; resume finishes
+    out, lf = os.path.join(WORK, "sigint"), os.path.join(WORK, "sigint.loss")
+    shutil.rmtree(out, ignore_errors=True)
+    if os.path.exists(lf):
+        os.remove(lf)
+    env = dict(os.environ, FT_TRAIN_LOSS_FILE=lf)
+    p = subprocess.Popen([TRAIN, CONFIG, f"output={out}", *common], env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    while p.poll() is None and (not os.path.exists(lf) or len(open(lf).readlines()) < 4):
+        time.sleep(0.05)
+    p.send_signal(signal.SIGINT)
+    err = p.communicate()[1]
+    n = len(open(lf).readlines())
+    print(f"SIGINT after {n} steps: exit {p.returncode}; {err.strip().splitlines()[-1]}")
+    check(p.returncode == 130 and "stopped" in err and "resume=True" in err,
+          f"SIGINT: exit {p.returncode}, {err.strip()}")
+    train(out, *common, "resume=True", loss_file=lf)
+    compare_runs("SIGINT + resume", ref, ref_losses, out, lf)
+    # Partial FC with sample_rate < 1 and the sampled-rows update: the sampled index set is a
+    # function of (seed, step), so a resumed run samples and updates the same centres
+    sampled = [*common, "sample_rate=0.5", "pfc_update=sampled"]
+    ref, ref_losses = os.path.join(WORK, "ref_s"), os.path.join(WORK, "ref_s.loss")
+    out, lf = os.path.join(WORK, "parts_s"), os.path.join(WORK, "parts_s.loss")
+    for p in (ref, out):
+        shutil.rmtree(p, ignore_errors=True)
+    for p in (ref_losses, lf):
+        if os.path.exists(p):
+            os.remove(p)
+    train(ref, *sampled, loss_file=ref_losses)
+    train(out, *sampled, "max_steps=7", loss_file=lf)
+    train(out, *sampled, "resume=True", loss_file=lf)
+    compare_runs("sample_rate 0.5, max_steps 7 + resume", ref, ref_losses, out, lf)
+    finish()
+
+
+# ---------------------------------------------------------------------------------- bad
+
+def bad():
+    data = os.path.join(WORK, "synth16")
+    make_data(data, 16, 20, seed=3)
+    common = [f"rec={data}", *SMALL, "num_epoch=1"]
+    tmp = os.path.join(WORK, "badcfg")
+    os.makedirs(tmp, exist_ok=True)
+
+    def expect(args, needle, config=CONFIG, rc=1):
+        p = subprocess.run([TRAIN, config, *args], capture_output=True, text=True)
+        lines = p.stderr.strip().splitlines()
+        ok = p.returncode == rc and lines and needle in lines[-1] and \
+            lines[-1].startswith("ft-train: ")
+        print(f"{'ok  ' if ok else 'FAIL'} {needle!r}: {lines[-1] if lines else ''}")
+        check(ok, f"{args}: want {needle!r}, rc {rc}; got rc {p.returncode}: {p.stderr.strip()[-500:]}")
+
+    cfg = os.path.join(tmp, "c.py")
+    with open(cfg, "w") as f:
+        f.write("config.network = 'r18'\nconfig.lr = 0.1 0.2\n")
+    expect([], "c.py:2: bad value for 'lr'", config=cfg)
+    expect(["lrr=1"], "unknown key 'lrr'")
+    expect(["batch_size='32'"], "'batch_size' must be an integer, got str '32'")
+    expect([f"rec={data}", "num_classes=10"], "num_classes = 10 is smaller than the 16 classes")
+    expect([f"rec={tmp}"], "no train.lmdb/ and no train.rec")
+    p = subprocess.run([TRAIN, "--bogus"], capture_output=True, text=True)
+    check(p.returncode == 2 and "usage: ft-train" in p.stderr, "unknown option: usage")
+    p = subprocess.run([TRAIN], capture_output=True, text=True)
+    check(p.returncode == 2 and p.stderr.startswith("usage: ft-train"), "no config: usage")
+    # a good checkpoint to damage
+    out = os.path.join(WORK, "ckpt")
+    shutil.rmtree(out, ignore_errors=True)
+    train(out, *common, "max_steps=3")
+    expect([*common, f"output={out}", "resume=True", "width=16"],
+           "tensor 'conv1.weight' has shape [8, 3, 3, 3], this model needs [16, 3, 3, 3]")
+    expect([*common, f"output={out}", "resume=True", "blocks=(1, 1, 1, 2)"],
+           "tensor 'layer4.1.bn1.weight' is missing")
+    expect([*common, f"output={out}", "resume=True", "network='r34'", "blocks=None"],
+           "tensor 'layer1.1.bn1.weight' is missing: not a checkpoint of this model (this run builds network r34")
+    expect([*common, f"output={out}", "resume=True", "embedding_size=64"],
+           "has shape [128, 3136], this model needs [64, 3136]")
+    expect([*common, f"output={out}", "resume=True", "num_classes=20"],
+           "pfc_rank0_of1.safetensors: tensor 'weight' has shape [64, 128], this model needs [20, 128]")
+    bigger = os.path.join(WORK, "ckpt_bigger")
+    shutil.rmtree(bigger, ignore_errors=True)
+    train(bigger, *common, "max_steps=1", "blocks=(1, 1, 1, 2)")
+    expect([*common, f"output={bigger}", "resume=True"],
+           "is not part of this model: not a checkpoint of this model (this run builds")
+    expect([*common, f"output={os.path.join(WORK, 'nothing')}", "resume=True"],
+           "state_rank0.safetensors does not exist")
+    bb = os.path.join(out, "backbone.safetensors")
+    keep = open(bb, "rb").read()
+    open(bb, "wb").write(keep[:len(keep) - 100])
+    expect([*common, f"output={out}", "resume=True"], "backbone.safetensors: tensors need")
+    open(bb, "wb").write(keep[:5])
+    expect([*common, f"output={out}", "resume=True"], "too short for a safetensors file")
+    open(bb, "wb").write(b"\x10\0\0\0\0\0\0\0" + b"[not a header]  ")
+    expect([*common, f"output={out}", "resume=True"], "does not start with '{'")
+    # a backbone from another step (a save cut short between renames)
+    other = os.path.join(WORK, "ckpt2")
+    shutil.rmtree(other, ignore_errors=True)
+    train(other, *common, "max_steps=2")
+    shutil.copy(os.path.join(other, "backbone.safetensors"), bb)
+    expect([*common, f"output={out}", "resume=True"], "the last checkpoint save was cut short")
+    open(bb, "wb").write(keep)
+    p = train(out, *common, "resume=True")
+    check(p.returncode == 0, "resume after restoring the checkpoint")
+    finish()
+
+
+{"learn": learn, "resume": resume, "bad": bad}[MODE]()

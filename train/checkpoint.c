@@ -1,0 +1,250 @@
+/* checkpoint.c: checkpoint files; see checkpoint.h. */
+#include "checkpoint.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ft_common.h"
+
+static int ckerr(char *err, size_t cap, int rc, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    if (err && cap) vsnprintf(err, cap, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+void ft_ckpt_part_init(ft_ckpt_part *p, const char *file) {
+    memset(p, 0, sizeof *p);
+    snprintf(p->file, sizeof p->file, "%s", file);
+}
+
+void ft_ckpt_part_free(ft_ckpt_part *p) {
+    if (!p) return;
+    for (int i = 0; i < p->n_owned; i++) free(p->owned[i]);
+    for (int i = 0; i < p->n; i++) free((char *)p->t[i].name);
+    for (int i = 0; i < p->n_meta; i++) free(p->meta[i]);
+    free(p->owned);
+    free(p->t);
+    memset(p, 0, sizeof *p);
+}
+
+static ft_st_tensor *new_tensor(ft_ckpt_part *p, const char *name, size_t bytes, void **buf) {
+    if (p->n == p->cap) {
+        int nc = p->cap ? p->cap * 2 : 64;
+        ft_st_tensor *nt = realloc(p->t, (size_t)nc * sizeof *nt);
+        if (!nt) return NULL;
+        p->t = nt, p->cap = nc;
+        void **no = realloc(p->owned, (size_t)nc * sizeof *no);
+        if (!no) return NULL;
+        p->owned = no;
+    }
+    void *b = malloc(bytes ? bytes : 1);
+    char *nm = strdup(name);
+    if (!b || !nm) {
+        free(b), free(nm);
+        return NULL;
+    }
+    p->owned[p->n_owned++] = b;
+    ft_st_tensor *t = &p->t[p->n++];
+    memset(t, 0, sizeof *t);
+    t->name = nm;
+    t->data = b;
+    t->nbytes = bytes;
+    *buf = b;
+    return t;
+}
+
+static int st_dtype(int dt) {
+    return dt == FT_DT_I64 ? FT_ST_I64 : FT_ST_F32;
+}
+
+int ft_ckpt_part_add_source(ft_ckpt_part *p, ft_ckpt_source *src) {
+    int n = src->count(src->obj);
+    for (int i = 0; i < n; i++) {
+        if (src->skip && src->skip(src->obj, i)) continue;
+        ft_tensor_info info;
+        int rc = src->info(src->obj, i, &info);
+        if (rc) return rc;
+        void *buf = NULL;
+        ft_st_tensor *t =
+            new_tensor(p, info.name, info.numel * 4 * (info.dtype == FT_DT_I64 ? 2 : 1), &buf);
+        if (!t) return -ENOMEM;
+        t->dtype = st_dtype(info.dtype);
+        t->ndim = info.ndim;
+        for (int d = 0; d < info.ndim; d++) t->shape[d] = info.shape[d];
+        if ((rc = src->get(src->obj, i, buf))) return rc;
+    }
+    return 0;
+}
+
+int ft_ckpt_part_add_i64(ft_ckpt_part *p, const char *name, int64_t v) {
+    void *buf = NULL;
+    ft_st_tensor *t = new_tensor(p, name, 8, &buf);
+    if (!t) return -ENOMEM;
+    t->dtype = FT_ST_I64;
+    ft_wr_le64(buf, (uint64_t)v);
+    return 0;
+}
+
+int ft_ckpt_part_add_f64(ft_ckpt_part *p, const char *name, double v) {
+    void *buf = NULL;
+    ft_st_tensor *t = new_tensor(p, name, 8, &buf);
+    if (!t) return -ENOMEM;
+    t->dtype = FT_ST_F64;
+    uint64_t u;
+    memcpy(&u, &v, 8);
+    ft_wr_le64(buf, u);
+    return 0;
+}
+
+int ft_ckpt_part_add_meta(ft_ckpt_part *p, const char *key, const char *value) {
+    if (p->n_meta + 2 > (int)(sizeof p->meta / sizeof p->meta[0])) return FT_ERANGE;
+    char *k = strdup(key), *v = strdup(value);
+    if (!k || !v) {
+        free(k), free(v);
+        return -ENOMEM;
+    }
+    p->meta[p->n_meta++] = k;
+    p->meta[p->n_meta++] = v;
+    return 0;
+}
+
+int ft_ckpt_write(const char *dir, ft_ckpt_part *parts, int n, char *err, size_t errcap) {
+    char(*tmp)[PATH_MAX] = calloc((size_t)n, sizeof *tmp);
+    char(*dst)[PATH_MAX] = calloc((size_t)n, sizeof *dst);
+    int rc = (!tmp || !dst) ? -ENOMEM : 0, written = 0;
+    if (rc) ckerr(err, errcap, rc, "out of memory");
+    for (int i = 0; i < n && !rc; i++) {
+        if (ft_path_join(dst[i], PATH_MAX, dir, parts[i].file)) {
+            rc = ckerr(err, errcap, FT_ERANGE, "%s: path too long", dir);
+            break;
+        }
+        rc = ft_st_write_tmp(dst[i], parts[i].t, parts[i].n, (const char *const *)parts[i].meta,
+                             parts[i].n_meta / 2, tmp[i], PATH_MAX, err, errcap);
+        if (!rc) written = i + 1;
+    }
+    if (rc) {
+        for (int i = 0; i < written; i++) unlink(tmp[i]);
+    } else {
+        for (int i = 0; i < n && !rc; i++) {
+            rc = ft_st_commit(tmp[i], dst[i], err, errcap);
+            if (rc)
+                for (int k = i + 1; k < n; k++) unlink(tmp[k]);
+        }
+    }
+    free(tmp);
+    free(dst);
+    return rc;
+}
+
+void ft_ckpt_pfc_name(char *out, size_t cap, int rank, int world) {
+    snprintf(out, cap, "pfc_rank%d_of%d.safetensors", rank, world);
+}
+
+void ft_ckpt_state_name(char *out, size_t cap, int rank) {
+    snprintf(out, cap, "state_rank%d.safetensors", rank);
+}
+
+static void shape_str(char *out, size_t cap, int ndim, const int64_t *shape) {
+    size_t len = 0;
+    len += (size_t)snprintf(out, cap, "[");
+    for (int d = 0; d < ndim && len < cap; d++)
+        len += (size_t)snprintf(out + len, cap - len, "%s%lld", d ? ", " : "", (long long)shape[d]);
+    if (len < cap) snprintf(out + len, cap - len, "]");
+}
+
+static int check_one(const ft_st_file *f, const char *what, const ft_tensor_info *info,
+                     const ft_st_tensor **out, const char *hint, char *err, size_t errcap) {
+    const ft_st_tensor *t = ft_st_find(f, info->name);
+    char why[256];
+    snprintf(why, sizeof why, "not a checkpoint of this model%s%s%s", hint && hint[0] ? " (" : "",
+             hint && hint[0] ? hint : "", hint && hint[0] ? ")" : "");
+    if (!t)
+        return ckerr(err, errcap, FT_EFORMAT, "%s: tensor '%s' is missing: %s", what, info->name,
+                     why);
+    int want = st_dtype(info->dtype);
+    if (t->dtype != want)
+        return ckerr(err, errcap, FT_EFORMAT, "%s: tensor '%s' is %s, expected %s: %s", what,
+                     info->name, ft_st_dtype_name(t->dtype), ft_st_dtype_name(want), why);
+    int same = t->ndim == info->ndim;
+    for (int d = 0; same && d < t->ndim; d++) same = t->shape[d] == info->shape[d];
+    if (!same) {
+        char a[128], b[128];
+        shape_str(a, sizeof a, t->ndim, t->shape);
+        shape_str(b, sizeof b, info->ndim, info->shape);
+        return ckerr(err, errcap, FT_EFORMAT,
+                     "%s: tensor '%s' has shape %s, this model needs %s: %s", what, info->name, a,
+                     b, why);
+    }
+    *out = t;
+    return 0;
+}
+
+int ft_ckpt_load_source(const ft_st_file *f, const char *what, ft_ckpt_source *src, int strict,
+                        const char *hint, char *err, size_t errcap) {
+    int n = src->count(src->obj);
+    const ft_st_tensor **found = calloc((size_t)(n > 0 ? n : 1), sizeof *found);
+    if (!found) return -ENOMEM;
+    int rc = 0;
+    for (int i = 0; i < n && !rc; i++) {
+        if (src->skip && src->skip(src->obj, i)) continue;
+        ft_tensor_info info;
+        if ((rc = src->info(src->obj, i, &info))) break;
+        rc = check_one(f, what, &info, &found[i], hint, err, errcap);
+    }
+    for (int k = 0; strict && !rc && k < f->n; k++) {
+        int known = 0;
+        for (int i = 0; i < n && !known; i++) known = found[i] == &f->t[k];
+        if (!known)
+            rc = ckerr(err, errcap, FT_EFORMAT,
+                       "%s: tensor '%s' is not part of this model: not a checkpoint of this "
+                       "model%s%s%s",
+                       what, f->t[k].name, hint && hint[0] ? " (" : "", hint ? hint : "",
+                       hint && hint[0] ? ")" : "");
+    }
+    /* everything matches: copy (aligned copies, the file data may be unaligned) */
+    for (int i = 0; i < n && !rc; i++) {
+        if (!found[i]) continue;
+        void *buf = malloc(found[i]->nbytes ? found[i]->nbytes : 1);
+        if (!buf) {
+            rc = -ENOMEM;
+            break;
+        }
+        memcpy(buf, found[i]->data, found[i]->nbytes);
+        rc = src->set(src->obj, i, buf);
+        free(buf);
+        if (rc)
+            ckerr(err, errcap, rc, "%s: cannot set tensor '%s': %s", what, found[i]->name,
+                  ft_strerror(rc));
+    }
+    free(found);
+    return rc;
+}
+
+static const ft_st_tensor *scalar(const ft_st_file *f, const char *name, int dtype) {
+    const ft_st_tensor *t = ft_st_find(f, name);
+    return t && t->dtype == dtype && ft_st_numel(t) == 1 ? t : NULL;
+}
+
+int ft_ckpt_get_i64(const ft_st_file *f, const char *what, const char *name, int64_t *v, char *err,
+                    size_t errcap) {
+    const ft_st_tensor *t = scalar(f, name, FT_ST_I64);
+    if (!t) return ckerr(err, errcap, FT_EFORMAT, "%s: no I64 scalar '%s'", what, name);
+    *v = (int64_t)ft_rd_le64(t->data);
+    return 0;
+}
+
+int ft_ckpt_get_f64(const ft_st_file *f, const char *what, const char *name, double *v, char *err,
+                    size_t errcap) {
+    const ft_st_tensor *t = scalar(f, name, FT_ST_F64);
+    if (!t) return ckerr(err, errcap, FT_EFORMAT, "%s: no F64 scalar '%s'", what, name);
+    uint64_t u = ft_rd_le64(t->data);
+    memcpy(v, &u, 8);
+    return 0;
+}

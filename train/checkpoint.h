@@ -1,0 +1,79 @@
+/* checkpoint: ft-train's checkpoints (design.md contract 4), safetensors files in <output>:
+ *
+ *   backbone.safetensors            the IResNet state_dict (PyTorch names and shapes,
+ *                                   num_batches_tracked as I64): load_state_dict works
+ *   pfc_rank<r>_of<w>.safetensors   this rank's Partial FC shard "weight" [num_local, emb] and,
+ *                                   with save_all_states, its "weight.momentum_buffer"
+ *   state_rank<r>.safetensors       where training stands: global_step, epoch, loader
+ *                                   position, optimizer step count, LR schedule (base lr,
+ *                                   warmup, total, last step), seed; with save_all_states the
+ *                                   backbone's "<param>.momentum_buffer" tensors
+ *
+ * Every file carries __metadata__ "global_step"; all files of one save are first written under
+ * temporary names and fsync'd, and only then renamed into place, state last. A reader refuses
+ * a set whose files disagree on the step (a save cut short between renames).
+ *
+ * Loading checks names, dtypes and shapes against what the model expects and names the first
+ * tensor that differs (a checkpoint of another architecture or size is refused).
+ */
+#ifndef FT_CHECKPOINT_H
+#define FT_CHECKPOINT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ops.h"
+#include "safetensors.h"
+
+#define FT_CKPT_BACKBONE "backbone.safetensors"
+
+/* A set of named tensors (model, PFC shard, optimizer buffers) seen through callbacks. */
+typedef struct ft_ckpt_source {
+    void *obj;
+    int (*count)(void *obj);
+    int (*info)(void *obj, int i, ft_tensor_info *info);
+    int (*get)(void *obj, int i, void *host);
+    int (*set)(void *obj, int i, const void *host);
+    /* optional: skip tensor i (return 1), e.g. optimizer buffers of another file */
+    int (*skip)(void *obj, int i);
+} ft_ckpt_source;
+
+/* One file of a save. */
+typedef struct ft_ckpt_part {
+    char file[64]; /* name inside the output directory */
+    ft_st_tensor *t;
+    int n, cap;
+    void **owned; /* host buffers freed by ft_ckpt_part_free */
+    int n_owned;
+    char *meta[32];
+    int n_meta;
+} ft_ckpt_part;
+
+void ft_ckpt_part_init(ft_ckpt_part *p, const char *file);
+void ft_ckpt_part_free(ft_ckpt_part *p);
+/* Download every (non-skipped) tensor of src into the part. */
+int ft_ckpt_part_add_source(ft_ckpt_part *p, ft_ckpt_source *src);
+/* A scalar I64 or F64 tensor (shape []). */
+int ft_ckpt_part_add_i64(ft_ckpt_part *p, const char *name, int64_t v);
+int ft_ckpt_part_add_f64(ft_ckpt_part *p, const char *name, double v);
+int ft_ckpt_part_add_meta(ft_ckpt_part *p, const char *key, const char *value);
+
+/* Write parts to dir: all temporaries first, then renames in order (put state last). */
+int ft_ckpt_write(const char *dir, ft_ckpt_part *parts, int n, char *err, size_t errcap);
+
+/* File names. */
+void ft_ckpt_pfc_name(char *out, size_t cap, int rank, int world);
+void ft_ckpt_state_name(char *out, size_t cap, int rank);
+
+/* Load f's tensors into src: each tensor of src (not skipped) must exist in f with the same
+ * dtype and shape. strict: f must hold no other tensor. what names the file in messages; hint is
+ * appended to architecture errors (e.g. "this run builds r18 width 16"). */
+int ft_ckpt_load_source(const ft_st_file *f, const char *what, ft_ckpt_source *src, int strict,
+                        const char *hint, char *err, size_t errcap);
+/* Scalar I64/F64 tensor of f, FT_EFORMAT (with err) when absent or of another kind. */
+int ft_ckpt_get_i64(const ft_st_file *f, const char *what, const char *name, int64_t *v, char *err,
+                    size_t errcap);
+int ft_ckpt_get_f64(const ft_st_file *f, const char *what, const char *name, double *v, char *err,
+                    size_t errcap);
+
+#endif

@@ -1,0 +1,94 @@
+/* ft_train.h: the pieces of the ft-train program (main.c, ft_train_model.c, ft_train_loop.c).
+ *
+ * One run: config -> data (loader) -> model (IResNet), Partial FC, SGD on an ops backend ->
+ * training loop with training.log, TensorBoard and verification -> checkpoints.
+ * Every function returns 0 or a negative status and leaves a one-line reason in run->err;
+ * main() prints it as "ft-train: <reason>" and exits.
+ */
+#ifndef FT_TRAIN_H
+#define FT_TRAIN_H
+
+#include <stdint.h>
+
+#include "checkpoint.h" // defines: checkpoint files and tensor sources
+#include "config.h"     // defines: ft_config (the run's settings)
+#include "iresnet.h"    // defines: the backbone
+#include "loader.h"     // defines: the batch loader
+#include "lrsched.h"    // defines: the LR schedule
+#include "ops.h"        // defines: the compute backend
+#include "optim.h"      // defines: SGD and clipping
+#include "pfc.h"        // defines: margin softmax + Partial FC
+#include "tboard.h"     // defines: TensorBoard event files
+#include "trainlog.h"   // defines: training.log lines and the progress callback
+#include "verify.h"     // defines: verification on .bin targets
+
+#define FT_TRAIN_PROG  "ft-train"
+#define FT_TRAIN_CLIP  5.0   /* clip_grad_norm_(backbone.parameters(), 5) */
+#define FT_TRAIN_SCALE 64.0f /* CombinedMarginLoss(64, ...) */
+
+typedef struct ft_run {
+    ft_config cfg;
+    const char *config_path;
+    int rank, world;
+    char err[2048];
+
+    /* data */
+    char data_path[FT_CFG_PATHCAP];
+    loader *ld;
+    uint64_t steps_per_epoch; /* batches per epoch and rank (drop_last) */
+
+    /* model */
+    ft_ops *ops;
+    ft_iresnet *net;
+    ft_pfc *pfc;
+    ft_sgd *sgd;
+    float *demb; /* device [batch, emb] */
+    /* pfc_update = 'sampled' with sample_rate < 1: rows sampled since the last optimizer
+     * step (host mask [num_local]), their sorted list (host) and its device copy */
+    int sampled_update, pfc_param_id;
+    uint8_t *row_mask;
+    int32_t *row_host, *row_dev;
+    char arch[128]; /* "r18 (width 8, blocks 1,1,1,1, emb 128)" for messages */
+
+    /* schedule and position */
+    ft_lrsched lr;
+    int64_t global_step; /* steps done */
+    uint64_t epoch;      /* epoch of the next batch */
+    uint64_t epoch_step; /* position of the next batch within its epoch */
+
+    /* outputs */
+    ft_trainlog *log;
+    ft_tboard *tb;
+    ft_verify_target *targets[FT_CFG_MAX_TARGET];
+    double highest[FT_CFG_MAX_TARGET];
+    int n_targets;
+    int64_t last_verified; /* step of the last verification, -1 none */
+    double last_acc[FT_CFG_MAX_TARGET];
+
+    /* results for the summary */
+    double last_loss, first_loss;
+    int64_t steps_run;
+    double t_train;
+    int stopped; /* by a signal */
+} ft_run;
+
+/* ft_train_model.c */
+int ft_run_build_model(ft_run *r);
+void ft_run_free_model(ft_run *r);
+/* Save backbone, PFC shard and state (optimizer buffers with save_all_states). */
+int ft_run_save(ft_run *r);
+/* Load <output>'s checkpoint for resume = True: weights, optimizer, position. */
+int ft_run_resume(ft_run *r);
+/* ft_embed_fn for verification: eval-mode forward in chunks of the model's max batch. */
+int ft_run_embed(void *ctx, const float *x, int n, float *out);
+
+/* ft_train_loop.c */
+int ft_run_open_outputs(ft_run *r); /* training.log, TensorBoard, config lines, targets */
+int ft_run_train(ft_run *r);        /* the loop, checkpoints included */
+int ft_run_verify_all(ft_run *r);   /* every target at the current step */
+void ft_run_close_outputs(ft_run *r);
+
+/* Record an error (printf style) in r->err; returns rc. */
+int ft_run_fail(ft_run *r, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+#endif

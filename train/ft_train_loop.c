@@ -1,0 +1,226 @@
+/* ft_train_loop.c: ft-train's training loop, logging, verification and checkpoint cadence, as
+ * arcface_torch's train_v2.py runs them. See ft_train.h. */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ft_common.h"
+#include "ft_train.h"
+
+/* ------------------------------------------------------------------ outputs */
+
+static int load_targets(ft_run *r) {
+    for (int i = 0; i < r->cfg.n_val_targets; i++) {
+        char path[PATH_MAX], name[80], err[1024];
+        snprintf(name, sizeof name, "%s.bin", r->cfg.val_targets[i]);
+        if (ft_path_join(path, sizeof path, r->cfg.rec, name))
+            return ft_run_fail(r, FT_ERANGE, "%s: path too long", r->cfg.rec);
+        uint64_t size;
+        if (ft_file_size(path, &size) != 0) continue; /* missing targets are skipped */
+        ft_verify_target *t;
+        int rc = ft_verify_load(&t, path, r->cfg.val_targets[i], 112, 112, err, sizeof err);
+        if (rc) return ft_run_fail(r, rc, "%s", err);
+        r->targets[r->n_targets++] = t;
+    }
+    return 0;
+}
+
+int ft_run_open_outputs(ft_run *r) {
+    char err[1024];
+    int rc = 0;
+    if (r->rank == 0) {
+        if ((rc = ft_trainlog_open(&r->log, r->cfg.output, stdout, err, sizeof err)))
+            return ft_run_fail(r, rc, "%s", err);
+        char tbdir[PATH_MAX];
+        if (ft_path_join(tbdir, sizeof tbdir, r->cfg.output, "tensorboard"))
+            return ft_run_fail(r, FT_ERANGE, "%s: path too long", r->cfg.output);
+        if ((rc = ft_tboard_open(&r->tb, tbdir, -1, err, sizeof err)))
+            return ft_run_fail(r, rc, "%s", err);
+        ft_trainlog_msg(r->log, "rank_id: %d", r->rank);
+        for (int i = 0; i < r->cfg.n_entries; i++) {
+            char line[8192];
+            ft_config_line(&r->cfg, i, line, sizeof line);
+            ft_trainlog_msg(r->log, "%s", line);
+        }
+        if ((rc = load_targets(r))) return rc;
+    }
+    r->last_verified = -1;
+    return 0;
+}
+
+void ft_run_close_outputs(ft_run *r) {
+    for (int i = 0; i < r->n_targets; i++) ft_verify_free(r->targets[i]);
+    r->n_targets = 0;
+    ft_tboard_close(r->tb);
+    ft_trainlog_close(r->log);
+    r->tb = NULL, r->log = NULL;
+}
+
+int ft_run_verify_all(ft_run *r) {
+    for (int i = 0; i < r->n_targets; i++) {
+        ft_verify_result res;
+        char err[1024];
+        int rc = ft_verify_run(r->targets[i], ft_run_embed, r, r->cfg.embedding_size,
+                               r->cfg.batch_size, &res, err, sizeof err);
+        if (rc) return ft_run_fail(r, rc, "verification: %s", err);
+        const char *name = ft_verify_name(r->targets[i]);
+        long long step = (long long)r->global_step;
+        ft_trainlog_msg(r->log, "[%s][%lld]XNorm: %f", name, step, res.xnorm);
+        ft_trainlog_msg(r->log, "[%s][%lld]Accuracy-Flip: %1.5f+-%1.5f", name, step, res.acc,
+                        res.std);
+        if (res.acc > r->highest[i]) r->highest[i] = res.acc;
+        ft_trainlog_msg(r->log, "[%s][%lld]Accuracy-Highest: %1.5f", name, step, r->highest[i]);
+        if (r->tb) ft_tboard_scalar(r->tb, name, (float)res.acc, r->global_step, -1);
+        r->last_acc[i] = res.acc;
+    }
+    r->last_verified = r->global_step;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ one step */
+
+/* Per-step losses for tests and debugging: FT_TRAIN_LOSS_FILE=path appends "step loss". */
+static void dump_loss(int64_t step, float loss) {
+    const char *p = getenv("FT_TRAIN_LOSS_FILE");
+    if (!p || !*p) return;
+    FILE *f = fopen(p, "a");
+    if (!f) return;
+    fprintf(f, "%lld %.9g\n", (long long)step, (double)loss);
+    fclose(f);
+}
+
+/* pfc_update = 'sampled': remember the rows this micro-step sampled. */
+static void mark_sampled_rows(ft_run *r) {
+    const int32_t *idx;
+    int count;
+    if (!r->sampled_update || ft_pfc_index(r->pfc, &idx, &count)) return;
+    for (int i = 0; i < count; i++) r->row_mask[idx ? idx[i] : i] = 1; /* NULL: every row */
+}
+
+/* Restrict the head's optimizer step to the rows sampled since the last step (the union over
+ * the gradient_acc micro-steps), then forget them. */
+static int restrict_head_rows(ft_run *r) {
+    if (!r->sampled_update) return 0;
+    int64_t nl = ft_pfc_num_local(r->pfc);
+    int count = 0;
+    for (int64_t j = 0; j < nl; j++)
+        if (r->row_mask[j]) r->row_host[count++] = (int32_t)j, r->row_mask[j] = 0;
+    int rc = r->ops->upload(r->ops, r->row_dev, r->row_host, (size_t)count * sizeof(int32_t));
+    if (rc) return rc;
+    return ft_sgd_set_rows(r->sgd, r->pfc_param_id, r->cfg.embedding_size, r->row_dev, count);
+}
+
+static int train_step(ft_run *r, const loader_batch *b, float *loss) {
+    ft_ops *o = r->ops;
+    int n = (int)b->n, rc;
+    float *in = ft_iresnet_input(r->net);
+    const float *emb = NULL;
+    if ((rc = o->upload(o, in, b->data, b->data_bytes)))
+        return ft_run_fail(r, rc, "upload: %s", ft_strerror(rc));
+    if ((rc = ft_iresnet_forward(r->net, in, n, 1, &emb)))
+        return ft_run_fail(r, rc, "step %lld: forward: %s", (long long)r->global_step,
+                           ft_strerror(rc));
+    if ((rc = ft_pfc_prepare(r->pfc, b->labels, n, (uint64_t)r->global_step)))
+        return ft_run_fail(r, rc, "step %lld: Partial FC: %s (labels must be < num_classes = %lld)",
+                           (long long)r->global_step, ft_strerror(rc),
+                           (long long)r->cfg.num_classes);
+    mark_sampled_rows(r);
+    if ((rc = ft_pfc_forward_backward(r->pfc, emb, r->demb, loss)) ||
+        (rc = ft_iresnet_backward(r->net, r->demb)))
+        return ft_run_fail(r, rc, "step %lld: backward: %s", (long long)r->global_step,
+                           ft_strerror(rc));
+    if (r->global_step % r->cfg.gradient_acc == 0) {
+        double norm = 0;
+        float lr = (float)ft_lrsched_at(&r->lr, r->global_step - 1);
+        if ((rc = ft_sgd_clip_grad_norm(r->sgd, FT_SGD_GROUP_BACKBONE, FT_TRAIN_CLIP, &norm)) ||
+            (rc = restrict_head_rows(r)) || (rc = ft_sgd_step(r->sgd, lr)) ||
+            (rc = ft_sgd_zero_grad(r->sgd)))
+            return ft_run_fail(r, rc, "step %lld: optimizer: %s", (long long)r->global_step,
+                               ft_strerror(rc));
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ the loop */
+
+static int next_batch(ft_run *r, loader_batch *b) {
+    int rc = loader_next(r->ld, b);
+    if (rc) return ft_run_fail(r, rc, "%s", loader_errmsg(r->ld));
+    if (b->epoch != r->epoch || b->step != r->epoch_step)
+        return ft_run_fail(r, FT_EFORMAT,
+                           "loader delivered epoch %llu step %llu, expected %llu/%llu",
+                           (unsigned long long)b->epoch, (unsigned long long)b->step,
+                           (unsigned long long)r->epoch, (unsigned long long)r->epoch_step);
+    return 0;
+}
+
+/* After a step: logging, verification; returns 1 when training must stop now. */
+static int after_step(ft_run *r, ft_speedlog *sl, float loss, int *rc) {
+    ft_speedlog_loss(sl, loss);
+    double lr_now = ft_lrsched_at(&r->lr, r->global_step);
+    if (r->rank == 0)
+        ft_speedlog_step(sl, r->log, r->tb, r->global_step, (int)r->epoch, lr_now, 0, 0.0);
+    if (r->rank == 0 && r->global_step % r->cfg.verbose == 0 && (*rc = ft_run_verify_all(r)))
+        return 1;
+    if (r->cfg.max_steps && r->global_step >= r->cfg.max_steps) return 1;
+    /* a signal stops at the end of the current gradient-accumulation window, so the
+     * checkpoint holds no half-accumulated gradient */
+    if (ft_stop_requested() && r->global_step % r->cfg.gradient_acc == 0) {
+        r->stopped = 1;
+        return 1;
+    }
+    return 0;
+}
+
+static void note_window(const ft_run *r) {
+    if (r->global_step % r->cfg.gradient_acc != 0)
+        fprintf(stderr,
+                FT_TRAIN_PROG
+                ": note: the checkpoint at step %lld is inside a "
+                "gradient-accumulation window (gradient_acc = %d); a resumed run starts a "
+                "new window there\n",
+                (long long)r->global_step, r->cfg.gradient_acc);
+}
+
+int ft_run_train(ft_run *r) {
+    ft_speedlog sl;
+    ft_speedlog_init(&sl, r->cfg.frequent, r->lr.total, r->cfg.batch_size, r->world, r->global_step,
+                     ft_trainlog_now(r->log));
+    double t0 = ft_now();
+    int rc = 0, stop = 0;
+    while (!stop && r->epoch < (uint64_t)r->cfg.num_epoch) {
+        while (!stop && r->epoch_step < r->steps_per_epoch) {
+            loader_batch b;
+            float loss = 0;
+            if ((rc = next_batch(r, &b))) return rc;
+            r->global_step++;
+            if ((rc = train_step(r, &b, &loss))) return rc;
+            r->epoch_step++;
+            if (r->steps_run++ == 0) r->first_loss = loss;
+            r->last_loss = loss;
+            dump_loss(r->global_step, loss);
+            stop = after_step(r, &sl, loss, &rc);
+            if (rc) return rc;
+        }
+        if (r->epoch_step == r->steps_per_epoch) { /* epoch done: checkpoint, as train_v2 */
+            r->epoch++;
+            r->epoch_step = 0;
+            if ((rc = ft_run_save(r))) return rc;
+            if (stop) break;
+            continue;
+        }
+        break;
+    }
+    r->t_train = ft_now() - t0;
+    /* stopped mid-epoch (max_steps or a signal): checkpoint where we are */
+    if (r->epoch_step != 0) {
+        note_window(r);
+        if ((rc = ft_run_save(r))) return rc;
+    }
+    if (r->rank == 0 && !r->stopped && r->last_verified != r->global_step &&
+        (rc = ft_run_verify_all(r)))
+        return rc;
+    return 0;
+}

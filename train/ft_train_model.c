@@ -1,0 +1,328 @@
+/* ft_train_model.c: ft-train's model side: build backbone, Partial FC and SGD from the config;
+ * checkpoint save and resume; the embedding callback for verification. See ft_train.h. */
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ft_common.h"
+#include "ft_train.h"
+
+int ft_run_fail(ft_run *r, int rc, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->err, sizeof r->err, fmt, ap);
+    va_end(ap);
+    return rc ? rc : FT_EARG;
+}
+
+/* ------------------------------------------------------------------ building */
+
+int ft_run_build_model(ft_run *r) {
+    const ft_config *c = &r->cfg;
+    int depth = atoi(c->network + 1), rc;
+    ft_iresnet_config mc;
+    if ((rc = ft_iresnet_config_init(&mc, depth)))
+        return ft_run_fail(r, rc, "network '%s' is not supported", c->network);
+    if (c->width) mc.width = c->width;
+    if (c->blocks[0])
+        for (int i = 0; i < 4; i++) mc.blocks[i] = c->blocks[i];
+    mc.emb = c->embedding_size;
+    mc.dropout = (float)c->dropout;
+    mc.max_batch = c->batch_size;
+    mc.seed = (uint64_t)c->seed;
+    snprintf(r->arch, sizeof r->arch, "network %s, width %d, blocks (%d, %d, %d, %d), emb %d",
+             c->network, mc.width, mc.blocks[0], mc.blocks[1], mc.blocks[2], mc.blocks[3], mc.emb);
+    if ((rc = ft_ops_cpu_create(c->threads, &r->ops)))
+        return ft_run_fail(r, rc, "cannot start the CPU backend: %s", ft_strerror(rc));
+    if ((rc = ft_iresnet_create(r->ops, &mc, &r->net)))
+        return ft_run_fail(r, rc, "cannot build the model (%s): %s", r->arch, ft_strerror(rc));
+
+    ft_pfc_config pc;
+    ft_pfc_config_init(&pc, c->num_classes);
+    pc.rank = r->rank, pc.world_size = r->world;
+    pc.emb = c->embedding_size;
+    pc.max_batch = c->batch_size * r->world;
+    pc.sample_rate = (float)c->sample_rate;
+    pc.s = FT_TRAIN_SCALE;
+    pc.m1 = (float)c->margin_list[0], pc.m2 = (float)c->margin_list[1];
+    pc.m3 = (float)c->margin_list[2];
+    pc.interclass_filtering_threshold = (float)c->interclass_filtering_threshold;
+    pc.seed = (uint64_t)c->seed;
+    if ((rc = ft_pfc_create(r->ops, &pc, &r->pfc)))
+        return ft_run_fail(r, rc, "cannot build Partial FC (%lld classes, emb %d): %s",
+                           (long long)c->num_classes, c->embedding_size, ft_strerror(rc));
+
+    ft_sgd_config sc = {.momentum = (float)c->momentum, .weight_decay = (float)c->weight_decay};
+    if ((rc = ft_sgd_create(r->ops, &sc, &r->sgd)))
+        return ft_run_fail(r, rc, "cannot create the optimizer: %s", ft_strerror(rc));
+    int np = ft_iresnet_param_count(r->net);
+    for (int i = 0; i < np; i++) {
+        ft_param p;
+        if ((rc = ft_iresnet_param(r->net, i, &p)) ||
+            (rc = ft_sgd_add_param(r->sgd, &p, FT_SGD_GROUP_BACKBONE)) < 0)
+            return ft_run_fail(r, rc, "optimizer setup: %s", ft_strerror(rc));
+    }
+    ft_param pw; /* the PFC weight goes last, as in train_v2.py's param groups */
+    if ((rc = ft_pfc_param(r->pfc, &pw)) ||
+        (rc = ft_sgd_add_param(r->sgd, &pw, FT_SGD_GROUP_HEAD)) < 0)
+        return ft_run_fail(r, rc, "optimizer setup: %s", ft_strerror(rc));
+    r->pfc_param_id = rc;
+    r->sampled_update = c->sample_rate < 1.0 && strcmp(c->pfc_update, "sampled") == 0;
+    if (r->sampled_update) {
+        int64_t nl = ft_pfc_num_local(r->pfc);
+        r->row_mask = calloc((size_t)nl, 1);
+        r->row_host = malloc((size_t)nl * sizeof(int32_t));
+        if (!r->row_mask || !r->row_host ||
+            (rc = r->ops->alloc(r->ops, (size_t)nl * sizeof(int32_t), (void **)&r->row_dev)))
+            return ft_run_fail(r, rc ? rc : -ENOMEM, "out of memory");
+    }
+    size_t demb_bytes = (size_t)c->batch_size * r->world * c->embedding_size * sizeof(float);
+    if ((rc = r->ops->alloc(r->ops, demb_bytes, (void **)&r->demb)))
+        return ft_run_fail(r, rc, "out of memory");
+    return 0;
+}
+
+void ft_run_free_model(ft_run *r) {
+    if (r->ops && r->demb) r->ops->free(r->ops, r->demb);
+    if (r->ops && r->row_dev) r->ops->free(r->ops, r->row_dev);
+    free(r->row_mask);
+    free(r->row_host);
+    r->row_mask = NULL, r->row_host = NULL, r->row_dev = NULL;
+    ft_sgd_free(r->sgd);
+    ft_pfc_free(r->pfc);
+    ft_iresnet_free(r->net);
+    ft_ops_free(r->ops);
+    r->demb = NULL, r->sgd = NULL, r->pfc = NULL, r->net = NULL, r->ops = NULL;
+}
+
+int ft_run_embed(void *ctx, const float *x, int n, float *out) {
+    ft_run *r = ctx;
+    int max = r->cfg.batch_size, dim = r->cfg.embedding_size, rc = 0;
+    size_t img = (size_t)3 * 112 * 112;
+    float *in = ft_iresnet_input(r->net);
+    for (int s = 0; s < n && !rc; s += max) {
+        int m = n - s < max ? n - s : max;
+        const float *emb = NULL;
+        rc = r->ops->upload(r->ops, in, x + (size_t)s * img, (size_t)m * img * sizeof(float));
+        if (!rc) rc = ft_iresnet_forward(r->net, in, m, 0, &emb);
+        if (!rc)
+            rc = r->ops->download(r->ops, out + (size_t)s * dim, emb,
+                                  (size_t)m * dim * sizeof(float));
+    }
+    return rc;
+}
+
+/* ------------------------------------------------------------------ tensor sources */
+
+static int bb_count(void *o) {
+    return ft_iresnet_tensor_count(o);
+}
+static int bb_info(void *o, int i, ft_tensor_info *t) {
+    return ft_iresnet_tensor_info(o, i, t);
+}
+static int bb_get(void *o, int i, void *h) {
+    return ft_iresnet_tensor_get(o, i, h);
+}
+static int bb_set(void *o, int i, const void *h) {
+    return ft_iresnet_tensor_set(o, i, h);
+}
+static int pfc_count(void *o) {
+    return ft_pfc_tensor_count(o);
+}
+static int pfc_info(void *o, int i, ft_tensor_info *t) {
+    return ft_pfc_tensor_info(o, i, t);
+}
+static int pfc_get(void *o, int i, void *h) {
+    return ft_pfc_tensor_get(o, i, h);
+}
+static int pfc_set(void *o, int i, const void *h) {
+    return ft_pfc_tensor_set(o, i, h);
+}
+static int opt_count(void *o) {
+    return ft_sgd_state_count(o);
+}
+static int opt_info(void *o, int i, ft_tensor_info *t) {
+    return ft_sgd_state_info(o, i, t);
+}
+static int opt_get(void *o, int i, void *h) {
+    return ft_sgd_state_get(o, i, h);
+}
+static int opt_set(void *o, int i, const void *h) {
+    return ft_sgd_state_set(o, i, h);
+}
+/* The PFC weight is registered last: its momentum buffer is the last optimizer state. */
+static int opt_is_head(void *o, int i) {
+    return i == ft_sgd_state_count(o) - 1;
+}
+static int opt_is_backbone(void *o, int i) {
+    return !opt_is_head(o, i);
+}
+
+static ft_ckpt_source src_backbone(ft_run *r) {
+    ft_ckpt_source s = {r->net, bb_count, bb_info, bb_get, bb_set, NULL};
+    return s;
+}
+static ft_ckpt_source src_pfc(ft_run *r) {
+    ft_ckpt_source s = {r->pfc, pfc_count, pfc_info, pfc_get, pfc_set, NULL};
+    return s;
+}
+/* head: the PFC momentum buffer only; otherwise the backbone's buffers only */
+static ft_ckpt_source src_opt(ft_run *r, int head) {
+    ft_ckpt_source s = {r->sgd,  opt_count, opt_info,
+                        opt_get, opt_set,   head ? opt_is_backbone : opt_is_head};
+    return s;
+}
+
+/* ------------------------------------------------------------------ save */
+
+static int add_common_meta(ft_run *r, ft_ckpt_part *p) {
+    char v[64];
+    int rc = ft_ckpt_part_add_meta(p, "format", "pt");
+    snprintf(v, sizeof v, "%lld", (long long)r->global_step);
+    if (!rc) rc = ft_ckpt_part_add_meta(p, "global_step", v);
+    snprintf(v, sizeof v, "%llu", (unsigned long long)r->epoch);
+    if (!rc) rc = ft_ckpt_part_add_meta(p, "epoch", v);
+    if (!rc) rc = ft_ckpt_part_add_meta(p, "producer", FT_VERSION_STRING);
+    if (!rc) rc = ft_ckpt_part_add_meta(p, "architecture", r->arch);
+    return rc;
+}
+
+static int add_state(ft_run *r, ft_ckpt_part *st) {
+    int rc = 0;
+    const struct {
+        const char *name;
+        int64_t v;
+    } ints[] = {
+        {"global_step", r->global_step},
+        {"epoch", (int64_t)r->epoch},
+        {"loader_epoch", (int64_t)r->epoch},
+        {"loader_step", (int64_t)r->epoch_step},
+        {"optimizer_steps", (int64_t)ft_sgd_steps(r->sgd)},
+        {"lr_scheduler.last_epoch", r->global_step},
+        {"lr_scheduler.warmup_step", r->lr.warmup},
+        {"lr_scheduler.total_step", r->lr.total},
+        {"seed", r->cfg.seed},
+        {"world_size", r->world},
+        {"batch_size", r->cfg.batch_size},
+        {"save_all_states", r->cfg.save_all_states},
+    };
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0] && !rc; i++)
+        rc = ft_ckpt_part_add_i64(st, ints[i].name, ints[i].v);
+    if (!rc) rc = ft_ckpt_part_add_f64(st, "lr_scheduler.base_lr", r->lr.base);
+    if (!rc) rc = ft_ckpt_part_add_f64(st, "lr_scheduler.power", r->lr.power);
+    if (!rc && r->cfg.save_all_states) {
+        ft_ckpt_source so = src_opt(r, 0);
+        rc = ft_ckpt_part_add_source(st, &so);
+    }
+    return rc;
+}
+
+int ft_run_save(ft_run *r) {
+    ft_ckpt_part parts[3];
+    char name[64];
+    ft_ckpt_part_init(&parts[0], FT_CKPT_BACKBONE);
+    ft_ckpt_pfc_name(name, sizeof name, r->rank, r->world);
+    ft_ckpt_part_init(&parts[1], name);
+    ft_ckpt_state_name(name, sizeof name, r->rank);
+    ft_ckpt_part_init(&parts[2], name);
+    ft_ckpt_source sb = src_backbone(r), sp = src_pfc(r), sh = src_opt(r, 1);
+    int rc = ft_ckpt_part_add_source(&parts[0], &sb);
+    if (!rc) rc = ft_ckpt_part_add_source(&parts[1], &sp);
+    if (!rc && r->cfg.save_all_states) rc = ft_ckpt_part_add_source(&parts[1], &sh);
+    if (!rc) rc = add_state(r, &parts[2]);
+    for (int i = 0; i < 3 && !rc; i++) rc = add_common_meta(r, &parts[i]);
+    if (rc) {
+        ft_run_fail(r, rc, "checkpoint: cannot collect tensors: %s", ft_strerror(rc));
+    } else {
+        char err[1024];
+        /* rank 0 writes the backbone; every rank its PFC shard and state, state last */
+        ft_ckpt_part *first = r->rank == 0 ? &parts[0] : &parts[1];
+        rc = ft_ckpt_write(r->cfg.output, first, (int)(&parts[3] - first), err, sizeof err);
+        if (rc) ft_run_fail(r, rc, "checkpoint: %s", err);
+    }
+    for (int i = 0; i < 3; i++) ft_ckpt_part_free(&parts[i]);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ resume */
+
+static int read_part(ft_run *r, const char *file, ft_st_file *f, int64_t want_step) {
+    char path[PATH_MAX], err[1024];
+    if (ft_path_join(path, sizeof path, r->cfg.output, file))
+        return ft_run_fail(r, FT_ERANGE, "%s: path too long", r->cfg.output);
+    int rc = ft_st_read(path, f, err, sizeof err);
+    if (rc == -ENOENT)
+        return ft_run_fail(r, rc, "resume = True but %s does not exist (no checkpoint in %s)", path,
+                           r->cfg.output);
+    if (rc) return ft_run_fail(r, rc, "%s", err);
+    const char *s = ft_st_meta(f, "global_step");
+    if (want_step >= 0 && (!s || strtoll(s, NULL, 10) != want_step))
+        return ft_run_fail(r, FT_EFORMAT,
+                           "%s: saved at step %s but the state file says %lld: "
+                           "the last checkpoint save was cut short",
+                           path, s ? s : "?", (long long)want_step);
+    return 0;
+}
+
+static int resume_state(ft_run *r, const ft_st_file *st, const char *what) {
+    int64_t step, ep, lstep, opt_steps, seed, world;
+    char err[512];
+    int rc = ft_ckpt_get_i64(st, what, "global_step", &step, err, sizeof err);
+    if (!rc) rc = ft_ckpt_get_i64(st, what, "loader_epoch", &ep, err, sizeof err);
+    if (!rc) rc = ft_ckpt_get_i64(st, what, "loader_step", &lstep, err, sizeof err);
+    if (!rc) rc = ft_ckpt_get_i64(st, what, "optimizer_steps", &opt_steps, err, sizeof err);
+    if (!rc) rc = ft_ckpt_get_i64(st, what, "seed", &seed, err, sizeof err);
+    if (!rc) rc = ft_ckpt_get_i64(st, what, "world_size", &world, err, sizeof err);
+    if (rc) return ft_run_fail(r, rc, "%s", err);
+    if (world != r->world)
+        return ft_run_fail(r, FT_EFORMAT, "%s: saved by %lld ranks, this run has %d", what,
+                           (long long)world, r->world);
+    if (seed != r->cfg.seed)
+        fprintf(stderr,
+                FT_TRAIN_PROG ": note: %s was saved with seed %lld, this run uses %lld; "
+                              "the data order will differ from an uninterrupted run\n",
+                what, (long long)seed, (long long)r->cfg.seed);
+    r->global_step = step;
+    r->epoch = (uint64_t)ep;
+    r->epoch_step = (uint64_t)lstep;
+    ft_sgd_set_steps(r->sgd, (uint64_t)opt_steps);
+    return 0;
+}
+
+int ft_run_resume(ft_run *r) {
+    char pfc_name[64], st_name[64], hint[192];
+    ft_ckpt_pfc_name(pfc_name, sizeof pfc_name, r->rank, r->world);
+    ft_ckpt_state_name(st_name, sizeof st_name, r->rank);
+    snprintf(hint, sizeof hint, "this run builds %s", r->arch);
+    ft_st_file st = {0}, bb = {0}, pf = {0};
+    int rc = read_part(r, st_name, &st, -1);
+    if (!rc) rc = resume_state(r, &st, st_name);
+    if (!rc) rc = read_part(r, FT_CKPT_BACKBONE, &bb, r->global_step);
+    if (!rc) rc = read_part(r, pfc_name, &pf, r->global_step);
+    char err[1024];
+    ft_ckpt_source sb = src_backbone(r), sp = src_pfc(r), so = src_opt(r, 0), sh = src_opt(r, 1);
+    if (!rc && (rc = ft_ckpt_load_source(&bb, FT_CKPT_BACKBONE, &sb, 1, hint, err, sizeof err)))
+        ft_run_fail(r, rc, "%s", err);
+    char pfc_hint[192];
+    snprintf(pfc_hint, sizeof pfc_hint, "this run has %lld classes, embedding size %d",
+             (long long)r->cfg.num_classes, r->cfg.embedding_size);
+    if (!rc && (rc = ft_ckpt_load_source(&pf, pfc_name, &sp, 0, pfc_hint, err, sizeof err)))
+        ft_run_fail(r, rc, "%s", err);
+    int have_opt = !rc && ft_st_find(&pf, "weight.momentum_buffer") != NULL;
+    if (have_opt && (rc = ft_ckpt_load_source(&pf, pfc_name, &sh, 0, pfc_hint, err, sizeof err)))
+        ft_run_fail(r, rc, "%s", err);
+    if (have_opt && (rc = ft_ckpt_load_source(&st, st_name, &so, 0, hint, err, sizeof err)))
+        ft_run_fail(r, rc, "%s", err);
+    if (!rc && !have_opt)
+        fprintf(stderr,
+                FT_TRAIN_PROG ": note: the checkpoint in %s has no optimizer state "
+                              "(saved with save_all_states = False); momentum restarts from zero\n",
+                r->cfg.output);
+    ft_st_free(&st);
+    ft_st_free(&bb);
+    ft_st_free(&pf);
+    return rc;
+}

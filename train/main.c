@@ -1,0 +1,178 @@
+/* ft-train: train a face-recognition embedding model (IResNet + ArcFace/CosFace margin softmax
+ * + Partial FC) from an arcface_torch-style config file. See docs/training.md.
+ *
+ *   ft-train CONFIG [key=value ...]
+ *
+ * Outputs in config.output: training.log, tensorboard/, backbone.safetensors,
+ * pfc_rank<r>_of<w>.safetensors, state_rank<r>.safetensors. Exit status: 0 done, 1 error,
+ * 2 usage, 130 stopped by a signal (after writing a checkpoint; resume with resume=True).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ft_common.h" // defines: status codes, files, stop flag
+#include "ft_train.h"  // defines: ft_run and the steps of a run
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: " FT_TRAIN_PROG " CONFIG [key=value ...]\n"
+               "Train an IResNet face-embedding model with margin softmax and Partial FC.\n"
+               "CONFIG is an arcface_torch-style Python config (config.key = value lines); each\n"
+               "key=value overrides one key with a Python literal, e.g. lr=0.02 max_steps=500\n"
+               "network='r18' val_targets=\"['lfw']\" (a bare word is a string: output=/tmp/run).\n"
+               "  -h, --help      this help\n"
+               "  -V, --version   print the version\n"
+               "See docs/training.md for the keys, outputs, checkpoints and resume.\n");
+}
+
+static int fail(const char *msg) {
+    fprintf(stderr, FT_TRAIN_PROG ": %s\n", msg);
+    return 1;
+}
+
+static int load_config(ft_run *r, int argc, char **argv, int first) {
+    ft_config *c = &r->cfg;
+    char err[FT_CFG_ERRCAP];
+    int rc = ft_config_init(c);
+    if (rc) return ft_run_fail(r, rc, "out of memory");
+    if ((rc = ft_config_load_file(c, r->config_path, err, sizeof err)))
+        return ft_run_fail(r, rc, "%s", err);
+    for (int i = first; i < argc; i++)
+        if ((rc = ft_config_set_arg(c, argv[i], err, sizeof err)))
+            return ft_run_fail(r, rc, "%s", err);
+    if ((rc = ft_config_finalize(c, r->config_path, err, sizeof err)))
+        return ft_run_fail(r, rc, "%s", err);
+    return 0;
+}
+
+/* <rec>/train.lmdb when present, else <rec> with train.rec + train.idx. */
+static int open_data(ft_run *r) {
+    ft_config *c = &r->cfg;
+    char lmdb[PATH_MAX], rec[PATH_MAX], err[LOADER_ERRCAP];
+    uint64_t sz;
+    if (ft_path_join(lmdb, sizeof lmdb, c->rec, "train.lmdb") ||
+        ft_path_join(rec, sizeof rec, c->rec, "train.rec"))
+        return ft_run_fail(r, FT_ERANGE, "rec: path too long");
+    if (ft_is_dir(lmdb))
+        snprintf(r->data_path, sizeof r->data_path, "%s", lmdb);
+    else if (ft_file_size(rec, &sz) == 0)
+        snprintf(r->data_path, sizeof r->data_path, "%s", c->rec);
+    else
+        return ft_run_fail(r, -ENOENT,
+                           "rec = '%s': no train.lmdb/ and no train.rec there (a "
+                           "dataset folder as ft-synth or the insightface releases "
+                           "lay out)",
+                           c->rec);
+    loader_config lc;
+    loader_config_init(&lc);
+    lc.path = r->data_path;
+    lc.rank = (uint32_t)r->rank, lc.world = (uint32_t)r->world;
+    lc.batch = (uint32_t)c->batch_size;
+    lc.seed = (uint64_t)c->seed;
+    lc.threads = c->num_workers > 0 ? (uint32_t)c->num_workers : 1;
+    lc.layout = LOADER_F32_CHW;
+    int rc = loader_open(&r->ld, &lc, err, sizeof err);
+    if (rc) return ft_run_fail(r, rc, "%s", err);
+    uint32_t h, w;
+    loader_image_shape(r->ld, &h, &w);
+    if (h != 112 || w != 112)
+        return ft_run_fail(r, FT_EFORMAT, "%s: images are %ux%u; IResNet needs 112x112",
+                           r->data_path, w, h);
+    char cerr[FT_CFG_ERRCAP];
+    if ((rc = ft_config_derive(c, loader_num_samples(r->ld), loader_num_classes(r->ld), r->world,
+                               cerr, sizeof cerr)))
+        return ft_run_fail(r, rc, "%s", cerr);
+    r->steps_per_epoch = loader_steps_per_epoch(r->ld);
+    if (r->steps_per_epoch == 0)
+        return ft_run_fail(r, FT_ERANGE, "%s: %llu images, fewer than one batch of %d",
+                           r->data_path, (unsigned long long)loader_num_samples(r->ld),
+                           c->batch_size);
+    if ((uint64_t)c->steps_per_epoch != r->steps_per_epoch)
+        fprintf(stderr,
+                FT_TRAIN_PROG ": note: num_image = %lld gives %lld steps per epoch for the "
+                              "LR schedule, the dataset has %llu images (%llu steps)\n",
+                (long long)c->num_image, (long long)c->steps_per_epoch,
+                (unsigned long long)loader_num_samples(r->ld),
+                (unsigned long long)r->steps_per_epoch);
+    return 0;
+}
+
+static int prepare(ft_run *r) {
+    ft_config *c = &r->cfg;
+    int rc = ft_mkdir_p(c->output);
+    if (rc) return ft_run_fail(r, rc, "%s: cannot create: %s", c->output, ft_strerror(rc));
+    if (c->fp16)
+        fprintf(stderr, FT_TRAIN_PROG ": note: fp16 = True: the CPU backend trains in float32 "
+                                      "(no loss scaling)\n");
+    if ((rc = ft_run_build_model(r))) return rc;
+    if ((rc = ft_lrsched_init(&r->lr, c->lr, c->warmup_step, c->total_step, 1.0)))
+        return ft_run_fail(r, rc, "LR schedule: warmup_step %lld, total_step %lld",
+                           (long long)c->warmup_step, (long long)c->total_step);
+    if (c->resume) {
+        if ((rc = ft_run_resume(r))) return rc;
+        if ((rc = loader_seek(r->ld, r->epoch, r->epoch_step)))
+            return ft_run_fail(r, rc, "%s", loader_errmsg(r->ld));
+    }
+    return ft_run_open_outputs(r);
+}
+
+static void summary(const ft_run *r) {
+    double sps = r->t_train > 0 ? (double)r->steps_run / r->t_train : 0;
+    fprintf(stderr,
+            FT_TRAIN_PROG ": %s: %lld steps this run (global step %lld of %lld, epoch %llu) in "
+                          "%.1f s, %.2f steps/s, %.1f samples/s; loss %.4f -> %.4f\n",
+            r->stopped ? "stopped" : "done", (long long)r->steps_run, (long long)r->global_step,
+            (long long)r->cfg.total_step, (unsigned long long)r->epoch, r->t_train, sps,
+            sps * r->cfg.batch_size * r->world, r->first_loss, r->last_loss);
+    for (int i = 0; i < r->n_targets; i++)
+        fprintf(stderr, FT_TRAIN_PROG ": %s: Accuracy-Flip %.5f (highest %.5f)\n",
+                ft_verify_name(r->targets[i]), r->last_acc[i], r->highest[i]);
+    fprintf(stderr, FT_TRAIN_PROG ": checkpoint in %s (%s)%s\n", r->cfg.output, FT_CKPT_BACKBONE,
+            r->stopped ? "; continue with resume=True" : "");
+}
+
+int main(int argc, char **argv) {
+    static const struct option longopts[] = {
+        {"help", no_argument, NULL, 'h'}, {"version", no_argument, NULL, 'V'}, {NULL, 0, NULL, 0}};
+    int opt;
+    /* -h: help; -V: version. '+' stops at the first positional (key=value may start with -). */
+    while ((opt = getopt_long(argc, argv, "+hV", longopts, NULL)) != -1) {
+        if (opt == 'h') {
+            usage(stdout);
+            return 0;
+        }
+        if (opt == 'V') {
+            printf("%s\n", FT_VERSION_STRING);
+            return 0;
+        }
+        usage(stderr);
+        return 2;
+    }
+    if (optind >= argc) {
+        usage(stderr);
+        return 2;
+    }
+    static ft_run r;
+    r.world = 1, r.rank = 0;
+    r.config_path = argv[optind];
+    int rc = load_config(&r, argc, argv, optind + 1);
+    if (!rc) rc = open_data(&r);
+    if (!rc) rc = prepare(&r);
+    if (!rc) {
+        ft_stop_install();
+        rc = ft_run_train(&r);
+    }
+    if (rc)
+        fail(r.err);
+    else
+        summary(&r);
+    ft_run_close_outputs(&r);
+    loader_close(r.ld);
+    ft_run_free_model(&r);
+    ft_config_free(&r.cfg);
+    if (rc) return 1;
+    return r.stopped ? 130 : 0;
+}
