@@ -1,0 +1,157 @@
+"""Learnability check for ft-synth data (manual, minutes on a CPU; not run by ctest).
+
+    /usr/bin/python3 tests/tools/learnability.py DATASET_DIR [--minutes 4 | --steps N] [--threads 2]
+
+Trains a small IResNet-style network (insightface block: BN-conv-BN-PReLU-conv-BN, stride in
+the second conv; BN-dropout-FC-BN embedding head) with a CosFace margin head on train.rec and
+reports lfw/cfp_fp/agedb_30 accuracy with the 10-fold protocol of docs/formats.md 3.3
+(flip-fused embeddings, thresholds 0..4 step 0.01). Uses PyTorch and OpenCV only.
+"""
+import argparse
+import os
+import pickle
+import sys
+import time
+
+import cv2
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+sys.dont_write_bytecode = True  # keep the source tree clean
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import rec_reader  # noqa: E402
+
+
+def load_train(d):
+    _, recs = rec_reader.load(os.path.join(d, "train.rec"), os.path.join(d, "train.idx"))
+    head = recs[0]
+    keys = range(1, int(head[4][0])) if head[0] > 0 else sorted(recs)
+    xs, ys = [], []
+    for k in keys:
+        flag, label, _, _, labels, img = recs[k]
+        im = cv2.imdecode(np.frombuffer(img, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]
+        xs.append(im)
+        ys.append(int(labels[0] if flag else label))
+    return np.stack(xs), np.array(ys)
+
+
+def to_tensor(x):
+    return (torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).float() / 255 - 0.5) / 0.5
+
+
+class Block(nn.Module):
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.bn1, self.conv1 = nn.BatchNorm2d(cin), nn.Conv2d(cin, cout, 3, 1, 1, bias=False)
+        self.bn2, self.prelu = nn.BatchNorm2d(cout), nn.PReLU(cout)
+        self.conv2, self.bn3 = nn.Conv2d(cout, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout)
+        self.down = None
+        if stride != 1 or cin != cout:
+            self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        y = self.bn3(self.conv2(self.prelu(self.bn2(self.conv1(self.bn1(x))))))
+        return y + (self.down(x) if self.down is not None else x)
+
+
+class SmallIResNet(nn.Module):
+    def __init__(self, widths=(16, 32, 64, 128), emb=128):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, 2, 1, bias=False),
+                                  nn.BatchNorm2d(widths[0]), nn.PReLU(widths[0]))  # 56x56
+        layers, cin = [], widths[0]
+        for w in widths:
+            layers.append(Block(cin, w, 2))
+            cin = w
+        self.layers = nn.Sequential(*layers)  # 3x3 for 112 input
+        self.bn2, self.drop = nn.BatchNorm2d(cin), nn.Dropout(0.0)
+        self.fc = nn.Linear(cin * 4 * 4, emb)
+        self.features = nn.BatchNorm1d(emb)
+
+    def forward(self, x):
+        x = self.bn2(self.layers(self.stem(x)))
+        x = F.adaptive_avg_pool2d(x, 4)
+        return self.features(self.fc(self.drop(torch.flatten(x, 1))))
+
+
+def cosface_logits(emb, weight, labels, s=32.0, m=0.35):
+    cos = F.linear(F.normalize(emb), F.normalize(weight))
+    onehot = F.one_hot(labels, weight.shape[0]).float()
+    return s * (cos - m * onehot)
+
+
+def verify(model, path):
+    with open(path, "rb") as f:
+        bins, same = pickle.load(f, encoding="bytes")
+    ims = np.stack([cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]
+                    for b in bins])
+    model.eval()
+    with torch.no_grad():
+        x = to_tensor(ims)
+        e = model(x) + model(torch.flip(x, [3]))
+    model.train()
+    e = F.normalize(e).numpy()
+    dist = ((e[0::2] - e[1::2]) ** 2).sum(1)
+    same = np.array(same, bool)
+    th = np.arange(0, 4, 0.01)
+    folds = np.array_split(np.arange(len(same)), 10)
+    accs = []
+    for k in range(10):
+        test = folds[k]
+        train = np.concatenate([folds[j] for j in range(10) if j != k])
+        acc_tr = [((dist[train] < t) == same[train]).mean() for t in th]
+        t = th[int(np.argmax(acc_tr))]
+        accs.append(((dist[test] < t) == same[test]).mean())
+    return float(np.mean(accs)), float(np.std(accs))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("dataset")
+    ap.add_argument("--minutes", type=float, default=4)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--steps", type=int, default=0, help="train this many steps instead of --minutes")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    xs, ys = load_train(a.dataset)
+    n_cls = int(ys.max()) + 1
+    print("train: %d images, %d classes" % (len(xs), n_cls))
+    model = SmallIResNet()
+    weight = nn.Parameter(torch.randn(n_cls, 128) * 0.01)
+    opt = torch.optim.SGD(list(model.parameters()) + [weight], lr=0.1, momentum=0.9,
+                          weight_decay=5e-4)
+    t0, step, rng = time.time(), 0, np.random.default_rng(0)
+    budget = a.minutes * 60
+
+    def progress():
+        return step / a.steps if a.steps else (time.time() - t0) / budget
+
+    while progress() < 1:
+        idx = rng.integers(0, len(xs), a.batch)
+        x = xs[idx]
+        flip = rng.random(a.batch) < 0.5
+        x[flip] = x[flip][:, :, ::-1]
+        for g in opt.param_groups:
+            g["lr"] = 0.1 * (1 - progress())
+        loss = F.cross_entropy(cosface_logits(model(to_tensor(x)), weight,
+                                              torch.from_numpy(ys[idx]).long()), torch.from_numpy(ys[idx]).long())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        step += 1
+        if step % 100 == 0:
+            print("step %d  %.0fs  loss %.3f" % (step, time.time() - t0, loss.item()), flush=True)
+    print("trained %d steps of %d in %.0f s" % (step, a.batch, time.time() - t0))
+    for name in ("lfw", "cfp_fp", "agedb_30"):
+        p = os.path.join(a.dataset, name + ".bin")
+        if os.path.exists(p):
+            m, s = verify(model, p)
+            print("%s: Accuracy-Flip %.5f+-%.5f" % (name, m, s))
+
+
+if __name__ == "__main__":
+    main()
