@@ -27,19 +27,22 @@ ls -l "$OUT/synth"
 step "2. ingest RecordIO -> LMDB (every JPEG decoded and checked, shuffled, checksummed)"
 "$BIN/ft-ingest" "$OUT/synth" "$OUT/synth/train.lmdb" --shuffle --seed 7
 
-step "3. stage the LMDB on a RAM disk"
-STAGED=$(tools/stage-tmpfs.sh "$OUT/synth/train.lmdb" --target /tmp/facetrain-demo-stage)
-echo "staged at $STAGED"
+step "3. stage the LMDB on a RAM disk (the verification .bin files go beside it)"
+STAGE=/tmp/facetrain-demo-stage
+STAGED=$(tools/stage-tmpfs.sh "$OUT/synth/train.lmdb" --target "$STAGE")
+DATA=$(dirname "$STAGED")
+cp "$OUT"/synth/*.bin "$DATA/"
+echo "staged at $STAGED; dataset folder for training: $DATA"
 
 step "4. verify the staged copy"
 "$BIN/ft-ingest" --verify "$STAGED"
 
 if [ -x "$BIN/ft-train" ]; then
     step "5. train a small IResNet on CPU (configs/synth_r18.py), verification on lfw/cfp_fp/agedb_30"
-    "$BIN/ft-train" configs/synth_r18.py rec="'$OUT/synth'" output="'$OUT/work'" \
+    "$BIN/ft-train" configs/synth_r18.py rec="$DATA" output="$OUT/work" \
         ${DEMO_STEPS:+max_steps=$DEMO_STEPS}
     ls -l "$OUT/work"
 fi
 
-tools/stage-tmpfs.sh --unstage --target /tmp/facetrain-demo-stage >/dev/null || true
+tools/stage-tmpfs.sh --unstage --target "$STAGE" >/dev/null || true
 step "done: outputs in $OUT"
