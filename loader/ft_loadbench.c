@@ -27,12 +27,14 @@
 static void usage(FILE *f) {
     fprintf(f, "usage: ft-loadbench DATASET [--engine uring|mmap|pread] [--threads N] [--batch B]\n"
                "         [--batches K] [--layout u8hwc|f32chw] [--prefetch D] [--seed S]\n"
-               "         [--repeat R] [--cold] [--json]\n"
+               "         [--repeat R] [--cold] [--fast-idct] [--json]\n"
                "DATASET: LMDB directory, dataset folder, or .rec (with .idx next to it).\n"
                "--repeat R: R rounds of K batches, each followed by the ceiling; best of each\n"
                "            is reported (default 3; the machine may be shared)\n"
                "--cold: drop the file from the page cache first and read with O_DIRECT\n"
-               "        (mmap: page cache dropped only).\n");
+               "        (mmap: page cache dropped only).\n"
+               "--fast-idct: libjpeg-turbo's fast integer IDCT in the loader and the ceiling\n"
+               "             (pixels may differ by a few levels from the accurate IDCT).\n");
 }
 
 typedef struct opts {
@@ -54,13 +56,13 @@ static int parse_engine(const char *s, loader_engine *e) {
 }
 
 static int parse_args(int argc, char **argv, opts *o) {
-    static const struct option lo[] = {{"engine", 1, 0, 'e'}, {"threads", 1, 0, 't'},
-                                       {"batch", 1, 0, 'b'},  {"batches", 1, 0, 'k'},
-                                       {"layout", 1, 0, 'l'}, {"prefetch", 1, 0, 'p'},
-                                       {"seed", 1, 0, 's'},   {"cold", 0, 0, 'c'},
-                                       {"json", 0, 0, 'j'},   {"repeat", 1, 0, 'r'},
-                                       {"help", 0, 0, 'h'},   {"version", 0, 0, 'V'},
-                                       {0, 0, 0, 0}};
+    static const struct option lo[] = {{"engine", 1, 0, 'e'},    {"threads", 1, 0, 't'},
+                                       {"batch", 1, 0, 'b'},     {"batches", 1, 0, 'k'},
+                                       {"layout", 1, 0, 'l'},    {"prefetch", 1, 0, 'p'},
+                                       {"seed", 1, 0, 's'},      {"cold", 0, 0, 'c'},
+                                       {"json", 0, 0, 'j'},      {"repeat", 1, 0, 'r'},
+                                       {"help", 0, 0, 'h'},      {"version", 0, 0, 'V'},
+                                       {"fast-idct", 0, 0, 'f'}, {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     loader_config_init(&o->c);
     o->c.engine = LOADER_ENGINE_URING;
@@ -69,8 +71,8 @@ static int parse_args(int argc, char **argv, opts *o) {
     int ch;
     uint64_t v;
     /* -e engine, -t threads, -b batch, -k batches, -l layout, -p prefetch, -s seed,
-     * -r rounds (best of), -c cold, -j json, -h help, -V version */
-    while ((ch = getopt_long(argc, argv, "e:t:b:k:l:p:s:r:cjhV", lo, NULL)) != -1) {
+     * -r rounds (best of), -c cold, -f fast IDCT, -j json, -h help, -V version */
+    while ((ch = getopt_long(argc, argv, "e:t:b:k:l:p:s:r:cfjhV", lo, NULL)) != -1) {
         int rc = 0;
         switch (ch) {
         case 'e':
@@ -104,6 +106,9 @@ static int parse_args(int argc, char **argv, opts *o) {
             break;
         case 'c':
             o->cold = 1;
+            break;
+        case 'f':
+            o->c.fast_idct = 1;
             break;
         case 'j':
             o->json = 1;
@@ -229,21 +234,37 @@ typedef struct result {
     loader_stats st;
 } result;
 
+/* Print s as the inside of a JSON string (quotes, backslashes and control bytes escaped). */
+static void json_str(const char *s) {
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            printf("\\%c", c);
+        else if (c < 0x20)
+            printf("\\u%04x", c);
+        else
+            putchar(c);
+    }
+}
+
 static void print_report(const opts *o, const result *r, const char *cold_method) {
     const char *layout = o->c.layout == LOADER_F32_CHW ? "f32chw" : "u8hwc";
     if (o->json) {
-        printf("{\"dataset\":\"%s\",\"engine\":\"%s\",\"threads\":%" PRIu32 ",\"batch\":%" PRIu32
+        printf("{\"dataset\":\"");
+        json_str(o->c.path);
+        printf("\",\"engine\":\"%s\",\"threads\":%" PRIu32 ",\"batch\":%" PRIu32
                ",\"batches\":%" PRIu64 ",\"rounds\":%" PRIu64
-               ",\"layout\":\"%s\",\"cold\":%s,\"images\":%" PRIu64
+               ",\"layout\":\"%s\",\"cold\":%s,\"fast_idct\":%s,\"images\":%" PRIu64
                ",\"seconds\":%.4f,\"images_per_s\":%.1f,\"mb_per_s\":%.2f,"
                "\"decode_ceiling_images_per_s\":%.1f,\"ratio_to_ceiling\":%.4f,"
                "\"images_per_cpu_s\":%.1f,\"ceiling_images_per_cpu_s\":%.1f,\"cpu_ratio_to_"
                "ceiling\":%.4f,"
                "\"read_s\":%.4f,\"decode_s\":%.4f,\"other_s\":%.4f,\"worker_wait_s\":%.4f,"
                "\"consumer_wait_s\":%.4f,\"bad_samples\":%" PRIu64 "}\n",
-               o->c.path, r->engine, o->c.threads, o->c.batch, o->batches, o->repeat, layout,
-               o->cold ? "true" : "false", r->images, r->secs, r->images_s, r->mb_s, r->ceil_s,
-               r->ceil_s > 0 ? r->images_s / r->ceil_s : 0, r->cpu_img_s, r->ceil_cpu_img_s,
+               r->engine, o->c.threads, o->c.batch, o->batches, o->repeat, layout,
+               o->cold ? "true" : "false", o->c.fast_idct ? "true" : "false", r->images, r->secs,
+               r->images_s, r->mb_s, r->ceil_s, r->ceil_s > 0 ? r->images_s / r->ceil_s : 0,
+               r->cpu_img_s, r->ceil_cpu_img_s,
                r->ceil_cpu_img_s > 0 ? r->cpu_img_s / r->ceil_cpu_img_s : 0, r->st.read_s,
                r->st.decode_s, r->st.other_s, r->st.wait_s, r->st.consumer_wait_s,
                r->st.bad_samples);
@@ -367,7 +388,8 @@ static int run(opts *o, const char *cold_method) {
             }
         }
         double ccpu;
-        double c = decode_ceiling(jpeg, len, nceil, r->images, o->c.threads, h, w, 0, &ccpu);
+        double c = decode_ceiling(jpeg, len, nceil, r->images, o->c.threads, h, w,
+                                  o->c.fast_idct ? TJFLAG_FASTDCT : 0, &ccpu);
         if (c < 0) fprintf(stderr, "ft-loadbench: some JPEGs do not decode (ceiling)\n");
         keep_best(best, r, c, ccpu > 0 ? (double)r->images / ccpu : 0);
     }

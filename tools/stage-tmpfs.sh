@@ -166,7 +166,14 @@ unstage() {
     local target=$1 fb did=0
     fb=$(fallback_dir "$target")
     if is_mount "$target" && [ -e "$target/$MARK" ]; then
-        umount "$target" || die "$target: umount failed (in use?)"
+        # A reader that just exited can hold the files a moment longer (io_uring rings are
+        # torn down asynchronously), so retry briefly before calling the mount busy.
+        local tries=0
+        until umount "$target" 2>/dev/null; do
+            tries=$((tries + 1))
+            [ $tries -lt 20 ] || die "$target: umount failed (in use? see: fuser -vm $target)"
+            sleep 0.25
+        done
         say "unmounted the tmpfs at $target"
         did=1
     elif [ -f "$target/$LIST" ]; then
