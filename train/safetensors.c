@@ -1,15 +1,17 @@
 /* safetensors.c: safetensors writer and strict reader; see safetensors.h. */
 #include "safetensors.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <cjson/cJSON.h>
 
 #include "ft_common.h"
 
@@ -74,6 +76,9 @@ static void sb_put(sbuf *b, const char *s, size_t n) {
 static void sb_str(sbuf *b, const char *s) {
     sb_put(b, s, strlen(s));
 }
+/* The header is printed here rather than with cJSON, whose printer escapes \b and \f in
+ * short form and writes integers from 1e15 on in exponent form: the bytes written stay
+ * exactly those of earlier facetrain versions. */
 static void sb_json_str(sbuf *b, const char *s) {
     sb_str(b, "\"");
     for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
@@ -248,182 +253,55 @@ int ft_st_write(const char *path, const ft_st_tensor *t, int n, const char *cons
 
 /* ------------------------------------------------------------------ reading */
 
-typedef struct jp {
-    const char *p, *end, *start;
-    const char *name;
-    char *err;
-    size_t errcap;
-} jp;
+/* The header is parsed by cJSON; the checks below add what the format requires on top of it. */
 
-static int jerr(jp *j, const char *what) {
-    return sterr(j->err, j->errcap, FT_EFORMAT, "%s: header: %s", j->name, what);
+static int herr(char *err, size_t cap, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int herr(char *err, size_t cap, const char *path, const char *fmt, ...) {
+    char m[FT_ST_ERRCAP];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(m, sizeof m, fmt, ap);
+    va_end(ap);
+    return sterr(err, cap, FT_EFORMAT, "%s: header: %s", path, m);
 }
-static void jws(jp *j) {
-    while (j->p < j->end && (*j->p == ' ' || *j->p == '\n' || *j->p == '\r' || *j->p == '\t'))
-        j->p++;
-}
-static int jexpect(jp *j, char c) {
-    jws(j);
-    if (j->p >= j->end || *j->p != c) {
-        char m[64];
-        snprintf(m, sizeof m, "expected '%c' at byte %ld", c, (long)(j->p - j->start) + 8);
-        return jerr(j, m);
+
+/* What cJSON accepts beyond strict JSON is refused before it runs: control bytes between
+ * tokens other than JSON whitespace (cJSON skips every byte <= ' '), raw control characters
+ * inside strings, and \u0000 (cJSON would silently cut the string short there). */
+static int lex_check(const char *h, size_t n, const char *path, char *err, size_t errcap) {
+    int in_str = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)h[i];
+        if (in_str && c == '\\') {
+            if (i + 5 < n && !memcmp(h + i + 1, "u0000", 5))
+                return herr(err, errcap, path, "NUL in string at byte %zu", i + 8);
+            i++;
+        } else if (c == '"') {
+            in_str = !in_str;
+        } else if (c < 0x20 && (in_str || (c != '\t' && c != '\n' && c != '\r'))) {
+            return herr(err, errcap, path, "control character %s at byte %zu",
+                        in_str ? "in string" : "outside a string", i + 8);
+        }
     }
-    j->p++;
     return 0;
 }
 
-static void put_utf8(char *o, size_t *n, unsigned cp) {
-    if (cp < 0x80) {
-        o[(*n)++] = (char)cp;
-    } else if (cp < 0x800) {
-        o[(*n)++] = (char)(0xC0 | cp >> 6);
-        o[(*n)++] = (char)(0x80 | (cp & 0x3F));
-    } else {
-        o[(*n)++] = (char)(0xE0 | cp >> 12);
-        o[(*n)++] = (char)(0x80 | (cp >> 6 & 0x3F));
-        o[(*n)++] = (char)(0x80 | (cp & 0x3F));
-    }
-}
-
-/* JSON string -> malloc'd UTF-8 (surrogate pairs are not combined; names never need them). */
-static int jstring(jp *j, char **out) {
-    jws(j);
-    if (j->p >= j->end || *j->p != '"') return jerr(j, "expected a string");
-    const char *s = ++j->p;
-    while (j->p < j->end && *j->p != '"') j->p += (*j->p == '\\') ? 2 : 1;
-    if (j->p >= j->end) return jerr(j, "unterminated string");
-    size_t cap = (size_t)(j->p - s) + 1, n = 0;
-    char *o = malloc(cap * 2 + 4);
-    if (!o) return -ENOMEM;
-    for (const char *c = s; c < j->p; c++) {
-        if ((unsigned char)*c < 0x20) {
-            free(o);
-            return jerr(j, "control character in string");
-        }
-        if (*c != '\\') {
-            o[n++] = *c;
-            continue;
-        }
-        c++;
-        switch (*c) {
-        case '"':
-        case '\\':
-        case '/':
-            o[n++] = *c;
-            break;
-        case 'b':
-            o[n++] = '\b';
-            break;
-        case 'f':
-            o[n++] = '\f';
-            break;
-        case 'n':
-            o[n++] = '\n';
-            break;
-        case 'r':
-            o[n++] = '\r';
-            break;
-        case 't':
-            o[n++] = '\t';
-            break;
-        case 'u': {
-            unsigned cp = 0;
-            for (int k = 1; k <= 4; k++) {
-                char h = c + k < j->p ? c[k] : 0;
-                if (!isxdigit((unsigned char)h)) {
-                    free(o);
-                    return jerr(j, "bad \\u escape");
-                }
-                cp = cp * 16 +
-                     (unsigned)(isdigit((unsigned char)h) ? h - '0' : (tolower(h) - 'a' + 10));
-            }
-            if (cp == 0) {
-                free(o);
-                return jerr(j, "NUL in string");
-            }
-            put_utf8(o, &n, cp);
-            c += 4;
-            break;
-        }
-        default:
-            free(o);
-            return jerr(j, "bad escape in string");
-        }
-    }
-    o[n] = '\0';
-    j->p++;
-    *out = o;
+/* An integer in [0, 2^53). cJSON keeps numbers as double, which holds each of those exactly;
+ * from 2^53 on, neighbouring integers share a double, so a larger value may have been rounded
+ * and is refused, as are fractions and -0. */
+static int json_uint(const cJSON *v, uint64_t *out) {
+    if (!cJSON_IsNumber(v)) return -1;
+    double d = v->valuedouble;
+    if (!(d >= 0 && d < 9007199254740992.0) || signbit(d) || d != (double)(uint64_t)d) return -1;
+    *out = (uint64_t)d;
     return 0;
 }
 
-static int juint(jp *j, uint64_t *v) {
-    jws(j);
-    if (j->p >= j->end || !isdigit((unsigned char)*j->p)) return jerr(j, "expected an integer");
-    if (*j->p == '0' && j->p + 1 < j->end && isdigit((unsigned char)j->p[1]))
-        return jerr(j, "integer with leading zero");
-    uint64_t x = 0;
-    while (j->p < j->end && isdigit((unsigned char)*j->p)) {
-        unsigned d = (unsigned)(*j->p++ - '0');
-        if (x > (UINT64_MAX - d) / 10) return jerr(j, "integer too large");
-        x = x * 10 + d;
-    }
-    *v = x;
-    return 0;
-}
-
-/* [u, u, ...] into v (at most cap); count in *n */
-static int juint_array(jp *j, uint64_t *v, int cap, int *n) {
-    int rc = jexpect(j, '[');
-    if (rc) return rc;
-    *n = 0;
-    jws(j);
-    if (j->p < j->end && *j->p == ']') {
-        j->p++;
-        return 0;
-    }
-    for (;;) {
-        if (*n >= cap) return jerr(j, "array too long");
-        if ((rc = juint(j, &v[(*n)++]))) return rc;
-        jws(j);
-        if (j->p < j->end && *j->p == ',') {
-            j->p++;
-            continue;
-        }
-        return jexpect(j, ']');
-    }
-}
-
-static int parse_meta(jp *j, ft_st_file *f) {
-    int rc = jexpect(j, '{');
-    if (rc) return rc;
-    jws(j);
-    if (j->p < j->end && *j->p == '}') {
-        j->p++;
-        return 0;
-    }
-    for (;;) {
-        char *k = NULL, *v = NULL;
-        if ((rc = jstring(j, &k))) return rc;
-        if ((rc = jexpect(j, ':')) || (rc = jstring(j, &v))) {
-            free(k);
-            return rc;
-        }
-        char **nm = realloc(f->meta, (size_t)(f->n_meta + 1) * 2 * sizeof *nm);
-        if (!nm) {
-            free(k), free(v);
-            return -ENOMEM;
-        }
-        f->meta = nm;
-        f->meta[2 * f->n_meta] = k, f->meta[2 * f->n_meta + 1] = v;
-        f->n_meta++;
-        jws(j);
-        if (j->p < j->end && *j->p == ',') {
-            j->p++;
-            continue;
-        }
-        return jexpect(j, '}');
-    }
+/* Past JSON whitespace (the padding after the closing '}'). */
+static const char *skip_ws(const char *p, const char *end) {
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) p++;
+    return p;
 }
 
 static int dtype_of(const char *s) {
@@ -432,78 +310,79 @@ static int dtype_of(const char *s) {
     return -1;
 }
 
-/* {"dtype": "F32", "shape": [..], "data_offsets": [b, e]} in any order */
-static int parse_info(jp *j, ft_st_tensor *t, uint64_t off[2]) {
-    int rc = jexpect(j, '{'), seen = 0;
-    if (rc) return rc;
-    t->dtype = -1;
-    for (;;) {
-        char *k = NULL;
-        if ((rc = jstring(j, &k)) || (rc = jexpect(j, ':'))) {
-            free(k);
-            return rc;
-        }
-        if (!strcmp(k, "dtype")) {
-            char *v = NULL;
-            if ((rc = jstring(j, &v))) {
-                free(k);
-                return rc;
-            }
-            t->dtype = dtype_of(v);
-            if (t->dtype < 0) {
-                char m[96];
-                snprintf(m, sizeof m, "tensor '%s': unknown dtype '%.20s'", t->name, v);
-                free(v), free(k);
-                return jerr(j, m);
-            }
-            free(v);
-            seen |= 1;
-        } else if (!strcmp(k, "shape")) {
-            uint64_t sh[FT_ST_MAX_DIMS];
-            if ((rc = juint_array(j, sh, FT_ST_MAX_DIMS, &t->ndim))) {
-                free(k);
-                return rc;
-            }
-            for (int d = 0; d < t->ndim; d++) {
-                if (sh[d] > (uint64_t)INT64_MAX / 2) {
-                    free(k);
-                    return jerr(j, "dimension too large");
-                }
-                t->shape[d] = (int64_t)sh[d];
-            }
-            seen |= 2;
-        } else if (!strcmp(k, "data_offsets")) {
-            int no = 0;
-            if ((rc = juint_array(j, off, 2, &no))) {
-                free(k);
-                return rc;
-            }
-            if (no != 2) {
-                free(k);
-                return jerr(j, "data_offsets must have 2 entries");
-            }
-            seen |= 4;
-        } else {
-            free(k);
-            return jerr(j, "unknown field in tensor entry");
-        }
-        free(k);
-        jws(j);
-        if (j->p < j->end && *j->p == ',') {
-            j->p++;
-            continue;
-        }
-        if ((rc = jexpect(j, '}'))) return rc;
-        break;
-    }
-    if (seen != 7) return jerr(j, "tensor entry lacks dtype, shape or data_offsets");
-    return 0;
-}
-
 typedef struct tent {
     ft_st_tensor t;
     uint64_t off[2];
 } tent;
+
+/* {"dtype": "F32", "shape": [..], "data_offsets": [b, e]}: each field once, in any order */
+static int parse_info(const cJSON *o, tent *e, const char *path, char *err, size_t errcap) {
+    const char *tn = e->t.name;
+    if (!cJSON_IsObject(o)) return herr(err, errcap, path, "tensor '%s': not an object", tn);
+    int seen = 0;
+    e->t.dtype = -1;
+    for (const cJSON *f = o->child; f; f = f->next) {
+        int bit = !strcmp(f->string, "dtype")          ? 1
+                  : !strcmp(f->string, "shape")        ? 2
+                  : !strcmp(f->string, "data_offsets") ? 4
+                                                       : 0;
+        if (!bit)
+            return herr(err, errcap, path, "tensor '%s': unknown field '%.40s'", tn, f->string);
+        if (seen & bit)
+            return herr(err, errcap, path, "tensor '%s': field '%s' appears twice", tn, f->string);
+        seen |= bit;
+        if (bit == 1) {
+            if (!cJSON_IsString(f))
+                return herr(err, errcap, path, "tensor '%s': dtype is not a string", tn);
+            if ((e->t.dtype = dtype_of(f->valuestring)) < 0)
+                return herr(err, errcap, path, "tensor '%s': unknown dtype '%.20s'", tn,
+                            f->valuestring);
+            continue;
+        }
+        uint64_t v[FT_ST_MAX_DIMS];
+        int cap = bit == 2 ? FT_ST_MAX_DIMS : 2, k = 0;
+        if (!cJSON_IsArray(f))
+            return herr(err, errcap, path, "tensor '%s': %s is not an array", tn, f->string);
+        for (const cJSON *x = f->child; x; x = x->next, k++) {
+            if (k == cap)
+                return herr(err, errcap, path, "tensor '%s': %s has more than %d entries", tn,
+                            f->string, cap);
+            if (json_uint(x, &v[k]))
+                return herr(err, errcap, path, "tensor '%s': %s: expected an integer in [0, 2^53)",
+                            tn, f->string);
+        }
+        if (bit == 4) {
+            if (k != 2)
+                return herr(err, errcap, path, "tensor '%s': data_offsets must have 2 entries", tn);
+            e->off[0] = v[0], e->off[1] = v[1];
+        } else {
+            e->t.ndim = k;
+            for (int d = 0; d < k; d++) e->t.shape[d] = (int64_t)v[d];
+        }
+    }
+    if (seen != 7)
+        return herr(err, errcap, path, "tensor '%s': entry lacks dtype, shape or data_offsets", tn);
+    return 0;
+}
+
+/* {"key": "value", ...}: values strings, keys unique */
+static int parse_meta(const cJSON *m, ft_st_file *f, const char *path, char *err, size_t errcap) {
+    if (!cJSON_IsObject(m)) return herr(err, errcap, path, "__metadata__ is not an object");
+    int cnt = cJSON_GetArraySize(m);
+    if (cnt > 0 && !(f->meta = calloc((size_t)cnt * 2, sizeof *f->meta))) return -ENOMEM;
+    for (const cJSON *kv = m->child; kv; kv = kv->next) {
+        if (!cJSON_IsString(kv))
+            return herr(err, errcap, path, "__metadata__: value of '%s' is not a string",
+                        kv->string);
+        for (int i = 0; i < f->n_meta; i++)
+            if (!strcmp(f->meta[2 * i], kv->string))
+                return herr(err, errcap, path, "__metadata__: key '%s' appears twice", kv->string);
+        char **slot = &f->meta[2 * f->n_meta++];
+        slot[0] = strdup(kv->string), slot[1] = strdup(kv->valuestring);
+        if (!slot[0] || !slot[1]) return -ENOMEM;
+    }
+    return 0;
+}
 
 static int cmp_off(const void *a, const void *b) {
     const tent *x = a, *y = b;
@@ -525,7 +404,7 @@ static uint64_t bytes_of(const ft_st_tensor *t) {
 
 static int check_layout(tent *e, int n, uint64_t data_len, const char *name, char *err,
                         size_t errcap) {
-    qsort(e, (size_t)n, sizeof *e, cmp_off);
+    if (n > 1) qsort(e, (size_t)n, sizeof *e, cmp_off);
     uint64_t pos = 0;
     for (int i = 0; i < n; i++) {
         if (e[i].off[1] < e[i].off[0])
@@ -562,46 +441,25 @@ static int check_layout(tent *e, int n, uint64_t data_len, const char *name, cha
     return 0;
 }
 
-static int parse_header(jp *j, ft_st_file *f, tent **ents, int *n) {
-    int rc = jexpect(j, '{'), cap = 0;
-    if (rc) return rc;
-    jws(j);
-    if (j->p < j->end && *j->p == '}') {
-        j->p++;
-        return 0;
-    }
-    for (;;) {
-        char *k = NULL;
-        if ((rc = jstring(j, &k)) || (rc = jexpect(j, ':'))) {
-            free(k);
-            return rc;
-        }
-        if (!strcmp(k, "__metadata__")) {
-            free(k);
-            if (f->meta) return jerr(j, "__metadata__ appears twice");
-            if ((rc = parse_meta(j, f))) return rc;
-        } else {
-            if (*n == cap) {
-                cap = cap ? cap * 2 : 64;
-                tent *ne = realloc(*ents, (size_t)cap * sizeof *ne);
-                if (!ne) {
-                    free(k);
-                    return -ENOMEM;
-                }
-                *ents = ne;
-            }
-            tent *e = &(*ents)[(*n)++];
-            memset(e, 0, sizeof *e);
-            e->t.name = k;
-            if ((rc = parse_info(j, &e->t, e->off))) return rc;
-        }
-        jws(j);
-        if (j->p < j->end && *j->p == ',') {
-            j->p++;
+/* The top-level object: "__metadata__" at most once, every other member a tensor entry
+ * (*ents gets one slot per member; names are freed by the caller, also on error). */
+static int parse_root(const cJSON *root, ft_st_file *f, tent **ents, int *n, const char *path,
+                      char *err, size_t errcap) {
+    int cnt = cJSON_GetArraySize(root), rc;
+    if (cnt > 0 && !(*ents = calloc((size_t)cnt, sizeof **ents))) return -ENOMEM;
+    const cJSON *meta = NULL;
+    for (const cJSON *it = root->child; it; it = it->next) {
+        if (!strcmp(it->string, "__metadata__")) {
+            if (meta) return herr(err, errcap, path, "__metadata__ appears twice");
+            meta = it;
+            if ((rc = parse_meta(it, f, path, err, errcap))) return rc;
             continue;
         }
-        return jexpect(j, '}');
+        tent *e = &(*ents)[(*n)++];
+        if (!(e->t.name = strdup(it->string))) return -ENOMEM;
+        if ((rc = parse_info(it, e, path, err, errcap))) return rc;
     }
+    return 0;
 }
 
 int ft_st_parse(void *buf, size_t size, const char *name, ft_st_file *out, char *err,
@@ -622,7 +480,6 @@ int ft_st_parse(void *buf, size_t size, const char *name, ft_st_file *out, char 
                      hl > ST_MAX_HEADER ? " (not a safetensors file?)" : " (truncated file)");
     }
     const char *h = (const char *)buf + 8;
-    jp j = {.p = h, .end = h + hl, .start = h, .name = name, .err = err, .errcap = errcap};
     if (hl == 0 || h[0] != '{') {
         ft_st_free(out);
         return sterr(err, errcap, FT_EFORMAT,
@@ -632,10 +489,19 @@ int ft_st_parse(void *buf, size_t size, const char *name, ft_st_file *out, char 
     }
     tent *ents = NULL;
     int n = 0;
-    int rc = parse_header(&j, out, &ents, &n);
+    int rc = lex_check(h, hl, name, err, errcap);
     if (!rc) {
-        jws(&j);
-        if (j.p != j.end) rc = jerr(&j, "text after the closing '}'");
+        const char *end = NULL;
+        cJSON *root = cJSON_ParseWithLengthOpts(h, hl, &end, 0);
+        if (!root)
+            rc = herr(err, errcap, name, "malformed JSON at byte %ld",
+                      (long)((end ? end : h) - h) + 8);
+        else if (end = skip_ws(end, h + hl), end != h + hl)
+            rc = herr(err, errcap, name, "text after the closing '}' at byte %ld",
+                      (long)(end - h) + 8);
+        else
+            rc = parse_root(root, out, &ents, &n, name, err, errcap);
+        cJSON_Delete(root);
     }
     if (!rc) rc = check_layout(ents, n, size - 8 - hl, name, err, errcap);
     if (rc == -ENOMEM) sterr(err, errcap, rc, "%s: out of memory", name);
