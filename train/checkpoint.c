@@ -103,6 +103,23 @@ int ft_ckpt_part_add_f64(ft_ckpt_part *p, const char *name, double v) {
     return 0;
 }
 
+int ft_ckpt_part_add_tensor(ft_ckpt_part *p, const char *name, int st_dtype, int ndim,
+                            const int64_t *shape, void **host) {
+    if (ndim < 0 || ndim > FT_ST_MAX_DIMS || st_dtype < 0 || st_dtype >= FT_ST_NDTYPES)
+        return FT_EARG;
+    size_t numel = 1;
+    for (int d = 0; d < ndim; d++) {
+        if (shape[d] < 0) return FT_EARG;
+        numel *= (size_t)shape[d];
+    }
+    ft_st_tensor *t = new_tensor(p, name, numel * ft_st_dtype_size(st_dtype), host);
+    if (!t) return -ENOMEM;
+    t->dtype = st_dtype;
+    t->ndim = ndim;
+    for (int d = 0; d < ndim; d++) t->shape[d] = shape[d];
+    return 0;
+}
+
 int ft_ckpt_part_add_meta(ft_ckpt_part *p, const char *key, const char *value) {
     if (p->n_meta + 2 > (int)(sizeof p->meta / sizeof p->meta[0])) return FT_ERANGE;
     char *k = strdup(key), *v = strdup(value);
@@ -246,5 +263,26 @@ int ft_ckpt_get_f64(const ft_st_file *f, const char *what, const char *name, dou
     if (!t) return ckerr(err, errcap, FT_EFORMAT, "%s: no F64 scalar '%s'", what, name);
     uint64_t u = ft_rd_le64(t->data);
     memcpy(v, &u, 8);
+    return 0;
+}
+
+int ft_ckpt_get_tensor(const ft_st_file *f, const char *what, const char *name, int st_dtype,
+                       int ndim, const int64_t *shape, void *host, size_t bytes, char *err,
+                       size_t errcap) {
+    const ft_st_tensor *t = ft_st_find(f, name);
+    if (!t) return ckerr(err, errcap, FT_EFORMAT, "%s: tensor '%s' is missing", what, name);
+    if (t->dtype != st_dtype)
+        return ckerr(err, errcap, FT_EFORMAT, "%s: tensor '%s' is %s, expected %s", what, name,
+                     ft_st_dtype_name(t->dtype), ft_st_dtype_name(st_dtype));
+    int same = t->ndim == ndim;
+    for (int d = 0; same && d < ndim; d++) same = t->shape[d] == shape[d];
+    if (!same || t->nbytes != bytes) {
+        char a[128], b[128];
+        shape_str(a, sizeof a, t->ndim, t->shape);
+        shape_str(b, sizeof b, ndim, shape);
+        return ckerr(err, errcap, FT_EFORMAT, "%s: tensor '%s' has shape %s, this run needs %s",
+                     what, name, a, b);
+    }
+    memcpy(host, t->data, bytes);
     return 0;
 }

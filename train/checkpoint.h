@@ -57,6 +57,10 @@ int ft_ckpt_part_add_source(ft_ckpt_part *p, ft_ckpt_source *src);
 int ft_ckpt_part_add_i64(ft_ckpt_part *p, const char *name, int64_t v);
 int ft_ckpt_part_add_f64(ft_ckpt_part *p, const char *name, double v);
 int ft_ckpt_part_add_meta(ft_ckpt_part *p, const char *key, const char *value);
+/* A tensor of safetensors dtype st_dtype (FT_ST_*) and the given shape (ndim 0: a scalar);
+ * *host receives the part's buffer (numel * element size bytes) for the caller to fill. */
+int ft_ckpt_part_add_tensor(ft_ckpt_part *p, const char *name, int st_dtype, int ndim,
+                            const int64_t *shape, void **host);
 
 /* Write parts to dir: all temporaries first, then renames in order (put state last). */
 int ft_ckpt_write(const char *dir, ft_ckpt_part *parts, int n, char *err, size_t errcap);
@@ -75,5 +79,10 @@ int ft_ckpt_get_i64(const ft_st_file *f, const char *what, const char *name, int
                     size_t errcap);
 int ft_ckpt_get_f64(const ft_st_file *f, const char *what, const char *name, double *v, char *err,
                     size_t errcap);
+/* Copy tensor name of f into host (bytes, aligned): it must exist with safetensors dtype
+ * st_dtype and exactly the given shape, else FT_EFORMAT naming the tensor in err. */
+int ft_ckpt_get_tensor(const ft_st_file *f, const char *what, const char *name, int st_dtype,
+                       int ndim, const int64_t *shape, void *host, size_t bytes, char *err,
+                       size_t errcap);
 
 #endif

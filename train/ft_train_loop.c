@@ -165,23 +165,13 @@ static int after_step(ft_run *r, ft_speedlog *sl, float loss, int *rc) {
     if (r->rank == 0 && r->global_step % r->cfg.verbose == 0 && (*rc = ft_run_verify_all(r)))
         return 1;
     if (r->cfg.max_steps && r->global_step >= r->cfg.max_steps) return 1;
-    /* a signal stops at the end of the current gradient-accumulation window, so the
-     * checkpoint holds no half-accumulated gradient */
-    if (ft_stop_requested() && r->global_step % r->cfg.gradient_acc == 0) {
+    /* a signal stops after this step, also inside a gradient-accumulation window: the
+     * checkpoint carries the partial gradient (ft_run_save) */
+    if (ft_stop_requested()) {
         r->stopped = 1;
         return 1;
     }
     return 0;
-}
-
-static void note_window(const ft_run *r) {
-    if (r->global_step % r->cfg.gradient_acc != 0)
-        fprintf(stderr,
-                FT_TRAIN_PROG
-                ": note: the checkpoint at step %lld is inside a "
-                "gradient-accumulation window (gradient_acc = %d); a resumed run starts a "
-                "new window there\n",
-                (long long)r->global_step, r->cfg.gradient_acc);
 }
 
 int ft_run_train(ft_run *r) {
@@ -215,10 +205,7 @@ int ft_run_train(ft_run *r) {
     }
     r->t_train = ft_now() - t0;
     /* stopped mid-epoch (max_steps or a signal): checkpoint where we are */
-    if (r->epoch_step != 0) {
-        note_window(r);
-        if ((rc = ft_run_save(r))) return rc;
-    }
+    if (r->epoch_step != 0 && (rc = ft_run_save(r))) return rc;
     if (r->rank == 0 && !r->stopped && r->last_verified != r->global_step &&
         (rc = ft_run_verify_all(r)))
         return rc;

@@ -190,6 +190,58 @@ static int add_common_meta(ft_run *r, ft_ckpt_part *p) {
     return rc;
 }
 
+/* ------------------------------------------------------------------ accumulation window */
+
+/* Tensors of the state file that carry an unfinished gradient-accumulation window (a stop at a
+ * global step that is not a multiple of gradient_acc): the summed gradient of every optimizer
+ * parameter (backbone in parameters() order, then the PFC weight) and, with pfc_update =
+ * 'sampled', the rows sampled since the last optimizer step. */
+#define ACC_PREFIX  "accum_grad."
+#define ACC_PFC     "accum_grad.pfc."
+#define ACC_ROWS    "accum_grad.pfc.sampled_rows"
+#define ACC_DROPOUT "model.dropout_rng_state"
+
+static int mid_window(const ft_run *r, int64_t gradient_acc) {
+    return gradient_acc > 1 && r->global_step % gradient_acc != 0;
+}
+
+/* Optimizer parameter i of count(r) (the last one is the PFC weight) and its state name;
+ * 1 for a parameter without a gradient buffer (features.weight, frozen): nothing to keep. */
+static int acc_count(const ft_run *r) {
+    return ft_iresnet_param_count(r->net) + 1;
+}
+static int acc_param(ft_run *r, int i, ft_param *p, char *name, size_t cap) {
+    int nb = ft_iresnet_param_count(r->net);
+    int rc = i < nb ? ft_iresnet_param(r->net, i, p) : ft_pfc_param(r->pfc, p);
+    if (rc) return rc;
+    if (!p->g) return 1;
+    int len = snprintf(name, cap, "%s%s", i < nb ? ACC_PREFIX : ACC_PFC, p->name);
+    return len < 0 || (size_t)len >= cap ? FT_ERANGE : 0;
+}
+
+static int add_window(ft_run *r, ft_ckpt_part *st) {
+    int rc = 0, n = acc_count(r);
+    for (int i = 0; i < n && !rc; i++) {
+        ft_param p;
+        char name[256];
+        void *host = NULL;
+        if ((rc = acc_param(r, i, &p, name, sizeof name)) == 1) {
+            rc = 0;
+            continue;
+        }
+        if (rc) break;
+        rc = ft_ckpt_part_add_tensor(st, name, FT_ST_F32, p.ndim, p.shape, &host);
+        if (!rc) rc = r->ops->download(r->ops, host, p.g, p.numel * sizeof(float));
+    }
+    if (!rc && r->sampled_update) {
+        int64_t nl = ft_pfc_num_local(r->pfc);
+        void *host = NULL;
+        rc = ft_ckpt_part_add_tensor(st, ACC_ROWS, FT_ST_U8, 1, &nl, &host);
+        if (!rc) memcpy(host, r->row_mask, (size_t)nl);
+    }
+    return rc;
+}
+
 static int add_state(ft_run *r, ft_ckpt_part *st) {
     int rc = 0;
     const struct {
@@ -208,6 +260,8 @@ static int add_state(ft_run *r, ft_ckpt_part *st) {
         {"world_size", r->world},
         {"batch_size", r->cfg.batch_size},
         {"save_all_states", r->cfg.save_all_states},
+        {"gradient_acc", r->cfg.gradient_acc},
+        {ACC_DROPOUT, (int64_t)ft_iresnet_get_rng_state(r->net)},
     };
     for (size_t i = 0; i < sizeof ints / sizeof ints[0] && !rc; i++)
         rc = ft_ckpt_part_add_i64(st, ints[i].name, ints[i].v);
@@ -217,6 +271,7 @@ static int add_state(ft_run *r, ft_ckpt_part *st) {
         ft_ckpt_source so = src_opt(r, 0);
         rc = ft_ckpt_part_add_source(st, &so);
     }
+    if (!rc && mid_window(r, r->cfg.gradient_acc)) rc = add_window(r, st);
     return rc;
 }
 
@@ -292,6 +347,78 @@ static int resume_state(ft_run *r, const ft_st_file *st, const char *what) {
     return 0;
 }
 
+/* The dropout generator and an unfinished accumulation window (after resume_state). */
+static int resume_window(ft_run *r, const ft_st_file *st, const char *what) {
+    char err[1024];
+    int64_t v, acc = r->cfg.gradient_acc;
+    int rc;
+    /* files without it predate the entry: every step ran exactly one train-mode forward */
+    uint64_t drop = (uint64_t)r->global_step;
+    if (ft_st_find(st, ACC_DROPOUT)) {
+        if ((rc = ft_ckpt_get_i64(st, what, ACC_DROPOUT, &v, err, sizeof err)))
+            return ft_run_fail(r, rc, "%s", err);
+        drop = (uint64_t)v;
+    }
+    ft_iresnet_set_rng_state(r->net, drop);
+    if (ft_st_find(st, "gradient_acc") &&
+        (rc = ft_ckpt_get_i64(st, what, "gradient_acc", &acc, err, sizeof err)))
+        return ft_run_fail(r, rc, "%s", err);
+    if (!mid_window(r, acc)) return 0;
+    if (acc != r->cfg.gradient_acc)
+        return ft_run_fail(r, FT_EFORMAT,
+                           "%s: saved at step %lld inside a gradient-accumulation window of "
+                           "gradient_acc = %lld; this run has gradient_acc = %d (resume with "
+                           "the same value)",
+                           what, (long long)r->global_step, (long long)acc, r->cfg.gradient_acc);
+    if (!ft_st_find(st, ACC_PFC "weight")) {
+        /* a file from before the window was saved: the partial gradient is gone */
+        fprintf(stderr,
+                FT_TRAIN_PROG ": note: %s (step %lld, inside a gradient-accumulation window) "
+                              "holds no accumulated gradient; this window restarts from zero\n",
+                what, (long long)r->global_step);
+        return 0;
+    }
+    rc = 0;
+    int n = acc_count(r);
+    for (int i = 0; i < n && !rc; i++) {
+        ft_param p;
+        char name[256];
+        if ((rc = acc_param(r, i, &p, name, sizeof name)) == 1) {
+            rc = 0;
+            continue;
+        }
+        if (rc) {
+            ft_run_fail(r, rc, "%s: accumulated gradient %d: %s", what, i, ft_strerror(rc));
+            break;
+        }
+        float *host = malloc(p.numel ? p.numel * sizeof(float) : 1);
+        if (!host) return ft_run_fail(r, -ENOMEM, "out of memory");
+        rc = ft_ckpt_get_tensor(st, what, name, FT_ST_F32, p.ndim, p.shape, host,
+                                p.numel * sizeof(float), err, sizeof err);
+        if (rc)
+            ft_run_fail(r, rc, "%s", err);
+        else if ((rc = r->ops->upload(r->ops, p.g, host, p.numel * sizeof(float))))
+            ft_run_fail(r, rc, "upload: %s", ft_strerror(rc));
+        free(host);
+    }
+    if (rc || !r->sampled_update) return rc;
+    int64_t nl = ft_pfc_num_local(r->pfc);
+    if (!ft_st_find(st, ACC_ROWS))
+        return ft_run_fail(r, FT_EFORMAT,
+                           "%s: saved inside a gradient-accumulation window without "
+                           "pfc_update = 'sampled' and sample_rate < 1; resume with the same "
+                           "settings",
+                           what);
+    if ((rc = ft_ckpt_get_tensor(st, what, ACC_ROWS, FT_ST_U8, 1, &nl, r->row_mask, (size_t)nl, err,
+                                 sizeof err)))
+        return ft_run_fail(r, rc, "%s", err);
+    for (int64_t j = 0; j < nl; j++)
+        if (r->row_mask[j] > 1)
+            return ft_run_fail(r, FT_EFORMAT, "%s: tensor '%s' holds %d at row %lld (not 0/1)",
+                               what, ACC_ROWS, r->row_mask[j], (long long)j);
+    return 0;
+}
+
 int ft_run_resume(ft_run *r) {
     char pfc_name[64], st_name[64], hint[192];
     ft_ckpt_pfc_name(pfc_name, sizeof pfc_name, r->rank, r->world);
@@ -300,6 +427,7 @@ int ft_run_resume(ft_run *r) {
     ft_st_file st = {0}, bb = {0}, pf = {0};
     int rc = read_part(r, st_name, &st, -1);
     if (!rc) rc = resume_state(r, &st, st_name);
+    if (!rc) rc = resume_window(r, &st, st_name);
     if (!rc) rc = read_part(r, FT_CKPT_BACKBONE, &bb, r->global_step);
     if (!rc) rc = read_part(r, pfc_name, &pf, r->global_step);
     char err[1024];

@@ -522,6 +522,14 @@ int ft_iresnet_zero_grad(ft_iresnet *m) {
     return m->o->zero(m->o, m->grad_base, m->grad_bytes);
 }
 
+uint64_t ft_iresnet_get_rng_state(const ft_iresnet *m) {
+    return m->drop_calls;
+}
+
+void ft_iresnet_set_rng_state(ft_iresnet *m, uint64_t state) {
+    m->drop_calls = state;
+}
+
 /* ---- tensors ---- */
 
 int ft_iresnet_tensor_count(const ft_iresnet *m) {

@@ -69,6 +69,12 @@ int ft_iresnet_forward(ft_iresnet *m, const float *x, int batch, int train, cons
 int ft_iresnet_backward(ft_iresnet *m, const float *demb);
 int ft_iresnet_zero_grad(ft_iresnet *m);
 
+/* Dropout mask generator state: the number of train-mode forwards done so far (the mask of
+ * the k-th one is a pure function of (cfg.seed, k)). A checkpoint saves it and a resumed run
+ * sets it back, so the masks continue as in an uninterrupted run. */
+uint64_t ft_iresnet_get_rng_state(const ft_iresnet *m);
+void ft_iresnet_set_rng_state(ft_iresnet *m, uint64_t state);
+
 /* state_dict tensors in order: parameters and buffers (running stats, num_batches_tracked). */
 int ft_iresnet_tensor_count(const ft_iresnet *m);
 int ft_iresnet_tensor_info(const ft_iresnet *m, int i, ft_tensor_info *info);

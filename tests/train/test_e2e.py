@@ -8,7 +8,9 @@
                                         logged lfw XNorm and accuracy from it
   test_e2e.py resume FT_BIN REPO WORK   stop at max_steps (mid-epoch and at an epoch end) and
                                         by SIGINT, resume each time: per-step losses and every
-                                        saved tensor equal an uninterrupted run bit for bit
+                                        saved tensor equal an uninterrupted run bit for bit;
+                                        also with stops inside gradient-accumulation windows,
+                                        with dropout and with Partial FC sampled-rows updates
   test_e2e.py bad    FT_BIN REPO WORK   bad configs and bad checkpoints give one clear line
 Exit 77 (skip) when ft-synth or ft-ingest are not built.
 """
@@ -273,7 +275,81 @@ def resume():
     train(out, *sampled, "max_steps=7", loss_file=lf)
     train(out, *sampled, "resume=True", loss_file=lf)
     compare_runs("sample_rate 0.5, max_steps 7 + resume", ref, ref_losses, out, lf)
+    # stops inside a gradient-accumulation window: the partial gradients (and the rows sampled
+    # so far) travel in the state file, so the window ends as in an uninterrupted run
+    acc2 = [*common, "gradient_acc=2"]
+    stops("gradient_acc 2", acc2, [3, 7, 13], mid_window=2)
+    stop_by_sigint("gradient_acc 2", acc2)
+    # gradient_acc 3: the epoch-end checkpoint at step 10 and the final one are mid-window
+    stops("gradient_acc 3, epoch end", [*common, "gradient_acc=3"], [10], mid_window=3)
+    # dropout: the mask generator continues where it stopped
+    stops("dropout 0.2", [*common, "dropout=0.2"], [5])
+    stops("dropout 0.2, gradient_acc 2", [*common, "dropout=0.2", "gradient_acc=2"], [5])
+    # Partial FC sampled-rows update across a window split by a stop
+    stops("sample_rate 0.5, pfc_update sampled, gradient_acc 2",
+          [*sampled, "gradient_acc=2"], [5, 11], mid_window=2)
     finish()
+
+
+def fresh(*paths):
+    for p in paths:
+        if os.path.isdir(p):
+            shutil.rmtree(p)
+        elif os.path.exists(p):
+            os.remove(p)
+
+
+_refs = {}
+
+
+def reference(label, args):
+    """The uninterrupted run of args (run once per argument list)."""
+    tag = re.sub(r"\W+", "_", label)
+    if tuple(args) not in _refs:
+        ref, ref_losses = os.path.join(WORK, f"ref_{tag}"), os.path.join(WORK, f"ref_{tag}.loss")
+        fresh(ref, ref_losses)
+        train(ref, *args, loss_file=ref_losses)
+        _refs[tuple(args)] = ref, ref_losses
+    return (tag, *_refs[tuple(args)])
+
+
+def stops(label, args, at, mid_window=0):
+    """Stop at each max_steps in at, resume each time, then run to the end; compare."""
+    tag, ref, ref_losses = reference(label, args)
+    out, lf = os.path.join(WORK, f"parts_{tag}"), os.path.join(WORK, f"parts_{tag}.loss")
+    fresh(out, lf)
+    for i, step in enumerate(at):
+        p = train(out, *args, f"max_steps={step}", *(["resume=True"] if i else []), loss_file=lf)
+        check("note:" not in p.stderr, f"{label}: a note at step {step}: {p.stderr.strip()}")
+        if mid_window and step % mid_window:
+            from test_safetensors_io import load_safetensors
+            st = load_safetensors(os.path.join(out, "state_rank0.safetensors"))
+            acc = [k for k in st if k.startswith("accum_grad.")]
+            check("accum_grad.pfc.weight" in acc and "accum_grad.conv1.weight" in acc and
+                  any(np.any(st[k] != 0) for k in acc),
+                  f"{label}: the checkpoint at step {step} holds no accumulated gradient")
+            check(int(st.get("gradient_acc", -1)) == mid_window, f"{label}: gradient_acc not saved")
+    p = train(out, *args, "resume=True", loss_file=lf)
+    check("note:" not in p.stderr, f"{label}: a note at the end: {p.stderr.strip()}")
+    compare_runs(f"{label}, max_steps {'/'.join(map(str, at))} + resume", ref, ref_losses, out, lf)
+
+
+def stop_by_sigint(label, args):
+    """Ctrl-C after at least 3 steps (wherever the window stands), resume, compare."""
+    tag, ref, ref_losses = reference(label, args)
+    out, lf = os.path.join(WORK, f"sigint_{tag}"), os.path.join(WORK, f"sigint_{tag}.loss")
+    fresh(out, lf)
+    env = dict(os.environ, FT_TRAIN_LOSS_FILE=lf)
+    p = subprocess.Popen([TRAIN, CONFIG, f"output={out}", *args], env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    while p.poll() is None and (not os.path.exists(lf) or len(open(lf).readlines()) < 3):
+        time.sleep(0.02)
+    p.send_signal(signal.SIGINT)
+    err = p.communicate()[1]
+    n = len(open(lf).readlines())
+    check(p.returncode == 130 and "note:" not in err, f"{label}: SIGINT: exit {p.returncode}, {err}")
+    train(out, *args, "resume=True", loss_file=lf)
+    compare_runs(f"{label}, SIGINT after {n} steps + resume", ref, ref_losses, out, lf)
 
 
 # ---------------------------------------------------------------------------------- bad
@@ -343,6 +419,20 @@ def bad():
     open(bb, "wb").write(keep)
     p = train(out, *common, "resume=True")
     check(p.returncode == 0, "resume after restoring the checkpoint")
+    # a checkpoint inside a gradient-accumulation window needs the same gradient_acc
+    acc = os.path.join(WORK, "ckpt_acc")
+    shutil.rmtree(acc, ignore_errors=True)
+    train(acc, *common, "max_steps=3", "gradient_acc=2")
+    expect([*common, f"output={acc}", "resume=True", "gradient_acc=4"],
+           "inside a gradient-accumulation window of gradient_acc = 2; this run has "
+           "gradient_acc = 4")
+    st = os.path.join(acc, "state_rank0.safetensors")
+    raw = bytearray(open(st, "rb").read())
+    n = int.from_bytes(raw[:8], "little")
+    hdr = raw[8:8 + n].replace(b'"accum_grad.conv1.weight"', b'"accum_grad.conv1.weighX"')
+    open(st, "wb").write(raw[:8] + hdr + raw[8 + n:])
+    expect([*common, f"output={acc}", "resume=True", "gradient_acc=2"],
+           "state_rank0.safetensors: tensor 'accum_grad.conv1.weight' is missing")
     finish()
 
 
