@@ -4,14 +4,19 @@
 # one command. Prints samples/s and peak memory (max RSS) of each.
 #
 #   bench/train-cpu-bench.sh [--bin DIR] [--depths "18 50"] [--batch 32] [--threads 2]
-#                            [--classes 93431] [--steps 3]
+#                            [--classes 93431] [--steps 3] [--blas "machine native"]
+#
+# --blas: OpenBLAS kernel settings to run under. 'machine' keeps the environment as it is (some
+# machines force OPENBLAS_CORETYPE, e.g. Haswell/AVX2 kernels on an AVX-512 CPU); 'native'
+# unsets OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE for both facetrain and PyTorch, so OpenBLAS
+# picks the kernels of the CPU it runs on. The kernel each setting selects is printed.
 #
 # PyTorch gets its best setup here: Debian's python3-torch calls the generic BLAS, so it is run
 # with both OpenBLAS builds (pthread: the system default; openmp: libopenblas0-openmp via
 # LD_LIBRARY_PATH) and torch.set_num_threads(threads); the faster is reported.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-bin="" depths="18 50" batch=32 threads=2 classes=93431 steps=3
+bin="" depths="18 50" batch=32 threads=2 classes=93431 steps=3 blas="machine native"
 while [ $# -gt 0 ]; do
     case $1 in
     --bin) bin=$2; shift 2 ;;
@@ -20,7 +25,8 @@ while [ $# -gt 0 ]; do
     --threads) threads=$2; shift 2 ;;
     --classes) classes=$2; shift 2 ;;
     --steps) steps=$2; shift 2 ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    --blas) blas=$2; shift 2 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "train-cpu-bench.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -41,28 +47,45 @@ run() {
 rate() { grep -o '[0-9.]* samples/s' "$1" | head -1 | cut -d' ' -f1; }
 rss_mib() { awk '/^maxrss/ {printf "%.0f", $2 / 1024}' "$1"; }
 
-printf '%-6s %-28s %12s %12s\n' model engine samples/s "peak MiB"
-for d in $depths; do
-    run "$tmp/ft$d" "$bin/ft-bench-train" --depth "$d" --batch "$batch" --threads "$threads" \
-        --classes "$classes" --steps "$steps"
-    ft=$(rate "$tmp/ft$d")
-    printf '%-6s %-28s %12s %12s\n' "r$d" facetrain "$ft" "$(rss_mib "$tmp/ft$d")"
-    best=0 best_rss=0 best_name=""
-    for variant in pthread openmp; do
-        env=()
-        [ $variant = openmp ] && env=(env LD_LIBRARY_PATH=$OMP_DIR OMP_NUM_THREADS=$threads)
-        [ $variant = openmp ] && [ ! -e "$OMP_DIR/libblas.so.3" ] && continue
-        run "$tmp/pt$d$variant" "${env[@]}" "$PY" "$here/bench/train_cpu_step_torch.py" "$d" \
-            "$batch" "$threads" "$classes" "$steps"
-        r=$(rate "$tmp/pt$d$variant")
-        printf '%-6s %-28s %12s %12s\n' "r$d" "pytorch (openblas-$variant)" "$r" \
-            "$(rss_mib "$tmp/pt$d$variant")"
-        if awk -v a="$r" -v b="$best" 'BEGIN {exit !(a > b)}'; then
-            best=$r best_name=$variant
-        fi
+corename() {
+    "$@" "$PY" -c "import ctypes; l = ctypes.CDLL('libopenblas.so.0');
+l.openblas_get_corename.restype = ctypes.c_char_p; print(l.openblas_get_corename().decode())"
+}
+
+for setting in $blas; do
+    base=()
+    case $setting in
+    machine) base=(env) ;;
+    native) base=(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE) ;;
+    *) echo "train-cpu-bench.sh: --blas takes 'machine' and/or 'native'" >&2; exit 2 ;;
+    esac
+    echo
+    echo "== OpenBLAS setting '$setting' (OPENBLAS_CORETYPE=$([ "$setting" = native ] || echo "${OPENBLAS_CORETYPE:-}"); kernels: $(corename "${base[@]}")) =="
+    printf '%-6s %-28s %12s %12s\n' model engine samples/s "peak MiB"
+    for d in $depths; do
+        run "$tmp/ft$d" "${base[@]}" "$bin/ft-bench-train" --depth "$d" --batch "$batch" \
+            --threads "$threads" --classes "$classes" --steps "$steps"
+        ft=$(rate "$tmp/ft$d")
+        printf '%-6s %-28s %12s %12s\n' "r$d" facetrain "$ft" "$(rss_mib "$tmp/ft$d")"
+        best=0 best_name=""
+        for variant in pthread openmp; do
+            env=("${base[@]}")
+            if [ $variant = openmp ]; then
+                [ -e "$OMP_DIR/libblas.so.3" ] || continue
+                env+=("LD_LIBRARY_PATH=$OMP_DIR" "OMP_NUM_THREADS=$threads")
+            fi
+            run "$tmp/pt$d$variant" "${env[@]}" "$PY" "$here/bench/train_cpu_step_torch.py" \
+                "$d" "$batch" "$threads" "$classes" "$steps"
+            r=$(rate "$tmp/pt$d$variant")
+            printf '%-6s %-28s %12s %12s\n' "r$d" "pytorch (openblas-$variant)" "$r" \
+                "$(rss_mib "$tmp/pt$d$variant")"
+            if awk -v a="$r" -v b="$best" 'BEGIN {exit !(a > b)}'; then
+                best=$r best_name=$variant
+            fi
+        done
+        awk -v a="$ft" -v b="$best" -v d="$d" -v n="$best_name" \
+            'BEGIN {printf "r%s: facetrain / best PyTorch (openblas-%s) = %.2fx\n", d, n, a / b}'
     done
-    awk -v a="$ft" -v b="$best" -v d="$d" -v n="$best_name" \
-        'BEGIN {printf "r%s: facetrain / best PyTorch (openblas-%s) = %.2fx\n", d, n, a / b}'
 done
 echo "conditions: batch $batch, $threads threads, $classes classes (ArcFace, sample_rate 1)," \
     "$steps timed steps after one warm-up, $(nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"

@@ -36,6 +36,7 @@ TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build-tsan --output-on-failure -j"
 step "clang-format"
 files=$(git ls-files '*.c' '*.h' '*.cu' '*.cuh' 2>/dev/null || true)
 if [ -n "$files" ]; then
+    # shellcheck disable=SC2086 # $files is a list of paths without spaces
     clang-format --dry-run --Werror $files
 fi
 echo "all test stages passed"
