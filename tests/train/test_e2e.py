@@ -76,54 +76,6 @@ def train(out, *args, loss_file=None, check_rc=0):
 
 # ---------------------------------------------------------------------------------- learn
 
-def iresnet_torch(width, blocks, emb):
-    import torch.nn as nn
-
-    class Block(nn.Module):
-        def __init__(self, cin, cout, stride, ds):
-            super().__init__()
-            self.bn1 = nn.BatchNorm2d(cin, eps=1e-5)
-            self.conv1 = nn.Conv2d(cin, cout, 3, 1, 1, bias=False)
-            self.bn2 = nn.BatchNorm2d(cout, eps=1e-5)
-            self.prelu = nn.PReLU(cout)
-            self.conv2 = nn.Conv2d(cout, cout, 3, stride, 1, bias=False)
-            self.bn3 = nn.BatchNorm2d(cout, eps=1e-5)
-            self.downsample = ds
-
-        def forward(self, x):
-            y = self.bn3(self.conv2(self.prelu(self.bn2(self.conv1(self.bn1(x))))))
-            return y + (self.downsample(x) if self.downsample is not None else x)
-
-    class Net(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv1 = nn.Conv2d(3, width, 3, 1, 1, bias=False)
-            self.bn1 = nn.BatchNorm2d(width, eps=1e-5)
-            self.prelu = nn.PReLU(width)
-            cin = width
-            for i, n in enumerate(blocks):
-                cout = width * 2 ** i
-                ds = nn.Sequential(nn.Conv2d(cin, cout, 1, 2, bias=False),
-                                   nn.BatchNorm2d(cout, eps=1e-5))
-                layer = [Block(cin, cout, 2, ds)] + [Block(cout, cout, 1, None)
-                                                      for _ in range(n - 1)]
-                setattr(self, f"layer{i + 1}", nn.Sequential(*layer))
-                cin = cout
-            self.bn2 = nn.BatchNorm2d(cin, eps=1e-5)
-            self.dropout = nn.Dropout(0.0)
-            self.fc = nn.Linear(cin * 49, emb)
-            self.features = nn.BatchNorm1d(emb, eps=1e-5)
-
-        def forward(self, x):
-            x = self.prelu(self.bn1(self.conv1(x)))
-            for i in range(4):
-                x = getattr(self, f"layer{i + 1}")(x)
-            x = self.bn2(x)
-            return self.features(self.fc(self.dropout(x.flatten(1))))
-
-    return Net()
-
-
 def torch_verify(model, binpath):
     """XNorm and Accuracy-Flip of the model on a .bin file, arcface_torch's protocol."""
     import cv2
@@ -182,7 +134,11 @@ def learn():
     from test_safetensors_io import load_safetensors
 
     sd = load_safetensors(os.path.join(out, "backbone.safetensors"))
-    model = iresnet_torch(8, (1, 1, 1, 1), 128)
+    # the PyTorch IResNet of the trainer-core tests (insightface layout and state_dict names)
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "train_core"))
+    from torch_ref import Net
+
+    model = Net(8, (1, 1, 1, 1), 128)
     model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in sd.items()}, strict=True)
     check(sd["features.num_batches_tracked"].dtype == np.int64 and
           int(sd["features.num_batches_tracked"]) == 320, "num_batches_tracked")
