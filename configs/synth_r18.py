@@ -3,7 +3,7 @@ from easydict import EasyDict as edict
 # A small IResNet on an ft-synth dataset, for the demo and the end-to-end tests: trains on a
 # couple of CPU cores in a few minutes and verifies on the held-out pairs of lfw.bin,
 # cfp_fp.bin and agedb_30.bin.
-#   ft-synth data/synth --classes 64 --per-class 40 --seed 1
+#   ft-synth data/synth --classes 128 --per-class 20 --seed 1
 #   ft-ingest data/synth data/synth/train.lmdb --shuffle --seed 7
 #   ft-train configs/synth_r18.py rec=data/synth output=work_dirs/synth_r18
 
@@ -29,7 +29,7 @@ config.seed = 2048
 config.num_workers = 2
 
 config.rec = "data/synth"
-config.num_classes = 64
+config.num_classes = 128
 config.num_image = None          # taken from the dataset
 config.num_epoch = 4
 config.warmup_epoch = 0

@@ -7,8 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 OUT=${1:-$ROOT/demo_out}
-CLASSES=${DEMO_CLASSES:-64}
-PER_CLASS=${DEMO_PER_CLASS:-40}
+CLASSES=${DEMO_CLASSES:-128}
+PER_CLASS=${DEMO_PER_CLASS:-20}
 
 bash tools/install-deps.sh >/dev/null
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null

@@ -1,6 +1,6 @@
 """ft-train end to end on ft-synth data (CPU).
 
-  test_e2e.py learn  FT_BIN REPO WORK   configs/synth_r18.py on 64 x 40 synthetic identities:
+  test_e2e.py learn  FT_BIN REPO WORK   configs/synth_r18.py on 128 x 20 synthetic identities:
                                         the loss falls, lfw reaches >= 95% Accuracy-Flip,
                                         training.log / TensorBoard / checkpoints are complete,
                                         and PyTorch loads backbone.safetensors into an IResNet
@@ -96,8 +96,8 @@ def torch_verify(model, binpath):
 
 
 def learn():
-    data = os.path.join(WORK, "synth64")
-    make_data(data, 64, 40)
+    data = os.path.join(WORK, "synth128")
+    make_data(data, 128, 20)
     out = os.path.join(WORK, "run")
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.time()
@@ -350,7 +350,7 @@ def bad():
     expect([*common, f"output={out}", "resume=True", "embedding_size=64"],
            "has shape [128, 3136], this model needs [64, 3136]")
     expect([*common, f"output={out}", "resume=True", "num_classes=20"],
-           "pfc_rank0_of1.safetensors: tensor 'weight' has shape [64, 128], this model needs [20, 128]")
+           "pfc_rank0_of1.safetensors: tensor 'weight' has shape [128, 128], this model needs [20, 128]")
     bigger = os.path.join(WORK, "ckpt_bigger")
     shutil.rmtree(bigger, ignore_errors=True)
     train(bigger, *common, "max_steps=1", "blocks=(1, 1, 1, 2)")
