@@ -183,54 +183,16 @@ def resume():
     data = os.path.join(WORK, "synth16")
     make_data(data, 16, 20, seed=3)  # 320 images: 10 steps of 32 per epoch, 20 in all
     common = [f"rec={data}", *SMALL]
-    ref, ref_losses = os.path.join(WORK, "ref"), os.path.join(WORK, "ref.loss")
-    for p in (ref, ref_losses):
-        shutil.rmtree(p, ignore_errors=True) if os.path.isdir(p) else (os.path.exists(p) and os.remove(p))
-    train(ref, *common, loss_file=ref_losses)
     # stop mid-epoch (7), at an epoch end (10), mid-epoch again (13), then to the end
-    out, lf = os.path.join(WORK, "parts"), os.path.join(WORK, "parts.loss")
-    shutil.rmtree(out, ignore_errors=True)
-    if os.path.exists(lf):
-        os.remove(lf)
-    train(out, *common, "max_steps=7", loss_file=lf)
-    train(out, *common, "max_steps=10", "resume=True", loss_file=lf)
-    train(out, *common, "max_steps=13", "resume=True", loss_file=lf)
-    train(out, *common, "resume=True", loss_file=lf)
-    compare_runs("max_steps 7/10/13 + resume", ref, ref_losses, out, lf)
+    out = stops("plain", common, [7, 10, 13])
     log = open(os.path.join(out, "training.log")).read()
     check(log.count("-rank_id: 0\n") == 4, "training.log is appended to on resume")
     # Ctrl-C: stops after the current step with a checkpoint, exit 130; resume finishes
-    out, lf = os.path.join(WORK, "sigint"), os.path.join(WORK, "sigint.loss")
-    shutil.rmtree(out, ignore_errors=True)
-    if os.path.exists(lf):
-        os.remove(lf)
-    env = dict(os.environ, FT_TRAIN_LOSS_FILE=lf)
-    p = subprocess.Popen([TRAIN, CONFIG, f"output={out}", *common], env=env,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    while p.poll() is None and (not os.path.exists(lf) or len(open(lf).readlines()) < 4):
-        time.sleep(0.05)
-    p.send_signal(signal.SIGINT)
-    err = p.communicate()[1]
-    n = len(open(lf).readlines())
-    print(f"SIGINT after {n} steps: exit {p.returncode}; {err.strip().splitlines()[-1]}")
-    check(p.returncode == 130 and "stopped" in err and "resume=True" in err,
-          f"SIGINT: exit {p.returncode}, {err.strip()}")
-    train(out, *common, "resume=True", loss_file=lf)
-    compare_runs("SIGINT + resume", ref, ref_losses, out, lf)
+    stop_by_sigint("plain", common)
     # Partial FC with sample_rate < 1 and the sampled-rows update: the sampled index set is a
     # function of (seed, step), so a resumed run samples and updates the same centres
     sampled = [*common, "sample_rate=0.5", "pfc_update=sampled"]
-    ref, ref_losses = os.path.join(WORK, "ref_s"), os.path.join(WORK, "ref_s.loss")
-    out, lf = os.path.join(WORK, "parts_s"), os.path.join(WORK, "parts_s.loss")
-    for p in (ref, out):
-        shutil.rmtree(p, ignore_errors=True)
-    for p in (ref_losses, lf):
-        if os.path.exists(p):
-            os.remove(p)
-    train(ref, *sampled, loss_file=ref_losses)
-    train(out, *sampled, "max_steps=7", loss_file=lf)
-    train(out, *sampled, "resume=True", loss_file=lf)
-    compare_runs("sample_rate 0.5, max_steps 7 + resume", ref, ref_losses, out, lf)
+    stops("sample_rate 0.5", sampled, [7])
     # stops inside a gradient-accumulation window: the partial gradients (and the rows sampled
     # so far) travel in the state file, so the window ends as in an uninterrupted run
     acc2 = [*common, "gradient_acc=2"]
@@ -270,7 +232,8 @@ def reference(label, args):
 
 
 def stops(label, args, at, mid_window=0):
-    """Stop at each max_steps in at, resume each time, then run to the end; compare."""
+    """Stop at each max_steps in at, resume each time, then run to the end; compare. Returns
+    the output folder of the stopped-and-resumed run."""
     tag, ref, ref_losses = reference(label, args)
     out, lf = os.path.join(WORK, f"parts_{tag}"), os.path.join(WORK, f"parts_{tag}.loss")
     fresh(out, lf)
@@ -288,6 +251,7 @@ def stops(label, args, at, mid_window=0):
     p = train(out, *args, "resume=True", loss_file=lf)
     check("note:" not in p.stderr, f"{label}: a note at the end: {p.stderr.strip()}")
     compare_runs(f"{label}, max_steps {'/'.join(map(str, at))} + resume", ref, ref_losses, out, lf)
+    return out
 
 
 def stop_by_sigint(label, args):
@@ -303,7 +267,8 @@ def stop_by_sigint(label, args):
     p.send_signal(signal.SIGINT)
     err = p.communicate()[1]
     n = len(open(lf).readlines())
-    check(p.returncode == 130 and "note:" not in err, f"{label}: SIGINT: exit {p.returncode}, {err}")
+    check(p.returncode == 130 and "stopped" in err and "resume=True" in err and "note:" not in err,
+          f"{label}: SIGINT: exit {p.returncode}, {err}")
     train(out, *args, "resume=True", loss_file=lf)
     compare_runs(f"{label}, SIGINT after {n} steps + resume", ref, ref_losses, out, lf)
 
