@@ -1,4 +1,4 @@
-/* tr_cfgdump: test driver for train/config and train/ft_train_pylit.
+/* tr_cfgdump: test driver for train/config and train/run/pyliteral.
  *
  *   tr_cfgdump CONFIG [--dataset IMAGES CLASSES] [key=value ...]
  *       parse, override, finalize (and derive with the dataset counts); print the
@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "config.h"
-#include "ft_train_pylit.h"
+#include "pyliteral.h"
 
 static int literal(const char *text) {
     ft_pyval v;

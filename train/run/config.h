@@ -6,7 +6,7 @@
  *     config = edict()                            (ignored)
  *     config.network = "r50"                      # comments and blank lines are fine
  *     config.margin_list = (1.0, 0.5, 0.0)
- * Values are Python literals (see ft_train_pylit.h); a bracketed value may span lines.
+ * Values are Python literals (see pyliteral.h); a bracketed value may span lines.
  * Anything else is an error naming file:line.
  *
  * Keys and their order: the keys of arcface_torch's configs/base.py come first with its
@@ -21,7 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ft_train_pylit.h"
+#include "pyliteral.h"
 
 #define FT_CFG_ERRCAP     1024
 #define FT_CFG_MAX_TARGET 16

@@ -16,7 +16,7 @@
 #endif
 
 #include "ft_common.h"
-#include "ops_cpu_impl.h"
+#include "cpu.h"
 
 int ft_conv_desc_init(ft_conv_desc *d, int n, int c, int h, int w, int k, int r, int stride,
                       int pad) {

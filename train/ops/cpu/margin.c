@@ -5,7 +5,7 @@
 #include <math.h>
 
 #include "ft_common.h"
-#include "ops_cpu_impl.h"
+#include "cpu.h"
 
 typedef struct sm_ctx {
     int rows, cols;

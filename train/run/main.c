@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "ft_common.h" // defines: status codes, files, stop flag
-#include "ft_train.h"  // defines: ft_run and the steps of a run
+#include "run.h"  // defines: ft_run and the steps of a run
 
 static void usage(FILE *f) {
     fprintf(f, "usage: " FT_TRAIN_PROG " CONFIG [key=value ...]\n"

@@ -1,4 +1,4 @@
-/* ft_train.h: the pieces of the ft-train program (main.c, ft_train_model.c, ft_train_loop.c).
+/* run.h: the pieces of the ft-train program (main.c, build.c, loop.c).
  *
  * One run: config -> data (loader) -> model (IResNet), Partial FC, SGD on an ops backend ->
  * training loop with training.log, TensorBoard and verification -> checkpoints.

@@ -1,5 +1,5 @@
-/* ft_train_loop.c: ft-train's training loop, logging, verification and checkpoint cadence, as
- * arcface_torch's train_v2.py runs them. See ft_train.h. */
+/* loop.c: ft-train's training loop, logging, verification and checkpoint cadence, as
+ * arcface_torch's train_v2.py runs them. See run.h. */
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "ft_common.h"
-#include "ft_train.h"
+#include "run.h"
 
 /* ------------------------------------------------------------------ outputs */
 

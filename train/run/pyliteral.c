@@ -1,5 +1,5 @@
-/* ft_train_pylit.c: Python literal parsing and str()/repr() printing; see ft_train_pylit.h. */
-#include "ft_train_pylit.h"
+/* pyliteral.c: Python literal parsing and str()/repr() printing; see pyliteral.h. */
+#include "pyliteral.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -1,5 +1,5 @@
-/* ft_train_model.c: ft-train's model side: build backbone, Partial FC and SGD from the config;
- * checkpoint save and resume; the embedding callback for verification. See ft_train.h. */
+/* build.c: ft-train's model side: build backbone, Partial FC and SGD from the config;
+ * checkpoint save and resume; the embedding callback for verification. See run.h. */
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "ft_common.h"
-#include "ft_train.h"
+#include "run.h"
 
 int ft_run_fail(ft_run *r, int rc, const char *fmt, ...) {
     va_list ap;

@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "ft_common.h"
-#include "ops_cpu_impl.h"
+#include "cpu.h"
 
 /* GEMM width (output pixels) a block of images aims for. 256 blocks the 7x7 maps (several
  * images per GEMM) and leaves 14x14 and larger maps per image; blocking 14x14 maps as well

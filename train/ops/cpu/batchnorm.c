@@ -9,7 +9,7 @@
 #endif
 
 #include "ft_common.h"
-#include "ops_cpu_impl.h"
+#include "cpu.h"
 
 typedef struct chan_ctx {
     int n, c, hw;

@@ -1,4 +1,4 @@
-/* ft_train_pylit: the Python literal subset that facetrain config files use.
+/* pyliteral.h: the Python literal subset that facetrain config files use.
  *
  * Config files look like arcface_torch's configs/<name>.py (`config.lr = 0.1`). Their values are
  * Python literals: int, float, str ('...' or "..."), True/False/None, tuples and lists of
@@ -7,8 +7,8 @@
  * Python's shortest round-trip repr: 5e-4 -> 0.0005, 1e-5 -> 1e-05; tuples "(1.0, 0.5, 0.0)";
  * lists "['lfw', 'cfp_fp']").
  */
-#ifndef FT_TRAIN_PYLIT_H
-#define FT_TRAIN_PYLIT_H
+#ifndef FT_RUN_PYLITERAL_H
+#define FT_RUN_PYLITERAL_H
 
 #include <stddef.h>
 #include <stdint.h>

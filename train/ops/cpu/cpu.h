@@ -1,6 +1,6 @@
-/* ops_cpu_impl.h: internals shared by the CPU backend's files (ops_cpu*.c). Not public. */
-#ifndef FT_OPS_CPU_IMPL_H
-#define FT_OPS_CPU_IMPL_H
+/* cpu.h: internals shared by the CPU backend's files (ops/cpu/). Not public. */
+#ifndef FT_OPS_CPU_H
+#define FT_OPS_CPU_H
 
 #include <pthread.h>
 #include <stddef.h>
