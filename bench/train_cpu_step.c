@@ -1,9 +1,9 @@
 /* train_cpu_step.c: time full training steps of the CPU trainer core (IResNet forward and
  * backward, margin softmax + Partial FC, grad clipping, SGD) on random data.
  *
- * Build: target ft-bench-train (train/model.cmake). Run:
+ * Build: target ft-bench-train (bench/CMakeLists.txt). Run:
  *   ft-bench-train [--depth 18] [--batch 32] [--threads 2] [--classes 93431] [--rate 1]
- *                  [--steps 3] [--width 64]
+ *                  [--steps 3] [--width 64] [--dtype f32|f16|bf16] [--device cpu]
  * Prints per-phase times of the timed steps (after one warm-up step), samples/s, the device
  * bytes of the model/head/optimizer and the peak RSS.
  */
@@ -60,7 +60,8 @@ static int one_step(bench *b, uint64_t step, const float *x, int32_t *lab) {
 }
 
 int main(int argc, char **argv) {
-    int depth = 18, batch = 32, threads = 2, classes = 93431, steps = 3, width = 64;
+    int depth = 18, batch = 32, threads = 2, classes = 93431, steps = 3, width = 64, dtype = FT_F32;
+    const char *device = "cpu";
     double rate = 1.0;
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *k = argv[i], *v = argv[i + 1];
@@ -78,19 +79,28 @@ int main(int argc, char **argv) {
             width = atoi(v);
         else if (!strcmp(k, "--rate"))
             rate = atof(v);
+        else if (!strcmp(k, "--device"))
+            device = v;
+        else if (!strcmp(k, "--dtype") && (dtype = ft_dtype_parse(v)) < 0)
+            return fprintf(stderr, "--dtype: f32, f16 or bf16\n"), 2;
+        else if (!strcmp(k, "--dtype"))
+            continue;
         else
             return fprintf(stderr, "usage: see the comment at the top of train_cpu_step.c\n"), 2;
     }
     bench b = {.batch = batch, .classes = classes};
     ft_iresnet_config mc;
     if (ft_iresnet_config_init(&mc, depth)) return fprintf(stderr, "bad depth\n"), 2;
-    mc.max_batch = batch, mc.width = width;
+    mc.max_batch = batch, mc.width = width, mc.dtype = dtype;
     ft_pfc_config pc;
     ft_pfc_config_init(&pc, classes);
-    pc.max_batch = batch, pc.sample_rate = (float)rate;
+    pc.max_batch = batch, pc.sample_rate = (float)rate, pc.dtype = dtype;
     ft_sgd_config sc = {0.9f, 5e-4f};
     void *d;
-    int rc = ft_ops_cpu_create(threads, &b.o);
+    ft_ops_options opts = {.threads = threads, .device = -1};
+    char err[256];
+    int rc = ft_ops_create(device, &opts, &b.o, err, sizeof err);
+    if (rc) return fprintf(stderr, "ft-bench-train: %s\n", err), rc == FT_ENODEV ? 77 : 1;
     if (!rc) rc = ft_iresnet_create(b.o, &mc, &b.m);
     if (!rc) rc = ft_pfc_create(b.o, &pc, &b.p);
     if (!rc) rc = ft_sgd_create(b.o, &sc, &b.s);
@@ -125,10 +135,11 @@ int main(int argc, char **argv) {
     size_t pb, ab, wb, tot = ft_iresnet_bytes(b.m, &pb, &ab, &wb);
     getrusage(RUSAGE_SELF, &ru);
     double cpu = (cpu_seconds(&ru) - cpu0) / steps;
-    printf("r%d width %d batch %d threads %d classes %d rate %.2f: %.2f samples/s "
+    printf("r%d width %d batch %d threads %d classes %d rate %.2f %s %s: %.2f samples/s "
            "(step %.2f s: forward %.2f, head %.2f, backward %.2f, optimizer %.2f)\n",
-           depth, width, batch, threads, classes, rate, batch * steps / b.t[4], b.t[4] / steps,
-           b.t[0] / steps, b.t[1] / steps, b.t[2] / steps, b.t[3] / steps);
+           depth, width, batch, threads, classes, rate, device, ft_dtype_name((ft_dtype)dtype),
+           batch * steps / b.t[4], b.t[4] / steps, b.t[0] / steps, b.t[1] / steps, b.t[2] / steps,
+           b.t[3] / steps);
     /* on a shared machine the wall time includes waiting for the cores: CPU time per step
      * divided by the thread count is what an idle machine would take at full parallelism */
     printf("cpu time %.2f s/step -> %.2f samples/s if the %d threads had their cores\n", cpu,
@@ -137,6 +148,7 @@ int main(int argc, char **argv) {
            "head %.0f MiB, momentum %.0f MiB, peak RSS %.0f MiB\n",
            tot / 1048576.0, pb / 1048576.0, ab / 1048576.0, wb / 1048576.0,
            ft_pfc_bytes(b.p) / 1048576.0, mom / 1048576.0, ru.ru_maxrss / 1024.0);
+    printf("backbone plan by dtype: %s\n", ft_iresnet_plan_desc(b.m));
     free(x), free(lab);
     b.o->free(b.o, b.demb);
     ft_sgd_free(b.s);

@@ -30,6 +30,12 @@ const char *ft_strerror(int rc) {
         return "stopped by signal";
     case FT_EVERSION:
         return "unsupported format version";
+    case FT_ENOTSUP:
+        return "not supported";
+    case FT_ENODEV:
+        return "no device";
+    case FT_ENONFINITE:
+        return "value is inf or NaN";
     default:
         break;
     }

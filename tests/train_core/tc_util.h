@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #include "ft_common.h"
+#include "ops.h"
 
 static inline void tc_fill(float *x, size_t n, ft_rng *r, float lo, float hi) {
     for (size_t i = 0; i < n; i++) x[i] = (float)(lo + (hi - lo) * ft_rng_uniform(r));
@@ -29,6 +30,18 @@ static inline double tc_nmax(const float *a, const float *b, size_t n, double fl
         if (fabs((double)b[i]) > m) m = fabs((double)b[i]);
     }
     return d / m;
+}
+
+/* the CPU backend with `threads` workers through the factory (NULL on failure, reported) */
+static inline ft_ops *tc_cpu(int threads) {
+    ft_ops_options opts = {.threads = threads, .device = -1};
+    ft_ops *o = NULL;
+    char err[256];
+    if (ft_ops_create("cpu", &opts, &o, err, sizeof err)) {
+        fprintf(stderr, "%s\n", err);
+        return NULL;
+    }
+    return o;
 }
 
 #endif

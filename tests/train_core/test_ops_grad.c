@@ -120,7 +120,7 @@ typedef struct conv_t {
 
 static double conv_loss(void *v) {
     conv_t *c = v;
-    O->conv_fwd(O, &c->d, c->x, c->w, c->y, c->ws);
+    O->conv_fwd(O, &c->d, FT_F32, c->x, c->w, c->y, c->ws);
     return dot(c->y, c->r, (size_t)c->d.n * c->d.k * c->d.oh * c->d.ow);
 }
 
@@ -133,10 +133,10 @@ static void test_conv(int n, int ch, int h, int w, int k, int r, int s, int p) {
     size_t ny = (size_t)n * k * c.d.oh * c.d.ow;
     c.x = mk(nx, &g, -1, 1), c.w = mk(nw, &g, -1, 1), c.y = mk(ny, NULL, 0, 0);
     c.r = mk(ny, &g, -1, 1);
-    if (O->alloc(O, O->conv_ws_bytes(O, &c.d) + 64, &c.ws)) abort();
+    if (O->alloc(O, O->conv_ws_bytes(O, &c.d, FT_F32) + 64, &c.ws)) abort();
     float *dx = mk(nx, NULL, 0, 0), *dw = mk(nw, NULL, 0, 0);
-    O->conv_bwd_data(O, &c.d, c.r, c.w, dx, c.ws);
-    O->conv_bwd_filter(O, &c.d, c.x, c.r, dw, c.ws);
+    O->conv_bwd_data(O, &c.d, FT_F32, c.r, c.w, dx, c.ws);
+    O->conv_bwd_filter(O, &c.d, FT_F32, c.x, c.r, dw, c.ws);
     char what[96];
     snprintf(what, sizeof what, "conv n%d c%d %dx%d k%d r%d s%d p%d dx", n, ch, h, w, k, r, s, p);
     check(what, conv_loss, &c, c.x, nx, dx, 1e-3f, 1e-2);
@@ -145,7 +145,7 @@ static void test_conv(int n, int ch, int h, int w, int k, int r, int s, int p) {
     /* dw accumulates: a second call doubles it */
     float *dw2 = mk(nw, NULL, 0, 0);
     for (size_t i = 0; i < nw; i++) dw2[i] = 2 * dw[i];
-    O->conv_bwd_filter(O, &c.d, c.x, c.r, dw, c.ws);
+    O->conv_bwd_filter(O, &c.d, FT_F32, c.x, c.r, dw, c.ws);
     double e = tc_nmax(dw, dw2, nw, 1e-6);
     if (e > 1e-5) printf("conv dw does not accumulate (err %.2e) FAIL\n", e), failures++;
     free(dw2), free(dx), free(dw), free(c.x), free(c.w), free(c.y), free(c.r);
@@ -161,8 +161,8 @@ typedef struct bn_t {
 
 static double bn_loss(void *v) {
     bn_t *t = v;
-    O->bn_fwd_train(O, t->n, t->c, t->hw, 1e-5f, 0.1f, t->x, t->g, t->b, t->y, t->rm, t->rv, t->sm,
-                    t->si);
+    O->bn_fwd_train(O, FT_F32, t->n, t->c, t->hw, 1e-5f, 0.1f, t->x, t->g, t->b, t->y, t->rm, t->rv,
+                    t->sm, t->si);
     return dot(t->y, t->r, (size_t)t->n * t->c * t->hw);
 }
 
@@ -177,7 +177,7 @@ static void test_bn(int n, int c, int hw) {
     t.si = mk(c, NULL, 0, 0);
     bn_loss(&t);
     float *dx = mk(nx, NULL, 0, 0), *dg = mk(c, NULL, 0, 0), *db = mk(c, NULL, 0, 0);
-    O->bn_bwd(O, n, c, hw, t.x, t.r, t.g, t.sm, t.si, dx, dg, db);
+    O->bn_bwd(O, FT_F32, n, c, hw, t.x, t.r, t.g, t.sm, t.si, dx, dg, db);
     char what[96];
     const char *kind = hw == 1 ? "bn1d" : "bn2d";
     snprintf(what, sizeof what, "%s n%d c%d hw%d dx", kind, n, c, hw);
@@ -219,7 +219,7 @@ typedef struct pr_t {
 
 static double prelu_loss(void *v) {
     pr_t *t = v;
-    O->prelu_fwd(O, t->n, t->c, t->hw, t->x, t->a, t->y);
+    O->prelu_fwd(O, FT_F32, t->n, t->c, t->hw, t->x, t->a, t->y);
     return dot(t->y, t->r, (size_t)t->n * t->c * t->hw);
 }
 
@@ -232,7 +232,7 @@ static void test_prelu(void) {
     t.r = mk(nx, &g, -1, 1);
     tc_fill_gap(t.x, nx, &g, 0.05f);
     float *dx = mk(nx, NULL, 0, 0), *da = mk(4, NULL, 0, 0);
-    O->prelu_bwd(O, 3, 4, 10, t.x, t.a, t.r, dx, da);
+    O->prelu_bwd(O, FT_F32, 3, 4, 10, t.x, t.a, t.r, dx, da);
     check("prelu dx", prelu_loss, &t, t.x, nx, dx, 1e-3f, 1e-2);
     check("prelu dalpha", prelu_loss, &t, t.a, 4, da, 1e-3f, 1e-2);
     free(dx), free(da), free(t.x), free(t.a), free(t.y), free(t.r);
@@ -247,7 +247,7 @@ typedef struct lin_t {
 
 static double lin_loss(void *v) {
     lin_t *t = v;
-    O->linear_fwd(O, t->m, t->in, t->out, t->x, t->w, t->b, t->y);
+    O->fc_fwd(O, FT_F32, t->m, t->in, 1, t->out, t->x, t->w, t->b, t->y);
     return dot(t->y, t->r, (size_t)t->m * t->out);
 }
 
@@ -260,7 +260,7 @@ static void test_linear(int m, int in, int out) {
     t.r = mk((size_t)m * out, &g, -1, 1);
     float *dx = mk((size_t)m * in, NULL, 0, 0), *dw = mk((size_t)out * in, NULL, 0, 0);
     float *db = mk(out, NULL, 0, 0);
-    O->linear_bwd(O, m, in, out, t.x, t.w, t.r, dx, dw, db);
+    O->fc_bwd(O, FT_F32, m, in, 1, out, t.x, t.w, t.r, dx, dw, db);
     char what[64];
     snprintf(what, sizeof what, "linear %dx%d->%d dx", m, in, out);
     check(what, lin_loss, &t, t.x, (size_t)m * in, dx, 1e-3f, 1e-2);
@@ -457,7 +457,7 @@ static void test_net(void) {
 
 int main(int argc, char **argv) {
     int threads = argc > 1 ? atoi(argv[1]) : 2;
-    if (ft_ops_cpu_create(threads, &O)) return 1;
+    if (!(O = tc_cpu(threads))) return 1;
     test_conv(2, 3, 7, 6, 4, 3, 1, 1);
     test_conv(3, 2, 8, 7, 3, 3, 2, 1);
     test_conv(2, 3, 9, 9, 2, 3, 2, 0);

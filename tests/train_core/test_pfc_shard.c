@@ -9,11 +9,10 @@
  * 0.1) on its shard. Every rank receives the same full batch of embeddings and labels, as after
  * the all-gather of a distributed step.
  *
- * The reduce hooks (ft_pfc_comm) run the ranks in lock-step threads: a rank downloads its
- * buffer to its host slot, waits on a pthread barrier, reduces all slots in rank order (the
- * same float operations on every rank, so all ranks get bit-identical results), waits again,
- * and uploads the result. The second barrier keeps a rank from overwriting its slot while
- * another rank still reads it.
+ * The ranks run in lock-step threads with the in-process collectives of comm/threads.c: a
+ * rank downloads its buffer to its host slot, waits on a barrier, reduces all slots in rank
+ * order (the same float operations on every rank, so all ranks get bit-identical results),
+ * waits again, and uploads the result.
  *
  * Sampling (sample_rate < 1): each rank draws its own index with ft_pfc_prepare, as a
  * distributed run does (positives of its shard + its own negatives). The reference replays the
@@ -67,48 +66,6 @@ enum { MAXW = 3, C = 53, E = 16, B = 12, STEPS = 3 };
 
 static int failures;
 
-/* ---- the in-process "collective" ---- */
-
-typedef struct world {
-    int size;
-    pthread_barrier_t bar;
-    float slot[MAXW][B]; /* host staging, one per rank */
-} world;
-
-typedef struct rank_comm {
-    world *w;
-    int rank;
-    int calls;  /* hook calls (touched only by this rank's thread) */
-    float *tmp; /* B floats */
-} rank_comm;
-
-static int allreduce(rank_comm *c, ft_ops *o, float *dev, int count, int is_max) {
-    world *w = c->w;
-    /* every rank must reach both barriers, also on errors, or the others would hang */
-    int rc = count < 1 || count > B ? FT_EARG : 0;
-    if (!rc) rc = o->download(o, w->slot[c->rank], dev, (size_t)count * sizeof(float));
-    pthread_barrier_wait(&w->bar);
-    if (!rc) {
-        for (int i = 0; i < count; i++) {
-            float acc = w->slot[0][i];
-            for (int r = 1; r < w->size; r++)
-                acc = is_max ? fmaxf(acc, w->slot[r][i]) : acc + w->slot[r][i];
-            c->tmp[i] = acc;
-        }
-    }
-    pthread_barrier_wait(&w->bar);
-    if (!rc) rc = o->upload(o, dev, c->tmp, (size_t)count * sizeof(float));
-    c->calls++;
-    return rc;
-}
-
-static int hook_max(void *ctx, ft_ops *o, float *dev, int count) {
-    return allreduce(ctx, o, dev, count, 1);
-}
-static int hook_sum(void *ctx, ft_ops *o, float *dev, int count) {
-    return allreduce(ctx, o, dev, count, 0);
-}
-
 /* ---- one head (reference or rank) and its optimizer ---- */
 
 typedef struct head {
@@ -122,14 +79,13 @@ typedef struct head {
     float *h_pw, *h_pm;                   /* weight and momentum before it */
     float loss;
     int rc;
-    rank_comm comm;
 } head;
 
 static int head_create(head *h, const ft_pfc_config *pc) {
     memset(h, 0, sizeof *h);
     ft_sgd_config sc = {0.9f, 5e-4f};
     void *a, *b;
-    int rc = ft_ops_cpu_create(1, &h->o);
+    int rc = (h->o = tc_cpu(1)) ? 0 : -1;
     if (!rc) rc = ft_pfc_create(h->o, pc, &h->p);
     if (!rc) rc = ft_sgd_create(h->o, &sc, &h->s);
     if (rc) return rc;
@@ -148,9 +104,7 @@ static int head_create(head *h, const ft_pfc_config *pc) {
     h->h_mom = calloc(nw, sizeof(float));
     h->h_pw = malloc(nw * sizeof(float));
     h->h_pm = malloc(nw * sizeof(float));
-    h->comm.tmp = malloc(B * sizeof(float));
-    return h->h_demb && h->h_grad && h->h_w && h->h_mom && h->h_pw && h->h_pm && h->comm.tmp ? 0
-                                                                                             : -1;
+    return h->h_demb && h->h_grad && h->h_w && h->h_mom && h->h_pw && h->h_pm ? 0 : -1;
 }
 
 static void head_free(head *h) {
@@ -161,8 +115,7 @@ static void head_free(head *h) {
     ft_sgd_free(h->s);
     ft_pfc_free(h->p);
     ft_ops_free(h->o);
-    free(h->h_demb), free(h->h_grad), free(h->h_w), free(h->h_mom), free(h->h_pw), free(h->h_pm),
-        free(h->comm.tmp);
+    free(h->h_demb), free(h->h_grad), free(h->h_w), free(h->h_mom), free(h->h_pw), free(h->h_pm);
 }
 
 /* forward + backward + SGD step; results to the host buffers. Runs in the rank's thread. */
@@ -262,12 +215,11 @@ static int set_rows(head *h, int rows_only) {
 static int run_case(const kase *k, errs *er) {
     int W = k->world, rc = 0;
     head ref, rk[MAXW];
-    world wd;
+    ft_comm_group *grp = NULL;
     memset(er, 0, sizeof *er);
-    memset(&wd, 0, sizeof wd);
     memset(rk, 0, sizeof rk);
-    wd.size = W;
-    if (pthread_barrier_init(&wd.bar, NULL, (unsigned)W)) return -1;
+    memset(&ref, 0, sizeof ref);
+    if (ft_comm_threads_create(W, &grp)) return -1;
     ft_pfc_config pc;
     cfg_of(k, 0, 1, &pc);
     pc.max_batch = C; /* lets prepare_index take the union of the ranks' indexes */
@@ -291,9 +243,7 @@ static int run_case(const kase *k, errs *er) {
             failures++;
         }
         if ((rc = ft_pfc_tensor_set(rk[r].p, 0, mine))) break;
-        rk[r].comm.w = &wd, rk[r].comm.rank = r;
-        ft_pfc_comm cm = {&rk[r].comm, hook_max, hook_sum};
-        ft_pfc_set_comm(rk[r].p, k->no_comm ? NULL : &cm);
+        ft_pfc_set_comm(rk[r].p, k->no_comm ? NULL : ft_comm_threads_rank(grp, r));
     }
     if (rc) goto out;
 
@@ -388,9 +338,10 @@ static int run_case(const kase *k, errs *er) {
                 printf("  step %d rank %d: %d violations on unsampled rows\n", step, r, bad);
                 failures++;
             }
-            if (!k->no_comm && rk[r].comm.calls != 3 * (step + 1)) {
-                printf("  rank %d: %d hook calls after step %d, expected %d\n", r, rk[r].comm.calls,
-                       step, 3 * (step + 1));
+            long calls = ft_comm_threads_calls(grp, r);
+            if (!k->no_comm && calls != 3 * (step + 1)) {
+                printf("  rank %d: %ld collectives after step %d, expected %d\n", r, calls, step,
+                       3 * (step + 1));
                 failures++;
             }
         }
@@ -401,7 +352,7 @@ out:
     if (rc) printf("  error %d\n", rc);
     head_free(&ref);
     for (int r = 0; r < W; r++) head_free(&rk[r]);
-    pthread_barrier_destroy(&wd.bar);
+    ft_comm_threads_free(grp);
     return rc;
 }
 

@@ -24,6 +24,7 @@
 #include "iresnet.h"
 #include "optim.h"
 #include "pfc.h"
+#include "tc_util.h"
 
 /* ---- a minimal safetensors writer ---- */
 
@@ -256,7 +257,7 @@ static int setup(const opts *op, run *r) {
     if (!strcmp(op->margin, "cosface")) pc.m2 = 0.0f, pc.m3 = 0.4f;
     ft_sgd_config sc = {0.9f, (float)op->wd};
     void *d;
-    if (ft_ops_cpu_create(op->threads, &r->o) || ft_iresnet_create(r->o, &mc, &r->m) ||
+    if (!(r->o = tc_cpu(op->threads)) || ft_iresnet_create(r->o, &mc, &r->m) ||
         ft_pfc_create(r->o, &pc, &r->p) || ft_sgd_create(r->o, &sc, &r->s) ||
         r->o->alloc(r->o, (size_t)op->batch * op->emb * sizeof(float), &d))
         return 1;

@@ -14,6 +14,7 @@
 
 #include "ft_common.h"
 #include "iresnet.h"
+#include "kmath.h"
 
 #define IMG 112
 
@@ -34,6 +35,7 @@ enum { INIT_ZERO, INIT_ONE, INIT_CONV, INIT_PRELU, INIT_FC };
 typedef struct conv_l {
     int cin, cout, r, stride, pad, h, wd; /* input height and width */
     float *w, *g;
+    void *wc; /* the weight as the conv consumes it: w itself (f32) or its storage-dtype copy */
 } conv_l;
 
 typedef struct bn_l {
@@ -58,21 +60,26 @@ typedef struct block_l {
     conv_l ds;
     bn_l ds_bn;
     int cin, cout, h, w, oh, ow;
-    const float *x;                           /* block input: previous output (activation) */
-    float *a1, *a2, *a3, *a4, *a5, *d1, *out; /* see block_fwd */
+    const void *x;                           /* block input: previous output (activation) */
+    void *a1, *a2, *a3, *a4, *a5, *d1, *out; /* see block_fwd */
 } block_l;
 
-typedef struct planner {
-    uintptr_t base;
-    size_t off;
-} planner;
+/* regions of the arena, in order */
+enum { R_CONV, R_PARAM, R_SHADOW, R_GRAD, R_ACT, R_COUNT };
 
 struct ft_iresnet {
     ft_ops *o;
     ft_iresnet_config cfg;
+    ft_dtype dt; /* storage dtype of activations and their gradients */
     void *arena;
     size_t bytes, param_bytes, grad_bytes, act_bytes, ws_bytes;
+    size_t region[R_COUNT];
+    char plan_desc[160];
     float *grad_base;
+    float *conv_base;  /* every conv weight, contiguous: [conv_numel] f32 */
+    void *shadow_base; /* their storage-dtype copies (dt != F32) */
+    size_t conv_numel;
+    int shadow_stale; /* the copies must be refreshed before the next forward */
     /* layers */
     conv_l conv1;
     bn_l bn1;
@@ -82,13 +89,17 @@ struct ft_iresnet {
     bn_l bn2, features;
     float *fc_w, *fc_b, *fc_gw, *fc_gb;
     int flat; /* 8w * 7 * 7 */
-    /* activations [max_batch, ...] */
-    float *input, *c1, *b1, *p1, *fbn, *fd, *z, *emb;
+    /* input [max_batch, 3, 112, 112] f32 NCHW (the caller's upload buffer) */
+    float *input;
+    /* activations [max_batch, ...] of dtype dt */
+    void *xin, *c1, *b1, *p1, *fbn, *fd;
+    /* fc output and embeddings [max_batch, emb] f32 */
+    float *z, *emb;
     uint8_t *mask;
-    float *sP, *sQ, *sR, *gz; /* backward scratch */
+    void *sP, *sQ, *sR; /* backward scratch (dt) */
+    float *gz;          /* d z (f32) */
     void *ws;
     /* last forward */
-    const float *x;
     int batch, trained;
     uint64_t drop_calls;
     /* state_dict */
@@ -98,17 +109,16 @@ struct ft_iresnet {
 
 /* ---- planning ---- */
 
-static float *take(planner *p, size_t nfloats) {
-    float *r = (float *)(p->base + p->off);
-    p->off += (nfloats * sizeof(float) + 63) / 64 * 64;
-    return r;
-}
-
 typedef struct plan_ctx {
     ft_iresnet *m;
-    planner pp, pg, pa;
-    size_t ws_max, act_max; /* bytes of conv workspace; floats of the largest activation */
+    ft_arena ar[R_COUNT];
+    size_t conv_n;          /* conv weight floats so far (R_CONV, unpadded) */
+    size_t ws_max, act_max; /* bytes of conv workspace; elements of the largest activation */
 } plan_ctx;
+
+static float *take_f32(plan_ctx *pc, int region, size_t n) {
+    return ft_arena_take(&pc->ar[region], FT_F32, n);
+}
 
 static tensor_ent *reg(plan_ctx *pc, const char *prefix, const char *leaf, int ndim,
                        const int64_t *shape, int init) {
@@ -116,12 +126,17 @@ static tensor_ent *reg(plan_ctx *pc, const char *prefix, const char *leaf, int n
     tensor_ent *e = &m->t[m->nt++];
     memset(e, 0, sizeof *e);
     snprintf(e->name, sizeof e->name, "%s%s%s", prefix, *prefix ? "." : "", leaf);
-    e->dtype = FT_DT_F32;
+    e->dtype = FT_F32;
     e->ndim = ndim;
     e->numel = 1;
     for (int i = 0; i < ndim; i++) e->shape[i] = shape[i], e->numel *= (size_t)shape[i];
     e->init = init;
-    e->w = take(&pc->pp, e->numel);
+    if (init == INIT_CONV) { /* conv weights sit together, unpadded: one cast refreshes all */
+        e->w = (float *)pc->ar[R_CONV].base + pc->conv_n;
+        pc->conv_n += e->numel;
+    } else {
+        e->w = take_f32(pc, R_PARAM, e->numel);
+    }
     return e;
 }
 
@@ -130,7 +145,7 @@ static void reg_param(plan_ctx *pc, const char *prefix, const char *leaf, int nd
     tensor_ent *e = reg(pc, prefix, leaf, ndim, shape, init);
     e->is_param = 1;
     e->trainable = trainable;
-    if (trainable) e->g = take(&pc->pg, e->numel);
+    if (trainable) e->g = take_f32(pc, R_GRAD, e->numel);
     *w = e->w;
     if (g) *g = e->g;
 }
@@ -141,7 +156,7 @@ static void plan_conv(plan_ctx *pc, conv_l *cv, const char *prefix, int batch) {
     ft_conv_desc d;
     if (ft_conv_desc_init(&d, batch, cv->cin, cv->h, cv->wd, cv->cout, cv->r, cv->stride,
                           cv->pad) == 0) {
-        size_t b = pc->m->o->conv_ws_bytes(pc->m->o, &d);
+        size_t b = pc->m->o->conv_ws_bytes(pc->m->o, &d, pc->m->dt);
         if (b > pc->ws_max) pc->ws_max = b;
     }
 }
@@ -158,23 +173,28 @@ static void plan_bn(plan_ctx *pc, bn_l *bn, const char *prefix, int frozen_w) {
     e->dtype = FT_DT_I64;
     e->numel = 1;
     e->i64 = &bn->nbt;
-    bn->sm = take(&pc->pa, (size_t)bn->c);
-    bn->si = take(&pc->pa, (size_t)bn->c);
+    bn->sm = take_f32(pc, R_ACT, (size_t)bn->c);
+    bn->si = take_f32(pc, R_ACT, (size_t)bn->c);
 }
 
-static float *act(plan_ctx *pc, size_t per_sample) {
+/* an activation [max_batch, per_sample] of the storage dtype */
+static void *act(plan_ctx *pc, size_t per_sample) {
     size_t n = per_sample * (size_t)pc->m->cfg.max_batch;
     if (n > pc->act_max) pc->act_max = n;
-    return take(&pc->pa, n);
+    return ft_arena_take(&pc->ar[R_ACT], pc->m->dt, n);
+}
+/* the same in fp32 (the layers after flatten) */
+static float *act_f32(plan_ctx *pc, size_t per_sample) {
+    return take_f32(pc, R_ACT, per_sample * (size_t)pc->m->cfg.max_batch);
 }
 
 static void plan_block(plan_ctx *pc, block_l *b, const char *prefix, int batch) {
     char p[64];
     b->bn1.c = b->cin, b->bn1.hw = b->h * b->w;
-    b->conv1 = (conv_l){b->cin, b->cout, 3, 1, 1, b->h, b->w, NULL, NULL};
+    b->conv1 = (conv_l){b->cin, b->cout, 3, 1, 1, b->h, b->w, NULL, NULL, NULL};
     b->bn2.c = b->cout, b->bn2.hw = b->h * b->w;
     b->prelu.c = b->cout;
-    b->conv2 = (conv_l){b->cout, b->cout, 3, b->h / b->oh, 1, b->h, b->w, NULL, NULL};
+    b->conv2 = (conv_l){b->cout, b->cout, 3, b->h / b->oh, 1, b->h, b->w, NULL, NULL, NULL};
     b->bn3.c = b->cout, b->bn3.hw = b->oh * b->ow;
     snprintf(p, sizeof p, "%s.bn1", prefix), plan_bn(pc, &b->bn1, p, 0);
     snprintf(p, sizeof p, "%s.conv1", prefix), plan_conv(pc, &b->conv1, p, batch);
@@ -185,7 +205,7 @@ static void plan_block(plan_ctx *pc, block_l *b, const char *prefix, int batch) 
     snprintf(p, sizeof p, "%s.conv2", prefix), plan_conv(pc, &b->conv2, p, batch);
     snprintf(p, sizeof p, "%s.bn3", prefix), plan_bn(pc, &b->bn3, p, 0);
     if (b->has_ds) {
-        b->ds = (conv_l){b->cin, b->cout, 1, b->h / b->oh, 0, b->h, b->w, NULL, NULL};
+        b->ds = (conv_l){b->cin, b->cout, 1, b->h / b->oh, 0, b->h, b->w, NULL, NULL, NULL};
         b->ds_bn.c = b->cout, b->ds_bn.hw = b->oh * b->ow;
         snprintf(p, sizeof p, "%s.downsample.0", prefix), plan_conv(pc, &b->ds, p, batch);
         snprintf(p, sizeof p, "%s.downsample.1", prefix), plan_bn(pc, &b->ds_bn, p, 0);
@@ -200,27 +220,38 @@ static void plan_block(plan_ctx *pc, block_l *b, const char *prefix, int batch) 
     b->out = act(pc, b->cout * out_hw);
 }
 
-/* One pass over the architecture. base == 0 measures; the pointers are then meaningless. */
-static void plan(ft_iresnet *m, uintptr_t arena, size_t sizes[4]) {
+/* every conv's weight copy in the storage dtype: element i of the shadow block mirrors
+ * element i of the conv block */
+static void point_shadows(ft_iresnet *m, conv_l *cv) {
+    size_t i = (size_t)(cv->w - m->conv_base);
+    cv->wc = m->dt == FT_F32 ? (void *)cv->w : (char *)m->shadow_base + i * ft_dtype_size(m->dt);
+}
+
+/* One pass over the architecture. arena == 0 measures (the pointers are then meaningless) and
+ * records the region sizes; the second pass lays the regions out from arena. */
+static void plan(ft_iresnet *m, uintptr_t arena) {
     const ft_iresnet_config *c = &m->cfg;
     int w = c->width, B = c->max_batch;
     plan_ctx pc = {.m = m};
-    pc.pp.base = arena;
-    pc.pg.base = arena + sizes[0];
-    pc.pa.base = arena + sizes[0] + sizes[1];
+    uintptr_t at = arena;
+    for (int r = 0; r < R_COUNT; r++) ft_arena_init(&pc.ar[r], at), at += m->region[r];
+    m->conv_base = (float *)pc.ar[R_CONV].base;
+    m->shadow_base = (void *)pc.ar[R_SHADOW].base;
+    m->grad_base = (float *)pc.ar[R_GRAD].base;
     m->nt = 0;
-    m->conv1 = (conv_l){3, w, 3, 1, 1, IMG, IMG, NULL, NULL};
+    m->conv1 = (conv_l){3, w, 3, 1, 1, IMG, IMG, NULL, NULL, NULL};
     plan_conv(&pc, &m->conv1, "conv1", B);
     m->bn1.c = w, m->bn1.hw = IMG * IMG;
     plan_bn(&pc, &m->bn1, "bn1", 0);
     int64_t sh[2] = {w, 0};
     m->prelu.c = w;
     reg_param(&pc, "prelu", "weight", 1, sh, INIT_PRELU, &m->prelu.a, &m->prelu.ga, 1);
-    m->input = act(&pc, 3 * IMG * IMG);
+    m->input = act_f32(&pc, 3 * IMG * IMG);
+    m->xin = act(&pc, 3 * IMG * IMG);
     m->c1 = act(&pc, (size_t)w * IMG * IMG);
     m->b1 = act(&pc, (size_t)w * IMG * IMG);
     m->p1 = act(&pc, (size_t)w * IMG * IMG);
-    const float *prev = m->p1;
+    const void *prev = m->p1;
     int inpl = w, hw = IMG, bi = 0;
     for (int s = 0; s < 4; s++) {
         for (int j = 0; j < c->blocks[s]; j++, bi++) {
@@ -250,16 +281,36 @@ static void plan(ft_iresnet *m, uintptr_t arena, size_t sizes[4]) {
     plan_bn(&pc, &m->features, "features", 1);
     m->fbn = act(&pc, (size_t)m->flat);
     m->fd = c->dropout > 0 ? act(&pc, (size_t)m->flat) : m->fbn;
-    m->mask = c->dropout > 0 ? (uint8_t *)act(&pc, ((size_t)m->flat + 3) / 4) : NULL;
-    m->z = act(&pc, (size_t)c->emb);
-    m->emb = act(&pc, (size_t)c->emb);
-    m->gz = act(&pc, (size_t)c->emb);
+    m->mask = c->dropout > 0 ? ft_arena_take(&pc.ar[R_ACT], FT_U8, (size_t)m->flat * B) : NULL;
+    m->z = act_f32(&pc, (size_t)c->emb);
+    m->emb = act_f32(&pc, (size_t)c->emb);
+    m->gz = act_f32(&pc, (size_t)c->emb);
     size_t big = pc.act_max;
-    m->sP = take(&pc.pa, big);
-    m->sQ = take(&pc.pa, big);
-    m->sR = take(&pc.pa, big);
-    m->ws = pc.ws_max ? (void *)take(&pc.pa, (pc.ws_max + 3) / 4) : NULL;
-    sizes[0] = pc.pp.off, sizes[1] = pc.pg.off, sizes[2] = pc.pa.off, sizes[3] = pc.ws_max;
+    m->sP = ft_arena_take(&pc.ar[R_ACT], m->dt, big);
+    m->sQ = ft_arena_take(&pc.ar[R_ACT], m->dt, big);
+    m->sR = ft_arena_take(&pc.ar[R_ACT], m->dt, big);
+    m->ws = pc.ws_max ? ft_arena_take(&pc.ar[R_ACT], FT_U8, pc.ws_max) : NULL;
+    /* the conv block (unpadded) and its shadow copy */
+    m->conv_numel = pc.conv_n;
+    ft_arena_take(&pc.ar[R_CONV], FT_F32, pc.conv_n);
+    if (m->dt != FT_F32) ft_arena_take(&pc.ar[R_SHADOW], m->dt, pc.conv_n);
+    point_shadows(m, &m->conv1);
+    for (int i = 0; i < m->nblocks; i++) {
+        block_l *b = &m->blocks[i];
+        point_shadows(m, &b->conv1);
+        point_shadows(m, &b->conv2);
+        if (b->has_ds) point_shadows(m, &b->ds);
+    }
+    if (arena == 0) {
+        for (int r = 0; r < R_COUNT; r++) m->region[r] = pc.ar[r].off;
+        m->ws_bytes = pc.ws_max;
+        /* what the plan holds, by dtype */
+        ft_arena all;
+        ft_arena_init(&all, 0);
+        for (int r = 0; r < R_COUNT; r++)
+            for (int dt = 0; dt < FT_NDTYPES; dt++) all.bytes[dt] += pc.ar[r].bytes[dt];
+        ft_arena_describe(&all, m->plan_desc, sizeof m->plan_desc);
+    }
 }
 
 /* ---- create / free ---- */
@@ -279,7 +330,8 @@ int ft_iresnet_config_init(ft_iresnet_config *cfg, int depth) {
                                        128,
                                        2048,
                                        1e-5f,
-                                       0.1f};
+                                       0.1f,
+                                       FT_F32};
             return 0;
         }
     return FT_EARG;
@@ -320,8 +372,16 @@ static int init_tensor(ft_iresnet *m, int i) {
     return rc;
 }
 
+/* the ops the backbone calls on activations of its storage dtype */
+static const int dtype_ops[] = {
+    FT_OP_act_import,   FT_OP_conv_fwd,    FT_OP_conv_bwd_data, FT_OP_conv_bwd_filter,
+    FT_OP_bn_fwd_train, FT_OP_bn_fwd_eval, FT_OP_bn_bwd,        FT_OP_prelu_fwd,
+    FT_OP_prelu_bwd,    FT_OP_add,         FT_OP_fc_fwd,        FT_OP_fc_bwd,
+    FT_OP_dropout_fwd,  FT_OP_dropout_bwd, FT_OP_cast};
+
 static int check_config(const ft_iresnet_config *c) {
     if (c->width < 1 || c->width > 1024 || c->emb < 1 || c->max_batch < 1) return FT_EARG;
+    if (!ft_dtype_is_float((ft_dtype)c->dtype)) return FT_EARG;
     if (!(c->dropout >= 0.0f && c->dropout < 1.0f) || !(c->bn_eps > 0.0f)) return FT_EARG;
     for (int i = 0; i < 4; i++)
         if (c->blocks[i] < 1 || c->blocks[i] > 1000) return FT_EARG;
@@ -331,10 +391,13 @@ static int check_config(const ft_iresnet_config *c) {
 int ft_iresnet_create(ft_ops *o, const ft_iresnet_config *cfg, ft_iresnet **out) {
     int rc = check_config(cfg);
     if (rc) return rc;
+    for (size_t i = 0; i < sizeof dtype_ops / sizeof dtype_ops[0]; i++)
+        if (!ft_ops_supports(o, dtype_ops[i], (ft_dtype)cfg->dtype)) return FT_ENOTSUP;
     ft_iresnet *m = calloc(1, sizeof *m);
     if (!m) return -ENOMEM;
     m->o = o;
     m->cfg = *cfg;
+    m->dt = (ft_dtype)cfg->dtype;
     m->nblocks = cfg->blocks[0] + cfg->blocks[1] + cfg->blocks[2] + cfg->blocks[3];
     m->tcap = 24 * m->nblocks + 32;
     m->blocks = calloc((size_t)m->nblocks, sizeof *m->blocks);
@@ -343,16 +406,15 @@ int ft_iresnet_create(ft_ops *o, const ft_iresnet_config *cfg, ft_iresnet **out)
         rc = -ENOMEM;
         goto fail;
     }
-    size_t sz[4] = {0, 0, 0, 0};
-    plan(m, 0, sz); /* measure */
-    m->param_bytes = sz[0], m->grad_bytes = sz[1], m->act_bytes = sz[2] - sz[3];
-    m->ws_bytes = sz[3];
-    m->bytes = sz[0] + sz[1] + sz[2];
+    plan(m, 0); /* measure */
+    m->param_bytes = m->region[R_CONV] + m->region[R_PARAM] + m->region[R_SHADOW];
+    m->grad_bytes = m->region[R_GRAD];
+    m->act_bytes = m->region[R_ACT] - (m->ws_bytes + 63) / 64 * 64;
+    for (int r = 0; r < R_COUNT; r++) m->bytes += m->region[r];
     rc = o->alloc(o, m->bytes, &m->arena);
     if (rc) goto fail;
-    size_t sz2[4] = {sz[0], sz[1], 0, 0};
-    plan(m, (uintptr_t)m->arena, sz2);
-    m->grad_base = (float *)((char *)m->arena + sz[0]);
+    plan(m, (uintptr_t)m->arena);
+    m->shadow_stale = 1;
     for (int i = 0; i < m->nt && !rc; i++) rc = init_tensor(m, i);
     if (!rc) rc = ft_iresnet_zero_grad(m);
     if (rc) goto fail;
@@ -383,6 +445,14 @@ size_t ft_iresnet_bytes(const ft_iresnet *m, size_t *param_bytes, size_t *act_by
     return m->bytes;
 }
 
+const char *ft_iresnet_plan_desc(const ft_iresnet *m) {
+    return m->plan_desc;
+}
+
+void ft_iresnet_params_changed(ft_iresnet *m) {
+    m->shadow_stale = 1;
+}
+
 float *ft_iresnet_input(ft_iresnet *m) {
     return m->input;
 }
@@ -393,38 +463,47 @@ static int conv_desc(const conv_l *cv, int n, ft_conv_desc *d) {
     return ft_conv_desc_init(d, n, cv->cin, cv->h, cv->wd, cv->cout, cv->r, cv->stride, cv->pad);
 }
 
-static int conv_fwd(ft_iresnet *m, const conv_l *cv, const float *x, float *y) {
+static int conv_fwd(ft_iresnet *m, const conv_l *cv, const void *x, void *y) {
     ft_conv_desc d;
     int rc = conv_desc(cv, m->batch, &d);
-    return rc ? rc : m->o->conv_fwd(m->o, &d, x, cv->w, y, m->ws);
+    return rc ? rc : m->o->conv_fwd(m->o, &d, m->dt, x, cv->wc, y, m->ws);
 }
 
 /* dx may be NULL (input image). */
-static int conv_bwd(ft_iresnet *m, const conv_l *cv, const float *x, const float *dy, float *dx) {
+static int conv_bwd(ft_iresnet *m, const conv_l *cv, const void *x, const void *dy, void *dx) {
     ft_conv_desc d;
     int rc = conv_desc(cv, m->batch, &d);
-    if (!rc) rc = m->o->conv_bwd_filter(m->o, &d, x, dy, cv->g, m->ws);
-    if (!rc && dx) rc = m->o->conv_bwd_data(m->o, &d, dy, cv->w, dx, m->ws);
+    if (!rc) rc = m->o->conv_bwd_filter(m->o, &d, m->dt, x, dy, cv->g, m->ws);
+    if (!rc && dx) rc = m->o->conv_bwd_data(m->o, &d, m->dt, dy, cv->wc, dx, m->ws);
     return rc;
 }
 
-static int bn_fwd(ft_iresnet *m, bn_l *bn, const float *x, float *y) {
+/* batch norm on activations of dtype dt (the backbone's, or fp32 for features) */
+static int bn_fwd(ft_iresnet *m, bn_l *bn, ft_dtype dt, const void *x, void *y) {
     const ft_iresnet_config *c = &m->cfg;
     if (!m->trained)
-        return m->o->bn_fwd_eval(m->o, m->batch, bn->c, bn->hw, c->bn_eps, x, bn->w, bn->b, bn->rm,
-                                 bn->rv, y);
+        return m->o->bn_fwd_eval(m->o, dt, m->batch, bn->c, bn->hw, c->bn_eps, x, bn->w, bn->b,
+                                 bn->rm, bn->rv, y);
     bn->nbt++;
-    return m->o->bn_fwd_train(m->o, m->batch, bn->c, bn->hw, c->bn_eps, c->bn_momentum, x, bn->w,
-                              bn->b, y, bn->rm, bn->rv, bn->sm, bn->si);
+    return m->o->bn_fwd_train(m->o, dt, m->batch, bn->c, bn->hw, c->bn_eps, c->bn_momentum, x,
+                              bn->w, bn->b, y, bn->rm, bn->rv, bn->sm, bn->si);
 }
 
-static int bn_bwd(ft_iresnet *m, bn_l *bn, const float *x, const float *dy, float *dx) {
-    return m->o->bn_bwd(m->o, m->batch, bn->c, bn->hw, x, dy, bn->w, bn->sm, bn->si, dx, bn->gw,
+static int bn_bwd(ft_iresnet *m, bn_l *bn, ft_dtype dt, const void *x, const void *dy, void *dx) {
+    return m->o->bn_bwd(m->o, dt, m->batch, bn->c, bn->hw, x, dy, bn->w, bn->sm, bn->si, dx, bn->gw,
                         bn->gb);
 }
 
 static size_t numel(int n, int c, int h, int w) {
     return (size_t)n * c * h * w;
+}
+
+/* the conv weights' storage-dtype copies, from the fp32 weights (one cast over the block) */
+static int refresh_shadows(ft_iresnet *m) {
+    if (m->dt == FT_F32) return 0;
+    int rc = m->o->cast(m->o, m->conv_numel, FT_F32, m->conv_base, m->dt, m->shadow_base);
+    if (!rc) m->shadow_stale = 0;
+    return rc;
 }
 
 /* ---- forward ---- */
@@ -433,39 +512,46 @@ static size_t numel(int n, int c, int h, int w) {
  * out = bn3(a5) + (downsample ? ds_bn(d1 = ds(x)) : x) */
 static int block_fwd(ft_iresnet *m, block_l *b) {
     ft_ops *o = m->o;
-    int rc = bn_fwd(m, &b->bn1, b->x, b->a1);
+    ft_dtype dt = m->dt;
+    int rc = bn_fwd(m, &b->bn1, dt, b->x, b->a1);
     if (!rc) rc = conv_fwd(m, &b->conv1, b->a1, b->a2);
-    if (!rc) rc = bn_fwd(m, &b->bn2, b->a2, b->a3);
-    if (!rc) rc = o->prelu_fwd(o, m->batch, b->cout, b->h * b->w, b->a3, b->prelu.a, b->a4);
+    if (!rc) rc = bn_fwd(m, &b->bn2, dt, b->a2, b->a3);
+    if (!rc) rc = o->prelu_fwd(o, dt, m->batch, b->cout, b->h * b->w, b->a3, b->prelu.a, b->a4);
     if (!rc) rc = conv_fwd(m, &b->conv2, b->a4, b->a5);
-    if (!rc) rc = bn_fwd(m, &b->bn3, b->a5, b->out);
+    if (!rc) rc = bn_fwd(m, &b->bn3, dt, b->a5, b->out);
     size_t n_out = numel(m->batch, b->cout, b->oh, b->ow);
     if (rc) return rc;
-    if (!b->has_ds) return o->add(o, n_out, b->out, b->x, b->out);
+    if (!b->has_ds) return o->add(o, dt, n_out, b->out, b->x, b->out);
     rc = conv_fwd(m, &b->ds, b->x, b->d1);
-    if (!rc) rc = bn_fwd(m, &b->ds_bn, b->d1, m->sP);
-    if (!rc) rc = o->add(o, n_out, b->out, m->sP, b->out);
+    if (!rc) rc = bn_fwd(m, &b->ds_bn, dt, b->d1, m->sP);
+    if (!rc) rc = o->add(o, dt, n_out, b->out, m->sP, b->out);
     return rc;
 }
 
 int ft_iresnet_forward(ft_iresnet *m, const float *x, int batch, int train, const float **emb) {
     ft_ops *o = m->o;
     const ft_iresnet_config *c = &m->cfg;
+    ft_dtype dt = m->dt;
     if (batch < 1 || batch > c->max_batch || (train && batch < 2)) return FT_EARG;
-    m->x = x, m->batch = batch, m->trained = train ? 1 : 0;
-    int rc = conv_fwd(m, &m->conv1, x, m->c1);
-    if (!rc) rc = bn_fwd(m, &m->bn1, m->c1, m->b1);
-    if (!rc) rc = o->prelu_fwd(o, batch, c->width, IMG * IMG, m->b1, m->prelu.a, m->p1);
+    m->batch = batch, m->trained = train ? 1 : 0;
+    /* a train forward is followed by an optimizer step: refresh now and after it */
+    int rc = train || m->shadow_stale ? refresh_shadows(m) : 0;
+    if (train) m->shadow_stale = 1;
+    if (!rc) rc = o->act_import(o, dt, batch, 3, IMG * IMG, x, m->xin);
+    if (!rc) rc = conv_fwd(m, &m->conv1, m->xin, m->c1);
+    if (!rc) rc = bn_fwd(m, &m->bn1, dt, m->c1, m->b1);
+    if (!rc) rc = o->prelu_fwd(o, dt, batch, c->width, IMG * IMG, m->b1, m->prelu.a, m->p1);
     for (int i = 0; i < m->nblocks && !rc; i++) rc = block_fwd(m, &m->blocks[i]);
-    if (!rc) rc = bn_fwd(m, &m->bn2, m->blocks[m->nblocks - 1].out, m->fbn);
+    if (!rc) rc = bn_fwd(m, &m->bn2, dt, m->blocks[m->nblocks - 1].out, m->fbn);
     if (!rc && c->dropout > 0 && train) {
-        uint64_t seed = ft_hash64(c->seed, 0x64726f70u, m->drop_calls++);
-        rc = o->dropout_fwd(o, (size_t)batch * m->flat, c->dropout, seed, m->fbn, m->fd, m->mask);
+        uint64_t seed = ft_hash64(c->seed, FT_KM_DROPOUT_KEY, m->drop_calls++);
+        rc = o->dropout_fwd(o, dt, (size_t)batch * m->flat, c->dropout, seed, m->fbn, m->fd,
+                            m->mask);
     } else if (!rc && c->dropout > 0) {
-        rc = o->copy(o, m->fd, m->fbn, (size_t)batch * m->flat * sizeof(float));
+        rc = o->copy(o, m->fd, m->fbn, (size_t)batch * m->flat * ft_dtype_size(dt));
     }
-    if (!rc) rc = o->linear_fwd(o, batch, m->flat, c->emb, m->fd, m->fc_w, m->fc_b, m->z);
-    if (!rc) rc = bn_fwd(m, &m->features, m->z, m->emb);
+    if (!rc) rc = o->fc_fwd(o, dt, batch, 8 * c->width, 49, c->emb, m->fd, m->fc_w, m->fc_b, m->z);
+    if (!rc) rc = bn_fwd(m, &m->features, FT_F32, m->z, m->emb);
     if (rc) {
         m->trained = 0;
         return rc;
@@ -478,23 +564,24 @@ int ft_iresnet_forward(ft_iresnet *m, const float *x, int batch, int train, cons
 
 /* Gradient of the block output in *P; on return the block input's gradient is in *P and the
  * other two scratch tensors are free. */
-static int block_bwd(ft_iresnet *m, block_l *b, float **P, float **Q, float **R) {
+static int block_bwd(ft_iresnet *m, block_l *b, void **P, void **Q, void **R) {
     ft_ops *o = m->o;
+    ft_dtype dt = m->dt;
     int B = m->batch, in_hw = b->h * b->w;
-    int rc = bn_bwd(m, &b->bn3, b->a5, *P, *Q);          /* Q = d a5 */
+    int rc = bn_bwd(m, &b->bn3, dt, b->a5, *P, *Q);      /* Q = d a5 */
     if (!rc) rc = conv_bwd(m, &b->conv2, b->a4, *Q, *R); /* R = d a4 */
-    if (!rc) rc = o->prelu_bwd(o, B, b->cout, in_hw, b->a3, b->prelu.a, *R, *R, b->prelu.ga);
-    if (!rc) rc = bn_bwd(m, &b->bn2, b->a2, *R, *R);     /* R = d a2 */
+    if (!rc) rc = o->prelu_bwd(o, dt, B, b->cout, in_hw, b->a3, b->prelu.a, *R, *R, b->prelu.ga);
+    if (!rc) rc = bn_bwd(m, &b->bn2, dt, b->a2, *R, *R); /* R = d a2 */
     if (!rc) rc = conv_bwd(m, &b->conv1, b->a1, *R, *Q); /* Q = d a1 */
-    if (!rc) rc = bn_bwd(m, &b->bn1, b->x, *Q, *Q);      /* Q = d x (main path) */
+    if (!rc) rc = bn_bwd(m, &b->bn1, dt, b->x, *Q, *Q);  /* Q = d x (main path) */
     if (rc) return rc;
     size_t n_in = numel(B, b->cin, b->h, b->w);
     if (b->has_ds) {
-        rc = bn_bwd(m, &b->ds_bn, b->d1, *P, *R);        /* R = d d1 */
+        rc = bn_bwd(m, &b->ds_bn, dt, b->d1, *P, *R);    /* R = d d1 */
         if (!rc) rc = conv_bwd(m, &b->ds, b->x, *R, *P); /* P = d x (shortcut) */
     }
-    if (!rc) rc = o->add(o, n_in, *Q, *P, *Q);
-    float *t = *P;
+    if (!rc) rc = o->add(o, dt, n_in, *Q, *P, *Q);
+    void *t = *P;
     *P = *Q, *Q = t;
     return rc;
 }
@@ -502,19 +589,21 @@ static int block_bwd(ft_iresnet *m, block_l *b, float **P, float **Q, float **R)
 int ft_iresnet_backward(ft_iresnet *m, const float *demb) {
     ft_ops *o = m->o;
     const ft_iresnet_config *c = &m->cfg;
+    ft_dtype dt = m->dt;
     int B = m->batch;
     if (!m->trained) return FT_EARG;
-    float *P = m->sP, *Q = m->sQ, *R = m->sR;
-    int rc = bn_bwd(m, &m->features, m->z, demb, m->gz);
+    void *P = m->sP, *Q = m->sQ, *R = m->sR;
+    int rc = bn_bwd(m, &m->features, FT_F32, m->z, demb, m->gz);
     if (!rc)
-        rc = o->linear_bwd(o, B, m->flat, c->emb, m->fd, m->fc_w, m->gz, Q, m->fc_gw, m->fc_gb);
+        rc = o->fc_bwd(o, dt, B, 8 * c->width, 49, c->emb, m->fd, m->fc_w, m->gz, Q, m->fc_gw,
+                       m->fc_gb);
     if (!rc && c->dropout > 0)
-        rc = o->dropout_bwd(o, (size_t)B * m->flat, c->dropout, m->mask, Q, Q);
-    if (!rc) rc = bn_bwd(m, &m->bn2, m->blocks[m->nblocks - 1].out, Q, P);
+        rc = o->dropout_bwd(o, dt, (size_t)B * m->flat, c->dropout, m->mask, Q, Q);
+    if (!rc) rc = bn_bwd(m, &m->bn2, dt, m->blocks[m->nblocks - 1].out, Q, P);
     for (int i = m->nblocks - 1; i >= 0 && !rc; i--) rc = block_bwd(m, &m->blocks[i], &P, &Q, &R);
-    if (!rc) rc = o->prelu_bwd(o, B, c->width, IMG * IMG, m->b1, m->prelu.a, P, P, m->prelu.ga);
-    if (!rc) rc = bn_bwd(m, &m->bn1, m->c1, P, P);
-    if (!rc) rc = conv_bwd(m, &m->conv1, m->x, P, NULL);
+    if (!rc) rc = o->prelu_bwd(o, dt, B, c->width, IMG * IMG, m->b1, m->prelu.a, P, P, m->prelu.ga);
+    if (!rc) rc = bn_bwd(m, &m->bn1, dt, m->c1, P, P);
+    if (!rc) rc = conv_bwd(m, &m->conv1, m->xin, P, NULL);
     return rc;
 }
 
@@ -567,6 +656,7 @@ int ft_iresnet_tensor_set(ft_iresnet *m, int i, const void *host) {
         memcpy(e->i64, host, sizeof(int64_t));
         return 0;
     }
+    m->shadow_stale = 1;
     return m->o->upload(m->o, e->w, host, e->numel * sizeof(float));
 }
 

@@ -10,9 +10,16 @@
  *   features BatchNorm1d(emb) with weight fixed at 1 (not trained), bias trained.
  * Input [B, 3, 112, 112] float32, normalized (x/127.5 - 1). Output [B, emb] embeddings.
  *
- * Memory: one device arena holds parameters, gradients, activations for max_batch samples,
- * backward scratch and conv workspace; it is planned at create time, nothing is allocated
- * per step.
+ * Precision (ops/tensor.h): activations and their gradients, from the input to the flattened
+ * bn2 output (dropout included), are stored in cfg.dtype; the convs consume a copy of their
+ * weights in that dtype (refreshed from the fp32 weights before a forward that follows a
+ * change), so every conv operand is of one dtype, with fp32 accumulation. fc runs in fp32 on
+ * the flattened activations (arcface_torch: self.fc(x.float())), as do features and the
+ * embeddings. Parameters, their gradients, BN statistics stay fp32.
+ *
+ * Memory: one device arena holds parameters (conv weights contiguous, and their storage-dtype
+ * copy), gradients, activations for max_batch samples, backward scratch and conv workspace; it
+ * is planned at create time (ft_arena, bytes counted per dtype), nothing is allocated per step.
  *
  * Tensors are exposed in PyTorch state_dict order with the same names and shapes
  * (conv1.weight, bn1.weight, ..., layer1.0.bn1.running_mean, ..., fc.weight, fc.bias,
@@ -35,6 +42,8 @@ typedef struct ft_iresnet_config {
     uint64_t seed;     /* initialization seed (ft_rng) */
     float bn_eps;      /* 1e-5 */
     float bn_momentum; /* 0.1 (PyTorch convention: weight of the new statistic) */
+    int dtype;         /* storage dtype of activations and their gradients: FT_F32 (default),
+                          FT_F16 or FT_BF16 (see "Precision" above) */
 } ft_iresnet_config;
 
 /* Defaults for depth 18/34/50/100/200: width 64, emb 512, dropout 0, eps 1e-5, momentum 0.1,
@@ -51,9 +60,15 @@ const ft_iresnet_config *ft_iresnet_get_config(const ft_iresnet *m);
 /* Bytes of the arena, and of its parts (any pointer may be NULL). */
 size_t ft_iresnet_bytes(const ft_iresnet *m, size_t *param_bytes, size_t *act_bytes,
                         size_t *ws_bytes);
+/* The plan by dtype, e.g. "240.1 MiB f32 + 1180.3 MiB bf16" */
+const char *ft_iresnet_plan_desc(const ft_iresnet *m);
+/* Weights were changed behind the model's back (an optimizer step on ft_iresnet_param
+ * pointers is covered: every train forward refreshes the conv copies): refresh the storage-
+ * dtype copies before the next forward. tensor_set does this itself. */
+void ft_iresnet_params_changed(ft_iresnet *m);
 
-/* Device buffer [max_batch, 3, 112, 112] owned by the model, for the caller to upload a
- * batch into; forward may also be given any other device pointer. */
+/* Device buffer [max_batch, 3, 112, 112] (fp32, NCHW) owned by the model, for the caller to
+ * upload a batch into; forward may also be given any other device pointer of that form. */
 float *ft_iresnet_input(ft_iresnet *m);
 
 /* Forward a batch (1 <= batch <= max_batch; train mode needs batch >= 2 for the BN1d).

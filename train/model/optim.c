@@ -26,6 +26,7 @@ struct ft_sgd {
     sgd_param *ps;
     int n, cap;
     uint64_t steps;
+    float *found; /* device flag of ft_sgd_unscale */
 };
 
 int ft_sgd_create(ft_ops *o, const ft_sgd_config *cfg, ft_sgd **out) {
@@ -34,6 +35,11 @@ int ft_sgd_create(ft_ops *o, const ft_sgd_config *cfg, ft_sgd **out) {
     if (!s) return -ENOMEM;
     s->o = o;
     s->cfg = *cfg;
+    int rc = o->alloc(o, sizeof(float), (void **)&s->found);
+    if (rc) {
+        free(s);
+        return rc;
+    }
     *out = s;
     return 0;
 }
@@ -42,6 +48,7 @@ void ft_sgd_free(ft_sgd *s) {
     if (!s) return;
     for (int i = 0; i < s->n; i++)
         if (s->ps[i].buf) s->o->free(s->o, s->ps[i].buf);
+    if (s->found) s->o->free(s->o, s->found);
     free(s->ps);
     free(s);
 }
@@ -115,6 +122,19 @@ int ft_sgd_clip_grad_norm(ft_sgd *s, int group, double max_norm, double *norm) {
         if (rc) return rc;
     }
     return 0;
+}
+
+int ft_sgd_unscale(ft_sgd *s, float inv_scale, int *found_inf) {
+    ft_ops *o = s->o;
+    int rc = o->zero(o, s->found, sizeof(float));
+    for (int i = 0; i < s->n && !rc; i++) {
+        sgd_param *q = &s->ps[i];
+        if (q->p.trainable) rc = o->unscale_check(o, q->p.numel, inv_scale, q->p.g, s->found);
+    }
+    float f = 0;
+    if (!rc) rc = o->download(o, &f, s->found, sizeof f);
+    if (!rc) *found_inf = f != 0.0f;
+    return rc;
 }
 
 int ft_sgd_step(ft_sgd *s, float lr) {

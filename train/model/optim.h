@@ -10,8 +10,9 @@
  *   every micro-step: forward, loss, backward (gradients accumulate; the loss is NOT divided
  *     by gradient_acc, so accumulated gradients are sums over micro-batches);
  *   if global_step % gradient_acc == 0:
+ *       (fp16) ft_sgd_unscale(s, 1 / scale, &inf); skip = ft_scaler_update(&scaler, inf);
  *       ft_sgd_clip_grad_norm(s, FT_SGD_GROUP_BACKBONE, 5, &norm);  (backbone only, not PFC)
- *       ft_sgd_step(s, lr); ft_sgd_zero_grad(s);
+ *       unless skip: ft_sgd_step(s, lr);  then ft_sgd_zero_grad(s);
  *   the LR scheduler steps every micro-step.
  * Weight decay applies to all params including BN, PReLU and the PFC weight.
  */
@@ -48,6 +49,10 @@ int ft_sgd_set_rows(ft_sgd *s, int id, int dim, const int32_t *dev_index, int co
 /* Global L2 norm of the gradients of one group (0 for an empty group), returned in *norm (may
  * be NULL); when max_norm / (norm + 1e-6) < 1 every gradient of the group is scaled by it. */
 int ft_sgd_clip_grad_norm(ft_sgd *s, int group, double max_norm, double *norm);
+
+/* Loss scaling (scaler.h): multiply every trainable gradient by inv_scale and set *found_inf
+ * to 1 when any of them held an inf or NaN (torch GradScaler.unscale_). One host sync. */
+int ft_sgd_unscale(ft_sgd *s, float inv_scale, int *found_inf);
 
 /* One SGD step on every trainable parameter at learning rate lr; counts steps. */
 int ft_sgd_step(ft_sgd *s, float lr);

@@ -12,19 +12,24 @@
 #include <string.h>
 
 #include "ft_common.h"
+#include "kmath.h"
 #include "pfc.h"
 
 struct ft_pfc {
     ft_ops *o;
     ft_pfc_config cfg;
-    ft_pfc_comm comm;
-    int has_comm;
+    ft_comm *comm; /* NULL: one rank */
     int64_t num_local, class_start;
     int num_sample, smax;
     ft_margin mg;
+    ft_dtype dt;      /* dtype of the cosine GEMMs' operands */
+    float loss_scale; /* the loss gradient is multiplied by it (fp16 loss scaling) */
     void *arena;
     size_t bytes;
     float *w, *g, *wn, *wbuf, *wnorm, *en, *gen, *enorm, *cosv, *logits, *mx, *sum, *pt;
+    /* the GEMM operands in dt (dt != F32): normalized embeddings and centres, cos / dcos, and
+     * the two gradient products */
+    void *en_h, *wn_h, *cos_h, *dwn_h, *den_h;
     int32_t *d_label, *d_index;
     /* host state of the prepared step */
     int32_t *h_index, *h_label;
@@ -65,12 +70,6 @@ static int margin_of(const ft_pfc_config *c, ft_margin *mg) {
     return 0;
 }
 
-static float *carve(char **cur, size_t bytes) {
-    float *r = (float *)*cur;
-    *cur += (bytes + 63) / 64 * 64;
-    return r;
-}
-
 static int init_weights(ft_pfc *p) {
     size_t e = (size_t)p->cfg.emb;
     float *h = malloc(e * sizeof(float) * 1024);
@@ -96,6 +95,7 @@ static int check_config(const ft_pfc_config *c) {
         return FT_EARG;
     if (!(c->sample_rate > 0.0f && c->sample_rate <= 1.0f) || !(c->s > 0.0f)) return FT_EARG;
     if (c->num_classes < c->world_size) return FT_EARG;
+    if (!ft_dtype_is_float((ft_dtype)c->dtype)) return FT_EARG;
     return 0;
 }
 
@@ -106,6 +106,13 @@ int ft_pfc_create(ft_ops *o, const ft_pfc_config *cfg, ft_pfc **out) {
     if (!p) return -ENOMEM;
     p->o = o;
     p->cfg = *cfg;
+    p->dt = (ft_dtype)cfg->dtype;
+    p->loss_scale = 1.0f;
+    if (p->dt != FT_F32 &&
+        (!ft_ops_supports(o, FT_OP_gemm, p->dt) || !ft_ops_supports(o, FT_OP_cast, p->dt))) {
+        rc = FT_ENOTSUP;
+        goto fail;
+    }
     if ((rc = margin_of(cfg, &p->mg))) goto fail;
     int64_t C = cfg->num_classes, W = cfg->world_size, r = cfg->rank;
     p->num_local = C / W + (r < C % W);
@@ -118,16 +125,23 @@ int ft_pfc_create(ft_ops *o, const ft_pfc_config *cfg, ft_pfc **out) {
     size_t E = (size_t)cfg->emb, B = (size_t)cfg->max_batch, S = (size_t)p->smax;
     size_t NL = (size_t)p->num_local;
     size_t sizes[] = {NL * E, NL * E, S * E, S * E, S, B * E, B * E, B, B * S, B * S, B, B, B};
-    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++)
-        p->bytes += (sizes[i] * 4 + 63) / 64 * 64;
-    p->bytes += (B * 4 + 63) / 64 * 64 + (S * 4 + 63) / 64 * 64;
-    if ((rc = o->alloc(o, p->bytes, &p->arena))) goto fail;
-    char *cur = p->arena;
     float **dst[] = {&p->w,     &p->g,    &p->wn,     &p->wbuf, &p->wnorm, &p->en, &p->gen,
                      &p->enorm, &p->cosv, &p->logits, &p->mx,   &p->sum,   &p->pt};
-    for (size_t i = 0; i < sizeof dst / sizeof *dst; i++) *dst[i] = carve(&cur, sizes[i] * 4);
-    p->d_label = (int32_t *)carve(&cur, B * 4);
-    p->d_index = (int32_t *)carve(&cur, S * 4);
+    size_t hsizes[] = {B * E, S * E, B * S, S * E, B * E};
+    void **hdst[] = {&p->en_h, &p->wn_h, &p->cos_h, &p->dwn_h, &p->den_h};
+    int nh = p->dt == FT_F32 ? 0 : (int)(sizeof hsizes / sizeof *hsizes);
+    /* two passes: measure, then carve the allocation */
+    for (int pass = 0; pass < 2; pass++) {
+        ft_arena a;
+        ft_arena_init(&a, pass ? (uintptr_t)p->arena : 0);
+        for (size_t i = 0; i < sizeof dst / sizeof *dst; i++)
+            *dst[i] = ft_arena_take(&a, FT_F32, sizes[i]);
+        for (int i = 0; i < nh; i++) *hdst[i] = ft_arena_take(&a, p->dt, hsizes[i]);
+        p->d_label = ft_arena_take(&a, FT_I32, B);
+        p->d_index = ft_arena_take(&a, FT_I32, S);
+        p->bytes = a.off;
+        if (pass == 0 && (rc = o->alloc(o, p->bytes, &p->arena))) goto fail;
+    }
     p->h_index = malloc(S * sizeof(int32_t));
     p->h_label = malloc(B * sizeof(int32_t));
     p->h_pt = malloc(B * sizeof(float));
@@ -154,9 +168,14 @@ void ft_pfc_free(ft_pfc *p) {
     free(p);
 }
 
-void ft_pfc_set_comm(ft_pfc *p, const ft_pfc_comm *comm) {
-    p->has_comm = comm != NULL;
-    if (comm) p->comm = *comm;
+void ft_pfc_set_comm(ft_pfc *p, ft_comm *comm) {
+    p->comm = comm;
+}
+
+int ft_pfc_set_loss_scale(ft_pfc *p, float scale) {
+    if (!(scale > 0.0f) || ft_km_nonfinite(scale)) return FT_EARG;
+    p->loss_scale = scale;
+    return 0;
 }
 
 int64_t ft_pfc_num_local(const ft_pfc *p) {
@@ -290,9 +309,27 @@ int ft_pfc_sampled_rows(const ft_pfc *p, const int32_t **dev_index, int *count) 
 /* ---- forward + backward ---- */
 
 static int reduce(ft_pfc *p, int is_max, float *dev, int n) {
-    if (!p->has_comm) return 0;
-    if (is_max) return p->comm.allreduce_max(p->comm.ctx, p->o, dev, n);
-    return p->comm.allreduce_sum(p->comm.ctx, p->o, dev, n);
+    if (!p->comm) return 0;
+    return p->comm->all_reduce(p->comm, p->o, dev, (size_t)n, FT_F32,
+                               is_max ? FT_COMM_MAX : FT_COMM_SUM);
+}
+
+/* C = op(A) op(B) of fp32 a, b into fp32 c. With dt F16/BF16 the operands are ah, bh and the
+ * product ch (dtype dt): a is cast into ah first when cast_a (else ah already holds it), the
+ * same for b, and the product is cast into c. */
+enum { CAST_A = 1, CAST_B = 2 };
+static int gemm_dt(ft_pfc *p, int ta, int tb, int m, int n, int k, const float *a, void *ah,
+                   int lda, const float *b, void *bh, int ldb, void *ch, float *c, int ldc,
+                   int cast) {
+    ft_ops *o = p->o;
+    if (p->dt == FT_F32)
+        return o->gemm(o, FT_F32, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, ldc);
+    size_t na = (size_t)(ta ? k : m) * lda, nb = (size_t)(tb ? n : k) * ldb;
+    int rc = cast & CAST_A ? o->cast(o, na, FT_F32, a, p->dt, ah) : 0;
+    if (!rc && (cast & CAST_B)) rc = o->cast(o, nb, FT_F32, b, p->dt, bh);
+    if (!rc) rc = o->gemm(o, p->dt, ta, tb, m, n, k, 1.0f, ah, lda, bh, ldb, 0.0f, ch, ldc);
+    if (!rc) rc = o->cast(o, (size_t)m * ldc, p->dt, ch, FT_F32, c);
+    return rc;
 }
 
 /* cos = normalize(emb) normalize(W[index])^T; then the softmax-CE and its logit gradient */
@@ -307,14 +344,18 @@ static int fwd_logits(ft_pfc *p, const float *emb, float *loss) {
     }
     if (!rc) rc = o->l2norm_fwd(o, S, E, ws, p->wn, p->wnorm);
     if (!rc) rc = o->l2norm_fwd(o, B, E, emb, p->en, p->enorm);
-    if (!rc) rc = o->gemm(o, 0, 1, B, S, E, 1.0f, p->en, E, p->wn, E, 0.0f, p->cosv, S);
+    /* cos = en wn^T: in dt, the operands rounded once and the product rounded once */
+    if (!rc)
+        rc = gemm_dt(p, 0, 1, B, S, E, p->en, p->en_h, E, p->wn, p->wn_h, E, p->cos_h, p->cosv, S,
+                     CAST_A | CAST_B);
     if (!rc) rc = o->margin_fwd(o, B, S, &p->mg, p->d_label, p->cosv, p->logits);
     if (!rc) rc = o->row_max(o, B, S, p->logits, p->mx);
     if (!rc) rc = reduce(p, 1, p->mx, B);
     if (!rc) rc = o->row_exp_sum(o, B, S, p->logits, p->mx, p->sum);
     if (!rc) rc = reduce(p, 0, p->sum, B);
     if (!rc)
-        rc = o->softmax_xent_bwd(o, B, S, p->logits, p->sum, p->d_label, 1.0f / (float)B, p->pt);
+        rc = o->softmax_xent_bwd(o, B, S, p->logits, p->sum, p->d_label, p->loss_scale / (float)B,
+                                 p->pt);
     if (!rc) rc = reduce(p, 0, p->pt, B);
     if (!rc) rc = o->download(o, p->h_pt, p->pt, (size_t)B * sizeof(float));
     if (rc) return rc;
@@ -331,9 +372,14 @@ int ft_pfc_forward_backward(ft_pfc *p, const float *emb, float *demb, float *los
     int rc = fwd_logits(p, emb, loss);
     /* logits now hold d loss / d logits; turn them into d loss / d cos */
     if (!rc) rc = o->margin_bwd(o, B, S, &p->mg, p->d_label, p->cosv, p->logits, p->logits);
-    /* dWn = dcos^T en (into wbuf), den = dcos Wn */
-    if (!rc) rc = o->gemm(o, 1, 0, S, E, B, 1.0f, p->logits, S, p->en, E, 0.0f, p->wbuf, E);
-    if (!rc && demb) rc = o->gemm(o, 0, 0, B, E, S, 1.0f, p->logits, S, p->wn, E, 0.0f, p->gen, E);
+    /* dWn = dcos^T en (into wbuf), den = dcos Wn; in dt, dcos is rounded once (into cos_h,
+     * whose values are no longer needed) and en_h / wn_h are the forward's */
+    if (!rc)
+        rc = gemm_dt(p, 1, 0, S, E, B, p->logits, p->cos_h, S, p->en, p->en_h, E, p->dwn_h, p->wbuf,
+                     E, CAST_A);
+    if (!rc && demb)
+        rc = gemm_dt(p, 0, 0, B, E, S, p->logits, p->cos_h, S, p->wn, p->wn_h, E, p->den_h, p->gen,
+                     E, 0);
     if (!rc && demb) rc = o->l2norm_bwd(o, B, E, p->en, p->enorm, p->gen, demb);
     if (!rc) rc = o->l2norm_bwd(o, S, E, p->wn, p->wnorm, p->wbuf, p->wbuf);
     if (!rc && p->sampling) rc = o->scatter_add_rows(o, S, E, p->wbuf, p->d_index, p->g);

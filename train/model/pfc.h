@@ -26,17 +26,22 @@
  * "update only the sampled rows" variant is available through ft_sgd_set_rows with
  * ft_pfc_sampled_rows (not upstream's behaviour when sample_rate < 1).
  *
+ * Precision (cfg.dtype F16/BF16, arcface_torch under autocast): normalize in fp32; the
+ *   cosine GEMM and its two gradient GEMMs take operands rounded to the dtype and round their
+ *   product once (fp32 accumulate); clamp, margin, softmax and loss in fp32.
+ *
  * Sharding: a rank holds classes [class_start, class_start + num_local) with
  *   num_local = C / W + (rank < C % W), class_start = C / W * rank + min(rank, C % W).
- * The softmax runs as local row max -> comm.allreduce_max -> local exp-sum ->
- * comm.allreduce_sum -> p_target reduced with allreduce_sum; without a comm (single rank) the
- * hooks are skipped. The embedding gradient written by forward_backward is this shard's
+ * The softmax runs as local row max -> all_reduce max -> local exp-sum -> all_reduce sum ->
+ * p_target reduced with all_reduce sum (an ft_comm); without a comm (single rank) the
+ * reductions are skipped. The embedding gradient written by forward_backward is this shard's
  * contribution: a distributed caller sums it across ranks (the AllGather backward) and keeps
  * its own rows.
  */
 #ifndef FT_PFC_H
 #define FT_PFC_H
 
+#include "comm.h"
 #include "ops.h"
 
 typedef struct ft_pfc ft_pfc;
@@ -51,14 +56,8 @@ typedef struct ft_pfc_config {
     float interclass_filtering_threshold; /* 0 = off */
     int margin_grad; /* FT_MARGIN_GRAD_UPSTREAM (default) or FT_MARGIN_GRAD_EXACT */
     uint64_t seed;   /* weight init and per-step sampling */
+    int dtype;       /* operands of the cosine GEMMs: FT_F32 (default), FT_F16, FT_BF16 */
 } ft_pfc_config;
-
-/* Cross-rank reductions over count floats of device memory, in place. */
-typedef struct ft_pfc_comm {
-    void *ctx;
-    int (*allreduce_max)(void *ctx, ft_ops *o, float *dev, int count);
-    int (*allreduce_sum)(void *ctx, ft_ops *o, float *dev, int count);
-} ft_pfc_comm;
 
 /* Defaults: ArcFace (1, 0.5, 0), s 64, sample_rate 1, single rank, emb 512, max_batch 128,
  * seed 2048; num_classes must be set by the caller. */
@@ -67,8 +66,11 @@ void ft_pfc_config_init(ft_pfc_config *cfg, int64_t num_classes);
 /* Create the shard; W[num_local, emb] ~ N(0, 0.01), row j drawn from a stream keyed by its
  * global class id (so the initial weights do not depend on the world size). */
 int ft_pfc_create(ft_ops *o, const ft_pfc_config *cfg, ft_pfc **out);
-void ft_pfc_free(ft_pfc *p);                              /* NULL-safe */
-void ft_pfc_set_comm(ft_pfc *p, const ft_pfc_comm *comm); /* NULL = single rank */
+void ft_pfc_free(ft_pfc *p);                    /* NULL-safe */
+void ft_pfc_set_comm(ft_pfc *p, ft_comm *comm); /* borrowed; NULL = single rank */
+/* Multiply the loss gradient by scale (fp16 loss scaling; 1 by default). The loss itself is
+ * reported unscaled. */
+int ft_pfc_set_loss_scale(ft_pfc *p, float scale);
 
 int64_t ft_pfc_num_local(const ft_pfc *p);
 int64_t ft_pfc_class_start(const ft_pfc *p);

@@ -1,19 +1,31 @@
 /* ops.h: the compute interface of the facetrain trainer (a vtable, one per backend).
  *
- * Model code (iresnet.c, pfc.c, optim.c) does every computation and every memory operation
- * through an ft_ops: it allocates device memory with o->alloc, moves data with o->upload /
- * o->download, and calls the kernels below on device pointers. It never dereferences a device
- * pointer; it only does pointer arithmetic on them (sub-tensors of one allocation). The CPU
- * backend (ops_cpu*.c, im2col + OpenBLAS sgemm + a small thread pool) is the reference; a CUDA
- * backend (cuDNN/cuBLAS) fills the same table without changes to model code.
+ * Model code (model/iresnet.c, pfc.c, optim.c) does every computation and every memory
+ * operation through an ft_ops: it allocates device memory with o->alloc, moves data with
+ * o->upload / o->download, and calls the kernels below on device pointers. It never
+ * dereferences a device pointer; it only does pointer arithmetic on them (sub-tensors of one
+ * allocation). The CPU backend (cpu/: im2col + OpenBLAS sgemm under a thread pool) is the
+ * reference; a CUDA backend (cuda/, the same file stems) fills the same table. A backend is
+ * chosen in one place, ft_ops_create.
  *
  * Conventions for every op:
  * - First argument is the table itself; return 0 or a negative status (FT_E*, -errno).
- * - Tensors are float32, contiguous, NCHW (activations) or row-major (matrices).
+ * - Precision (tensor.h): ops on activations take a storage dtype `dt` (FT_F32, FT_F16 or
+ *   FT_BF16) that applies to every activation and activation-gradient operand (void *);
+ *   parameters, parameter gradients, statistics and everything typed float * are fp32.
+ *   Backends load a 16-bit operand to fp32, compute as the fp32 path does (fp32 accumulate)
+ *   and round each stored result once (to nearest even). supports(o, op, dt) tells whether a
+ *   backend implements an op for a dtype; FT_ENOTSUP otherwise.
+ * - Layout: activations are described by (n, c, hw) or a conv descriptor, never by a memory
+ *   layout: a backend may keep them NCHW (the CPU does) or NHWC. Host data crosses that
+ *   boundary only through act_import / act_export (NCHW fp32 on both sides) and the fused
+ *   flatten + fc, whose weight is [out, c*h*w] in PyTorch's NCHW flatten order. Matrices
+ *   (fc inputs after flatten, embeddings, logits, class centres) are row-major.
  *   Integer index/label arrays are int32 on the device.
  * - "+=" outputs (parameter gradients) accumulate, PyTorch style: zero them between steps.
  * - Unless said otherwise an output must not alias an input. Elementwise ops (prelu_bwd,
- *   add, axpy, scale, bn_bwd's dx vs dy, l2norm_bwd's dx vs dy) allow in-place use.
+ *   add, axpy, scale, cast with equal dtypes, bn_bwd's dx vs dy, l2norm_bwd's dx vs dy,
+ *   dropout) allow in-place use.
  * - Ops are ordered on one stream: a later op sees the results of earlier ones. download and
  *   the ops returning host values synchronize.
  */
@@ -23,29 +35,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* ---- tensors exposed to the trainer (checkpoints, optimizer) ---- */
-
-enum { FT_DT_F32 = 0, FT_DT_I64 = 1 };
-
-/* Description of one named tensor (a state_dict entry, an optimizer buffer ...). */
-typedef struct ft_tensor_info {
-    const char *name; /* e.g. "layer1.0.bn1.running_mean"; valid while the owner lives */
-    int dtype;        /* FT_DT_F32 or FT_DT_I64 (num_batches_tracked) */
-    int ndim;         /* 0 (scalar) .. 4 */
-    int64_t shape[4]; /* PyTorch shape */
-    size_t numel;     /* product of shape (1 for a scalar) */
-} ft_tensor_info;
-
-/* A trainable tensor as the optimizer sees it: value and gradient, both on the device. */
-typedef struct ft_param {
-    const char *name; /* state_dict name */
-    float *w;         /* device, numel floats */
-    float *g;         /* device, numel floats; accumulated by backward ("+=") */
-    size_t numel;
-    int ndim; /* PyTorch shape of w, as in ft_tensor_info */
-    int64_t shape[4];
-    int trainable; /* 0 for frozen tensors (features.weight): no update, no weight decay */
-} ft_param;
+#include "tensor.h" // defines: ft_dtype, ft_tensor_info, ft_param
 
 /* ---- convolution geometry ---- */
 
@@ -61,7 +51,7 @@ typedef struct ft_conv_desc {
 int ft_conv_desc_init(ft_conv_desc *d, int n, int c, int h, int w, int k, int r, int stride,
                       int pad);
 
-/* ---- margin softmax parameters (see pfc.h for the semantics) ---- */
+/* ---- margin softmax parameters (see model/pfc.h for the semantics) ---- */
 
 enum {
     FT_MARGIN_ARCFACE = 1, /* m1 == 1, m3 == 0: target cos(acos(x) + m2) */
@@ -83,11 +73,68 @@ typedef struct ft_margin {
 
 /* ---- the table ---- */
 
+/* Every slot of ft_ops, in order. The capability query and the backend-ops test enumerate
+ * this list (tests/ops/test_backend_ops.c checks it against the struct). */
+#define FT_OPS_SLOTS(X)                                                                            \
+    X(destroy)                                                                                     \
+    X(supports)                                                                                    \
+    X(alloc)                                                                                       \
+    X(free)                                                                                        \
+    X(upload)                                                                                      \
+    X(download)                                                                                    \
+    X(copy)                                                                                        \
+    X(zero)                                                                                        \
+    X(sync)                                                                                        \
+    X(cast)                                                                                        \
+    X(act_import)                                                                                  \
+    X(act_export)                                                                                  \
+    X(conv_ws_bytes)                                                                               \
+    X(conv_fwd)                                                                                    \
+    X(conv_bwd_data)                                                                               \
+    X(conv_bwd_filter)                                                                             \
+    X(bn_fwd_train)                                                                                \
+    X(bn_fwd_eval)                                                                                 \
+    X(bn_bwd)                                                                                      \
+    X(prelu_fwd)                                                                                   \
+    X(prelu_bwd)                                                                                   \
+    X(add)                                                                                         \
+    X(axpy)                                                                                        \
+    X(scale)                                                                                       \
+    X(sumsq)                                                                                       \
+    X(unscale_check)                                                                               \
+    X(gemm)                                                                                        \
+    X(fc_fwd)                                                                                      \
+    X(fc_bwd)                                                                                      \
+    X(dropout_fwd)                                                                                 \
+    X(dropout_bwd)                                                                                 \
+    X(l2norm_fwd)                                                                                  \
+    X(l2norm_bwd)                                                                                  \
+    X(gather_rows)                                                                                 \
+    X(scatter_add_rows)                                                                            \
+    X(margin_fwd)                                                                                  \
+    X(margin_bwd)                                                                                  \
+    X(row_max)                                                                                     \
+    X(row_exp_sum)                                                                                 \
+    X(softmax_xent_bwd)                                                                            \
+    X(sgd_update)                                                                                  \
+    X(sgd_update_rows)
+
+#define FT_OP_ENUM_(name) FT_OP_##name,
+typedef enum ft_op_id { FT_OPS_SLOTS(FT_OP_ENUM_) FT_OP_COUNT } ft_op_id;
+#undef FT_OP_ENUM_
+
+const char *ft_op_name(int op); /* "conv_fwd"; NULL outside [0, FT_OP_COUNT) */
+
 typedef struct ft_ops ft_ops;
 struct ft_ops {
-    const char *name;           /* "cpu", "cuda" */
-    void *impl;                 /* backend state */
+    const char *name; /* "cpu", "cuda" */
+    void *impl;       /* backend state */
+    /* the function slots, in FT_OPS_SLOTS order */
+
     void (*destroy)(ft_ops *o); /* frees the table itself; NULL-safe via ft_ops_free */
+    /* 1 when the backend implements op (FT_OP_*) for activations of dtype dt (ops without a
+     * dtype argument: dt is FT_F32) */
+    int (*supports)(const ft_ops *o, int op, ft_dtype dt);
 
     /* memory; alloc returns memory aligned to 64 bytes, contents undefined */
     int (*alloc)(ft_ops *o, size_t bytes, void **dev);
@@ -98,82 +145,102 @@ struct ft_ops {
     int (*zero)(ft_ops *o, void *dev, size_t bytes);
     int (*sync)(ft_ops *o);
 
-    /* convolution. ws is device scratch of conv_ws_bytes(d) bytes (may be NULL if 0). */
-    size_t (*conv_ws_bytes)(ft_ops *o, const ft_conv_desc *d);
-    /* y[n,k,oh,ow] = conv(x[n,c,h,w], w[k,c,r,r]) */
-    int (*conv_fwd)(ft_ops *o, const ft_conv_desc *d, const float *x, const float *w, float *y,
-                    void *ws);
-    /* dx[n,c,h,w] = conv_transpose(dy, w) (overwrites dx) */
-    int (*conv_bwd_data)(ft_ops *o, const ft_conv_desc *d, const float *dy, const float *w,
-                         float *dx, void *ws);
-    /* dw[k,c,r,r] += correlation of x and dy over the batch */
-    int (*conv_bwd_filter)(ft_ops *o, const ft_conv_desc *d, const float *x, const float *dy,
-                           float *dw, void *ws);
+    /* dst = src converted element by element (count elements; F32, F16, BF16 either way;
+     * equal dtypes copy) */
+    int (*cast)(ft_ops *o, size_t count, ft_dtype src_dt, const void *src, ft_dtype dst_dt,
+                void *dst);
+    /* the layout boundary: activation [n, c, hw] of dtype dt from / to fp32 NCHW */
+    int (*act_import)(ft_ops *o, ft_dtype dt, int n, int c, int hw, const float *src_nchw,
+                      void *dst);
+    int (*act_export)(ft_ops *o, ft_dtype dt, int n, int c, int hw, const void *src,
+                      float *dst_nchw);
 
-    /* batch norm over x[n, c, hw] (BatchNorm2d; BatchNorm1d is hw = 1).
+    /* convolution: x, y, dy, dx and the weight copy w are of dtype dt; dw is fp32.
+     * ws is device scratch of conv_ws_bytes(d, dt) bytes (may be NULL if 0). */
+    size_t (*conv_ws_bytes)(ft_ops *o, const ft_conv_desc *d, ft_dtype dt);
+    /* y[n,k,oh,ow] = conv(x[n,c,h,w], w[k,c,r,r]) */
+    int (*conv_fwd)(ft_ops *o, const ft_conv_desc *d, ft_dtype dt, const void *x, const void *w,
+                    void *y, void *ws);
+    /* dx[n,c,h,w] = conv_transpose(dy, w) (overwrites dx) */
+    int (*conv_bwd_data)(ft_ops *o, const ft_conv_desc *d, ft_dtype dt, const void *dy,
+                         const void *w, void *dx, void *ws);
+    /* dw[k,c,r,r] += correlation of x and dy over the batch (fp32) */
+    int (*conv_bwd_filter)(ft_ops *o, const ft_conv_desc *d, ft_dtype dt, const void *x,
+                           const void *dy, float *dw, void *ws);
+
+    /* batch norm over x[n, c, hw] of dtype dt (BatchNorm2d; BatchNorm1d is hw = 1).
      * Train: batch mean/biased var normalize; running stats updated with momentum and the
      * unbiased var (PyTorch): run = (1-momentum)*run + momentum*stat. save_mean and
      * save_invstd [c] keep mean and 1/sqrt(var+eps) for bn_bwd. */
-    int (*bn_fwd_train)(ft_ops *o, int n, int c, int hw, float eps, float momentum, const float *x,
-                        const float *gamma, const float *beta, float *y, float *run_mean,
-                        float *run_var, float *save_mean, float *save_invstd);
+    int (*bn_fwd_train)(ft_ops *o, ft_dtype dt, int n, int c, int hw, float eps, float momentum,
+                        const void *x, const float *gamma, const float *beta, void *y,
+                        float *run_mean, float *run_var, float *save_mean, float *save_invstd);
     /* Eval: y = (x - run_mean) / sqrt(run_var + eps) * gamma + beta */
-    int (*bn_fwd_eval)(ft_ops *o, int n, int c, int hw, float eps, const float *x,
+    int (*bn_fwd_eval)(ft_ops *o, ft_dtype dt, int n, int c, int hw, float eps, const void *x,
                        const float *gamma, const float *beta, const float *run_mean,
-                       const float *run_var, float *y);
+                       const float *run_var, void *y);
     /* Train-mode backward. dx overwritten (may alias dy); dgamma, dbeta "+=" (either NULL to
      * skip, e.g. frozen features.weight). */
-    int (*bn_bwd)(ft_ops *o, int n, int c, int hw, const float *x, const float *dy,
-                  const float *gamma, const float *save_mean, const float *save_invstd, float *dx,
+    int (*bn_bwd)(ft_ops *o, ft_dtype dt, int n, int c, int hw, const void *x, const void *dy,
+                  const float *gamma, const float *save_mean, const float *save_invstd, void *dx,
                   float *dgamma, float *dbeta);
 
     /* PReLU with one slope per channel: y = x > 0 ? x : alpha[c] * x on x[n, c, hw] */
-    int (*prelu_fwd)(ft_ops *o, int n, int c, int hw, const float *x, const float *alpha, float *y);
+    int (*prelu_fwd)(ft_ops *o, ft_dtype dt, int n, int c, int hw, const void *x,
+                     const float *alpha, void *y);
     /* dx overwritten (may alias dy); dalpha[c] += sum over x <= 0 of x * dy */
-    int (*prelu_bwd)(ft_ops *o, int n, int c, int hw, const float *x, const float *alpha,
-                     const float *dy, float *dx, float *dalpha);
+    int (*prelu_bwd)(ft_ops *o, ft_dtype dt, int n, int c, int hw, const void *x,
+                     const float *alpha, const void *dy, void *dx, float *dalpha);
 
-    /* elementwise on count floats */
-    int (*add)(ft_ops *o, size_t count, const float *a, const float *b, float *y); /* y=a+b */
-    int (*axpy)(ft_ops *o, size_t count, float alpha, const float *x, float *y);   /* y+=a*x */
-    int (*scale)(ft_ops *o, size_t count, float alpha, float *x);                  /* x*=a */
+    /* y = a + b on count elements of dtype dt (residual connections) */
+    int (*add)(ft_ops *o, ft_dtype dt, size_t count, const void *a, const void *b, void *y);
+    /* fp32 vectors (gradients, parameters) */
+    int (*axpy)(ft_ops *o, size_t count, float alpha, const float *x, float *y); /* y+=a*x */
+    int (*scale)(ft_ops *o, size_t count, float alpha, float *x);                /* x*=a */
     /* *host_out = sum of x^2, accumulated in double (synchronizes) */
     int (*sumsq)(ft_ops *o, size_t count, const float *x, double *host_out);
+    /* Loss-scaler unscale (torch GradScaler.unscale_): g *= inv_scale; *found (device float,
+     * not reset) becomes 1 when any element of g is inf or NaN. */
+    int (*unscale_check)(ft_ops *o, size_t count, float inv_scale, float *g, float *found);
 
-    /* C[m,n] = alpha * op(A) op(B) + beta * C, row-major; op(A) is [m,k], op(B) is [k,n];
-     * lda/ldb/ldc are row strides of the stored matrices (before transposition). */
-    int (*gemm)(ft_ops *o, int trans_a, int trans_b, int m, int n, int k, float alpha,
-                const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
-    /* y[m, out] = x[m, in] w[out, in]^T + bias[out] (bias may be NULL) */
-    int (*linear_fwd)(ft_ops *o, int m, int in, int out, const float *x, const float *w,
-                      const float *bias, float *y);
-    /* dx[m,in] = dy w (overwritten; dx may be NULL), dw += dy^T x, dbias += column sums of dy
-     * (NULL to skip) */
-    int (*linear_bwd)(ft_ops *o, int m, int in, int out, const float *x, const float *w,
-                      const float *dy, float *dx, float *dw, float *dbias);
+    /* C[m,n] = alpha * op(A) op(B) + beta * C, row-major, A, B and C of dtype dt with fp32
+     * accumulation; op(A) is [m,k], op(B) is [k,n]; lda/ldb/ldc are row strides of the stored
+     * matrices (before transposition). */
+    int (*gemm)(ft_ops *o, ft_dtype dt, int trans_a, int trans_b, int m, int n, int k, float alpha,
+                const void *a, int lda, const void *b, int ldb, float beta, void *c, int ldc);
+    /* flatten + Linear in fp32 (arcface_torch runs fc on x.float()): x activation [n, c, hw]
+     * of dtype dt; w [out, c*hw] fp32 in NCHW flatten order; y[n, out] = flat(x) w^T + bias
+     * (fp32; bias may be NULL). */
+    int (*fc_fwd)(ft_ops *o, ft_dtype dt, int n, int c, int hw, int out, const void *x,
+                  const float *w, const float *bias, float *y);
+    /* dx (dtype dt, overwritten; may be NULL) = unflatten(dy w), dw += dy^T flat(x),
+     * dbias += column sums of dy (NULL to skip) */
+    int (*fc_bwd)(ft_ops *o, ft_dtype dt, int n, int c, int hw, int out, const void *x,
+                  const float *w, const float *dy, void *dx, float *dw, float *dbias);
 
-    /* inverted dropout: keep with prob 1-p, scale kept by 1/(1-p). mask: count bytes of device
-     * memory. The keep decision for element i is a pure function of (seed, i) so that every
-     * backend draws the same mask. p == 0 copies x to y (and mask is not touched). */
-    int (*dropout_fwd)(ft_ops *o, size_t count, float p, uint64_t seed, const float *x, float *y,
-                       uint8_t *mask);
-    int (*dropout_bwd)(ft_ops *o, size_t count, float p, const uint8_t *mask, const float *dy,
-                       float *dx);
+    /* inverted dropout on count elements of dtype dt: keep with prob 1-p, scale kept by
+     * 1/(1-p). mask: count bytes of device memory. The keep decision for element i (its NCHW
+     * index) is a pure function of (seed, i) so that every backend draws the same mask.
+     * p == 0 copies x to y (and mask is not touched). */
+    int (*dropout_fwd)(ft_ops *o, ft_dtype dt, size_t count, float p, uint64_t seed, const void *x,
+                       void *y, uint8_t *mask);
+    int (*dropout_bwd)(ft_ops *o, ft_dtype dt, size_t count, float p, const uint8_t *mask,
+                       const void *dy, void *dx);
 
-    /* row L2 normalization as torch.nn.functional.normalize(eps=1e-12):
+    /* row L2 normalization (fp32) as torch.nn.functional.normalize(eps=1e-12):
      * y[r,:] = x[r,:] / max(|x[r,:]|, 1e-12); norms[r] keeps the denominator. */
     int (*l2norm_fwd)(ft_ops *o, int rows, int dim, const float *x, float *y, float *norms);
     /* dx overwritten (may alias dy) from y, norms and dy */
     int (*l2norm_bwd)(ft_ops *o, int rows, int dim, const float *y, const float *norms,
                       const float *dy, float *dx);
-    /* dst[i,:] = src[idx[i],:] for i < rows */
+    /* dst[i,:] = src[idx[i],:] for i < rows (fp32) */
     int (*gather_rows)(ft_ops *o, int rows, int dim, const float *src, const int32_t *idx,
                        float *dst);
     /* dst[idx[i],:] += src[i,:] (idx distinct) */
     int (*scatter_add_rows)(ft_ops *o, int rows, int dim, const float *src, const int32_t *idx,
                             float *dst);
 
-    /* margin softmax pieces (pfc.c strings them together with cross-rank reduce hooks).
+    /* margin softmax pieces, fp32 (pfc.c strings them together with cross-rank reductions).
      * label[r] is the column of row r's class in this shard, or -1 if not here.
      * margin_fwd: logits[r,c] = s * margin(clamp(cosv[r,c], -1, 1)) (see ft_margin). */
     int (*margin_fwd)(ft_ops *o, int rows, int cols, const ft_margin *mg, const int32_t *label,
@@ -191,7 +258,7 @@ struct ft_ops {
     int (*softmax_xent_bwd)(ft_ops *o, int rows, int cols, float *e, const float *sum,
                             const int32_t *label, float grad_scale, float *ptarget);
 
-    /* SGD, PyTorch semantics (dampening 0, no nesterov):
+    /* SGD, PyTorch semantics (dampening 0, no nesterov), fp32:
      * g' = g + wd*w; buf = momentum*buf + g'; w -= lr*buf. buf starts at zero, which equals
      * PyTorch's first-step buf = g'. */
     int (*sgd_update)(ft_ops *o, size_t count, float lr, float momentum, float wd, float *w,
@@ -201,10 +268,42 @@ struct ft_ops {
                            float momentum, float wd, float *w, const float *g, float *buf);
 };
 
-/* The CPU backend. threads: worker count for its thread pool (>= 1; 0 = number of online
- * CPUs). OpenBLAS is used single-threaded under the pool. */
-int ft_ops_cpu_create(int threads, ft_ops **out);
-int ft_ops_cpu_threads(const ft_ops *o); /* 0 if o is not the CPU backend */
-void ft_ops_free(ft_ops *o);             /* NULL-safe */
+/* ---- the backend factory ---- */
+
+typedef struct ft_ops_options {
+    int threads; /* CPU: worker threads (0 = online CPUs); the OpenBLAS calls run under them */
+    int device;  /* CUDA: device ordinal (-1 = LOCAL_RANK, else 0) */
+} ft_ops_options;
+
+void ft_ops_options_init(ft_ops_options *opts); /* threads 0, device -1 */
+
+/* Create backend `name` ("cpu", "cuda"). FT_ENOTSUP with a reason in err for a backend that
+ * is not compiled into this build; FT_ENODEV when it is compiled but no device is present
+ * (tests turn that into exit 77). opts may be NULL for the defaults. */
+int ft_ops_create(const char *name, const ft_ops_options *opts, ft_ops **out, char *err,
+                  size_t errcap);
+void ft_ops_free(ft_ops *o); /* NULL-safe */
+/* The backends compiled into this build, space-separated ("cpu" or "cpu cuda"). */
+const char *ft_ops_backends(void);
+/* CPU backend: its worker count; 0 for another backend */
+int ft_ops_cpu_threads(const ft_ops *o);
+/* 1 when o implements op for dt (o->supports, or 0 when the slot is NULL) */
+int ft_ops_supports(const ft_ops *o, int op, ft_dtype dt);
+
+/* ---- the arena planner ----
+ * A model plans its device memory in passes over its architecture: a measuring pass with
+ * base 0 (pointers are meaningless) that sums the bytes, then, after one o->alloc, an
+ * assigning pass with the real base. Every take is 64-byte aligned. Bytes are counted per
+ * dtype so that a plan reports how much of it is fp32 and how much 16-bit storage. */
+typedef struct ft_arena {
+    uintptr_t base;
+    size_t off;
+    size_t bytes[FT_NDTYPES]; /* bytes taken per dtype, padding included */
+} ft_arena;
+
+void ft_arena_init(ft_arena *a, uintptr_t base);
+void *ft_arena_take(ft_arena *a, ft_dtype dt, size_t numel);
+/* "12.3 MiB f32 + 4.5 MiB f16" of the non-empty dtypes */
+void ft_arena_describe(const ft_arena *a, char *out, size_t cap);
 
 #endif

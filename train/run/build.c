@@ -2,6 +2,7 @@
  * checkpoint save and resume; the embedding callback for verification. See run.h. */
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,12 +34,20 @@ int ft_run_build_model(ft_run *r) {
     mc.dropout = (float)c->dropout;
     mc.max_batch = c->batch_size;
     mc.seed = (uint64_t)c->seed;
+    mc.dtype = c->dtype;
     snprintf(r->arch, sizeof r->arch, "network %s, width %d, blocks (%d, %d, %d, %d), emb %d",
              c->network, mc.width, mc.blocks[0], mc.blocks[1], mc.blocks[2], mc.blocks[3], mc.emb);
-    if ((rc = ft_ops_cpu_create(c->threads, &r->ops)))
-        return ft_run_fail(r, rc, "cannot start the CPU backend: %s", ft_strerror(rc));
-    if ((rc = ft_iresnet_create(r->ops, &mc, &r->net)))
-        return ft_run_fail(r, rc, "cannot build the model (%s): %s", r->arch, ft_strerror(rc));
+    ft_ops_options opts;
+    ft_ops_options_init(&opts);
+    opts.threads = c->threads;
+    char err[512];
+    if ((rc = ft_ops_create(c->device, &opts, &r->ops, err, sizeof err)))
+        return ft_run_fail(r, rc, "%s", err);
+    if ((rc = ft_iresnet_create(r->ops, &mc, &r->net)) == FT_ENOTSUP)
+        return ft_run_fail(r, rc, "device '%s' cannot train with dtype %s", c->device,
+                           ft_dtype_name((ft_dtype)c->dtype));
+    if (rc) return ft_run_fail(r, rc, "cannot build the model (%s): %s", r->arch, ft_strerror(rc));
+    ft_scaler_init(&r->scaler, c->loss_scaling, FT_TRAIN_INIT_SCALE, FT_TRAIN_GROWTH_INTERVAL);
 
     ft_pfc_config pc;
     ft_pfc_config_init(&pc, c->num_classes);
@@ -51,6 +60,7 @@ int ft_run_build_model(ft_run *r) {
     pc.m3 = (float)c->margin_list[2];
     pc.interclass_filtering_threshold = (float)c->interclass_filtering_threshold;
     pc.seed = (uint64_t)c->seed;
+    pc.dtype = c->dtype;
     if ((rc = ft_pfc_create(r->ops, &pc, &r->pfc)))
         return ft_run_fail(r, rc, "cannot build Partial FC (%lld classes, emb %d): %s",
                            (long long)c->num_classes, c->embedding_size, ft_strerror(rc));
@@ -267,6 +277,14 @@ static int add_state(ft_run *r, ft_ckpt_part *st) {
         rc = ft_ckpt_part_add_i64(st, ints[i].name, ints[i].v);
     if (!rc) rc = ft_ckpt_part_add_f64(st, "lr_scheduler.base_lr", r->lr.base);
     if (!rc) rc = ft_ckpt_part_add_f64(st, "lr_scheduler.power", r->lr.power);
+    /* the loss scaler (fp16), so that a resumed run scales as an uninterrupted one */
+    if (!rc && r->scaler.enabled) rc = ft_ckpt_part_add_f64(st, "scaler.scale", r->scaler.scale);
+    if (!rc && r->scaler.enabled)
+        rc = ft_ckpt_part_add_i64(st, "scaler.growth_tracker", r->scaler.growth_tracker);
+    if (!rc && r->scaler.enabled)
+        rc = ft_ckpt_part_add_i64(st, "scaler.skipped", r->scaler.skipped);
+    if (!rc && r->scaler.enabled)
+        rc = ft_ckpt_part_add_i64(st, "scaler.consecutive", r->scaler.consecutive);
     if (!rc && r->cfg.save_all_states) {
         ft_ckpt_source so = src_opt(r, 0);
         rc = ft_ckpt_part_add_source(st, &so);
@@ -322,6 +340,35 @@ static int read_part(ft_run *r, const char *file, ft_st_file *f, int64_t want_st
     return 0;
 }
 
+/* The loss scaler's state: present when the checkpoint was written with fp16. */
+static int resume_scaler(ft_run *r, const ft_st_file *st, const char *what) {
+    int have = ft_st_find(st, "scaler.scale") != NULL;
+    if (!r->scaler.enabled) return 0;
+    if (!have) {
+        fprintf(stderr,
+                FT_TRAIN_PROG ": note: %s holds no loss-scaler state (saved without fp16); "
+                              "the loss scale restarts at %g\n",
+                what, (double)FT_TRAIN_INIT_SCALE);
+        return 0;
+    }
+    double scale;
+    int64_t tracker, skipped, consecutive;
+    char err[512];
+    int rc = ft_ckpt_get_f64(st, what, "scaler.scale", &scale, err, sizeof err);
+    if (!rc) rc = ft_ckpt_get_i64(st, what, "scaler.growth_tracker", &tracker, err, sizeof err);
+    if (!rc) rc = ft_ckpt_get_i64(st, what, "scaler.skipped", &skipped, err, sizeof err);
+    if (!rc) rc = ft_ckpt_get_i64(st, what, "scaler.consecutive", &consecutive, err, sizeof err);
+    if (rc) return ft_run_fail(r, rc, "%s", err);
+    if (!(scale > 0) || !isfinite(scale) || tracker < 0 || skipped < 0 || consecutive < 0)
+        return ft_run_fail(r, FT_EFORMAT, "%s: loss-scaler state out of range (scale %g)", what,
+                           scale);
+    r->scaler.scale = (float)scale;
+    r->scaler.growth_tracker = tracker;
+    r->scaler.skipped = skipped;
+    r->scaler.consecutive = consecutive;
+    return 0;
+}
+
 static int resume_state(ft_run *r, const ft_st_file *st, const char *what) {
     int64_t step, ep, lstep, opt_steps, seed, world;
     char err[512];
@@ -344,7 +391,7 @@ static int resume_state(ft_run *r, const ft_st_file *st, const char *what) {
     r->epoch = (uint64_t)ep;
     r->epoch_step = (uint64_t)lstep;
     ft_sgd_set_steps(r->sgd, (uint64_t)opt_steps);
-    return 0;
+    return resume_scaler(r, st, what);
 }
 
 /* The dropout generator and an unfinished accumulation window (after resume_state). */

@@ -1,5 +1,6 @@
 /* config.c: ft-train configuration files, overrides and validation; see config.h. */
 #include "config.h"
+#include "tensor.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -74,6 +75,9 @@ static const keydef KEYS[] = {
     {"dropout", K_FLOAT, 0, 0.999999, F(dropout), 0, "0.0"},
     {"threads", K_INT, 0, 4096, F(threads), 0, "0"},
     {"pfc_update", K_STR, 0, 0, F(pfc_update), 0, "'sampled'"},
+    {"dtype", K_STR_NONE, 0, 0, F(dtype_name), 0, "None"},
+    {"device", K_STR, 0, 0, F(device), 0, "'cpu'"},
+    {"max_skipped_steps", K_INT, 1, 1000000, F(max_skipped_steps), 0, "20"},
 };
 #define NKEYS (sizeof KEYS / sizeof KEYS[0])
 
@@ -520,6 +524,21 @@ static int check_semantics(ft_config *c, char *err, size_t cap) {
     if (strcmp(c->pfc_update, "sampled") != 0 && strcmp(c->pfc_update, "dense") != 0)
         return cerr(err, cap, "%s: pfc_update '%s' is not supported ('sampled' or 'dense')",
                     e->origin, c->pfc_update);
+    /* precision: fp16 = True is fp16 storage with loss scaling; dtype names it explicitly */
+    e = &c->entries[find_entry(c, "dtype")];
+    if (!c->dtype_name[0]) {
+        c->dtype = c->fp16 ? FT_CFG_F16 : FT_CFG_F32;
+    } else {
+        int dt = ft_dtype_parse(c->dtype_name);
+        if (dt < 0)
+            return cerr(err, cap, "%s: dtype '%s' is not supported ('fp32', 'fp16' or 'bf16')",
+                        e->origin, c->dtype_name);
+        c->dtype = dt;
+        if (c->fp16 && dt != FT_CFG_F16)
+            return cerr(err, cap, "%s: dtype '%s' contradicts fp16 = True (which means fp16)",
+                        e->origin, c->dtype_name);
+    }
+    c->loss_scaling = c->dtype == FT_CFG_F16;
     e = &c->entries[find_entry(c, "lr")];
     if (!(c->lr > 0)) return cerr(err, cap, "%s: 'lr' must be > 0", e->origin);
     e = &c->entries[find_entry(c, "sample_rate")];

@@ -24,6 +24,8 @@
 #include "pyliteral.h"
 
 #define FT_CFG_ERRCAP     1024
+#define FT_CFG_F32        0 /* = FT_F32 of tensor.h */
+#define FT_CFG_F16        1 /* = FT_F16 */
 #define FT_CFG_MAX_TARGET 16
 #define FT_CFG_PATHCAP    4096
 
@@ -65,6 +67,14 @@ typedef struct ft_config {
      * momentum) sampled since the last optimizer step, as the original Partial FC;
      * "dense" lets weight decay and momentum move every row, as PartialFC_V2 in train_v2.py */
     char pfc_update[16];
+    /* precision: dtype 'fp32' | 'fp16' | 'bf16' (None: fp16 ? 'fp16' : 'fp32'); fp16 storage
+     * trains with dynamic loss scaling, which stops the run after max_skipped_steps skipped
+     * steps in a row */
+    char dtype_name[16];
+    int dtype;        /* FT_F32, FT_F16, FT_BF16 (tensor.h) */
+    int loss_scaling; /* dtype is fp16 */
+    int max_skipped_steps;
+    char device[16]; /* compute backend: 'cpu' ('cuda' when built with it) */
 
     /* derived by ft_config_derive (also appended as keys, as train_v2.py does) */
     int64_t total_batch_size, warmup_step, total_step, steps_per_epoch;

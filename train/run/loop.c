@@ -112,6 +112,32 @@ static int restrict_head_rows(ft_run *r) {
     return ft_sgd_set_rows(r->sgd, r->pfc_param_id, r->cfg.embedding_size, r->row_dev, count);
 }
 
+/* fp16: unscale the accumulated gradients and check them (GradScaler.unscale_ + update);
+ * *skip is 1 when the optimizer step must be skipped. Too many skips in a row stop the run. */
+static int unscale_step(ft_run *r, int *skip) {
+    *skip = 0;
+    if (!r->scaler.enabled) return 0;
+    float scale = ft_scaler_scale(&r->scaler);
+    int inf = 0, rc = ft_sgd_unscale(r->sgd, 1.0f / scale, &inf);
+    if (rc) return rc;
+    *skip = ft_scaler_update(&r->scaler, inf);
+    if (!*skip) return 0;
+    ft_trainlog_msg(r->log,
+                    "step %lld: inf/NaN in the fp16 gradients at loss scale %g: step skipped, "
+                    "scale now %g (%lld skipped so far)",
+                    (long long)r->global_step, (double)scale, (double)ft_scaler_scale(&r->scaler),
+                    (long long)r->scaler.skipped);
+    if (r->scaler.consecutive > r->cfg.max_skipped_steps)
+        return ft_run_fail(r, FT_ENONFINITE,
+                           "step %lld: %lld optimizer steps in a row had inf/NaN gradients "
+                           "(loss scale down to %g, max_skipped_steps = %d): the run diverged; "
+                           "the last checkpoint in %s is the last good state",
+                           (long long)r->global_step, (long long)r->scaler.consecutive,
+                           (double)ft_scaler_scale(&r->scaler), r->cfg.max_skipped_steps,
+                           r->cfg.output);
+    return 0;
+}
+
 static int train_step(ft_run *r, const loader_batch *b, float *loss) {
     ft_ops *o = r->ops;
     int n = (int)b->n, rc;
@@ -127,15 +153,19 @@ static int train_step(ft_run *r, const loader_batch *b, float *loss) {
                            (long long)r->global_step, ft_strerror(rc),
                            (long long)r->cfg.num_classes);
     mark_sampled_rows(r);
-    if ((rc = ft_pfc_forward_backward(r->pfc, emb, r->demb, loss)) ||
+    if ((rc = ft_pfc_set_loss_scale(r->pfc, ft_scaler_scale(&r->scaler))) ||
+        (rc = ft_pfc_forward_backward(r->pfc, emb, r->demb, loss)) ||
         (rc = ft_iresnet_backward(r->net, r->demb)))
         return ft_run_fail(r, rc, "step %lld: backward: %s", (long long)r->global_step,
                            ft_strerror(rc));
     if (r->global_step % r->cfg.gradient_acc == 0) {
         double norm = 0;
+        int skip = 0;
         float lr = (float)ft_lrsched_at(&r->lr, r->global_step - 1);
-        if ((rc = ft_sgd_clip_grad_norm(r->sgd, FT_SGD_GROUP_BACKBONE, FT_TRAIN_CLIP, &norm)) ||
-            (rc = restrict_head_rows(r)) || (rc = ft_sgd_step(r->sgd, lr)) ||
+        if ((rc = unscale_step(r, &skip)) == FT_ENONFINITE) return rc;
+        if (rc ||
+            (rc = ft_sgd_clip_grad_norm(r->sgd, FT_SGD_GROUP_BACKBONE, FT_TRAIN_CLIP, &norm)) ||
+            (rc = restrict_head_rows(r)) || (!skip && (rc = ft_sgd_step(r->sgd, lr))) ||
             (rc = ft_sgd_zero_grad(r->sgd)))
             return ft_run_fail(r, rc, "step %lld: optimizer: %s", (long long)r->global_step,
                                ft_strerror(rc));
@@ -160,8 +190,13 @@ static int next_batch(ft_run *r, loader_batch *b) {
 static int after_step(ft_run *r, ft_speedlog *sl, float loss, int *rc) {
     ft_speedlog_loss(sl, loss);
     double lr_now = ft_lrsched_at(&r->lr, r->global_step);
-    if (r->rank == 0)
-        ft_speedlog_step(sl, r->log, r->tb, r->global_step, (int)r->epoch, lr_now, 0, 0.0);
+    if (r->rank == 0 &&
+        ft_speedlog_step(sl, r->log, r->tb, r->global_step, (int)r->epoch, lr_now,
+                         r->scaler.enabled, ft_scaler_scale(&r->scaler)) &&
+        r->tb && r->scaler.enabled) {
+        ft_tboard_scalar(r->tb, "grad_scale", ft_scaler_scale(&r->scaler), r->global_step, -1);
+        ft_tboard_scalar(r->tb, "skipped_steps", (float)r->scaler.skipped, r->global_step, -1);
+    }
     if (r->rank == 0 && r->global_step % r->cfg.verbose == 0 && (*rc = ft_run_verify_all(r)))
         return 1;
     if (r->cfg.max_steps && r->global_step >= r->cfg.max_steps) return 1;

@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "ft_common.h" // defines: status codes, files, stop flag
-#include "run.h"  // defines: ft_run and the steps of a run
+#include "run.h"       // defines: ft_run and the steps of a run
 
 static void usage(FILE *f) {
     fprintf(f, "usage: " FT_TRAIN_PROG " CONFIG [key=value ...]\n"
@@ -104,9 +104,6 @@ static int prepare(ft_run *r) {
     ft_config *c = &r->cfg;
     int rc = ft_mkdir_p(c->output);
     if (rc) return ft_run_fail(r, rc, "%s: cannot create: %s", c->output, ft_strerror(rc));
-    if (c->fp16)
-        fprintf(stderr, FT_TRAIN_PROG ": note: fp16 = True: the CPU backend trains in float32 "
-                                      "(no loss scaling)\n");
     if ((rc = ft_run_build_model(r))) return rc;
     if ((rc = ft_lrsched_init(&r->lr, c->lr, c->warmup_step, c->total_step, 1.0)))
         return ft_run_fail(r, rc, "LR schedule: warmup_step %lld, total_step %lld",

@@ -18,6 +18,7 @@
 #include "ops.h"        // defines: the compute backend
 #include "optim.h"      // defines: SGD and clipping
 #include "pfc.h"        // defines: margin softmax + Partial FC
+#include "scaler.h"     // defines: fp16 loss scaling
 #include "tboard.h"     // defines: TensorBoard event files
 #include "trainlog.h"   // defines: training.log lines and the progress callback
 #include "verify.h"     // defines: verification on .bin targets
@@ -25,6 +26,9 @@
 #define FT_TRAIN_PROG  "ft-train"
 #define FT_TRAIN_CLIP  5.0   /* clip_grad_norm_(backbone.parameters(), 5) */
 #define FT_TRAIN_SCALE 64.0f /* CombinedMarginLoss(64, ...) */
+/* torch.cuda.amp.GradScaler(growth_interval=100) as train_v2.py creates it for fp16 */
+#define FT_TRAIN_INIT_SCALE      65536.0f
+#define FT_TRAIN_GROWTH_INTERVAL 100
 
 typedef struct ft_run {
     ft_config cfg;
@@ -42,7 +46,8 @@ typedef struct ft_run {
     ft_iresnet *net;
     ft_pfc *pfc;
     ft_sgd *sgd;
-    float *demb; /* device [batch, emb] */
+    ft_scaler scaler; /* fp16: dynamic loss scaling (disabled otherwise) */
+    float *demb;      /* device [batch, emb] */
     /* pfc_update = 'sampled' with sample_rate < 1: rows sampled since the last optimizer
      * step (host mask [num_local]), their sorted list (host) and its device copy */
     int sampled_update, pfc_param_id;

@@ -1,5 +1,5 @@
-/* ops_cpu_conv.c: 2-D convolution on the CPU backend: im2col + single-threaded sgemm, images
- * split statically across the thread pool.
+/* conv.c: 2-D convolution on the CPU backend: im2col + single-threaded sgemm, images split
+ * statically across the thread pool.
  *
  * Small feature maps give skinny per-image GEMMs in which packing the weights (and, for the
  * weight gradient, reading and writing dw) costs a sizeable share of the time, so each thread
@@ -11,6 +11,11 @@
  * private weight-gradient buffer [k, c*r*r] per thread except thread 0, which accumulates
  * straight into dw. The private sums are added in thread order, and the blocks depend only on
  * the thread count, so results are deterministic for a given thread count.
+ *
+ * 16-bit storage: im2col converts while it gathers, outputs and output gradients always pass
+ * through the staging buffer (converted there), the data gradient is accumulated in a per-thread
+ * fp32 image and rounded once, and the weight copy (dtype dt) is converted to fp32 once per
+ * call into the shared tail of the workspace. The GEMMs are the fp32 path's.
  */
 #include <string.h>
 
@@ -37,9 +42,15 @@ static int conv_block(const ft_conv_desc *d, int nthreads) {
 static size_t col_floats(const ft_conv_desc *d, int nthreads) {
     return round16((size_t)d->c * d->r * d->r * out_px(d) * conv_block(d, nthreads));
 }
-static size_t stage_floats(const ft_conv_desc *d, int nthreads) {
+static size_t stage_floats(const ft_conv_desc *d, int nthreads, ft_dtype dt) {
     int nb = conv_block(d, nthreads);
-    return nb > 1 ? round16((size_t)d->k * out_px(d) * nb) : 0;
+    return nb > 1 || dt != FT_F32 ? round16((size_t)d->k * out_px(d) * nb) : 0;
+}
+static size_t img_floats(const ft_conv_desc *d, ft_dtype dt) {
+    return dt == FT_F32 ? 0 : round16((size_t)d->c * d->h * d->w);
+}
+static size_t per_thread(const ft_conv_desc *d, int nthreads, ft_dtype dt) {
+    return col_floats(d, nthreads) + stage_floats(d, nthreads, dt) + img_floats(d, dt);
 }
 static size_t wgt_floats(const ft_conv_desc *d) {
     return round16((size_t)d->k * d->c * d->r * d->r);
@@ -48,10 +59,12 @@ static int is_pointwise(const ft_conv_desc *d) {
     return d->r == 1 && d->stride == 1 && d->pad == 0;
 }
 
-static size_t cpu_conv_ws_bytes(ft_ops *o, const ft_conv_desc *d) {
+/* [per thread: col | stage | img] x t, [private dw] x (t-1), [fp32 weight] (16-bit only) */
+static size_t cpu_conv_ws_bytes(ft_ops *o, const ft_conv_desc *d, ft_dtype dt) {
     int t = cpu_pool_of(o)->n;
-    size_t per = col_floats(d, t) + stage_floats(d, t);
-    return ((size_t)t * per + (size_t)(t - 1) * wgt_floats(d)) * sizeof(float);
+    size_t w32 = dt == FT_F32 ? 0 : wgt_floats(d);
+    return ((size_t)t * per_thread(d, t, dt) + (size_t)(t - 1) * wgt_floats(d) + w32) *
+           sizeof(float);
 }
 
 /* valid output columns [*lo, *hi) for kernel column kj: 0 <= ox*s - p + kj < w */
@@ -65,8 +78,10 @@ static void ox_range(const ft_conv_desc *d, int kj, int *lo, int *hi) {
     *lo = a, *hi = b;
 }
 
-/* col[(c*r+ki)*r+kj, 0..oh*ow) (rows ld floats apart) = the input pixels under each tap */
-static void im2col(const ft_conv_desc *d, const float *x, float *col, size_t ld) {
+/* col[(c*r+ki)*r+kj, 0..oh*ow) (rows ld floats apart) = the input pixels under each tap of
+ * image x0 (element offset of the image in x, of dtype dt) */
+static void im2col(const ft_conv_desc *d, ft_dtype dt, const void *xv, size_t x0, float *col,
+                   size_t ld) {
     int r = d->r, s = d->stride, oh = d->oh, ow = d->ow;
     for (int c = 0; c < d->c; c++)
         for (int ki = 0; ki < r; ki++)
@@ -81,12 +96,18 @@ static void im2col(const ft_conv_desc *d, const float *x, float *col, size_t ld)
                         memset(row, 0, (size_t)ow * sizeof(float));
                         continue;
                     }
-                    const float *src = x + ((size_t)c * d->h + iy) * d->w - d->pad + kj;
+                    /* element index of tap (ox = 0) in this row; ox >= lo keeps it >= 0 */
+                    ptrdiff_t src = (ptrdiff_t)(x0 + ((size_t)c * d->h + iy) * d->w) - d->pad + kj;
                     for (int ox = 0; ox < lo; ox++) row[ox] = 0.0f;
-                    if (s == 1)
-                        memcpy(row + lo, src + lo, (size_t)(hi - lo) * sizeof(float));
+                    if (s == 1 && dt == FT_F32)
+                        memcpy(row + lo, (const float *)xv + src + lo,
+                               (size_t)(hi - lo) * sizeof(float));
+                    else if (s == 1)
+                        cpu_cvt_to_f32(dt, cpu_at(dt, xv, (size_t)(src + lo)), row + lo,
+                                       (size_t)(hi - lo));
                     else
-                        for (int ox = lo; ox < hi; ox++) row[ox] = src[ox * s];
+                        for (int ox = lo; ox < hi; ox++)
+                            row[ox] = cpu_ld1(dt, xv, (size_t)(src + (ptrdiff_t)ox * s));
                     for (int ox = hi; ox < ow; ox++) row[ox] = 0.0f;
                 }
             }
@@ -124,39 +145,47 @@ static void col2im(const ft_conv_desc *d, const float *col, size_t ld, float *dx
 
 typedef struct conv_ctx {
     const ft_conv_desc *d;
-    const float *x, *w, *dy;
-    float *y, *dx, *dw;
+    ft_dtype dt;
+    const void *x, *dy;
+    void *y, *dx;
+    const float *w; /* fp32 weight */
+    float *dw;
     float *ws;
     int nthreads;
 } conv_ctx;
 
 static float *thread_col(const conv_ctx *c, int tid) {
-    size_t per = col_floats(c->d, c->nthreads) + stage_floats(c->d, c->nthreads);
-    return c->ws + (size_t)tid * per;
+    return c->ws + (size_t)tid * per_thread(c->d, c->nthreads, c->dt);
 }
 static float *thread_stage(const conv_ctx *c, int tid) {
     return thread_col(c, tid) + col_floats(c->d, c->nthreads);
 }
+static float *thread_img(const conv_ctx *c, int tid) {
+    return thread_stage(c, tid) + stage_floats(c->d, c->nthreads, c->dt);
+}
 static float *thread_dw(const conv_ctx *c, int tid) {
     if (tid == 0) return c->dw;
-    size_t per = col_floats(c->d, c->nthreads) + stage_floats(c->d, c->nthreads);
-    return c->ws + (size_t)c->nthreads * per + (size_t)(tid - 1) * wgt_floats(c->d);
+    return c->ws + (size_t)c->nthreads * per_thread(c->d, c->nthreads, c->dt) +
+           (size_t)(tid - 1) * wgt_floats(c->d);
 }
 
-/* The staging block [k, nb*px] holds images i0 .. i0+nb-1 of a [n, k, px] tensor side by side. */
-static void stage_gather(const ft_conv_desc *d, const float *t, size_t i0, size_t nb,
+/* The staging block [k, nb*px] holds images i0 .. i0+nb-1 of a [n, k, px] tensor t (dtype
+ * dt) side by side, as fp32. */
+static void stage_gather(const ft_conv_desc *d, ft_dtype dt, const void *t, size_t i0, size_t nb,
                          float *stage) {
     size_t px = out_px(d), ld = px * nb;
     for (size_t b = 0; b < nb; b++)
         for (int ch = 0; ch < d->k; ch++)
-            memcpy(stage + ch * ld + b * px, t + ((i0 + b) * d->k + ch) * px, px * sizeof(float));
+            cpu_cvt_to_f32(dt, cpu_at(dt, t, ((i0 + b) * d->k + ch) * px), stage + ch * ld + b * px,
+                           px);
 }
-static void stage_scatter(const ft_conv_desc *d, const float *stage, size_t i0, size_t nb,
-                          float *t) {
+static void stage_scatter(const ft_conv_desc *d, ft_dtype dt, const float *stage, size_t i0,
+                          size_t nb, void *t) {
     size_t px = out_px(d), ld = px * nb;
     for (size_t b = 0; b < nb; b++)
         for (int ch = 0; ch < d->k; ch++)
-            memcpy(t + ((i0 + b) * d->k + ch) * px, stage + ch * ld + b * px, px * sizeof(float));
+            cpu_cvt_from_f32(dt, stage + ch * ld + b * px,
+                             cpu_at_mut(dt, t, ((i0 + b) * d->k + ch) * px), px);
 }
 
 /* number of images in the block that starts at image i of a thread's range [.., hi) */
@@ -171,18 +200,21 @@ static void fwd_task(void *v, int tid, int nt) {
     size_t lo, hi, nb, in_sz = (size_t)d->c * d->h * d->w, px = out_px(d);
     int kk = d->c * d->r * d->r;
     float *col = thread_col(c, tid), *stage = thread_stage(c, tid);
+    int f32 = c->dt == FT_F32;
     cpu_range((size_t)d->n, tid, nt, &lo, &hi);
     for (size_t i = lo; i < hi; i += nb) {
         nb = block_len(c, i, hi);
         size_t ld = px * nb;
-        const float *b = c->x + i * in_sz;
-        if (nb > 1 || !is_pointwise(d)) {
-            for (size_t j = 0; j < nb; j++) im2col(d, c->x + (i + j) * in_sz, col + j * px, ld);
+        const float *b = f32 ? (const float *)c->x + i * in_sz : NULL;
+        if (nb > 1 || !is_pointwise(d) || !f32) {
+            for (size_t j = 0; j < nb; j++)
+                im2col(d, c->dt, c->x, (i + j) * in_sz, col + j * px, ld);
             b = col;
         }
-        float *out = nb > 1 ? stage : c->y + i * d->k * px;
+        int staged = nb > 1 || !f32;
+        float *out = staged ? stage : (float *)c->y + i * d->k * px;
         cpu_sgemm1(0, 0, d->k, (int)ld, kk, 1.0f, c->w, kk, b, (int)ld, 0.0f, out, (int)ld);
-        if (nb > 1) stage_scatter(d, stage, i, nb, c->y);
+        if (staged) stage_scatter(d, c->dt, stage, i, nb, c->y);
     }
 }
 
@@ -191,24 +223,27 @@ static void bwd_data_task(void *v, int tid, int nt) {
     const ft_conv_desc *d = c->d;
     size_t lo, hi, nb, in_sz = (size_t)d->c * d->h * d->w, px = out_px(d);
     int kk = d->c * d->r * d->r;
-    float *stage = thread_stage(c, tid);
+    float *stage = thread_stage(c, tid), *img = thread_img(c, tid);
+    int f32 = c->dt == FT_F32;
     cpu_range((size_t)d->n, tid, nt, &lo, &hi);
     for (size_t i = lo; i < hi; i += nb) {
         nb = block_len(c, i, hi);
         size_t ld = px * nb;
-        const float *g = c->dy + i * d->k * px;
-        if (nb > 1) {
-            stage_gather(d, c->dy, i, nb, stage);
+        const float *g = f32 ? (const float *)c->dy + i * d->k * px : NULL;
+        if (nb > 1 || !f32) {
+            stage_gather(d, c->dt, c->dy, i, nb, stage);
             g = stage;
         }
-        int direct = nb == 1 && is_pointwise(d);
-        float *col = direct ? c->dx + i * in_sz : thread_col(c, tid);
+        int direct = nb == 1 && is_pointwise(d) && f32;
+        float *col = direct ? (float *)c->dx + i * in_sz : thread_col(c, tid);
         cpu_sgemm1(1, 0, kk, (int)ld, d->k, 1.0f, c->w, kk, g, (int)ld, 0.0f, col, (int)ld);
         if (direct) continue;
         for (size_t j = 0; j < nb; j++) {
-            float *dxi = c->dx + (i + j) * in_sz;
+            float *dxi = f32 ? (float *)c->dx + (i + j) * in_sz : img;
             memset(dxi, 0, in_sz * sizeof(float));
             col2im(d, col + j * px, ld, dxi);
+            if (!f32)
+                cpu_cvt_from_f32(c->dt, img, cpu_at_mut(c->dt, c->dx, (i + j) * in_sz), in_sz);
         }
     }
 }
@@ -225,13 +260,16 @@ static void bwd_filter_task(void *v, int tid, int nt) {
     for (size_t i = lo; i < hi; i += nb) {
         nb = block_len(c, i, hi);
         size_t ld = px * nb;
-        const float *b = c->x + i * in_sz, *g = c->dy + i * d->k * px;
-        if (nb > 1 || !is_pointwise(d)) {
-            for (size_t j = 0; j < nb; j++) im2col(d, c->x + (i + j) * in_sz, col + j * px, ld);
+        int f32 = c->dt == FT_F32;
+        const float *b = f32 ? (const float *)c->x + i * in_sz : NULL;
+        const float *g = f32 ? (const float *)c->dy + i * d->k * px : NULL;
+        if (nb > 1 || !is_pointwise(d) || !f32) {
+            for (size_t j = 0; j < nb; j++)
+                im2col(d, c->dt, c->x, (i + j) * in_sz, col + j * px, ld);
             b = col;
         }
-        if (nb > 1) {
-            stage_gather(d, c->dy, i, nb, stage);
+        if (nb > 1 || !f32) {
+            stage_gather(d, c->dt, c->dy, i, nb, stage);
             g = stage;
         }
         float beta = (tid > 0 && i == lo) ? 0.0f : 1.0f;
@@ -248,23 +286,45 @@ static void reduce_dw_task(void *v, int tid, int nt) {
         for (size_t i = lo; i < hi; i++) c->dw[i] += p[i];
     }
 }
-static int cpu_conv_fwd(ft_ops *o, const ft_conv_desc *d, const float *x, const float *w, float *y,
-                        void *ws) {
-    conv_ctx c = {.d = d, .x = x, .w = w, .y = y, .ws = ws, .nthreads = cpu_pool_of(o)->n};
+/* the fp32 weight: w itself, or its conversion into the workspace's tail */
+static const float *weight_f32(ft_ops *o, const ft_conv_desc *d, ft_dtype dt, const void *w,
+                               void *ws, int *rc) {
+    *rc = 0;
+    if (dt == FT_F32) return w;
+    float *w32 = (float *)((char *)ws + cpu_conv_ws_bytes(o, d, dt)) - wgt_floats(d);
+    *rc = o->cast(o, (size_t)d->k * d->c * d->r * d->r, dt, w, FT_F32, w32);
+    return w32;
+}
+
+static int cpu_conv_fwd(ft_ops *o, const ft_conv_desc *d, ft_dtype dt, const void *x, const void *w,
+                        void *y, void *ws) {
+    if (!cpu_float_dt(dt)) return FT_ENOTSUP;
+    int rc;
+    const float *w32 = weight_f32(o, d, dt, w, ws, &rc);
+    if (rc) return rc;
+    conv_ctx c = {
+        .d = d, .dt = dt, .x = x, .w = w32, .y = y, .ws = ws, .nthreads = cpu_pool_of(o)->n};
     cpu_run(o, fwd_task, &c);
     return 0;
 }
 
-static int cpu_conv_bwd_data(ft_ops *o, const ft_conv_desc *d, const float *dy, const float *w,
-                             float *dx, void *ws) {
-    conv_ctx c = {.d = d, .dy = dy, .w = w, .dx = dx, .ws = ws, .nthreads = cpu_pool_of(o)->n};
+static int cpu_conv_bwd_data(ft_ops *o, const ft_conv_desc *d, ft_dtype dt, const void *dy,
+                             const void *w, void *dx, void *ws) {
+    if (!cpu_float_dt(dt)) return FT_ENOTSUP;
+    int rc;
+    const float *w32 = weight_f32(o, d, dt, w, ws, &rc);
+    if (rc) return rc;
+    conv_ctx c = {
+        .d = d, .dt = dt, .dy = dy, .w = w32, .dx = dx, .ws = ws, .nthreads = cpu_pool_of(o)->n};
     cpu_run(o, bwd_data_task, &c);
     return 0;
 }
 
-static int cpu_conv_bwd_filter(ft_ops *o, const ft_conv_desc *d, const float *x, const float *dy,
-                               float *dw, void *ws) {
-    conv_ctx c = {.d = d, .x = x, .dy = dy, .dw = dw, .ws = ws, .nthreads = cpu_pool_of(o)->n};
+static int cpu_conv_bwd_filter(ft_ops *o, const ft_conv_desc *d, ft_dtype dt, const void *x,
+                               const void *dy, float *dw, void *ws) {
+    if (!cpu_float_dt(dt)) return FT_ENOTSUP;
+    conv_ctx c = {
+        .d = d, .dt = dt, .x = x, .dy = dy, .dw = dw, .ws = ws, .nthreads = cpu_pool_of(o)->n};
     cpu_run(o, bwd_filter_task, &c);
     if (c.nthreads > 1) cpu_run(o, reduce_dw_task, &c);
     return 0;

@@ -1,6 +1,7 @@
-/* ops_cpu_softmax.c: margin softmax pieces on the CPU backend (see ops.h and pfc.h for the
- * semantics): margin forward/backward, row max, exp + row sum, softmax cross-entropy gradient.
- * Rows (samples) are split across the thread pool.
+/* margin.c: margin softmax pieces on the CPU backend (see ops.h and model/pfc.h for the
+ * semantics): margin forward/backward, row max, exp + row sum, softmax cross-entropy gradient,
+ * all fp32. Rows (samples) are split across the thread pool; the per-entry expressions are
+ * kmath.h's.
  */
 #include <math.h>
 
@@ -16,15 +17,6 @@ typedef struct sm_ctx {
     float scale;
 } sm_ctx;
 
-static float clampf1(float x) {
-    return x < -1.0f ? -1.0f : (x > 1.0f ? 1.0f : x);
-}
-
-/* filtered by interclass filtering: multiplied by 0 (value and gradient) */
-static int filtered(const ft_margin *mg, float x, int is_target) {
-    return mg->filter_thr > 0.0f && x > mg->filter_thr && !is_target;
-}
-
 static void margin_fwd_task(void *v, int tid, int nt) {
     sm_ctx *c = v;
     const ft_margin *mg = c->mg;
@@ -34,37 +26,25 @@ static void margin_fwd_task(void *v, int tid, int nt) {
         const float *x = c->in + r * c->cols;
         float *y = c->out + r * c->cols;
         int t = c->label[r];
-        for (int j = 0; j < c->cols; j++) {
-            float xv = clampf1(x[j]);
-            if (filtered(mg, xv, j == t)) xv = 0.0f;
-            y[j] = mg->s * xv;
-        }
-        if (t >= 0) {
-            float xv = clampf1(x[t]);
-            float m = mg->kind == FT_MARGIN_ARCFACE ? cosf(acosf(xv) + mg->m2) : xv - mg->m3;
-            y[t] = mg->s * m;
-        }
+        for (int j = 0; j < c->cols; j++)
+            y[j] =
+                ft_km_margin_logit(mg->kind, mg->s, mg->m2, mg->m3, mg->filter_thr, x[j], j == t);
     }
 }
 
 static void margin_bwd_task(void *v, int tid, int nt) {
     sm_ctx *c = v;
     const ft_margin *mg = c->mg;
+    int exact = mg->grad_mode == FT_MARGIN_GRAD_EXACT;
     size_t lo, hi;
     cpu_range((size_t)c->rows, tid, nt, &lo, &hi);
     for (size_t r = lo; r < hi; r++) {
         const float *x = c->aux + r * c->cols, *dl = c->in + r * c->cols;
         float *dc = c->out + r * c->cols;
         int t = c->label[r];
-        for (int j = 0; j < c->cols; j++) {
-            float raw = x[j];
-            int pass = raw >= -1.0f && raw <= 1.0f && !filtered(mg, clampf1(raw), j == t);
-            dc[j] = pass ? dl[j] * mg->s : 0.0f;
-        }
-        if (t >= 0 && mg->kind == FT_MARGIN_ARCFACE && mg->grad_mode == FT_MARGIN_GRAD_EXACT) {
-            double xv = clampf1(x[t]), sn = sqrt(fmax(1.0 - xv * xv, 1e-12));
-            dc[t] *= (float)(cos(mg->m2) + sin(mg->m2) * xv / sn);
-        }
+        for (int j = 0; j < c->cols; j++)
+            dc[j] = ft_km_margin_dcos(mg->kind, exact, mg->s, mg->m2, mg->filter_thr, x[j], dl[j],
+                                      j == t);
     }
 }
 
@@ -104,10 +84,9 @@ static void xent_task(void *v, int tid, int nt) {
         float *e = c->out + r * c->cols;
         float sum = c->aux[r];
         int t = c->label[r];
-        for (int j = 0; j < c->cols; j++) e[j] = e[j] / sum;
-        c->vec[r] = t >= 0 ? e[t] : 0.0f;
-        if (t >= 0) e[t] -= 1.0f;
-        for (int j = 0; j < c->cols; j++) e[j] *= c->scale;
+        c->vec[r] = t >= 0 ? ft_km_xent_prob(e[t], sum) : 0.0f;
+        for (int j = 0; j < c->cols; j++)
+            e[j] = ft_km_xent_grad(ft_km_xent_prob(e[j], sum), j == t, c->scale);
     }
 }
 
@@ -163,7 +142,7 @@ static int cpu_softmax_xent_bwd(ft_ops *o, int rows, int cols, float *e, const f
     return 0;
 }
 
-void cpu_install_softmax(ft_ops *o) {
+void cpu_install_margin(ft_ops *o) {
     o->margin_fwd = cpu_margin_fwd;
     o->margin_bwd = cpu_margin_bwd;
     o->row_max = cpu_row_max;

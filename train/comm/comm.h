@@ -1,0 +1,53 @@
+/* comm.h: collectives between the ranks of a training job (a vtable, one per transport).
+ *
+ * Partial FC reduces its softmax statistics across class shards, the data-parallel backbone
+ * averages gradients, rank 0's initial weights are broadcast: all through an ft_comm. Buffers
+ * live in device memory of the backend passed with each call; a transport that cannot reach
+ * device memory stages through the host with o->download / o->upload.
+ *
+ * Implementations: single rank (every collective is the identity; ft_comm_single) and ranks
+ * as threads of one process (ft_comm_threads_*, for tests: reductions in rank order, so every
+ * rank gets bit-identical results). MPI (CPU ranks) and NCCL (GPU ranks) fill the same table.
+ * Every rank of a group must make the same calls in the same order; a call returns 0 or a
+ * negative status on every rank (a failing rank still takes part, so peers never hang).
+ */
+#ifndef FT_COMM_H
+#define FT_COMM_H
+
+#include <stddef.h>
+
+#include "ops.h"
+
+typedef enum ft_comm_op { FT_COMM_SUM = 0, FT_COMM_MAX = 1 } ft_comm_op;
+
+typedef struct ft_comm ft_comm;
+struct ft_comm {
+    const char *name; /* "single", "threads", "mpi", "nccl" */
+    int rank, world;
+    void *impl;
+    void (*destroy)(ft_comm *c);
+    /* in place over count elements of dtype FT_F32 or FT_F64 */
+    int (*all_reduce)(ft_comm *c, ft_ops *o, void *dev, size_t count, ft_dtype dt, ft_comm_op op);
+    /* recv[r * bytes .. ) = rank r's send, for every r (recv holds world * bytes) */
+    int (*all_gather)(ft_comm *c, ft_ops *o, const void *send, void *recv, size_t bytes);
+    /* dev = root's dev on every rank */
+    int (*broadcast)(ft_comm *c, ft_ops *o, void *dev, size_t bytes, int root);
+    int (*barrier)(ft_comm *c);
+};
+
+void ft_comm_free(ft_comm *c); /* NULL-safe */
+
+/* One rank: rank 0 of world 1. */
+int ft_comm_single(ft_comm **out);
+
+/* `world` ranks as threads of this process: create the group, hand ft_comm_threads_rank(g, r)
+ * to the thread of rank r, free the group after every thread is done (the ranks' tables are
+ * owned by the group: do not ft_comm_free them). */
+typedef struct ft_comm_group ft_comm_group;
+int ft_comm_threads_create(int world, ft_comm_group **out);
+ft_comm *ft_comm_threads_rank(ft_comm_group *g, int rank);
+/* collectives rank r has taken part in so far (tests check the call pattern) */
+long ft_comm_threads_calls(const ft_comm_group *g, int rank);
+void ft_comm_threads_free(ft_comm_group *g);
+
+#endif

@@ -1,0 +1,44 @@
+/* memory.c: the CPU backend's memory slots: "device" memory is host memory, 64-byte aligned. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu.h"
+
+static int cpu_alloc(ft_ops *o, size_t bytes, void **dev) {
+    size_t sz = (bytes + 63) / 64 * 64;
+    if (sz == 0) sz = 64;
+    void *p = aligned_alloc(64, sz);
+    if (!p) return -ENOMEM;
+    *dev = p;
+    return 0;
+}
+static void cpu_free(ft_ops *o, void *dev) {
+    free(dev);
+}
+/* host memory both ways: upload and download are copies */
+static int cpu_upload(ft_ops *o, void *dst, const void *src, size_t bytes) {
+    if (bytes) memcpy(dst, src, bytes);
+    return 0;
+}
+int cpu_copy(ft_ops *o, void *dst, const void *src, size_t bytes) {
+    if (bytes && dst != src) memmove(dst, src, bytes);
+    return 0;
+}
+static int cpu_zero(ft_ops *o, void *dev, size_t bytes) {
+    if (bytes) memset(dev, 0, bytes);
+    return 0;
+}
+static int cpu_sync(ft_ops *o) {
+    return 0;
+}
+
+void cpu_install_memory(ft_ops *o) {
+    o->alloc = cpu_alloc;
+    o->free = cpu_free;
+    o->upload = cpu_upload;
+    o->download = cpu_upload;
+    o->copy = cpu_copy;
+    o->zero = cpu_zero;
+    o->sync = cpu_sync;
+}

@@ -1,0 +1,139 @@
+/* ops.c: what every backend shares: the backend factory (the one place a backend is chosen),
+ * the capability query, the slot names, convolution geometry, dtypes and the arena planner. */
+#include <stdio.h>
+#include <string.h>
+
+#include "ft_common.h"
+#include "ops.h"
+
+int ft_ops_cpu_create_(int threads, ft_ops **out); /* cpu/backend.c */
+#if defined(FT_HAVE_CUDA)
+int ft_ops_cuda_create_(int device, ft_ops **out, char *err, size_t errcap); /* cuda/ */
+#endif
+
+/* ---- dtypes ---- */
+
+size_t ft_dtype_size(ft_dtype dt) {
+    static const size_t sz[FT_NDTYPES] = {4, 2, 2, 8, 4, 1, 8};
+    return (unsigned)dt < FT_NDTYPES ? sz[dt] : 0;
+}
+
+const char *ft_dtype_name(ft_dtype dt) {
+    static const char *const nm[FT_NDTYPES] = {"f32", "f16", "bf16", "i64", "i32", "u8", "f64"};
+    return (unsigned)dt < FT_NDTYPES ? nm[dt] : "?";
+}
+
+int ft_dtype_parse(const char *name) {
+    static const struct {
+        const char *name;
+        ft_dtype dt;
+    } tab[] = {{"f32", FT_F32},  {"fp32", FT_F32},    {"float32", FT_F32}, {"f16", FT_F16},
+               {"fp16", FT_F16}, {"float16", FT_F16}, {"bf16", FT_BF16},   {"bfloat16", FT_BF16}};
+    for (size_t i = 0; name && i < sizeof tab / sizeof tab[0]; i++)
+        if (strcmp(name, tab[i].name) == 0) return (int)tab[i].dt;
+    return -1;
+}
+
+int ft_dtype_is_float(ft_dtype dt) {
+    return dt == FT_F32 || dt == FT_F16 || dt == FT_BF16;
+}
+
+/* ---- slots ---- */
+
+const char *ft_op_name(int op) {
+#define FT_OP_NAME_(name) #name,
+    static const char *const names[FT_OP_COUNT] = {FT_OPS_SLOTS(FT_OP_NAME_)};
+#undef FT_OP_NAME_
+    return op >= 0 && op < FT_OP_COUNT ? names[op] : NULL;
+}
+
+int ft_ops_supports(const ft_ops *o, int op, ft_dtype dt) {
+    return o && o->supports && o->supports(o, op, dt);
+}
+
+/* ---- convolution geometry ---- */
+
+int ft_conv_desc_init(ft_conv_desc *d, int n, int c, int h, int w, int k, int r, int stride,
+                      int pad) {
+    if (n < 1 || c < 1 || h < 1 || w < 1 || k < 1 || r < 1 || stride < 1 || pad < 0) return FT_EARG;
+    int oh = (h + 2 * pad - r) / stride + 1, ow = (w + 2 * pad - r) / stride + 1;
+    if (h + 2 * pad < r || w + 2 * pad < r || oh < 1 || ow < 1) return FT_EARG;
+    *d = (ft_conv_desc){n, c, h, w, k, r, stride, pad, oh, ow};
+    return 0;
+}
+
+/* ---- the factory ---- */
+
+void ft_ops_options_init(ft_ops_options *opts) {
+    opts->threads = 0;
+    opts->device = -1;
+}
+
+const char *ft_ops_backends(void) {
+#if defined(FT_HAVE_CUDA)
+    return "cpu cuda";
+#else
+    return "cpu";
+#endif
+}
+
+int ft_ops_create(const char *name, const ft_ops_options *opts, ft_ops **out, char *err,
+                  size_t errcap) {
+    ft_ops_options def;
+    if (!opts) ft_ops_options_init(&def), opts = &def;
+    if (errcap) err[0] = '\0';
+    if (name && strcmp(name, "cpu") == 0) {
+        int rc = ft_ops_cpu_create_(opts->threads, out);
+        if (rc && errcap)
+            snprintf(err, errcap, "cannot start the CPU backend (%d threads): %s", opts->threads,
+                     ft_strerror(rc));
+        return rc;
+    }
+    if (name && strcmp(name, "cuda") == 0) {
+#if defined(FT_HAVE_CUDA)
+        return ft_ops_cuda_create_(opts->device, out, err, errcap);
+#else
+        if (errcap)
+            snprintf(err, errcap,
+                     "device 'cuda': this build has no CUDA backend (it has: %s); build with "
+                     "the CUDA toolkit (cmake -DFT_CUDA=ON)",
+                     ft_ops_backends());
+        return FT_ENOTSUP;
+#endif
+    }
+    if (errcap)
+        snprintf(err, errcap, "device '%s' is not a backend (this build has: %s)",
+                 name ? name : "(null)", ft_ops_backends());
+    return FT_EARG;
+}
+
+void ft_ops_free(ft_ops *o) {
+    if (o && o->destroy) o->destroy(o);
+}
+
+/* ---- the arena planner ---- */
+
+void ft_arena_init(ft_arena *a, uintptr_t base) {
+    memset(a, 0, sizeof *a);
+    a->base = base;
+}
+
+void *ft_arena_take(ft_arena *a, ft_dtype dt, size_t numel) {
+    size_t bytes = (numel * ft_dtype_size(dt) + 63) / 64 * 64;
+    void *r = (void *)(a->base + a->off);
+    a->off += bytes;
+    if ((unsigned)dt < FT_NDTYPES) a->bytes[dt] += bytes;
+    return r;
+}
+
+void ft_arena_describe(const ft_arena *a, char *out, size_t cap) {
+    size_t len = 0;
+    if (cap) out[0] = '\0';
+    for (int dt = 0; dt < FT_NDTYPES && cap; dt++) {
+        if (!a->bytes[dt]) continue;
+        int n = snprintf(out + len, cap - len, "%s%.1f MiB %s", len ? " + " : "",
+                         (double)a->bytes[dt] / 1048576.0, ft_dtype_name((ft_dtype)dt));
+        if (n < 0 || (size_t)n >= cap - len) break;
+        len += (size_t)n;
+    }
+}
