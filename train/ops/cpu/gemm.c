@@ -122,7 +122,9 @@ static int cpu_gemm(ft_ops *o, ft_dtype dt, int ta, int tb, int m, int n, int k,
     if (!fa || !fb || !fc) return -ENOMEM;
     int rc = o->cast(o, na, dt, a, FT_F32, fa);
     if (!rc) rc = o->cast(o, nb, dt, b, FT_F32, fb);
-    if (!rc && beta != 0.0f) rc = o->cast(o, nc, dt, c, FT_F32, fc);
+    /* C is loaded also when beta is 0: the columns between n and ldc must come back as they
+     * were (a dt -> f32 -> dt round trip is exact), and sgemm ignores C's values then */
+    if (!rc) rc = o->cast(o, nc, dt, c, FT_F32, fc);
     if (!rc) rc = cpu_gemm_f32(o, ta, tb, m, n, k, alpha, fa, lda, fb, ldb, beta, fc, ldc);
     if (!rc) rc = o->cast(o, nc, FT_F32, fc, dt, c);
     return rc;

@@ -1,0 +1,892 @@
+/* test_backend_ops.c: every op of the ops table, forward and backward, on every compiled
+ * backend and storage dtype, against the CPU backend's fp32 path (ggml's test-backend-ops).
+ *
+ *   test_backend_ops [--backend NAME] [--dtype f32|f16|bf16] [--op NAME] [--seed S] [-v]
+ *
+ * For each case: inputs are fresh random data (never zeros) made on the host; activation
+ * inputs are first rounded to the dtype under test, so the reference sees the very values the
+ * backend sees. The reference runs the op on the CPU backend in fp32; the backend under test
+ * runs it in the dtype with every output poisoned (NaN) beforehand ("+=" outputs start from
+ * random values instead). Outputs are compared by normalized MSE, sum (a - r)^2 / sum r^2,
+ * with these bounds (outputs of 16-bit storage are rounded once, relative error <= 2^-11
+ * resp. 2^-8; the bounds leave room for a different accumulation order on a GPU):
+ *   f32  1e-10  (||gpu - cpu|| / ||cpu|| <= 1e-5; the CPU against itself gives 0)
+ *   f16  1e-6   (||.|| ratio 1e-3)
+ *   bf16 1e-4   (||.|| ratio 1e-2)
+ * Exact comparisons where an op must be bit-exact on every backend: casts against kmath.h's
+ * scalar conversions, memory ops, unscale_check's scaling and its inf/NaN flag. Dropout masks
+ * are compared as 0/1 outputs: one differing element exceeds every bound.
+ *
+ * Coverage: every slot of FT_OPS_SLOTS must have a case (the table below) and the list must
+ * match the struct (its size), so a new slot without a case fails here.
+ * Exit: 0 pass, 1 fail, 77 when the requested backend is compiled but has no device.
+ */
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ft_common.h"
+#include "kmath.h"
+#include "ops.h"
+
+static int verbose, failures, checks;
+static uint64_t seed = 1;
+
+/* ---- host helpers ---- */
+
+static float *hmk(size_t n, ft_rng *r, float lo, float hi) {
+    float *p = malloc((n ? n : 1) * sizeof(float));
+    if (!p) abort();
+    for (size_t i = 0; i < n; i++) p[i] = (float)(lo + (hi - lo) * ft_rng_uniform(r));
+    return p;
+}
+
+static float round_dt(ft_dtype dt, float x) {
+    if (dt == FT_F16) return ft_km_f16_to_f32(ft_km_f32_to_f16(x));
+    if (dt == FT_BF16) return ft_km_bf16_to_f32(ft_km_f32_to_bf16(x));
+    return x;
+}
+static void hround(ft_dtype dt, float *h, size_t n) {
+    for (size_t i = 0; i < n; i++) h[i] = round_dt(dt, h[i]);
+}
+
+static double nmse(const float *a, const float *r, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)a[i] - r[i];
+        num += d * d;
+        den += (double)r[i] * r[i];
+    }
+    if (num != num) return INFINITY; /* NaN anywhere (a poisoned output left unwritten) */
+    return den > 0 ? num / den : num;
+}
+
+static double tol_of(ft_dtype dt) {
+    return dt == FT_F32 ? 1e-10 : dt == FT_F16 ? 1e-6 : 1e-4;
+}
+
+static void verdict(const char *what, int ok, const char *detail) {
+    checks++;
+    if (!ok) failures++;
+    if (!ok || verbose) printf("  %-52s %s %s\n", what, ok ? "ok" : "FAIL", detail);
+}
+
+/* ---- device environment: one backend and the dtype of activation operands ---- */
+
+typedef struct env {
+    ft_ops *o;
+    ft_dtype dt;
+    void *bufs[64];
+    int nb, err;
+} env;
+
+static void *dalloc(env *e, size_t bytes) {
+    void *d = NULL;
+    if (e->nb == 64 || e->o->alloc(e->o, bytes ? bytes : 1, &d)) {
+        e->err = 1;
+        return NULL;
+    }
+    e->bufs[e->nb++] = d;
+    return d;
+}
+
+/* host fp32 -> the bits of dtype dt */
+static void *pack(ft_dtype dt, const float *h, size_t n) {
+    size_t es = ft_dtype_size(dt);
+    void *p = malloc(n * es + 1);
+    if (!p) abort();
+    for (size_t i = 0; i < n; i++) {
+        if (dt == FT_F32)
+            ((float *)p)[i] = h[i];
+        else if (dt == FT_F16)
+            ((uint16_t *)p)[i] = ft_km_f32_to_f16(h[i]);
+        else
+            ((uint16_t *)p)[i] = ft_km_f32_to_bf16(h[i]);
+    }
+    return p;
+}
+static void unpack(ft_dtype dt, const void *p, size_t n, float *h) {
+    for (size_t i = 0; i < n; i++) {
+        if (dt == FT_F32)
+            h[i] = ((const float *)p)[i];
+        else if (dt == FT_F16)
+            h[i] = ft_km_f16_to_f32(((const uint16_t *)p)[i]);
+        else
+            h[i] = ft_km_bf16_to_f32(((const uint16_t *)p)[i]);
+    }
+}
+
+/* a device tensor of dtype dt holding h */
+static void *din(env *e, ft_dtype dt, const float *h, size_t n) {
+    void *d = dalloc(e, n * ft_dtype_size(dt));
+    if (!d) return NULL;
+    void *p = pack(dt, h, n);
+    if (e->o->upload(e->o, d, p, n * ft_dtype_size(dt))) e->err = 1;
+    free(p);
+    return d;
+}
+static void *dbytes(env *e, const void *h, size_t bytes) {
+    void *d = dalloc(e, bytes);
+    if (d && e->o->upload(e->o, d, h, bytes)) e->err = 1;
+    return d;
+}
+/* a device tensor poisoned with NaN (0xff bytes are NaN in f32, f16 and bf16) */
+static void *dpoison(env *e, ft_dtype dt, size_t n) {
+    size_t bytes = n * ft_dtype_size(dt);
+    void *d = dalloc(e, bytes);
+    unsigned char *p = malloc(bytes + 1);
+    if (!p) abort();
+    memset(p, 0xff, bytes);
+    if (d && e->o->upload(e->o, d, p, bytes)) e->err = 1;
+    free(p);
+    return d;
+}
+static void dget(env *e, ft_dtype dt, const void *d, size_t n, float *h) {
+    size_t bytes = n * ft_dtype_size(dt);
+    void *p = malloc(bytes + 1);
+    if (!p) abort();
+    if (!d || e->o->download(e->o, p, d, bytes)) e->err = 1;
+    unpack(dt, p, n, h);
+    free(p);
+}
+static void env_release(env *e) {
+    for (int i = 0; i < e->nb; i++) e->o->free(e->o, e->bufs[i]);
+    e->nb = 0;
+}
+
+/* ---- cases: a case fills its outputs (host fp32) from its inputs on env e ---- */
+
+#define MAXOUT 6
+typedef struct outs {
+    int n;
+    const char *name[MAXOUT];
+    size_t len[MAXOUT];
+    float *v[MAXOUT];
+} outs;
+
+static float *out_slot(outs *r, const char *name, size_t len) {
+    int i = r->n++;
+    r->name[i] = name, r->len[i] = len;
+    r->v[i] = calloc(len ? len : 1, sizeof(float));
+    if (!r->v[i]) abort();
+    return r->v[i];
+}
+static void outs_free(outs *r) {
+    for (int i = 0; i < r->n; i++) free(r->v[i]);
+    r->n = 0;
+}
+
+/* run body on the reference (CPU fp32) and on the backend under test, compare the outputs */
+typedef int (*body_fn)(env *e, const void *arg, outs *r);
+
+static ft_ops *REF;
+
+static void compare(const char *what, ft_ops *b, ft_dtype dt, body_fn body, const void *arg,
+                    double tol_scale) {
+    env er = {REF, FT_F32, {0}, 0, 0}, eb = {b, dt, {0}, 0, 0};
+    outs ro = {0}, bo = {0};
+    int rc1 = body(&er, arg, &ro), rc2 = body(&eb, arg, &bo);
+    char detail[256];
+    if (rc1 || rc2 || er.err || eb.err) {
+        snprintf(detail, sizeof detail, "(status %s / %s%s)", ft_strerror(rc1), ft_strerror(rc2),
+                 er.err || eb.err ? ", device error" : "");
+        verdict(what, 0, detail);
+    } else {
+        for (int i = 0; i < ro.n; i++) {
+            char w[160];
+            double e = nmse(bo.v[i], ro.v[i], ro.len[i]), tol = tol_of(dt) * tol_scale;
+            snprintf(w, sizeof w, "%s %s [%s]", what, ro.name[i], ft_dtype_name(dt));
+            snprintf(detail, sizeof detail, "nmse %.2e (tol %.0e)", e, tol);
+            verdict(w, e <= tol, detail);
+        }
+    }
+    env_release(&er), env_release(&eb);
+    outs_free(&ro), outs_free(&bo);
+}
+
+/* ---- memory: alloc, free, upload, download, copy, zero, sync ---- */
+
+static void test_memory(ft_ops *b) {
+    env e = {b, FT_F32, {0}, 0, 0};
+    enum { N = 4099 };
+    unsigned char h[N], g[N];
+    ft_rng r;
+    ft_rng_seed(&r, seed, 1);
+    for (int i = 0; i < N; i++) h[i] = (unsigned char)ft_rng_below(&r, 256);
+    unsigned char *d1 = dbytes(&e, h, N), *d2 = dalloc(&e, N);
+    int ok = !e.err && ((uintptr_t)d1 % 64) == 0 && ((uintptr_t)d2 % 64) == 0;
+    ok = ok && !b->copy(b, d2, d1, N) && !b->zero(b, d2 + 100, 1000) && !b->sync(b);
+    ok = ok && !b->download(b, g, d2, N);
+    for (int i = 0; ok && i < N; i++) ok = g[i] == (i >= 100 && i < 1100 ? 0 : h[i]);
+    b->free(b, NULL); /* NULL is a no-op */
+    verdict("memory: alloc (64-aligned) upload copy zero sync download free", ok, "");
+    env_release(&e);
+}
+
+/* ---- supports: fp32 everywhere; a dtype a backend refuses returns FT_ENOTSUP ---- */
+
+static void test_supports(ft_ops *b) {
+    int ok = 1;
+    for (int op = 0; op < FT_OP_COUNT; op++) ok &= ft_ops_supports(b, op, FT_F32);
+    ok &= !ft_ops_supports(b, -1, FT_F32) && !ft_ops_supports(b, FT_OP_COUNT, FT_F32);
+    verdict("supports: every op in fp32, nothing outside the table", ok, "");
+}
+
+/* ---- cast, act_import, act_export: exact against kmath's conversions ---- */
+
+static void test_cast(ft_ops *b, ft_dtype dt) {
+    env e = {b, dt, {0}, 0, 0};
+    enum { N = 3001 };
+    float h[N], back[N];
+    ft_rng r;
+    ft_rng_seed(&r, seed, 2);
+    for (int i = 0; i < N; i++) {
+        double m = ft_rng_uniform(&r) * 2 - 1, ex = ft_rng_below(&r, 60) - 30.0;
+        h[i] = (float)(m * pow(2.0, ex));
+    }
+    h[0] = INFINITY, h[1] = -INFINITY, h[2] = NAN, h[3] = 70000.0f, h[4] = 1e-40f, h[5] = -0.0f;
+    float *src = din(&e, FT_F32, h, N);
+    void *mid = dpoison(&e, dt, N);
+    float *dst = dpoison(&e, FT_F32, N);
+    int rc = b->cast(b, N, FT_F32, src, dt, mid);
+    if (!rc) rc = b->cast(b, N, dt, mid, FT_F32, dst);
+    dget(&e, FT_F32, dst, N, back);
+    int ok = !rc && !e.err;
+    for (int i = 0; ok && i < N; i++) {
+        float want = round_dt(dt, h[i]);
+        ok = (isnan(want) && isnan(back[i])) || memcmp(&want, &back[i], 4) == 0;
+        if (!ok) printf("    cast %s: %a -> %a, want %a\n", ft_dtype_name(dt), h[i], back[i], want);
+    }
+    char w[96];
+    snprintf(w, sizeof w, "cast f32 -> %s -> f32 exact (inf, NaN, overflow, denormal)",
+             ft_dtype_name(dt));
+    verdict(w, ok, "");
+    /* the layout boundary: export(import(x)) == round(x), NCHW on both sides */
+    void *act = dpoison(&e, dt, N - 1);
+    float *exp = dpoison(&e, FT_F32, N - 1);
+    rc = b->act_import(b, dt, 3, 20, 50, src + 1, act);
+    if (!rc) rc = b->act_export(b, dt, 3, 20, 50, act, exp);
+    dget(&e, FT_F32, exp, N - 1, back);
+    ok = !rc && !e.err;
+    for (int i = 0; ok && i < N - 1; i++) {
+        float want = round_dt(dt, h[i + 1]);
+        ok = (isnan(want) && isnan(back[i])) || memcmp(&want, &back[i], 4) == 0;
+    }
+    snprintf(w, sizeof w, "act_import / act_export round trip [%s]", ft_dtype_name(dt));
+    verdict(w, ok, "");
+    env_release(&e);
+}
+
+/* ---- convolution ---- */
+
+typedef struct conv_arg {
+    ft_conv_desc d;
+    float *x, *w, *dy, *dw0;
+} conv_arg;
+
+static size_t conv_nx(const ft_conv_desc *d) {
+    return (size_t)d->n * d->c * d->h * d->w;
+}
+static size_t conv_ny(const ft_conv_desc *d) {
+    return (size_t)d->n * d->k * d->oh * d->ow;
+}
+static size_t conv_nw(const ft_conv_desc *d) {
+    return (size_t)d->k * d->c * d->r * d->r;
+}
+
+static void *conv_ws(env *e, const ft_conv_desc *d) {
+    size_t b = e->o->conv_ws_bytes(e->o, d, e->dt);
+    return b ? dalloc(e, b) : NULL;
+}
+
+static int body_conv_fwd(env *e, const void *v, outs *r) {
+    const conv_arg *a = v;
+    void *x = din(e, e->dt, a->x, conv_nx(&a->d)), *w = din(e, e->dt, a->w, conv_nw(&a->d));
+    void *y = dpoison(e, e->dt, conv_ny(&a->d)), *ws = conv_ws(e, &a->d);
+    int rc = e->o->conv_fwd(e->o, &a->d, e->dt, x, w, y, ws);
+    dget(e, e->dt, y, conv_ny(&a->d), out_slot(r, "y", conv_ny(&a->d)));
+    return rc;
+}
+static int body_conv_bwd_data(env *e, const void *v, outs *r) {
+    const conv_arg *a = v;
+    void *dy = din(e, e->dt, a->dy, conv_ny(&a->d)), *w = din(e, e->dt, a->w, conv_nw(&a->d));
+    void *dx = dpoison(e, e->dt, conv_nx(&a->d)), *ws = conv_ws(e, &a->d);
+    int rc = e->o->conv_bwd_data(e->o, &a->d, e->dt, dy, w, dx, ws);
+    dget(e, e->dt, dx, conv_nx(&a->d), out_slot(r, "dx", conv_nx(&a->d)));
+    return rc;
+}
+static int body_conv_bwd_filter(env *e, const void *v, outs *r) {
+    const conv_arg *a = v;
+    void *x = din(e, e->dt, a->x, conv_nx(&a->d)), *dy = din(e, e->dt, a->dy, conv_ny(&a->d));
+    float *dw = din(e, FT_F32, a->dw0, conv_nw(&a->d)); /* "+=" from random values */
+    void *ws = conv_ws(e, &a->d);
+    int rc = e->o->conv_bwd_filter(e->o, &a->d, e->dt, x, dy, dw, ws);
+    dget(e, FT_F32, dw, conv_nw(&a->d), out_slot(r, "dw", conv_nw(&a->d)));
+    return rc;
+}
+
+static void test_conv(ft_ops *b, ft_dtype dt, int n, int c, int h, int k, int rr, int s, int p) {
+    conv_arg a;
+    if (ft_conv_desc_init(&a.d, n, c, h, h, k, rr, s, p)) abort();
+    ft_rng g;
+    ft_rng_seed(&g, seed, 100 + (uint64_t)(n * 7 + c * 5 + h * 3 + rr + s));
+    a.x = hmk(conv_nx(&a.d), &g, -1, 1), a.w = hmk(conv_nw(&a.d), &g, -0.5f, 0.5f);
+    a.dy = hmk(conv_ny(&a.d), &g, -1, 1), a.dw0 = hmk(conv_nw(&a.d), &g, -1, 1);
+    hround(dt, a.x, conv_nx(&a.d)), hround(dt, a.w, conv_nw(&a.d)), hround(dt, a.dy, conv_ny(&a.d));
+    char w[96];
+    snprintf(w, sizeof w, "conv n%d c%d %dx%d k%d r%d s%d p%d", n, c, h, h, k, rr, s, p);
+    char w2[128];
+    snprintf(w2, sizeof w2, "%s fwd", w), compare(w2, b, dt, body_conv_fwd, &a, 1);
+    snprintf(w2, sizeof w2, "%s bwd_data", w), compare(w2, b, dt, body_conv_bwd_data, &a, 1);
+    snprintf(w2, sizeof w2, "%s bwd_filter", w), compare(w2, b, dt, body_conv_bwd_filter, &a, 1);
+    free(a.x), free(a.w), free(a.dy), free(a.dw0);
+}
+
+/* ---- batch norm ---- */
+
+typedef struct bn_arg {
+    int n, c, hw;
+    float *x, *dy, *gamma, *beta, *rm, *rv, *sm, *si, *dg0, *db0;
+} bn_arg;
+
+static int body_bn_train(env *e, const void *v, outs *r) {
+    const bn_arg *a = v;
+    size_t nx = (size_t)a->n * a->c * a->hw, c = (size_t)a->c;
+    void *x = din(e, e->dt, a->x, nx), *y = dpoison(e, e->dt, nx);
+    float *g = din(e, FT_F32, a->gamma, c), *bt = din(e, FT_F32, a->beta, c);
+    float *rm = din(e, FT_F32, a->rm, c), *rv = din(e, FT_F32, a->rv, c);
+    float *sm = dpoison(e, FT_F32, c), *si = dpoison(e, FT_F32, c);
+    int rc = e->o->bn_fwd_train(e->o, e->dt, a->n, a->c, a->hw, 1e-5f, 0.1f, x, g, bt, y, rm, rv,
+                                sm, si);
+    dget(e, e->dt, y, nx, out_slot(r, "y", nx));
+    dget(e, FT_F32, rm, c, out_slot(r, "running_mean", c));
+    dget(e, FT_F32, rv, c, out_slot(r, "running_var", c));
+    dget(e, FT_F32, sm, c, out_slot(r, "save_mean", c));
+    dget(e, FT_F32, si, c, out_slot(r, "save_invstd", c));
+    return rc;
+}
+static int body_bn_eval(env *e, const void *v, outs *r) {
+    const bn_arg *a = v;
+    size_t nx = (size_t)a->n * a->c * a->hw, c = (size_t)a->c;
+    void *x = din(e, e->dt, a->x, nx), *y = dpoison(e, e->dt, nx);
+    float *g = din(e, FT_F32, a->gamma, c), *bt = din(e, FT_F32, a->beta, c);
+    float *rm = din(e, FT_F32, a->rm, c), *rv = din(e, FT_F32, a->rv, c);
+    int rc = e->o->bn_fwd_eval(e->o, e->dt, a->n, a->c, a->hw, 1e-5f, x, g, bt, rm, rv, y);
+    dget(e, e->dt, y, nx, out_slot(r, "y", nx));
+    return rc;
+}
+static int body_bn_bwd(env *e, const void *v, outs *r) {
+    const bn_arg *a = v;
+    size_t nx = (size_t)a->n * a->c * a->hw, c = (size_t)a->c;
+    void *x = din(e, e->dt, a->x, nx), *dy = din(e, e->dt, a->dy, nx);
+    void *dx = dpoison(e, e->dt, nx);
+    float *g = din(e, FT_F32, a->gamma, c), *sm = din(e, FT_F32, a->sm, c);
+    float *si = din(e, FT_F32, a->si, c);
+    float *dg = din(e, FT_F32, a->dg0, c), *db = din(e, FT_F32, a->db0, c);
+    int rc = e->o->bn_bwd(e->o, e->dt, a->n, a->c, a->hw, x, dy, g, sm, si, dx, dg, db);
+    dget(e, e->dt, dx, nx, out_slot(r, "dx", nx));
+    dget(e, FT_F32, dg, c, out_slot(r, "dgamma", c));
+    dget(e, FT_F32, db, c, out_slot(r, "dbeta", c));
+    return rc;
+}
+
+static void test_bn(ft_ops *b, ft_dtype dt, int n, int c, int hw) {
+    bn_arg a = {.n = n, .c = c, .hw = hw};
+    size_t nx = (size_t)n * c * hw;
+    ft_rng g;
+    ft_rng_seed(&g, seed, 200 + (uint64_t)hw);
+    a.x = hmk(nx, &g, -2, 3), a.dy = hmk(nx, &g, -1, 1);
+    a.gamma = hmk(c, &g, 0.5f, 1.5f), a.beta = hmk(c, &g, -0.5f, 0.5f);
+    a.rm = hmk(c, &g, -0.2f, 0.2f), a.rv = hmk(c, &g, 0.5f, 2.0f);
+    a.dg0 = hmk(c, &g, -1, 1), a.db0 = hmk(c, &g, -1, 1);
+    hround(dt, a.x, nx), hround(dt, a.dy, nx);
+    /* save_mean / save_invstd as a train forward of these x leaves them (fp64 here) */
+    a.sm = malloc(c * sizeof(float)), a.si = malloc(c * sizeof(float));
+    for (int ch = 0; ch < c; ch++) {
+        double s = 0, q = 0, m = (double)n * hw;
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < hw; j++) s += a.x[((size_t)i * c + ch) * hw + j];
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < hw; j++) {
+                double t = a.x[((size_t)i * c + ch) * hw + j] - s / m;
+                q += t * t;
+            }
+        a.sm[ch] = (float)(s / m), a.si[ch] = (float)(1.0 / sqrt(q / m + 1e-5));
+    }
+    char w[96];
+    snprintf(w, sizeof w, "bn n%d c%d hw%d fwd_train", n, c, hw);
+    compare(w, b, dt, body_bn_train, &a, 1);
+    snprintf(w, sizeof w, "bn n%d c%d hw%d fwd_eval", n, c, hw);
+    compare(w, b, dt, body_bn_eval, &a, 1);
+    snprintf(w, sizeof w, "bn n%d c%d hw%d bwd", n, c, hw);
+    compare(w, b, dt, body_bn_bwd, &a, 1);
+    free(a.x), free(a.dy), free(a.gamma), free(a.beta), free(a.rm), free(a.rv), free(a.sm);
+    free(a.si), free(a.dg0), free(a.db0);
+}
+
+/* ---- PReLU, add, dropout ---- */
+
+typedef struct ew_arg {
+    int n, c, hw;
+    float *x, *x2, *alpha, *dy, *da0;
+    float p;
+    uint64_t seed;
+} ew_arg;
+
+static size_t ew_n(const ew_arg *a) {
+    return (size_t)a->n * a->c * a->hw;
+}
+
+static int body_prelu_fwd(env *e, const void *v, outs *r) {
+    const ew_arg *a = v;
+    void *x = din(e, e->dt, a->x, ew_n(a)), *y = dpoison(e, e->dt, ew_n(a));
+    float *al = din(e, FT_F32, a->alpha, (size_t)a->c);
+    int rc = e->o->prelu_fwd(e->o, e->dt, a->n, a->c, a->hw, x, al, y);
+    dget(e, e->dt, y, ew_n(a), out_slot(r, "y", ew_n(a)));
+    return rc;
+}
+static int body_prelu_bwd(env *e, const void *v, outs *r) {
+    const ew_arg *a = v;
+    void *x = din(e, e->dt, a->x, ew_n(a)), *dy = din(e, e->dt, a->dy, ew_n(a));
+    void *dx = dpoison(e, e->dt, ew_n(a));
+    float *al = din(e, FT_F32, a->alpha, (size_t)a->c), *da = din(e, FT_F32, a->da0, (size_t)a->c);
+    int rc = e->o->prelu_bwd(e->o, e->dt, a->n, a->c, a->hw, x, al, dy, dx, da);
+    dget(e, e->dt, dx, ew_n(a), out_slot(r, "dx", ew_n(a)));
+    dget(e, FT_F32, da, (size_t)a->c, out_slot(r, "dalpha", (size_t)a->c));
+    return rc;
+}
+static int body_add(env *e, const void *v, outs *r) {
+    const ew_arg *a = v;
+    void *x = din(e, e->dt, a->x, ew_n(a)), *x2 = din(e, e->dt, a->x2, ew_n(a));
+    void *y = dpoison(e, e->dt, ew_n(a));
+    int rc = e->o->add(e->o, e->dt, ew_n(a), x, x2, y);
+    /* in place as the residual connections use it */
+    if (!rc) rc = e->o->add(e->o, e->dt, ew_n(a), y, x2, y);
+    dget(e, e->dt, y, ew_n(a), out_slot(r, "y", ew_n(a)));
+    return rc;
+}
+static int body_dropout(env *e, const void *v, outs *r) {
+    const ew_arg *a = v;
+    size_t n = ew_n(a);
+    void *x = din(e, e->dt, a->x, n), *y = dpoison(e, e->dt, n), *dx = dpoison(e, e->dt, n);
+    void *dy = din(e, e->dt, a->dy, n);
+    uint8_t *mask = dalloc(e, n);
+    int rc = e->o->dropout_fwd(e->o, e->dt, n, a->p, a->seed, x, y, mask);
+    if (!rc) rc = e->o->dropout_bwd(e->o, e->dt, n, a->p, mask, dy, dx);
+    dget(e, e->dt, y, n, out_slot(r, "y", n));
+    dget(e, e->dt, dx, n, out_slot(r, "dx", n));
+    uint8_t *hm = malloc(n);
+    float *mo = out_slot(r, "mask", n);
+    if (!hm || e->o->download(e->o, hm, mask, n)) e->err = 1;
+    for (size_t i = 0; hm && i < n; i++) mo[i] = hm[i];
+    free(hm);
+    return rc;
+}
+
+static void test_elementwise(ft_ops *b, ft_dtype dt) {
+    ew_arg a = {.n = 4, .c = 6, .hw = 37, .p = 0.3f, .seed = 77};
+    size_t n = ew_n(&a);
+    ft_rng g;
+    ft_rng_seed(&g, seed, 300);
+    a.x = hmk(n, &g, -2, 2), a.x2 = hmk(n, &g, -2, 2), a.dy = hmk(n, &g, -1, 1);
+    a.alpha = hmk((size_t)a.c, &g, 0.1f, 0.4f), a.da0 = hmk((size_t)a.c, &g, -1, 1);
+    hround(dt, a.x, n), hround(dt, a.x2, n), hround(dt, a.dy, n);
+    compare("prelu_fwd n4 c6 hw37", b, dt, body_prelu_fwd, &a, 1);
+    compare("prelu_bwd n4 c6 hw37", b, dt, body_prelu_bwd, &a, 1);
+    compare("add (and in place)", b, dt, body_add, &a, 1);
+    compare("dropout_fwd + dropout_bwd p 0.3", b, dt, body_dropout, &a, 1);
+    free(a.x), free(a.x2), free(a.dy), free(a.alpha), free(a.da0);
+}
+
+/* ---- fp32 vector ops: axpy, scale, sumsq, unscale_check ---- */
+
+typedef struct vec_arg {
+    size_t n;
+    float *x, *y;
+} vec_arg;
+
+static int body_vec(env *e, const void *v, outs *r) {
+    const vec_arg *a = v;
+    float *x = din(e, FT_F32, a->x, a->n), *y = din(e, FT_F32, a->y, a->n);
+    double ss = 0;
+    int rc = e->o->axpy(e->o, a->n, 0.75f, x, y);
+    if (!rc) rc = e->o->scale(e->o, a->n, -1.5f, y);
+    if (!rc) rc = e->o->sumsq(e->o, a->n, y, &ss);
+    dget(e, FT_F32, y, a->n, out_slot(r, "axpy+scale", a->n));
+    out_slot(r, "sumsq", 1)[0] = (float)ss;
+    return rc;
+}
+
+/* the inf/NaN flag is exact: clean gradients leave it 0, one inf (or NaN) sets it */
+static void test_unscale(ft_ops *b) {
+    env e = {b, FT_F32, {0}, 0, 0};
+    enum { N = 70001 };
+    float *h = malloc(N * sizeof(float)), *got = malloc(N * sizeof(float));
+    ft_rng g;
+    ft_rng_seed(&g, seed, 400);
+    for (int i = 0; i < N; i++) h[i] = (float)(ft_rng_uniform(&g) * 2e4 - 1e4);
+    float zero = 0, flag = -1;
+    float *d = din(&e, FT_F32, h, N), *found = dbytes(&e, &zero, sizeof zero);
+    int rc = b->unscale_check(b, N, 1.0f / 65536, d, found);
+    if (!rc) rc = b->download(b, &flag, found, sizeof flag);
+    dget(&e, FT_F32, d, N, got);
+    int ok = !rc && !e.err && flag == 0.0f;
+    for (int i = 0; ok && i < N; i++) ok = got[i] == h[i] * (1.0f / 65536);
+    verdict("unscale_check: finite gradients scaled exactly, flag stays 0", ok, "");
+    for (int k = 0; k < 2; k++) {
+        h[N / 3 + k * 17] = k ? NAN : INFINITY;
+        d = din(&e, FT_F32, h, N);
+        float one = 0;
+        found = dbytes(&e, &one, sizeof one);
+        rc = b->unscale_check(b, N, 0.5f, d, found);
+        if (!rc) rc = b->download(b, &flag, found, sizeof flag);
+        verdict(k ? "unscale_check: a NaN sets the flag" : "unscale_check: an inf sets the flag",
+                !rc && !e.err && flag != 0.0f, "");
+    }
+    free(h), free(got);
+    env_release(&e);
+}
+
+/* ---- GEMM and the fused flatten + fc ---- */
+
+typedef struct gemm_arg {
+    int ta, tb, m, n, k, lda, ldb, ldc;
+    float alpha, beta;
+    float *a, *b, *c;
+} gemm_arg;
+
+static int body_gemm(env *e, const void *v, outs *r) {
+    const gemm_arg *g = v;
+    size_t na = (size_t)(g->ta ? g->k : g->m) * g->lda, nb = (size_t)(g->tb ? g->n : g->k) * g->ldb;
+    size_t nc = (size_t)g->m * g->ldc;
+    void *a = din(e, e->dt, g->a, na), *bb = din(e, e->dt, g->b, nb), *c = din(e, e->dt, g->c, nc);
+    int rc = e->o->gemm(e->o, e->dt, g->ta, g->tb, g->m, g->n, g->k, g->alpha, a, g->lda, bb,
+                        g->ldb, g->beta, c, g->ldc);
+    dget(e, e->dt, c, nc, out_slot(r, "c", nc));
+    return rc;
+}
+
+static void test_gemm(ft_ops *b, ft_dtype dt) {
+    for (int t = 0; t < 4; t++) {
+        gemm_arg g = {.ta = t & 1,
+                      .tb = t >> 1,
+                      .m = 13,
+                      .n = 21,
+                      .k = 37,
+                      .alpha = 1.0f,
+                      .beta = t == 3 ? 0.5f : 0.0f};
+        g.lda = (g.ta ? g.m : g.k) + 3, g.ldb = (g.tb ? g.k : g.n) + 2, g.ldc = g.n + 1;
+        ft_rng r;
+        ft_rng_seed(&r, seed, 500 + (uint64_t)t);
+        size_t na = (size_t)(g.ta ? g.k : g.m) * g.lda, nb = (size_t)(g.tb ? g.n : g.k) * g.ldb;
+        size_t nc = (size_t)g.m * g.ldc;
+        g.a = hmk(na, &r, -1, 1), g.b = hmk(nb, &r, -1, 1), g.c = hmk(nc, &r, -1, 1);
+        hround(dt, g.a, na), hround(dt, g.b, nb), hround(dt, g.c, nc);
+        char w[96];
+        snprintf(w, sizeof w, "gemm trans_a %d trans_b %d beta %.1f (strided)", g.ta, g.tb,
+                 (double)g.beta);
+        compare(w, b, dt, body_gemm, &g, 1);
+        free(g.a), free(g.b), free(g.c);
+    }
+}
+
+typedef struct fc_arg {
+    int n, c, hw, out;
+    float *x, *w, *bias, *dy, *dw0, *db0;
+} fc_arg;
+
+static int body_fc(env *e, const void *v, outs *r) {
+    const fc_arg *a = v;
+    size_t nx = (size_t)a->n * a->c * a->hw, nw = (size_t)a->out * a->c * a->hw;
+    size_t ny = (size_t)a->n * a->out;
+    void *x = din(e, e->dt, a->x, nx), *dx = dpoison(e, e->dt, nx);
+    float *w = din(e, FT_F32, a->w, nw), *bias = din(e, FT_F32, a->bias, (size_t)a->out);
+    float *y = dpoison(e, FT_F32, ny), *dy = din(e, FT_F32, a->dy, ny);
+    float *dw = din(e, FT_F32, a->dw0, nw), *db = din(e, FT_F32, a->db0, (size_t)a->out);
+    int rc = e->o->fc_fwd(e->o, e->dt, a->n, a->c, a->hw, a->out, x, w, bias, y);
+    if (!rc) rc = e->o->fc_bwd(e->o, e->dt, a->n, a->c, a->hw, a->out, x, w, dy, dx, dw, db);
+    dget(e, FT_F32, y, ny, out_slot(r, "y", ny));
+    dget(e, e->dt, dx, nx, out_slot(r, "dx", nx));
+    dget(e, FT_F32, dw, nw, out_slot(r, "dw", nw));
+    dget(e, FT_F32, db, (size_t)a->out, out_slot(r, "dbias", (size_t)a->out));
+    return rc;
+}
+
+static void test_fc(ft_ops *b, ft_dtype dt) {
+    fc_arg a = {.n = 5, .c = 8, .hw = 49, .out = 16};
+    size_t nx = (size_t)a.n * a.c * a.hw, nw = (size_t)a.out * a.c * a.hw, ny = (size_t)a.n * a.out;
+    ft_rng g;
+    ft_rng_seed(&g, seed, 600);
+    a.x = hmk(nx, &g, -1, 1), a.w = hmk(nw, &g, -0.1f, 0.1f),
+    a.bias = hmk((size_t)a.out, &g, -1, 1);
+    a.dy = hmk(ny, &g, -1, 1), a.dw0 = hmk(nw, &g, -1, 1), a.db0 = hmk((size_t)a.out, &g, -1, 1);
+    hround(dt, a.x, nx);
+    compare("fc_fwd + fc_bwd (flatten of [5, 8, 7x7] -> 16)", b, dt, body_fc, &a, 1);
+    free(a.x), free(a.w), free(a.bias), free(a.dy), free(a.dw0), free(a.db0);
+}
+
+/* ---- rows: L2 norm, gather, scatter-add; the margin softmax; SGD (fp32 only) ---- */
+
+typedef struct row_arg {
+    int rows, dim, cols, src_rows;
+    float *x, *dy, *src, *w, *g, *buf;
+    int32_t *idx, *label;
+    ft_margin mg;
+} row_arg;
+
+static int body_rows(env *e, const void *v, outs *r) {
+    const row_arg *a = v;
+    size_t n = (size_t)a->rows * a->dim, ns = (size_t)a->src_rows * a->dim;
+    float *x = din(e, FT_F32, a->x, n), *y = dpoison(e, FT_F32, n),
+          *nr = dpoison(e, FT_F32, (size_t)a->rows);
+    float *dy = din(e, FT_F32, a->dy, n), *dx = dpoison(e, FT_F32, n);
+    float *src = din(e, FT_F32, a->src, ns), *gat = dpoison(e, FT_F32, n);
+    float *acc = din(e, FT_F32, a->src, ns);
+    int32_t *idx = dbytes(e, a->idx, (size_t)a->rows * sizeof(int32_t));
+    int rc = e->o->l2norm_fwd(e->o, a->rows, a->dim, x, y, nr);
+    if (!rc) rc = e->o->l2norm_bwd(e->o, a->rows, a->dim, y, nr, dy, dx);
+    if (!rc) rc = e->o->gather_rows(e->o, a->rows, a->dim, src, idx, gat);
+    if (!rc) rc = e->o->scatter_add_rows(e->o, a->rows, a->dim, x, idx, acc);
+    dget(e, FT_F32, y, n, out_slot(r, "l2norm y", n));
+    dget(e, FT_F32, nr, (size_t)a->rows, out_slot(r, "l2norm norms", (size_t)a->rows));
+    dget(e, FT_F32, dx, n, out_slot(r, "l2norm dx", n));
+    dget(e, FT_F32, gat, n, out_slot(r, "gather", n));
+    dget(e, FT_F32, acc, ns, out_slot(r, "scatter_add", ns));
+    return rc;
+}
+
+static int body_margin(env *e, const void *v, outs *r) {
+    const row_arg *a = v;
+    size_t n = (size_t)a->rows * a->cols, R = (size_t)a->rows;
+    float *cosv = din(e, FT_F32, a->x, n), *lg = dpoison(e, FT_F32, n);
+    float *mx = dpoison(e, FT_F32, R), *sum = dpoison(e, FT_F32, R), *pt = dpoison(e, FT_F32, R);
+    float *dl = din(e, FT_F32, a->dy, n), *dc = dpoison(e, FT_F32, n);
+    int32_t *lab = dbytes(e, a->label, R * sizeof(int32_t));
+    int rc = e->o->margin_fwd(e->o, a->rows, a->cols, &a->mg, lab, cosv, lg);
+    dget(e, FT_F32, lg, n, out_slot(r, "margin_fwd logits", n));
+    if (!rc) rc = e->o->row_max(e->o, a->rows, a->cols, lg, mx);
+    if (!rc) rc = e->o->row_exp_sum(e->o, a->rows, a->cols, lg, mx, sum);
+    dget(e, FT_F32, mx, R, out_slot(r, "row_max", R));
+    dget(e, FT_F32, sum, R, out_slot(r, "row_exp_sum sum", R));
+    if (!rc) rc = e->o->softmax_xent_bwd(e->o, a->rows, a->cols, lg, sum, lab, 0.25f, pt);
+    dget(e, FT_F32, lg, n, out_slot(r, "softmax_xent_bwd dlogits", n));
+    dget(e, FT_F32, pt, R, out_slot(r, "softmax_xent_bwd p_target", R));
+    if (!rc) rc = e->o->margin_bwd(e->o, a->rows, a->cols, &a->mg, lab, cosv, dl, dc);
+    dget(e, FT_F32, dc, n, out_slot(r, "margin_bwd dcos", n));
+    return rc;
+}
+
+static int body_sgd(env *e, const void *v, outs *r) {
+    const row_arg *a = v;
+    size_t n = (size_t)a->src_rows * a->dim;
+    float *w = din(e, FT_F32, a->w, n), *g = din(e, FT_F32, a->g, n),
+          *bf = din(e, FT_F32, a->buf, n);
+    float *w2 = din(e, FT_F32, a->w, n), *b2 = din(e, FT_F32, a->buf, n);
+    int32_t *idx = dbytes(e, a->idx, (size_t)a->rows * sizeof(int32_t));
+    int rc = e->o->sgd_update(e->o, n, 0.1f, 0.9f, 5e-4f, w, g, bf);
+    if (!rc) rc = e->o->sgd_update_rows(e->o, a->rows, a->dim, idx, 0.1f, 0.9f, 5e-4f, w2, g, b2);
+    dget(e, FT_F32, w, n, out_slot(r, "sgd_update w", n));
+    dget(e, FT_F32, bf, n, out_slot(r, "sgd_update momentum", n));
+    dget(e, FT_F32, w2, n, out_slot(r, "sgd_update_rows w", n));
+    dget(e, FT_F32, b2, n, out_slot(r, "sgd_update_rows momentum", n));
+    return rc;
+}
+
+static void test_rows(ft_ops *b) {
+    row_arg a = {.rows = 9, .dim = 33, .cols = 29, .src_rows = 20};
+    ft_rng g;
+    ft_rng_seed(&g, seed, 700);
+    size_t n = (size_t)a.rows * (a.dim > a.cols ? a.dim : a.cols), ns = (size_t)a.src_rows * a.dim;
+    a.x = hmk(n, &g, -1.2f, 1.2f), a.dy = hmk(n, &g, -1, 1), a.src = hmk(ns, &g, -1, 1);
+    a.w = hmk(ns, &g, -1, 1), a.g = hmk(ns, &g, -1, 1), a.buf = hmk(ns, &g, -1, 1);
+    int32_t idx[9] = {19, 0, 7, 3, 12, 5, 8, 16, 1}, lab[9] = {3, -1, 0, 28, 10, 11, -1, 5, 27};
+    a.idx = idx, a.label = lab;
+    compare("l2norm_fwd/bwd, gather_rows, scatter_add_rows", b, FT_F32, body_rows, &a, 1);
+    const struct {
+        int kind, grad;
+        float thr;
+        const char *name;
+    } mk[] = {{FT_MARGIN_ARCFACE, FT_MARGIN_GRAD_UPSTREAM, 0, "arcface"},
+              {FT_MARGIN_ARCFACE, FT_MARGIN_GRAD_EXACT, 0.3f, "arcface exact + filter 0.3"},
+              {FT_MARGIN_COSFACE, FT_MARGIN_GRAD_UPSTREAM, 0.3f, "cosface + filter 0.3"}};
+    for (size_t i = 0; i < sizeof mk / sizeof mk[0]; i++) {
+        a.mg = (ft_margin){mk[i].kind,
+                           mk[i].grad,
+                           64.0f,
+                           mk[i].kind == FT_MARGIN_ARCFACE ? 0.5f : 0,
+                           mk[i].kind == FT_MARGIN_COSFACE ? 0.4f : 0,
+                           mk[i].thr};
+        char w[128];
+        snprintf(w, sizeof w, "margin_fwd/bwd, row_max, row_exp_sum, softmax_xent_bwd (%s)",
+                 mk[i].name);
+        compare(w, b, FT_F32, body_margin, &a, 1);
+    }
+    int32_t rows[9] = {0, 2, 3, 5, 8, 11, 12, 17, 19};
+    a.idx = rows;
+    compare("sgd_update, sgd_update_rows", b, FT_F32, body_sgd, &a, 1);
+    free(a.x), free(a.dy), free(a.src), free(a.w), free(a.g), free(a.buf);
+}
+
+/* ---- coverage: every slot has a case ---- */
+
+static const int covered[] = {
+    FT_OP_destroy, /* every backend is created and destroyed by the harness */
+    FT_OP_supports,
+    FT_OP_alloc,
+    FT_OP_free,
+    FT_OP_upload,
+    FT_OP_download,
+    FT_OP_copy,
+    FT_OP_zero,
+    FT_OP_sync,
+    FT_OP_cast,
+    FT_OP_act_import,
+    FT_OP_act_export,
+    FT_OP_conv_ws_bytes,
+    FT_OP_conv_fwd,
+    FT_OP_conv_bwd_data,
+    FT_OP_conv_bwd_filter,
+    FT_OP_bn_fwd_train,
+    FT_OP_bn_fwd_eval,
+    FT_OP_bn_bwd,
+    FT_OP_prelu_fwd,
+    FT_OP_prelu_bwd,
+    FT_OP_add,
+    FT_OP_axpy,
+    FT_OP_scale,
+    FT_OP_sumsq,
+    FT_OP_unscale_check,
+    FT_OP_gemm,
+    FT_OP_fc_fwd,
+    FT_OP_fc_bwd,
+    FT_OP_dropout_fwd,
+    FT_OP_dropout_bwd,
+    FT_OP_l2norm_fwd,
+    FT_OP_l2norm_bwd,
+    FT_OP_gather_rows,
+    FT_OP_scatter_add_rows,
+    FT_OP_margin_fwd,
+    FT_OP_margin_bwd,
+    FT_OP_row_max,
+    FT_OP_row_exp_sum,
+    FT_OP_softmax_xent_bwd,
+    FT_OP_sgd_update,
+    FT_OP_sgd_update_rows};
+
+static int check_coverage(void) {
+    int ok = 1;
+    /* the slot list must describe the struct: one function pointer per entry after impl */
+    size_t slots = (sizeof(ft_ops) - offsetof(ft_ops, destroy)) / sizeof(void (*)(void));
+    if (slots != FT_OP_COUNT) {
+        printf("  FT_OPS_SLOTS lists %d slots, struct ft_ops has %zu\n", FT_OP_COUNT, slots);
+        ok = 0;
+    }
+    for (int op = 0; op < FT_OP_COUNT; op++) {
+        int found = 0;
+        for (size_t i = 0; i < sizeof covered / sizeof covered[0]; i++) found |= covered[i] == op;
+        if (!found) printf("  slot %s has no case in test_backend_ops\n", ft_op_name(op)), ok = 0;
+    }
+    verdict("coverage: every slot of the table has a case", ok, "");
+    return ok;
+}
+
+/* ---- driver ---- */
+
+static int want_op(const char *filter, const char *group) {
+    return !filter || strstr(group, filter) != NULL;
+}
+
+static void run_backend(ft_ops *b, int dt_filter, const char *opf) {
+    printf("backend %s\n", b->name);
+    if (want_op(opf, "memory")) test_memory(b);
+    if (want_op(opf, "supports")) test_supports(b);
+    if (want_op(opf, "unscale_check")) test_unscale(b);
+    if (want_op(opf, "rows margin sgd")) test_rows(b);
+    if (want_op(opf, "axpy scale sumsq")) {
+        vec_arg a = {.n = 100003};
+        ft_rng g;
+        ft_rng_seed(&g, seed, 800);
+        a.x = hmk(a.n, &g, -1, 1), a.y = hmk(a.n, &g, -1, 1);
+        compare("axpy, scale, sumsq", b, FT_F32, body_vec, &a, 1);
+        free(a.x), free(a.y);
+    }
+    for (int dt = FT_F32; dt <= FT_BF16; dt++) {
+        if (dt_filter >= 0 && dt != dt_filter) continue;
+        if (!ft_ops_supports(b, FT_OP_conv_fwd, (ft_dtype)dt)) {
+            printf("  %s: not supported by %s, skipped\n", ft_dtype_name((ft_dtype)dt), b->name);
+            continue;
+        }
+        if (want_op(opf, "cast act_import act_export") && dt != FT_F32) test_cast(b, (ft_dtype)dt);
+        if (want_op(opf, "conv")) {
+            test_conv(b, (ft_dtype)dt, 2, 3, 9, 4, 3, 1, 1);  /* conv1-like 3x3 s1 p1 */
+            test_conv(b, (ft_dtype)dt, 3, 4, 10, 5, 3, 2, 1); /* block conv2 3x3 s2 p1 */
+            test_conv(b, (ft_dtype)dt, 3, 4, 10, 6, 1, 2, 0); /* downsample 1x1 s2 */
+            test_conv(b, (ft_dtype)dt, 2, 5, 6, 3, 1, 1, 0);  /* pointwise (direct path) */
+            test_conv(b, (ft_dtype)dt, 12, 8, 7, 8, 3, 1, 1); /* 7x7 maps: image blocks */
+        }
+        if (want_op(opf, "bn")) {
+            test_bn(b, (ft_dtype)dt, 3, 5, 49);
+            test_bn(b, (ft_dtype)dt, 6, 7, 1); /* BatchNorm1d */
+        }
+        if (want_op(opf, "prelu add dropout")) test_elementwise(b, (ft_dtype)dt);
+        if (want_op(opf, "gemm")) test_gemm(b, (ft_dtype)dt);
+        if (want_op(opf, "fc")) test_fc(b, (ft_dtype)dt);
+    }
+}
+
+int main(int argc, char **argv) {
+    const char *backend = NULL, *opf = NULL;
+    int dt_filter = -1;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-v")) {
+            verbose = 1;
+        } else if (i + 1 < argc && !strcmp(argv[i], "--backend")) {
+            backend = argv[++i];
+        } else if (i + 1 < argc && !strcmp(argv[i], "--op")) {
+            opf = argv[++i];
+        } else if (i + 1 < argc && !strcmp(argv[i], "--seed")) {
+            seed = strtoull(argv[++i], NULL, 10);
+        } else if (i + 1 < argc && !strcmp(argv[i], "--dtype")) {
+            if ((dt_filter = ft_dtype_parse(argv[++i])) < 0)
+                return fprintf(stderr, "bad --dtype\n"), 2;
+        } else {
+            fprintf(stderr, "usage: test_backend_ops [--backend NAME] [--dtype f32|f16|bf16] "
+                            "[--op NAME] [--seed S] [-v]\n");
+            return strcmp(argv[i], "--help") ? 2 : 0;
+        }
+    }
+    char err[512];
+    ft_ops_options opts;
+    ft_ops_options_init(&opts);
+    opts.threads = 2;
+    if (ft_ops_create("cpu", &opts, &REF, err, sizeof err)) return fprintf(stderr, "%s\n", err), 1;
+    check_coverage();
+    /* the backends under test: the one asked for, else every compiled one */
+    char list[64];
+    snprintf(list, sizeof list, "%s", backend ? backend : ft_ops_backends());
+    int tested = 0, nodev = 0;
+    for (char *save = NULL, *name = strtok_r(list, " ", &save); name;
+         name = strtok_r(NULL, " ", &save)) {
+        ft_ops *b = NULL;
+        int rc = ft_ops_create(name, &opts, &b, err, sizeof err);
+        if (rc == FT_ENODEV) {
+            printf("backend %s: %s: skipped\n", name, err);
+            nodev++;
+            continue;
+        }
+        if (rc) {
+            printf("backend %s: %s\n", name, err);
+            failures++;
+            continue;
+        }
+        run_backend(b, dt_filter, opf);
+        ft_ops_free(b);
+        tested++;
+    }
+    ft_ops_free(REF);
+    printf("%d passed, %d failed\n", checks - failures, failures);
+    if (failures) return 1;
+    return tested == 0 && nodev ? 77 : 0;
+}
