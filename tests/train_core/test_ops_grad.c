@@ -1,4 +1,4 @@
-/* test_ops_grad.c: every backward of the CPU ops (and the IResNet / Partial FC built on them)
+/* test_ops_grad.c: every backward of the ops (and the IResNet / Partial FC built on them)
  * against central finite differences.
  *
  * Loss: L = sum(r * y) with fixed random r (or the softmax cross-entropy), accumulated in
@@ -12,7 +12,10 @@
  * set to 1 so that the function is smooth (kinks make single differences meaningless). A
  * wrong formula gives errors of order 1.
  *
- * Usage: test_ops_grad [threads]   (exit 0 pass, 1 fail)
+ * Every array lives on the host and is mirrored on the backend (up/down around each op), so the
+ * same differences run on any backend.
+ *
+ * Usage: test_ops_grad [--backend cpu|cuda] [threads]   (exit 0 pass, 1 fail, 77 no device)
  */
 #include <stdlib.h>
 #include <string.h>
@@ -94,9 +97,49 @@ static void check_dir(const char *what, loss_fn f, void *ctx, float *x, size_t n
     free(save), free(v);
 }
 
+/* Host arrays and their device mirrors: the tests compute on the host copies (differences,
+ * expected values); up() uploads every live array before an op runs on the backend and down()
+ * brings every array back after it, so the same test runs on any backend (--backend). */
+enum { MAXBUF = 64 };
+static struct mirror {
+    void *h, *d;
+    size_t bytes;
+} mir[MAXBUF];
+
+static void *mirror_new(size_t bytes) {
+    for (int i = 0; i < MAXBUF; i++) {
+        if (mir[i].h) continue;
+        mir[i].h = malloc(bytes + 64);
+        if (!mir[i].h || O->alloc(O, bytes + 64, &mir[i].d)) abort();
+        mir[i].bytes = bytes;
+        return mir[i].h;
+    }
+    abort();
+}
+static void *D(const void *h) {
+    for (int i = 0; i < MAXBUF; i++)
+        if (mir[i].h == h) return mir[i].d;
+    abort();
+}
+static void up(void) {
+    for (int i = 0; i < MAXBUF; i++)
+        if (mir[i].h && O->upload(O, mir[i].d, mir[i].h, mir[i].bytes)) abort();
+}
+static void down(void) {
+    for (int i = 0; i < MAXBUF; i++)
+        if (mir[i].h && O->download(O, mir[i].h, mir[i].d, mir[i].bytes)) abort();
+}
+static void rel(void *h) {
+    for (int i = 0; i < MAXBUF; i++)
+        if (mir[i].h == h && h) {
+            O->free(O, mir[i].d);
+            free(mir[i].h);
+            mir[i] = (struct mirror){NULL, NULL, 0};
+        }
+}
+
 static float *mk(size_t n, ft_rng *r, float lo, float hi) {
-    float *p = malloc(n * sizeof(float) + 64);
-    if (!p) abort();
+    float *p = mirror_new(n * sizeof(float));
     if (r)
         tc_fill(p, n, r, lo, hi);
     else
@@ -120,7 +163,9 @@ typedef struct conv_t {
 
 static double conv_loss(void *v) {
     conv_t *c = v;
-    O->conv_fwd(O, &c->d, FT_F32, c->x, c->w, c->y, c->ws);
+    up();
+    O->conv_fwd(O, &c->d, FT_F32, D(c->x), D(c->w), D(c->y), c->ws);
+    down();
     return dot(c->y, c->r, (size_t)c->d.n * c->d.k * c->d.oh * c->d.ow);
 }
 
@@ -135,8 +180,10 @@ static void test_conv(int n, int ch, int h, int w, int k, int r, int s, int p) {
     c.r = mk(ny, &g, -1, 1);
     if (O->alloc(O, O->conv_ws_bytes(O, &c.d, FT_F32) + 64, &c.ws)) abort();
     float *dx = mk(nx, NULL, 0, 0), *dw = mk(nw, NULL, 0, 0);
-    O->conv_bwd_data(O, &c.d, FT_F32, c.r, c.w, dx, c.ws);
-    O->conv_bwd_filter(O, &c.d, FT_F32, c.x, c.r, dw, c.ws);
+    up();
+    O->conv_bwd_data(O, &c.d, FT_F32, D(c.r), D(c.w), D(dx), c.ws);
+    O->conv_bwd_filter(O, &c.d, FT_F32, D(c.x), D(c.r), D(dw), c.ws);
+    down();
     char what[96];
     snprintf(what, sizeof what, "conv n%d c%d %dx%d k%d r%d s%d p%d dx", n, ch, h, w, k, r, s, p);
     check(what, conv_loss, &c, c.x, nx, dx, 1e-3f, 1e-2);
@@ -145,10 +192,12 @@ static void test_conv(int n, int ch, int h, int w, int k, int r, int s, int p) {
     /* dw accumulates: a second call doubles it */
     float *dw2 = mk(nw, NULL, 0, 0);
     for (size_t i = 0; i < nw; i++) dw2[i] = 2 * dw[i];
-    O->conv_bwd_filter(O, &c.d, FT_F32, c.x, c.r, dw, c.ws);
+    up();
+    O->conv_bwd_filter(O, &c.d, FT_F32, D(c.x), D(c.r), D(dw), c.ws);
+    down();
     double e = tc_nmax(dw, dw2, nw, 1e-6);
     if (e > 1e-5) printf("conv dw does not accumulate (err %.2e) FAIL\n", e), failures++;
-    free(dw2), free(dx), free(dw), free(c.x), free(c.w), free(c.y), free(c.r);
+    rel(dw2), rel(dx), rel(dw), rel(c.x), rel(c.w), rel(c.y), rel(c.r);
     O->free(O, c.ws);
 }
 
@@ -161,8 +210,10 @@ typedef struct bn_t {
 
 static double bn_loss(void *v) {
     bn_t *t = v;
-    O->bn_fwd_train(O, FT_F32, t->n, t->c, t->hw, 1e-5f, 0.1f, t->x, t->g, t->b, t->y, t->rm, t->rv,
-                    t->sm, t->si);
+    up();
+    O->bn_fwd_train(O, FT_F32, t->n, t->c, t->hw, 1e-5f, 0.1f, D(t->x), D(t->g), D(t->b), D(t->y),
+                    D(t->rm), D(t->rv), D(t->sm), D(t->si));
+    down();
     return dot(t->y, t->r, (size_t)t->n * t->c * t->hw);
 }
 
@@ -177,7 +228,9 @@ static void test_bn(int n, int c, int hw) {
     t.si = mk(c, NULL, 0, 0);
     bn_loss(&t);
     float *dx = mk(nx, NULL, 0, 0), *dg = mk(c, NULL, 0, 0), *db = mk(c, NULL, 0, 0);
-    O->bn_bwd(O, FT_F32, n, c, hw, t.x, t.r, t.g, t.sm, t.si, dx, dg, db);
+    up();
+    O->bn_bwd(O, FT_F32, n, c, hw, D(t.x), D(t.r), D(t.g), D(t.sm), D(t.si), D(dx), D(dg), D(db));
+    down();
     char what[96];
     const char *kind = hw == 1 ? "bn1d" : "bn2d";
     snprintf(what, sizeof what, "%s n%d c%d hw%d dx", kind, n, c, hw);
@@ -206,8 +259,8 @@ static void test_bn(int n, int c, int hw) {
     printf("%-44s max err %.2e (tol 1e-5) %s\n", "  running stats", worst,
            worst <= 1e-5 ? "ok" : "FAIL");
     failures += worst > 1e-5;
-    free(dx), free(dg), free(db), free(t.x), free(t.g), free(t.b), free(t.y), free(t.r);
-    free(t.rm), free(t.rv), free(t.sm), free(t.si);
+    rel(dx), rel(dg), rel(db), rel(t.x), rel(t.g), rel(t.b), rel(t.y), rel(t.r);
+    rel(t.rm), rel(t.rv), rel(t.sm), rel(t.si);
 }
 
 /* ---- PReLU ---- */
@@ -219,7 +272,9 @@ typedef struct pr_t {
 
 static double prelu_loss(void *v) {
     pr_t *t = v;
-    O->prelu_fwd(O, FT_F32, t->n, t->c, t->hw, t->x, t->a, t->y);
+    up();
+    O->prelu_fwd(O, FT_F32, t->n, t->c, t->hw, D(t->x), D(t->a), D(t->y));
+    down();
     return dot(t->y, t->r, (size_t)t->n * t->c * t->hw);
 }
 
@@ -232,10 +287,12 @@ static void test_prelu(void) {
     t.r = mk(nx, &g, -1, 1);
     tc_fill_gap(t.x, nx, &g, 0.05f);
     float *dx = mk(nx, NULL, 0, 0), *da = mk(4, NULL, 0, 0);
-    O->prelu_bwd(O, FT_F32, 3, 4, 10, t.x, t.a, t.r, dx, da);
+    up();
+    O->prelu_bwd(O, FT_F32, 3, 4, 10, D(t.x), D(t.a), D(t.r), D(dx), D(da));
+    down();
     check("prelu dx", prelu_loss, &t, t.x, nx, dx, 1e-3f, 1e-2);
     check("prelu dalpha", prelu_loss, &t, t.a, 4, da, 1e-3f, 1e-2);
-    free(dx), free(da), free(t.x), free(t.a), free(t.y), free(t.r);
+    rel(dx), rel(da), rel(t.x), rel(t.a), rel(t.y), rel(t.r);
 }
 
 /* ---- linear ---- */
@@ -247,7 +304,9 @@ typedef struct lin_t {
 
 static double lin_loss(void *v) {
     lin_t *t = v;
-    O->fc_fwd(O, FT_F32, t->m, t->in, 1, t->out, t->x, t->w, t->b, t->y);
+    up();
+    O->fc_fwd(O, FT_F32, t->m, t->in, 1, t->out, D(t->x), D(t->w), D(t->b), D(t->y));
+    down();
     return dot(t->y, t->r, (size_t)t->m * t->out);
 }
 
@@ -260,7 +319,9 @@ static void test_linear(int m, int in, int out) {
     t.r = mk((size_t)m * out, &g, -1, 1);
     float *dx = mk((size_t)m * in, NULL, 0, 0), *dw = mk((size_t)out * in, NULL, 0, 0);
     float *db = mk(out, NULL, 0, 0);
-    O->fc_bwd(O, FT_F32, m, in, 1, out, t.x, t.w, t.r, dx, dw, db);
+    up();
+    O->fc_bwd(O, FT_F32, m, in, 1, out, D(t.x), D(t.w), D(t.r), D(dx), D(dw), D(db));
+    down();
     char what[64];
     snprintf(what, sizeof what, "linear %dx%d->%d dx", m, in, out);
     check(what, lin_loss, &t, t.x, (size_t)m * in, dx, 1e-3f, 1e-2);
@@ -268,7 +329,7 @@ static void test_linear(int m, int in, int out) {
     check(what, lin_loss, &t, t.w, (size_t)out * in, dw, 1e-3f, 1e-2);
     snprintf(what, sizeof what, "linear %dx%d->%d dbias", m, in, out);
     check(what, lin_loss, &t, t.b, (size_t)out, db, 1e-3f, 1e-2);
-    free(dx), free(dw), free(db), free(t.x), free(t.w), free(t.b), free(t.y), free(t.r);
+    rel(dx), rel(dw), rel(db), rel(t.x), rel(t.w), rel(t.b), rel(t.y), rel(t.r);
 }
 
 /* ---- L2 normalize ---- */
@@ -280,7 +341,9 @@ typedef struct l2_t {
 
 static double l2_loss(void *v) {
     l2_t *t = v;
-    O->l2norm_fwd(O, t->rows, t->dim, t->x, t->y, t->nrm);
+    up();
+    O->l2norm_fwd(O, t->rows, t->dim, D(t->x), D(t->y), D(t->nrm));
+    down();
     return dot(t->y, t->r, (size_t)t->rows * t->dim);
 }
 
@@ -293,9 +356,11 @@ static void test_l2(void) {
     t.r = mk(n, &g, -1, 1);
     l2_loss(&t);
     float *dx = mk(n, NULL, 0, 0);
-    O->l2norm_bwd(O, 4, 9, t.y, t.nrm, t.r, dx);
+    up();
+    O->l2norm_bwd(O, 4, 9, D(t.y), D(t.nrm), D(t.r), D(dx));
+    down();
     check("l2norm dx", l2_loss, &t, t.x, n, dx, 1e-3f, 1e-2);
-    free(dx), free(t.x), free(t.y), free(t.nrm), free(t.r);
+    rel(dx), rel(t.x), rel(t.y), rel(t.nrm), rel(t.r);
 }
 
 /* ---- margin softmax cross-entropy on given cosines ---- */
@@ -309,10 +374,13 @@ typedef struct mg_t {
 
 static double mg_loss(void *v) {
     mg_t *t = v;
-    O->margin_fwd(O, t->rows, t->cols, &t->mg, t->label, t->cosv, t->logits);
-    O->row_max(O, t->rows, t->cols, t->logits, t->mx);
-    O->row_exp_sum(O, t->rows, t->cols, t->logits, t->mx, t->sum);
-    O->softmax_xent_bwd(O, t->rows, t->cols, t->logits, t->sum, t->label, 1.0f / t->rows, t->pt);
+    up();
+    O->margin_fwd(O, t->rows, t->cols, &t->mg, D(t->label), D(t->cosv), D(t->logits));
+    O->row_max(O, t->rows, t->cols, D(t->logits), D(t->mx));
+    O->row_exp_sum(O, t->rows, t->cols, D(t->logits), D(t->mx), D(t->sum));
+    O->softmax_xent_bwd(O, t->rows, t->cols, D(t->logits), D(t->sum), D(t->label), 1.0f / t->rows,
+                        D(t->pt));
+    down();
     double l = 0;
     for (int i = 0; i < t->rows; i++) l -= log(fmax(t->pt[i], 1e-30));
     return l / t->rows;
@@ -324,7 +392,7 @@ static void test_margin(int kind, int grad_mode, float thr, const char *what) {
     mg_t t = {.rows = 5, .cols = 11};
     size_t n = 55;
     t.mg = (ft_margin){kind, grad_mode, 8.0f, 0.5f, 0.35f, thr};
-    t.label = malloc(5 * sizeof(int32_t));
+    t.label = mirror_new(5 * sizeof(int32_t));
     for (int i = 0; i < 5; i++) t.label[i] = (int32_t)ft_rng_below(&g, 11);
     t.cosv = mk(n, &g, -0.9f, 0.9f), t.logits = mk(n, NULL, 0, 0);
     for (size_t i = 0; i < n && thr > 0; i++) /* keep away from the filter threshold */
@@ -332,7 +400,9 @@ static void test_margin(int kind, int grad_mode, float thr, const char *what) {
     t.mx = mk(5, NULL, 0, 0), t.sum = mk(5, NULL, 0, 0), t.pt = mk(5, NULL, 0, 0);
     float *dc = mk(n, NULL, 0, 0);
     mg_loss(&t);
-    O->margin_bwd(O, 5, 11, &t.mg, t.label, t.cosv, t.logits, dc);
+    up();
+    O->margin_bwd(O, 5, 11, &t.mg, D(t.label), D(t.cosv), D(t.logits), D(dc));
+    down();
     if (grad_mode == FT_MARGIN_GRAD_EXACT || kind == FT_MARGIN_COSFACE) {
         check(what, mg_loss, &t, t.cosv, n, dc, 1e-3f, 1e-2);
     } else { /* upstream: dcos = s * dlogits, i.e. the CosFace-like straight-through */
@@ -342,9 +412,9 @@ static void test_margin(int kind, int grad_mode, float thr, const char *what) {
         double e = tc_nmax(dc, want, n, 1e-6);
         printf("%-44s max err %.2e (tol 1e-6) %s\n", what, e, e <= 1e-6 ? "ok" : "FAIL");
         failures += e > 1e-6;
-        free(want);
+        rel(want);
     }
-    free(dc), free(t.label), free(t.cosv), free(t.logits), free(t.mx), free(t.sum), free(t.pt);
+    rel(dc), rel(t.label), rel(t.cosv), rel(t.logits), rel(t.mx), rel(t.sum), rel(t.pt);
 }
 
 /* ---- Partial FC (sampled) end to end: emb and W gradients ---- */
@@ -360,7 +430,8 @@ static double pfc_loss_w(void *v) {
     pfc_t *t = v;
     float loss;
     ft_pfc_tensor_set(t->p, 0, t->w);
-    ft_pfc_forward_backward(t->p, t->emb, NULL, &loss);
+    up();
+    ft_pfc_forward_backward(t->p, D(t->emb), NULL, &loss);
     return loss;
 }
 
@@ -380,7 +451,9 @@ static void test_pfc(float rate, float m2, float m3) {
     ft_pfc_tensor_set(t.p, 0, t.w);
     if (ft_pfc_prepare(t.p, labels, 4, 1)) abort();
     float loss, *gw = mk(23 * 6, NULL, 0, 0);
-    ft_pfc_forward_backward(t.p, t.emb, t.demb, &loss);
+    up();
+    ft_pfc_forward_backward(t.p, D(t.emb), D(t.demb), &loss);
+    down();
     ft_pfc_grad_get(t.p, gw);
     char what[80];
     snprintf(what, sizeof what, "pfc rate %.1f %s demb", rate, m3 > 0 ? "cosface" : "arcface");
@@ -397,7 +470,7 @@ static void test_pfc(float rate, float m2, float m3) {
         for (int k = 0; k < 6 && !in; k++) bad += gw[r * 6 + k] != 0.0f;
     }
     if (bad) printf("pfc: %d gradient entries on unsampled rows FAIL\n", bad), failures++;
-    free(gw), free(t.emb), free(t.demb), free(t.w);
+    rel(gw), rel(t.emb), rel(t.demb), rel(t.w);
     ft_pfc_free(t.p);
 }
 
@@ -405,15 +478,20 @@ static void test_pfc(float rate, float m2, float m3) {
 
 typedef struct net_t {
     ft_iresnet *m;
-    float *x, *r;
+    float *x, *r, *e; /* input, direction of the loss, embeddings (mirrored) */
     int batch, emb;
+    int ti;   /* the tensor being perturbed */
+    float *w; /* its host copy */
 } net_t;
 
 static double net_loss(void *v) {
     net_t *t = v;
     const float *e;
-    if (ft_iresnet_forward(t->m, t->x, t->batch, 1, &e)) abort();
-    return dot(e, t->r, (size_t)t->batch * t->emb);
+    if (t->w && ft_iresnet_tensor_set(t->m, t->ti, t->w)) abort();
+    up();
+    if (ft_iresnet_forward(t->m, D(t->x), t->batch, 1, &e)) abort();
+    if (O->download(O, t->e, e, (size_t)t->batch * t->emb * sizeof(float))) abort();
+    return dot(t->e, t->r, (size_t)t->batch * t->emb);
 }
 
 static void test_net(void) {
@@ -426,9 +504,8 @@ static void test_net(void) {
     t.batch = 3, t.emb = 6;
     ft_rng g;
     ft_rng_seed(&g, 9, 0);
-    t.x = ft_iresnet_input(t.m);
-    tc_fill(t.x, (size_t)3 * 3 * 112 * 112, &g, -1, 1);
-    t.r = mk(18, &g, -1, 1);
+    t.x = mk((size_t)3 * 3 * 112 * 112, &g, -1, 1);
+    t.r = mk(18, &g, -1, 1), t.e = mk(18, NULL, 0, 0);
     /* PReLU slopes 1 (identity): no kinks, so differences see a smooth function (the PReLU
      * op itself, kinks included, is checked above) */
     for (int i = 0; i < ft_iresnet_tensor_count(t.m); i++) {
@@ -441,23 +518,46 @@ static void test_net(void) {
     }
     net_loss(&t);
     ft_iresnet_zero_grad(t.m);
-    ft_iresnet_backward(t.m, t.r);
+    up();
+    ft_iresnet_backward(t.m, D(t.r));
     int np = ft_iresnet_param_count(t.m);
     for (int i = 0; i < np; i++) {
         ft_param p;
         ft_iresnet_param(t.m, i, &p);
         if (!p.trainable) continue;
+        /* host copies of the weight (perturbed by check_dir through net_loss) and gradient */
+        t.ti = ft_iresnet_tensor_find(t.m, p.name);
+        float *w = malloc(p.numel * sizeof(float)), *gr = malloc(p.numel * sizeof(float));
+        if (!w || !gr || ft_iresnet_tensor_get(t.m, t.ti, w) || ft_iresnet_grad_get(t.m, t.ti, gr))
+            abort();
+        t.w = w;
         char what[96];
         snprintf(what, sizeof what, "net %s", p.name);
-        check_dir(what, net_loss, &t, p.w, p.numel, p.g, 1e-3f, 1e-2, 1e-1);
+        check_dir(what, net_loss, &t, w, p.numel, gr, 1e-3f, 1e-2, 1e-1);
+        ft_iresnet_tensor_set(t.m, t.ti, w); /* check_dir restored the values */
+        t.w = NULL;
+        free(w), free(gr);
     }
-    free(t.r);
+    rel(t.r), rel(t.x), rel(t.e);
     ft_iresnet_free(t.m);
 }
 
 int main(int argc, char **argv) {
-    int threads = argc > 1 ? atoi(argv[1]) : 2;
-    if (!(O = tc_cpu(threads))) return 1;
+    const char *backend = "cpu";
+    int threads = 2;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--backend") && i + 1 < argc)
+            backend = argv[++i];
+        else if (argv[i][0] >= '1' && argv[i][0] <= '9')
+            threads = atoi(argv[i]);
+        else
+            return fprintf(stderr, "usage: test_ops_grad [--backend NAME] [threads]\n"), 2;
+    }
+    ft_ops_options opts = {.threads = threads, .device = -1};
+    char err[256];
+    int rc = ft_ops_create(backend, &opts, &O, err, sizeof err);
+    if (rc) return fprintf(stderr, "test_ops_grad: %s\n", err), rc == FT_ENODEV ? 77 : 1;
+    printf("backend %s\n", O->name);
     test_conv(2, 3, 7, 6, 4, 3, 1, 1);
     test_conv(3, 2, 8, 7, 3, 3, 2, 1);
     test_conv(2, 3, 9, 9, 2, 3, 2, 0);
