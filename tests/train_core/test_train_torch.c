@@ -12,9 +12,17 @@
  * step ("stepN.pfc.weight", "stepN.pfc.mom") so the reference can check that unsampled rows
  * are left bit-identical. Without it the update is dense (PyTorch SGD on the whole weight).
  *
+ * --dtype f16|bf16: the backbone's activations and the cosine GEMMs in that storage dtype (see
+ * iresnet.h and pfc.h); with f16 the loss is scaled (--loss-scale S, default 65536) with
+ * GradScaler semantics (scaler.h): the first-step gradients are dumped unscaled (divided by
+ * the scale, exact for a power of two), and per step "scale" (F32 [steps], the scale the step
+ * ran with) and "skipped" (I64 [steps], 1 when its optimizer step was skipped) are dumped;
+ * the metadata carries "dtype" and "loss_scale".
+ *
  * Usage: test_train_torch --out FILE [--width 8] [--blocks 2,1,1,1] [--emb 32] [--batch 6]
  *        [--classes 40] [--rate 1] [--margin arcface|cosface] [--threshold 0] [--steps 3]
  *        [--acc 1] [--lr 0.1] [--wd 5e-4] [--threads 2] [--seed 1] [--sampled-update]
+ *        [--dtype f32|f16|bf16] [--loss-scale S]
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +32,7 @@
 #include "iresnet.h"
 #include "optim.h"
 #include "pfc.h"
+#include "scaler.h"
 #include "tc_util.h"
 
 /* ---- a minimal safetensors writer ---- */
@@ -98,10 +107,13 @@ typedef struct opts {
     double rate, threshold, lr, wd;
     uint64_t seed;
     int sampled_update; /* update only the sampled PFC rows and their momentum */
+    int dtype;          /* FT_F32, FT_F16, FT_BF16 */
+    double loss_scale;  /* initial scale (f16) */
 } opts;
 
 static int parse(int argc, char **argv, opts *o) {
-    *o = (opts){NULL, "arcface", 8, {2, 1, 1, 1}, 32, 6, 40, 3, 1, 2, 1.0, 0.0, 0.1, 5e-4, 1, 0};
+    *o = (opts){NULL, "arcface", 8,   {2, 1, 1, 1}, 32,   6, 40, 3,      1,
+                2,    1.0,       0.0, 0.1,          5e-4, 1, 0,  FT_F32, 65536.0};
     for (int i = 1; i < argc; i += 2) {
         const char *k = argv[i];
         if (!strcmp(k, "--sampled-update")) {
@@ -141,6 +153,12 @@ static int parse(int argc, char **argv, opts *o) {
             o->wd = atof(v);
         else if (!strcmp(k, "--seed"))
             o->seed = strtoull(v, NULL, 10);
+        else if (!strcmp(k, "--dtype") && (o->dtype = ft_dtype_parse(v)) < 0)
+            return fprintf(stderr, "--dtype: f32, f16 or bf16\n"), 1;
+        else if (!strcmp(k, "--dtype"))
+            continue;
+        else if (!strcmp(k, "--loss-scale"))
+            o->loss_scale = atof(v);
         else if (strcmp(k, "--dropout"))
             return fprintf(stderr, "unknown option %s\n", k), 1;
     }
@@ -179,7 +197,20 @@ static int dump_f32(const char *name, const float *dev, ft_ops *o, int ndim, con
     return 0;
 }
 
-static int dump_grads(ft_ops *o, ft_sgd *s, ft_iresnet *m, ft_pfc *p) {
+/* a gradient divided by the loss scale (exact for a power of two) */
+static int dump_grad(const char *name, const float *dev, ft_ops *o, int ndim, const int64_t *shape,
+                     float scale) {
+    size_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= (size_t)shape[i];
+    float *h = malloc(n * sizeof(float));
+    if (!h || o->download(o, h, dev, n * sizeof(float))) return 1;
+    for (size_t i = 0; i < n; i++) h[i] /= scale;
+    st_add(name, "F32", ndim, shape, h, n * sizeof(float));
+    free(h);
+    return 0;
+}
+
+static int dump_grads(ft_ops *o, ft_sgd *s, ft_iresnet *m, ft_pfc *p, float scale) {
     int rc = 0;
     for (int i = 0; i < ft_iresnet_param_count(m) && !rc; i++) {
         ft_param pr;
@@ -187,11 +218,11 @@ static int dump_grads(ft_ops *o, ft_sgd *s, ft_iresnet *m, ft_pfc *p) {
         if (!pr.trainable) continue;
         char name[160];
         snprintf(name, sizeof name, "step0.grad.%s", pr.name);
-        rc = dump_f32(name, pr.g, o, pr.ndim, pr.shape);
+        rc = dump_grad(name, pr.g, o, pr.ndim, pr.shape, scale);
     }
     ft_param pp;
     ft_pfc_param(p, &pp);
-    return rc ? rc : dump_f32("step0.grad.pfc.weight", pp.g, o, pp.ndim, pp.shape);
+    return rc ? rc : dump_grad("step0.grad.pfc.weight", pp.g, o, pp.ndim, pp.shape, scale);
 }
 
 /* the PFC weight and its momentum buffer ("weight.momentum_buffer") as NAME.pfc.weight and
@@ -243,6 +274,9 @@ typedef struct run {
     ft_sgd *s;
     int head_id; /* optimizer id of the PFC weight */
     float *demb;
+    ft_scaler scaler;
+    float *scales;    /* [steps] the scale each step ran with */
+    int64_t *skipped; /* [steps] */
 } run;
 
 static int setup(const opts *op, run *r) {
@@ -250,10 +284,16 @@ static int setup(const opts *op, run *r) {
     ft_iresnet_config_init(&mc, 18);
     memcpy(mc.blocks, op->blocks, sizeof mc.blocks);
     mc.width = op->width, mc.emb = op->emb, mc.max_batch = op->batch, mc.seed = op->seed;
+    mc.dtype = op->dtype;
+    ft_scaler_init(&r->scaler, op->dtype == FT_F16, (float)op->loss_scale, 100);
+    r->scales = calloc((size_t)op->steps, sizeof(float));
+    r->skipped = calloc((size_t)op->steps, sizeof(int64_t));
+    if (!r->scales || !r->skipped) return 1;
     ft_pfc_config pc;
     ft_pfc_config_init(&pc, op->classes);
     pc.emb = op->emb, pc.max_batch = op->batch, pc.sample_rate = (float)op->rate;
     pc.interclass_filtering_threshold = (float)op->threshold, pc.seed = op->seed + 1;
+    pc.dtype = op->dtype;
     if (!strcmp(op->margin, "cosface")) pc.m2 = 0.0f, pc.m3 = 0.4f;
     ft_sgd_config sc = {0.9f, (float)op->wd};
     void *d;
@@ -305,16 +345,25 @@ static int step(const opts *op, run *r, int s) {
         rc = ft_pfc_sampled_rows(r->p, &rows, &nrows);
         if (!rc) rc = ft_sgd_set_rows(r->s, r->head_id, op->emb, rows, nrows);
     }
+    float scale = ft_scaler_scale(&r->scaler);
+    r->scales[s] = scale;
+    if (!rc) rc = ft_pfc_set_loss_scale(r->p, scale);
     if (!rc) rc = ft_pfc_forward_backward(r->p, emb, r->demb, &loss);
     if (!rc) rc = ft_iresnet_backward(r->m, r->demb);
     snprintf(name, sizeof name, "step%d.loss", s), st_add(name, "F32", 1, one, &loss, 4);
-    if (!rc && s == 0) rc = dump_grads(r->o, r->s, r->m, r->p);
+    if (!rc && s == 0) rc = dump_grads(r->o, r->s, r->m, r->p, scale);
     if (!rc && (s + 1) % op->acc == 0) {
         double norm;
-        rc = ft_sgd_clip_grad_norm(r->s, FT_SGD_GROUP_BACKBONE, 5.0, &norm);
+        int inf = 0, skip = 0;
+        if (r->scaler.enabled) { /* GradScaler: unscale_, clip, step unless inf, update */
+            rc = ft_sgd_unscale(r->s, 1.0f / scale, &inf);
+            skip = ft_scaler_update(&r->scaler, inf);
+        }
+        r->skipped[s] = skip;
+        if (!rc) rc = ft_sgd_clip_grad_norm(r->s, FT_SGD_GROUP_BACKBONE, 5.0, &norm);
         float nf = (float)norm;
         snprintf(name, sizeof name, "step%d.gradnorm", s), st_add(name, "F32", 1, one, &nf, 4);
-        if (!rc) rc = ft_sgd_step(r->s, (float)op->lr);
+        if (!rc && !skip) rc = ft_sgd_step(r->s, (float)op->lr);
         if (!rc) rc = ft_sgd_zero_grad(r->s);
         if (!rc && op->sampled_update) {
             snprintf(name, sizeof name, "step%d", s);
@@ -341,21 +390,28 @@ int main(int argc, char **argv) {
     for (int s = 0; s < op.steps; s++)
         if (step(&op, &r, s)) return fprintf(stderr, "step %d failed\n", s), 1;
     if (dump_final(r.o, r.s, r.m, r.p)) return 1;
+    int64_t ns[1] = {op.steps};
+    if (op.dtype == FT_F16) {
+        st_add("scale", "F32", 1, ns, r.scales, (size_t)op.steps * sizeof(float));
+        st_add("skipped", "I64", 1, ns, r.skipped, (size_t)op.steps * sizeof(int64_t));
+    }
     char meta[1024];
     snprintf(meta, sizeof meta,
              "{\"width\":\"%d\",\"blocks\":\"%d,%d,%d,%d\",\"emb\":\"%d\",\"batch\":\"%d\","
              "\"classes\":\"%d\",\"rate\":\"%.9g\",\"margin\":\"%s\",\"threshold\":\"%.9g\","
              "\"steps\":\"%d\",\"acc\":\"%d\",\"lr\":\"%.9g\",\"wd\":\"%.9g\",\"s\":\"64\","
-             "\"num_sample\":\"%d\",\"update\":\"%s\"}",
+             "\"num_sample\":\"%d\",\"update\":\"%s\",\"dtype\":\"%s\",\"loss_scale\":\"%.9g\"}",
              op.width, op.blocks[0], op.blocks[1], op.blocks[2], op.blocks[3], op.emb, op.batch,
              op.classes, op.rate, op.margin, op.threshold, op.steps, op.acc, op.lr, op.wd,
-             ft_pfc_num_sample(r.p), op.sampled_update ? "sampled" : "dense");
+             ft_pfc_num_sample(r.p), op.sampled_update ? "sampled" : "dense",
+             ft_dtype_name((ft_dtype)op.dtype), op.dtype == FT_F16 ? op.loss_scale : 1.0);
     int rc = st_write(op.out, meta);
     ft_sgd_free(r.s);
     ft_pfc_free(r.p);
     ft_iresnet_free(r.m);
     r.o->free(r.o, r.demb);
     ft_ops_free(r.o);
+    free(r.scales), free(r.skipped);
     for (int i = 0; i < nents; i++) free(ents[i].data);
     free(ents);
     return rc;

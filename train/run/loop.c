@@ -2,6 +2,7 @@
  * arcface_torch's train_v2.py runs them. See run.h. */
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,11 +115,23 @@ static int restrict_head_rows(ft_run *r) {
 
 /* fp16: unscale the accumulated gradients and check them (GradScaler.unscale_ + update);
  * *skip is 1 when the optimizer step must be skipped. Too many skips in a row stop the run. */
+/* Tests and the GPU check: FT_TRAIN_INJECT_INF=N puts an inf into the first gradient of the
+ * backbone at global step N (an fp16 overflow on demand). */
+static int inject_inf(ft_run *r) {
+    const char *v = getenv("FT_TRAIN_INJECT_INF");
+    if (!v || !*v || strtoll(v, NULL, 10) != r->global_step) return 0;
+    ft_param p;
+    float inf = INFINITY;
+    int rc = ft_iresnet_param(r->net, 0, &p);
+    return rc ? rc : r->ops->upload(r->ops, p.g, &inf, sizeof inf);
+}
+
 static int unscale_step(ft_run *r, int *skip) {
     *skip = 0;
     if (!r->scaler.enabled) return 0;
     float scale = ft_scaler_scale(&r->scaler);
-    int inf = 0, rc = ft_sgd_unscale(r->sgd, 1.0f / scale, &inf);
+    int inf = 0, rc = inject_inf(r);
+    if (!rc) rc = ft_sgd_unscale(r->sgd, 1.0f / scale, &inf);
     if (rc) return rc;
     *skip = ft_scaler_update(&r->scaler, inf);
     if (!*skip) return 0;
