@@ -286,3 +286,26 @@ int ft_ckpt_get_tensor(const ft_st_file *f, const char *what, const char *name, 
     memcpy(host, t->data, bytes);
     return 0;
 }
+
+int ft_ckpt_schema(const ft_st_file *f, const char *what, int *schema, char *err, size_t errcap) {
+    const char *v = ft_st_meta(f, "schema");
+    if (!v) { /* written before the key existed */
+        *schema = ft_st_find(f, "model.dropout_rng_state") ? 2 : 1;
+        return 0;
+    }
+    char *end;
+    long s = strtol(v, &end, 10);
+    if (end == v || *end || s < 1) {
+        snprintf(err, errcap, "%s: metadata 'schema' is '%s', not a version number", what, v);
+        return FT_EFORMAT;
+    }
+    if (s > FT_CKPT_SCHEMA) {
+        snprintf(err, errcap,
+                 "%s: checkpoint schema %ld is newer than this build reads (%d): resume with the "
+                 "facetrain version that wrote it or a newer one",
+                 what, s, FT_CKPT_SCHEMA);
+        return FT_EVERSION;
+    }
+    *schema = (int)s;
+    return 0;
+}

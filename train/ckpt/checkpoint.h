@@ -27,6 +27,17 @@
 
 #define FT_CKPT_BACKBONE "backbone.safetensors"
 
+/* The layout version of the state file, in every file's __metadata__ "schema":
+ *   1  before facetrain wrote the dropout generator and gradient-accumulation state
+ *   2  + model.dropout_rng_state, gradient_acc, accum_grad.* inside an accumulation window
+ *   3  + the schema key itself; with fp16: scaler.scale, scaler.growth_tracker,
+ *      scaler.skipped, scaler.consecutive
+ * Files without the key are 1 or 2; ft_ckpt_schema tells them apart once, by the one entry
+ * that schema 2 added. A newer schema than FT_CKPT_SCHEMA is refused (FT_EVERSION). */
+#define FT_CKPT_SCHEMA 3
+/* 0 and the schema in *schema, or FT_EVERSION / FT_EFORMAT with a reason in err */
+int ft_ckpt_schema(const ft_st_file *f, const char *what, int *schema, char *err, size_t errcap);
+
 /* A set of named tensors (model, PFC shard, optimizer buffers) seen through callbacks. */
 typedef struct ft_ckpt_source {
     void *obj;

@@ -196,6 +196,10 @@ static int add_common_meta(ft_run *r, ft_ckpt_part *p) {
     snprintf(v, sizeof v, "%llu", (unsigned long long)r->epoch);
     if (!rc) rc = ft_ckpt_part_add_meta(p, "epoch", v);
     if (!rc) rc = ft_ckpt_part_add_meta(p, "producer", FT_VERSION_STRING);
+    snprintf(v, sizeof v, "%d", FT_CKPT_SCHEMA);
+    if (!rc) rc = ft_ckpt_part_add_meta(p, "schema", v);
+    if (!rc) rc = ft_ckpt_part_add_meta(p, "dtype", ft_dtype_name((ft_dtype)r->cfg.dtype));
+    if (!rc) rc = ft_ckpt_part_add_meta(p, "loss_scaling", r->scaler.enabled ? "1" : "0");
     if (!rc) rc = ft_ckpt_part_add_meta(p, "architecture", r->arch);
     return rc;
 }
@@ -340,14 +344,15 @@ static int read_part(ft_run *r, const char *file, ft_st_file *f, int64_t want_st
     return 0;
 }
 
-/* The loss scaler's state: present when the checkpoint was written with fp16. */
-static int resume_scaler(ft_run *r, const ft_st_file *st, const char *what) {
-    int have = ft_st_find(st, "scaler.scale") != NULL;
+/* The loss scaler's state: schema 3 files written with fp16 hold it (meta "loss_scaling"). */
+static int resume_scaler(ft_run *r, const ft_st_file *st, const char *what, int schema) {
+    const char *ls = ft_st_meta(st, "loss_scaling");
+    int have = schema >= 3 && ls && strcmp(ls, "1") == 0;
     if (!r->scaler.enabled) return 0;
     if (!have) {
         fprintf(stderr,
-                FT_TRAIN_PROG ": note: %s holds no loss-scaler state (saved without fp16); "
-                              "the loss scale restarts at %g\n",
+                FT_TRAIN_PROG ": note: %s was saved without fp16 loss scaling; the loss scale "
+                              "restarts at %g\n",
                 what, (double)FT_TRAIN_INIT_SCALE);
         return 0;
     }
@@ -369,7 +374,7 @@ static int resume_scaler(ft_run *r, const ft_st_file *st, const char *what) {
     return 0;
 }
 
-static int resume_state(ft_run *r, const ft_st_file *st, const char *what) {
+static int resume_state(ft_run *r, const ft_st_file *st, const char *what, int schema) {
     int64_t step, ep, lstep, opt_steps, seed, world;
     char err[512];
     int rc = ft_ckpt_get_i64(st, what, "global_step", &step, err, sizeof err);
@@ -391,25 +396,24 @@ static int resume_state(ft_run *r, const ft_st_file *st, const char *what) {
     r->epoch = (uint64_t)ep;
     r->epoch_step = (uint64_t)lstep;
     ft_sgd_set_steps(r->sgd, (uint64_t)opt_steps);
-    return resume_scaler(r, st, what);
+    return resume_scaler(r, st, what, schema);
 }
 
 /* The dropout generator and an unfinished accumulation window (after resume_state). */
-static int resume_window(ft_run *r, const ft_st_file *st, const char *what) {
+static int resume_window(ft_run *r, const ft_st_file *st, const char *what, int schema) {
     char err[1024];
     int64_t v, acc = r->cfg.gradient_acc;
     int rc;
-    /* files without it predate the entry: every step ran exactly one train-mode forward */
+    /* schema 1 files predate the entries: every step ran exactly one train-mode forward and
+     * no window was saved; from schema 2 on a missing entry is an error */
     uint64_t drop = (uint64_t)r->global_step;
-    if (ft_st_find(st, ACC_DROPOUT)) {
-        if ((rc = ft_ckpt_get_i64(st, what, ACC_DROPOUT, &v, err, sizeof err)))
+    if (schema >= 2) {
+        if ((rc = ft_ckpt_get_i64(st, what, ACC_DROPOUT, &v, err, sizeof err)) ||
+            (rc = ft_ckpt_get_i64(st, what, "gradient_acc", &acc, err, sizeof err)))
             return ft_run_fail(r, rc, "%s", err);
         drop = (uint64_t)v;
     }
     ft_iresnet_set_rng_state(r->net, drop);
-    if (ft_st_find(st, "gradient_acc") &&
-        (rc = ft_ckpt_get_i64(st, what, "gradient_acc", &acc, err, sizeof err)))
-        return ft_run_fail(r, rc, "%s", err);
     if (!mid_window(r, acc)) return 0;
     if (acc != r->cfg.gradient_acc)
         return ft_run_fail(r, FT_EFORMAT,
@@ -417,7 +421,7 @@ static int resume_window(ft_run *r, const ft_st_file *st, const char *what) {
                            "gradient_acc = %lld; this run has gradient_acc = %d (resume with "
                            "the same value)",
                            what, (long long)r->global_step, (long long)acc, r->cfg.gradient_acc);
-    if (!ft_st_find(st, ACC_PFC "weight")) {
+    if (schema < 2) {
         /* a file from before the window was saved: the partial gradient is gone */
         fprintf(stderr,
                 FT_TRAIN_PROG ": note: %s (step %lld, inside a gradient-accumulation window) "
@@ -472,9 +476,13 @@ int ft_run_resume(ft_run *r) {
     ft_ckpt_state_name(st_name, sizeof st_name, r->rank);
     snprintf(hint, sizeof hint, "this run builds %s", r->arch);
     ft_st_file st = {0}, bb = {0}, pf = {0};
+    int schema = 0;
+    char serr[512];
     int rc = read_part(r, st_name, &st, -1);
-    if (!rc) rc = resume_state(r, &st, st_name);
-    if (!rc) rc = resume_window(r, &st, st_name);
+    if (!rc && (rc = ft_ckpt_schema(&st, st_name, &schema, serr, sizeof serr)))
+        ft_run_fail(r, rc, "%s", serr);
+    if (!rc) rc = resume_state(r, &st, st_name, schema);
+    if (!rc) rc = resume_window(r, &st, st_name, schema);
     if (!rc) rc = read_part(r, FT_CKPT_BACKBONE, &bb, r->global_step);
     if (!rc) rc = read_part(r, pfc_name, &pf, r->global_step);
     char err[1024];
