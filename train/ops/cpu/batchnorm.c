@@ -180,16 +180,6 @@ static void bn_bwd_task(void *v, int tid, int nt) {
     }
 }
 
-/* validate, reserve the plane buffers and run */
-static int bn_run(ft_ops *o, chan_ctx *cx, cpu_task_fn fn) {
-    if (!cpu_float_dt(cx->dt)) return FT_ENOTSUP;
-    if (cx->n < 1 || cx->c < 1 || cx->hw < 1) return FT_EARG;
-    int rc = cx->dt == FT_F32 ? 0 : cpu_scratch_reserve(o, 3, (size_t)cx->hw);
-    if (rc) return rc;
-    cpu_run_sized(o, (size_t)cx->n * cx->c * cx->hw, fn, cx);
-    return 0;
-}
-
 static int cpu_bn_fwd_train(ft_ops *o, ft_dtype dt, int n, int c, int hw, float eps, float momentum,
                             const void *x, const float *gamma, const float *beta, void *y,
                             float *rmean, float *rvar, float *smean, float *sinv) {
@@ -209,7 +199,7 @@ static int cpu_bn_fwd_train(ft_ops *o, ft_dtype dt, int n, int c, int hw, float 
                    .rvar = rvar,
                    .smean = smean,
                    .sinv = sinv};
-    return bn_run(o, &cx, bn_train_task);
+    return cpu_run_planes(o, dt, n, c, hw, 3, bn_train_task, &cx);
 }
 
 static int cpu_bn_fwd_eval(ft_ops *o, ft_dtype dt, int n, int c, int hw, float eps, const void *x,
@@ -227,7 +217,7 @@ static int cpu_bn_fwd_eval(ft_ops *o, ft_dtype dt, int n, int c, int hw, float e
                    .rmean_c = rmean,
                    .rvar_c = rvar,
                    .y = y};
-    return bn_run(o, &cx, bn_eval_task);
+    return cpu_run_planes(o, dt, n, c, hw, 3, bn_eval_task, &cx);
 }
 
 static int cpu_bn_bwd(ft_ops *o, ft_dtype dt, int n, int c, int hw, const void *x, const void *dy,
@@ -246,7 +236,7 @@ static int cpu_bn_bwd(ft_ops *o, ft_dtype dt, int n, int c, int hw, const void *
                    .dx = dx,
                    .dgamma = dgamma,
                    .dbeta = dbeta};
-    return bn_run(o, &cx, bn_bwd_task);
+    return cpu_run_planes(o, dt, n, c, hw, 3, bn_bwd_task, &cx);
 }
 
 void cpu_install_batchnorm(ft_ops *o) {

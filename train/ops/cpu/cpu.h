@@ -67,6 +67,12 @@ void cpu_run(ft_ops *o, cpu_task_fn fn, void *ctx);
 /* Run on one thread when the work is small (fewer than ~32k elements). */
 void cpu_run_sized(ft_ops *o, size_t work, cpu_task_fn fn, void *ctx);
 
+/* The per-channel ops on activations [n, c, hw] of dtype dt (batch norm, PReLU): check the
+ * dtype and the shape, reserve `slots` plane buffers (hw floats) per worker for 16-bit
+ * storage, and run fn over the pool. */
+int cpu_run_planes(ft_ops *o, ft_dtype dt, int n, int c, int hw, int slots, cpu_task_fn fn,
+                   void *ctx);
+
 /* Reserve `slots` scratch buffers of `floats` floats on every worker (0 or -ENOMEM). */
 int cpu_scratch_reserve(ft_ops *o, int slots, size_t floats);
 static inline float *cpu_scratch_get(ft_ops *o, int tid, int slot) {

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cpu.h"
+#include "ft_common.h"
 
 /* ---- thread pool ---- */
 
@@ -123,4 +124,14 @@ float *cpu_shared(ft_ops *o, int idx, size_t floats) {
         b->shared[idx] = p, b->shared_cap[idx] = want;
     }
     return b->shared[idx];
+}
+
+int cpu_run_planes(ft_ops *o, ft_dtype dt, int n, int c, int hw, int slots, cpu_task_fn fn,
+                   void *ctx) {
+    if (!cpu_float_dt(dt)) return FT_ENOTSUP;
+    if (n < 1 || c < 1 || hw < 1) return FT_EARG;
+    int rc = dt == FT_F32 ? 0 : cpu_scratch_reserve(o, slots, (size_t)hw);
+    if (rc) return rc;
+    cpu_run_sized(o, (size_t)n * c * hw, fn, ctx);
+    return 0;
 }

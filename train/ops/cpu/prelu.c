@@ -112,19 +112,10 @@ static void prelu_bwd_task(void *v, int tid, int nt) {
     }
 }
 
-static int prelu_run(ft_ops *o, prelu_ctx *cx, cpu_task_fn fn) {
-    if (!cpu_float_dt(cx->dt)) return FT_ENOTSUP;
-    if (cx->n < 1 || cx->c < 1 || cx->hw < 1) return FT_EARG;
-    int rc = cx->dt == FT_F32 ? 0 : cpu_scratch_reserve(o, 3, (size_t)cx->hw);
-    if (rc) return rc;
-    cpu_run_sized(o, (size_t)cx->n * cx->c * cx->hw, fn, cx);
-    return 0;
-}
-
 static int cpu_prelu_fwd(ft_ops *o, ft_dtype dt, int n, int c, int hw, const void *x,
                          const float *alpha, void *y) {
     prelu_ctx cx = {.o = o, .dt = dt, .n = n, .c = c, .hw = hw, .x = x, .alpha = alpha, .y = y};
-    return prelu_run(o, &cx, prelu_fwd_task);
+    return cpu_run_planes(o, dt, n, c, hw, 2, prelu_fwd_task, &cx);
 }
 
 static int cpu_prelu_bwd(ft_ops *o, ft_dtype dt, int n, int c, int hw, const void *x,
@@ -139,7 +130,7 @@ static int cpu_prelu_bwd(ft_ops *o, ft_dtype dt, int n, int c, int hw, const voi
                     .dy = dy,
                     .dx = dx,
                     .dalpha = dalpha};
-    return prelu_run(o, &cx, prelu_bwd_task);
+    return cpu_run_planes(o, dt, n, c, hw, 3, prelu_bwd_task, &cx);
 }
 
 void cpu_install_prelu(ft_ops *o) {
