@@ -5,6 +5,12 @@
 #
 #   bench/train-cpu-bench.sh [--bin DIR] [--depths "18 50"] [--batch 32] [--threads 2]
 #                            [--classes 93431] [--steps 3] [--blas "machine native"]
+#                            [--dtypes "f32 bf16 f16"]
+#
+# --dtypes: facetrain's storage dtypes to run (fp32, bf16 storage, fp16 storage with loss
+# scaling). PyTorch runs fp32 and, next to bf16, torch.autocast('cpu', torch.bfloat16) (its
+# oneDNN bf16 path); PyTorch 1.13 has no fp16 autocast on the CPU, so fp16 is compared with
+# PyTorch fp32.
 #
 # --blas: OpenBLAS kernel settings to run under. 'machine' keeps the environment as it is (some
 # machines force OPENBLAS_CORETYPE, e.g. Haswell/AVX2 kernels on an AVX-512 CPU); 'native'
@@ -17,6 +23,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 bin="" depths="18 50" batch=32 threads=2 classes=93431 steps=3 blas="machine native"
+dtypes="f32 bf16 f16"
 while [ $# -gt 0 ]; do
     case $1 in
     --bin) bin=$2; shift 2 ;;
@@ -26,7 +33,8 @@ while [ $# -gt 0 ]; do
     --classes) classes=$2; shift 2 ;;
     --steps) steps=$2; shift 2 ;;
     --blas) blas=$2; shift 2 ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    --dtypes) dtypes=$2; shift 2 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "train-cpu-bench.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -61,12 +69,9 @@ for setting in $blas; do
     esac
     echo
     echo "== OpenBLAS setting '$setting' (OPENBLAS_CORETYPE=$([ "$setting" = native ] || echo "${OPENBLAS_CORETYPE:-}"); kernels: $(corename "${base[@]}")) =="
-    printf '%-6s %-28s %12s %12s\n' model engine samples/s "peak MiB"
+    printf '%-6s %-30s %12s %12s\n' model engine samples/s "peak MiB"
     for d in $depths; do
-        run "$tmp/ft$d" "${base[@]}" "$bin/ft-bench-train" --depth "$d" --batch "$batch" \
-            --threads "$threads" --classes "$classes" --steps "$steps"
-        ft=$(rate "$tmp/ft$d")
-        printf '%-6s %-28s %12s %12s\n' "r$d" facetrain "$ft" "$(rss_mib "$tmp/ft$d")"
+        # PyTorch: fp32 with each OpenBLAS build (the faster counts), and bf16 autocast
         best=0 best_name=""
         for variant in pthread openmp; do
             env=("${base[@]}")
@@ -77,14 +82,32 @@ for setting in $blas; do
             run "$tmp/pt$d$variant" "${env[@]}" "$PY" "$here/bench/train_cpu_step_torch.py" \
                 "$d" "$batch" "$threads" "$classes" "$steps"
             r=$(rate "$tmp/pt$d$variant")
-            printf '%-6s %-28s %12s %12s\n' "r$d" "pytorch (openblas-$variant)" "$r" \
+            printf '%-6s %-30s %12s %12s\n' "r$d" "pytorch fp32 (openblas-$variant)" "$r" \
                 "$(rss_mib "$tmp/pt$d$variant")"
             if awk -v a="$r" -v b="$best" 'BEGIN {exit !(a > b)}'; then
                 best=$r best_name=$variant
             fi
         done
-        awk -v a="$ft" -v b="$best" -v d="$d" -v n="$best_name" \
-            'BEGIN {printf "r%s: facetrain / best PyTorch (openblas-%s) = %.2fx\n", d, n, a / b}'
+        pt_bf16=""
+        case " $dtypes " in *" bf16 "*)
+            run "$tmp/ptbf$d" "${base[@]}" "$PY" "$here/bench/train_cpu_step_torch.py" \
+                "$d" "$batch" "$threads" "$classes" "$steps" bf16
+            pt_bf16=$(rate "$tmp/ptbf$d")
+            printf '%-6s %-30s %12s %12s\n' "r$d" "pytorch bf16 autocast" "$pt_bf16" \
+                "$(rss_mib "$tmp/ptbf$d")" ;;
+        esac
+        for dt in $dtypes; do
+            run "$tmp/ft$d$dt" "${base[@]}" "$bin/ft-bench-train" --depth "$d" --batch "$batch" \
+                --threads "$threads" --classes "$classes" --steps "$steps" --dtype "$dt"
+            ft=$(rate "$tmp/ft$d$dt")
+            printf '%-6s %-30s %12s %12s\n' "r$d" "facetrain $dt" "$ft" "$(rss_mib "$tmp/ft$d$dt")"
+            awk -v a="$ft" -v b="$best" -v d="$d" -v n="$best_name" -v t="$dt" \
+                'BEGIN {printf "r%s: facetrain %s / best PyTorch fp32 (openblas-%s) = %.2fx\n", d, t, n, a / b}'
+            if [ "$dt" = bf16 ] && [ -n "$pt_bf16" ]; then
+                awk -v a="$ft" -v b="$pt_bf16" -v d="$d" \
+                    'BEGIN {printf "r%s: facetrain bf16 / PyTorch bf16 autocast = %.2fx\n", d, a / b}'
+            fi
+        done
     done
 done
 echo "conditions: batch $batch, $threads threads, $classes classes (ArcFace, sample_rate 1)," \
