@@ -20,20 +20,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.dont_write_bytecode = True  # keep the source tree clean
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import rec_reader  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.realpath(__file__)), ".."))
+from pyref import recordio as rio  # noqa: E402
 
 
 def load_train(d):
-    _, recs = rec_reader.load(os.path.join(d, "train.rec"), os.path.join(d, "train.idx"))
-    head = recs[0]
-    keys = range(1, int(head[4][0])) if head[0] > 0 else sorted(recs)
     xs, ys = [], []
-    for k in keys:
-        flag, label, _, _, labels, img = recs[k]
-        im = cv2.imdecode(np.frombuffer(img, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]
-        xs.append(im)
-        ys.append(int(labels[0] if flag else label))
+    for _, label, img in rio.arcface_samples(d):
+        xs.append(cv2.imdecode(np.frombuffer(img, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1])
+        ys.append(label)
     return np.stack(xs), np.array(ys)
 
 
