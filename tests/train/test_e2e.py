@@ -26,8 +26,10 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+_here = os.path.dirname(os.path.realpath(__file__))
+sys.path[:0] = [_here, os.path.join(_here, "..")]  # tb_reader, and the pyref package
 from tb_reader import read_events  # noqa: E402
+from pyref.safetensors import load_safetensors  # noqa: E402
 
 MODE, BIN, REPO, WORK = sys.argv[1:5]
 TRAIN = os.path.join(BIN, "ft-train")
@@ -80,7 +82,7 @@ def torch_verify(model, binpath):
     """XNorm and Accuracy-Flip of the model on a .bin file, arcface_torch's protocol."""
     import cv2
     import torch
-    from verify_ref import reference  # the numpy protocol
+    from pyref.verify import reference  # the numpy protocol
 
     with open(binpath, "rb") as f:
         bins, issame = pickle.load(f, encoding="bytes")
@@ -130,8 +132,6 @@ def learn():
         check(abs(tags["lfw"][-1][1] - acc["lfw"]) < 1e-5, "lfw scalar")
     # PyTorch side: load_state_dict(strict=True) and reproduce the logged verification
     import torch
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from test_safetensors_io import load_safetensors
 
     sd = load_safetensors(os.path.join(out, "backbone.safetensors"))
     # the PyTorch IResNet of the trainer-core tests (insightface layout and state_dict names)
@@ -158,7 +158,6 @@ SMALL = ["num_epoch=2", "val_targets=[]", "frequent=2", "verbose=1000", "threads
 
 
 def tensors_of(out):
-    from test_safetensors_io import load_safetensors
     res = {}
     for name in sorted(os.listdir(out)):
         if name.endswith(".safetensors"):
@@ -241,7 +240,6 @@ def stops(label, args, at, mid_window=0):
         p = train(out, *args, f"max_steps={step}", *(["resume=True"] if i else []), loss_file=lf)
         check("note:" not in p.stderr, f"{label}: a note at step {step}: {p.stderr.strip()}")
         if mid_window and step % mid_window:
-            from test_safetensors_io import load_safetensors
             st = load_safetensors(os.path.join(out, "state_rank0.safetensors"))
             acc = [k for k in st if k.startswith("accum_grad.")]
             check("accum_grad.pfc.weight" in acc and "accum_grad.conv1.weight" in acc and
