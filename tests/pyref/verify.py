@@ -1,5 +1,9 @@
 """numpy implementation of arcface_torch's verification protocol (formats.md 3.3), written
-from its description, for the trainer tests."""
+from its description, for the trainer tests: reference() on embeddings; load_bin(),
+decode_rgb() and to_input() read a .bin as arcface_torch does (cv2 decode, RGB,
+((x / 255) - 0.5) / 0.5 in float32, NCHW); evaluate() runs a PyTorch model on it."""
+import pickle
+
 import numpy as np
 
 
@@ -38,3 +42,38 @@ def reference(orig, flip, issame):
         accs.append(accuracy(thr[best], dist[test], actual[test]))
     accs = np.array(accs)
     return xnorm, accs.mean(), accs.std(), accs
+
+
+def decode_rgb(jpeg):
+    """HWC uint8 RGB image of JPEG bytes (cv2 decodes to BGR)."""
+    import cv2
+
+    return cv2.cvtColor(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR),
+                        cv2.COLOR_BGR2RGB)
+
+
+def load_bin(path):
+    """(N x H x W x 3 uint8 RGB images, issame list) of a verification .bin."""
+    with open(path, "rb") as f:
+        bins, issame = pickle.load(f, encoding="bytes")
+    return np.stack([decode_rgb(b) for b in bins]), issame
+
+
+def to_input(rgb):
+    """((x / 255) - 0.5) / 0.5 in float32, HWC -> CHW (or NHWC -> NCHW)."""
+    x = np.moveaxis(np.asarray(rgb), -1, -3).astype(np.float32)
+    return ((x / np.float32(255)) - np.float32(0.5)) / np.float32(0.5)
+
+
+def evaluate(model, path, batch=100):
+    """reference() of a PyTorch model (in the mode the caller set) on a .bin: embeddings of
+    the images and of their mirror images, in batches."""
+    import torch
+
+    rgb, issame = load_bin(path)
+    x = torch.from_numpy(np.ascontiguousarray(to_input(rgb)))
+    with torch.no_grad():
+        orig = torch.cat([model(x[i:i + batch]) for i in range(0, len(x), batch)]).numpy()
+        flip = torch.cat([model(torch.flip(x[i:i + batch], dims=[3]))
+                          for i in range(0, len(x), batch)]).numpy()
+    return reference(orig, flip, issame)

@@ -16,7 +16,6 @@ Exit 77 (skip) when ft-synth or ft-ingest are not built.
 """
 import glob
 import os
-import pickle
 import re
 import shutil
 import signal
@@ -78,25 +77,6 @@ def train(out, *args, loss_file=None, check_rc=0):
 
 # ---------------------------------------------------------------------------------- learn
 
-def torch_verify(model, binpath):
-    """XNorm and Accuracy-Flip of the model on a .bin file, arcface_torch's protocol."""
-    import cv2
-    import torch
-    from pyref.verify import reference  # the numpy protocol
-
-    with open(binpath, "rb") as f:
-        bins, issame = pickle.load(f, encoding="bytes")
-    imgs = [cv2.cvtColor(cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR),
-                         cv2.COLOR_BGR2RGB) for b in bins]
-    x = torch.from_numpy(np.stack(imgs).transpose(0, 3, 1, 2).copy()).float()
-    x = ((x / 255) - 0.5) / 0.5
-    with torch.no_grad():
-        orig = torch.cat([model(x[i:i + 100]) for i in range(0, len(x), 100)]).numpy()
-        flip = torch.cat([model(torch.flip(x[i:i + 100], dims=[3]))
-                          for i in range(0, len(x), 100)]).numpy()
-    return reference(orig, flip, issame)
-
-
 def learn():
     data = os.path.join(WORK, "synth128")
     make_data(data, 128, 20)
@@ -132,6 +112,7 @@ def learn():
         check(abs(tags["lfw"][-1][1] - acc["lfw"]) < 1e-5, "lfw scalar")
     # PyTorch side: load_state_dict(strict=True) and reproduce the logged verification
     import torch
+    from pyref.verify import evaluate  # the numpy protocol on a PyTorch model
 
     sd = load_safetensors(os.path.join(out, "backbone.safetensors"))
     # the PyTorch IResNet of the trainer-core tests (insightface layout and state_dict names)
@@ -143,7 +124,7 @@ def learn():
     check(sd["features.num_batches_tracked"].dtype == np.int64 and
           int(sd["features.num_batches_tracked"]) == 320, "num_batches_tracked")
     model.eval()
-    xnorm, acc2, std2, _ = torch_verify(model, os.path.join(data, "lfw.bin"))
+    xnorm, acc2, std2, _ = evaluate(model, os.path.join(data, "lfw.bin"))
     logged = re.findall(r"\[lfw\]\[320\]XNorm: ([\d.]+)", log)
     print(f"PyTorch on backbone.safetensors: lfw XNorm {xnorm:.6f} Accuracy-Flip {acc2:.5f}+-"
           f"{std2:.5f}; logged XNorm {logged[-1] if logged else '?'} acc {acc.get('lfw')}")
