@@ -20,6 +20,7 @@ import torch.nn.functional as F
 sys.dont_write_bytecode = True  # keep the source tree clean
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.realpath(__file__)), ".."))
 from pyref import recordio as rio  # noqa: E402
+from pyref.iresnet import Block  # noqa: E402  (insightface block: BN-conv-BN-PReLU-conv-BN)
 from pyref.verify import decode_rgb, evaluate, to_input  # noqa: E402
 
 
@@ -33,21 +34,6 @@ def load_train(d):
 
 def to_tensor(x):
     return torch.from_numpy(np.ascontiguousarray(to_input(x)))
-
-
-class Block(nn.Module):
-    def __init__(self, cin, cout, stride):
-        super().__init__()
-        self.bn1, self.conv1 = nn.BatchNorm2d(cin), nn.Conv2d(cin, cout, 3, 1, 1, bias=False)
-        self.bn2, self.prelu = nn.BatchNorm2d(cout), nn.PReLU(cout)
-        self.conv2, self.bn3 = nn.Conv2d(cout, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout)
-        self.down = None
-        if stride != 1 or cin != cout:
-            self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-
-    def forward(self, x):
-        y = self.bn3(self.conv2(self.prelu(self.bn2(self.conv1(self.bn1(x))))))
-        return y + (self.down(x) if self.down is not None else x)
 
 
 class SmallIResNet(nn.Module):

@@ -116,8 +116,7 @@ def learn():
 
     sd = load_safetensors(os.path.join(out, "backbone.safetensors"))
     # the PyTorch IResNet of the trainer-core tests (insightface layout and state_dict names)
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "train_core"))
-    from torch_ref import Net
+    from pyref.iresnet import Net
 
     model = Net(8, (1, 1, 1, 1), 128)
     model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in sd.items()}, strict=True)
