@@ -12,13 +12,13 @@ import os
 import sys
 import time
 
-import numpy as np
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
-
 sys.dont_write_bytecode = True  # keep the source tree clean
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.realpath(__file__)), ".."))
+import pyref  # noqa: E402
+
+np, torch, _ = pyref.need("numpy", "torch", "cv2")
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 from pyref import recordio as rio  # noqa: E402
 from pyref.iresnet import Block  # noqa: E402  (insightface block: BN-conv-BN-PReLU-conv-BN)
 from pyref.verify import decode_rgb, evaluate, to_input  # noqa: E402

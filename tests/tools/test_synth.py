@@ -13,12 +13,12 @@ import subprocess
 import sys
 import time
 
-import cv2
-import numpy as np
-
 sys.dont_write_bytecode = True  # keep the source tree clean
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.realpath(__file__)), ".."))
+import pyref  # noqa: E402
 from pyref import recordio as rio  # noqa: E402
+
+cv2, np = pyref.need("cv2", "numpy")
 
 MODE, BIN, WORK = sys.argv[1], sys.argv[2], sys.argv[3]
 SYNTH = os.path.join(BIN, "ft-synth")

@@ -23,10 +23,11 @@ import subprocess
 import sys
 import time
 
-import numpy as np
-
 _here = os.path.dirname(os.path.realpath(__file__))
 sys.path[:0] = [_here, os.path.join(_here, "..")]  # tb_reader, and the pyref package
+import pyref  # noqa: E402
+
+np = pyref.need("numpy")
 from tb_reader import read_events  # noqa: E402
 from pyref.safetensors import load_safetensors  # noqa: E402
 
@@ -78,6 +79,7 @@ def train(out, *args, loss_file=None, check_rc=0):
 # ---------------------------------------------------------------------------------- learn
 
 def learn():
+    torch, _ = pyref.need("torch", "cv2")  # the PyTorch check at the end: fail before training
     data = os.path.join(WORK, "synth128")
     make_data(data, 128, 20)
     out = os.path.join(WORK, "run")
@@ -111,7 +113,6 @@ def learn():
         check([s for s, _ in tags.get("loss", [])][:2] == [20, 30], "loss scalar steps")
         check(abs(tags["lfw"][-1][1] - acc["lfw"]) < 1e-5, "lfw scalar")
     # PyTorch side: load_state_dict(strict=True) and reproduce the logged verification
-    import torch
     from pyref.verify import evaluate  # the numpy protocol on a PyTorch model
 
     sd = load_safetensors(os.path.join(out, "backbone.safetensors"))

@@ -12,9 +12,10 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.realpath(__file__)), ".."))
+import pyref  # noqa: E402
+
+np, torch = pyref.need("numpy", "torch")
 from pyref.safetensors import DTYPE_ORDER as ORDER, parse  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
 TOOL, WORK = sys.argv[1], sys.argv[2]
 os.makedirs(WORK, exist_ok=True)

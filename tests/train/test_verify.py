@@ -12,10 +12,10 @@ import struct
 import subprocess
 import sys
 
-import cv2
-import numpy as np
-
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.realpath(__file__)), ".."))
+import pyref  # noqa: E402
+
+cv2, np = pyref.need("cv2", "numpy")
 from pyref.verify import decode_rgb, reference, to_input  # noqa: E402
 
 TOOL, WORK = sys.argv[1], sys.argv[2]
