@@ -9,6 +9,8 @@ sharing no code with the C sources. Every Python test imports them from here.
                      margin head, and the mixed-precision ("same casts") variant of both
   pyref.amp          rounding to fp16/bf16 storage (RoundBoth, RoundFwd) and a loss scaler
                      with torch.cuda.amp.GradScaler semantics
+  pyref.trainer      the replay of a trainer-core dump (train_core/test_train_torch.c) in
+                     PyTorch, fp32 or mixed precision, and the storage modes' tolerances
   pyref.selftest     the package's own checks (ctest pyref_selftest)
 
 A test finds the package with sys.path.insert(0, <its folder>/..) (tests/ is the parent of

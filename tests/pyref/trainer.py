@@ -134,21 +134,32 @@ def replay(meta, d, dtype=None, compute=torch.float32, rounding=True):
     return ref, {"net": net, "names": names, "cfg": cfg}
 
 
-def group_of(key):
-    """The tolerance group of a dump tensor name."""
+def group_of(key, t=None):
+    """The tolerance group of a dump tensor name (and, for the storage modes, its shape:
+    see split_1d)."""
     if key == "step0.emb":
-        return "embeddings"
-    if key.endswith(".loss"):
-        return "loss"
-    if key.startswith("step0.grad."):
-        return "grads"
-    if key.endswith(".gradnorm"):
-        return "gradnorm"
-    if key.startswith("final.mom.") or key.endswith(".pfc.mom"):
-        return "momentum"
-    if "running" in key:
-        return "running stats"
-    return "weights"
+        g = "embeddings"
+    elif key.endswith(".loss"):
+        g = "loss" if key == "step0.loss" else "loss, later steps"
+    elif key.startswith("step0.grad."):
+        g = "grads"
+    elif key.endswith(".gradnorm"):
+        g = "gradnorm"
+    elif key.startswith("final.mom.") or key.endswith(".pfc.mom"):
+        g = "momentum"
+    elif "running" in key:
+        g = "running stats"
+    else:
+        g = "weights"
+    return g if t is None else split_1d(g, t)
+
+
+def split_1d(group, t):
+    """Storage modes: gradients and momentum of 1-d parameters (BatchNorm gamma/beta, PReLU
+    alpha, biases: sums over a whole batch of activation gradients stored in D, with
+    cancellation) form their own groups, so that conv/fc/pfc weight gradients keep a
+    tolerance several times tighter."""
+    return group + " 1-d" if group in ("grads", "momentum") and t.dim() <= 1 else group
 
 
 def rel_rms(c, t, floor=0.0):
@@ -167,11 +178,45 @@ def rel_rms(c, t, floor=0.0):
 
 
 # Tolerances (relative RMS per tensor, rel_rms above) for facetrain's fp16/bf16 storage modes
-# against the same-casts reference. Placeholder until calibrated (pyref/selftest.py
-# calibrate); pyref_selftest checks them against the measured figures.
+# against the same-casts reference (torch_ref.py), calibrated with pyref/selftest.py calibrate:
+# the reference computed in fp32 against the same reference (same roundings) computed in fp64.
+# Rounding to D amplifies any difference in summation order to the size of the roundings
+# themselves (a value near a rounding boundary flips by one ulp of D, which perturbs the next
+# layer's inputs, which flips more values...), so two correct fp32 implementations of the
+# same casts (the C and PyTorch) differ about as much as fp32 and fp64 do here, and nearly
+# as much as either differs from the fp32 model: a whole-model comparison checks that the
+# storage path is sane (no wrong op, no lost branch, no missed overflow; the scaler's scale
+# and skipped steps exactly), not the placement of each cast, which the backend-ops test
+# checks per op. Worst relative RMS noise over the 7 trainer-core cases (the C's initial
+# states and inputs, r18 included) and 4 synthetic ones (selftest CASES, seed 11), and the
+# tolerance, >= 2.3x that:
+#   group          f16 noise   tol    bf16 noise   tol    (worst tensor)
+#   embeddings     2.2e-3      5e-3   1.6e-2       5e-2   (r18 step0.emb, both)
+#   loss (step 0)  1.0e-4      1e-3   2.3e-3       1e-2   (r18; small_cosface_sampled_update_filter)
+#   loss, later    3.2e-3      5e-2   2.2e-2       1e-1   (steps 1-2 of the sampled cases)
+#   grads          3.3e-2      1e-1   1.3e-1       3e-1   (r18 layer1 conv weights)
+#   grads 1-d      6.2e-2      2e-1   1.6e-1       5e-1   (r18 layer1.0 bn1 gamma/beta)
+#   gradnorm       6.4e-3      1e-1   8.6e-2       3e-1   (step 2, after clipped steps)
+#   weights        2.1e-2      5e-2   8.3e-2       2e-1   (biases; pfc rows, sampled update)
+#   running stats  6.2e-3      2e-2   7.8e-2       2e-1   (features.running_mean)
+#   momentum       8.5e-2      2e-1   1.2e-1       3e-1   (conv1 / pfc momentum)
+#   momentum 1-d   1.2e-1      3e-1   1.7e-2       1e-1   (BN gamma momentum)
+# The losses after step 0 and the gradient norms follow trajectories that diverge step by step
+# (lr 0.1, clipped steps), with a heavy tail: a 12th case (the selftest's stand-in dump, seed
+# 13) reached 1.1e-2 (f16 loss, step 2) and 4.6e-2 (f16 gradnorm, step 2), hence their wider
+# tolerances; step 0 is compared from identical states and keeps the tight one.
+# For comparison, the fp32 model is at 1.1e-3..2.3e-3 (f16) and 9.7e-3..1.8e-2 (bf16) from the
+# reference's embeddings; the f16 embeddings tolerance rejects the bf16 reference (>= 9.5e-3
+# away). "grad floor": the per-element floor of gradients and momentum, as a fraction of the
+# largest backbone gradient (fp32: 1e-3); bf16 uses 1e-2, its rounding noise on gradients that
+# are zero up to rounding (biases followed by a BatchNorm) is ~3e-4 of the largest gradient.
+# f16 runs use --loss-scale 1024 in these figures: at the default 65536 the logits' gradient
+# s * scale / batch (64 * 65536 / 6) overflows fp16 and every step of the small cases skips.
 MP_TOL = {
-    "f16": {"grad floor": 1e-3, "embeddings": 1e-3, "loss": 1e-3, "grads": 1e-2, "gradnorm": 1e-2,
-            "weights": 1e-2, "running stats": 1e-2, "momentum": 1e-2},
-    "bf16": {"grad floor": 1e-2, "embeddings": 1e-2, "loss": 1e-2, "grads": 5e-2, "gradnorm": 5e-2,
-             "weights": 5e-2, "running stats": 5e-2, "momentum": 5e-2},
+    "f16": {"grad floor": 1e-3, "embeddings": 5e-3, "loss": 1e-3, "loss, later steps": 5e-2,
+            "grads": 1e-1, "grads 1-d": 2e-1, "gradnorm": 1e-1, "weights": 5e-2,
+            "running stats": 2e-2, "momentum": 2e-1, "momentum 1-d": 3e-1},
+    "bf16": {"grad floor": 1e-2, "embeddings": 5e-2, "loss": 1e-2, "loss, later steps": 1e-1,
+             "grads": 3e-1, "grads 1-d": 5e-1, "gradnorm": 3e-1, "weights": 2e-1,
+             "running stats": 2e-1, "momentum": 3e-1, "momentum 1-d": 1e-1},
 }
