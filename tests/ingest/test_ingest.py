@@ -12,10 +12,12 @@ import subprocess
 import sys
 import time
 
-import cv2
-import numpy as np
+_here = os.path.dirname(os.path.realpath(__file__))
+sys.path[:0] = [_here, os.path.join(_here, "..")]  # ingest_util, and the pyref package
+import pyref  # noqa: E402
+from pyref import recordio as rio  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+cv2, np = pyref.need("cv2", "numpy")
 import ingest_util as u  # noqa: E402
 
 ARGS = None
@@ -89,7 +91,7 @@ def release(folder, classes=8, per_class=6, seed=1, synth_args=(), **kw):
 
 def compare(src_folder, vals, order=None):
     """vals (from the LMDB) against the .rec read independently; order: source positions."""
-    ref = u.arcface_samples(src_folder)
+    ref = rio.arcface_samples(src_folder)
     order = order if order is not None else list(range(len(ref)))
     check(len(vals) == len(order), "%d samples, expected %d" % (len(vals), len(order)))
     for i, (label, h, w, sk, jpg) in enumerate(vals):
@@ -175,7 +177,7 @@ def t_shuffle():
     d = work("shuffle")
     src = os.path.join(d, "rel")
     release(src, classes=10, per_class=7)
-    ref = u.arcface_samples(src)
+    ref = rio.arcface_samples(src)
     outs = {}
     for name, seed in (("a", 5), ("b", 5), ("c", 6)):
         outs[name] = os.path.join(d, name + ".lmdb")
@@ -256,7 +258,7 @@ def corrupt_cases(d):
             f.write(data)
 
     def offs(src):
-        return u.read_idx(src)[1]
+        return rio.idx_table(os.path.join(src, "train.idx"))[1]
 
     def truncate(src):  # im2rec layout, so that the last record is an image
         shutil.rmtree(src)
@@ -274,7 +276,7 @@ def corrupt_cases(d):
         return o
 
     def idx_past_eof(src):
-        keys, o = u.read_idx(src)
+        keys, o = rio.idx_table(os.path.join(src, "train.idx"))
         with open(os.path.join(src, "train.idx"), "w") as f:
             for k in keys:
                 f.write("%d\t%d\n" % (k, 1 << 40 if k == 7 else o[k]))
@@ -303,12 +305,12 @@ def corrupt_cases(d):
         n = struct.unpack_from("<I", data, o + 4)[0] & 0x1FFFFFFF
         payload = bytes(data[o + 8:o + 8 + n])
         img = payload[24 + 8:]  # flag 2 labels
-        newrec = u.encode_record(payload[:32] + fn(img))
+        newrec = rio.encode(payload[:32] + fn(img))
         rest = data[o + 8 + (n + 3) // 4 * 4:]
         # rewrite the file from this record on, and the offsets after it
         shift = len(newrec) - (8 + (n + 3) // 4 * 4)
         put(src, data[:o] + newrec + rest)
-        keys, off = u.read_idx(src)
+        keys, off = rio.idx_table(os.path.join(src, "train.idx"))
         with open(os.path.join(src, "train.idx"), "w") as f:
             for k in keys:
                 f.write("%d\t%d\n" % (k, off[k] + shift if off[k] > o else off[k]))
@@ -389,7 +391,7 @@ def t_skipbad():
     # an offset past EOF is a bad record too under --skip-bad
     src2 = os.path.join(d, "rel2")
     release(src2)
-    keys2, o2 = u.read_idx(src2)
+    keys2, o2 = rio.idx_table(os.path.join(src2, "train.idx"))
     with open(os.path.join(src2, "train.idx"), "w") as f:
         for k in keys2:
             f.write("%d\t%d\n" % (k, 1 << 40 if k == 7 else o2[k]))
@@ -419,7 +421,7 @@ def t_verify():
     src, out = os.path.join(d, "rel"), os.path.join(d, "out.lmdb")
     release(src)
     ingest(src, out)
-    ref = u.arcface_samples(src)
+    ref = rio.arcface_samples(src)
     bad = os.path.join(d, "flipped.lmdb")
     shutil.copytree(out, bad)
     path = os.path.join(bad, "data.mdb")
@@ -483,9 +485,9 @@ def t_signal():
     src = os.path.join(d, "rel")
     os.makedirs(src)
     jpg = u.make_jpeg(1)
-    w = u.RecWriter(src)
+    w = rio.RecWriter(src)
     for k in range(30000):
-        w.write(k, u.pack(k % 10, jpg, k))
+        w.write(k, rio.pack_mx(k % 10, jpg, k))
     w.close()
     out = os.path.join(d, "out.lmdb")
     p = subprocess.Popen([exe("ft-ingest"), src, out, "--threads", "1"],

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
-"""RecordIO round trips between facetrain's C library (through rio_tool) and pyrio, an
-independent Python implementation of docs/formats.md sections 1-2.
+"""RecordIO round trips between facetrain's C library (through rio_tool) and pyref.recordio,
+an independent Python implementation of docs/formats.md sections 1-2.
 
 usage: test_recordio.py PATH/TO/rio_tool      exit 0 pass, 1 fail, 77 skip
 """
@@ -12,8 +12,8 @@ import subprocess
 import sys
 import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import pyrio  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.realpath(__file__)), ".."))
+from pyref import recordio as rio  # noqa: E402
 
 TOOL = None
 TMP = None
@@ -70,11 +70,11 @@ def c_dump(*args, cmd="dump"):
 
 
 def check_irh(rec, payload, what):
-    """C's IRHeader view of a record must match pyrio.unpack."""
+    """C's IRHeader view of a record must match rio.unpack."""
     try:
-        flag, label, id_, id2, labels, img = pyrio.unpack(payload)
-    except pyrio.RioError:
-        return check(rec["irh"] is None, what + ": C unpacked a record pyrio rejects")
+        flag, label, id_, id2, labels, img = rio.unpack(payload)
+    except rio.RioError:
+        return check(rec["irh"] is None, what + ": C unpacked a record pyref.recordio rejects")
     irh = rec["irh"]
     if not check(irh is not None, what + ": C rejected the IRHeader"):
         return False
@@ -88,7 +88,7 @@ def check_irh(rec, payload, what):
 
 def corpus():
     rng = random.Random(SEED)
-    M = pyrio.MAGIC_BYTES
+    M = rio.MAGIC_BYTES
 
     def rnd(n):
         return bytes(rng.randrange(256) for _ in range(n))
@@ -101,12 +101,12 @@ def corpus():
             out.append(bytes(b))
     out += [M, M * 2, M * 3 + b"x", b"ab" + M + M, M + b"\0" * 4 + M, b"\0" * 8 + M]
     # IRHeaders holding the magic in each field, scalar and multi-float
-    magic_f = pyrio.bits_f32(pyrio.MAGIC)
-    out.append(pyrio.pack(None, magic_f, 1, 0, b"jpg"))
-    out.append(pyrio.pack(None, 2.0, pyrio.MAGIC, pyrio.MAGIC, b""))
-    out.append(pyrio.pack(None, 2.0, pyrio.MAGIC << 32, 0, M + b"tail"))
-    out.append(pyrio.pack([1.0, magic_f, 3.5], 0.0, 7, 0, b"img" + M))
-    out.append(struct.pack("<I", pyrio.MAGIC) + b"\0" * 20)  # flag field == magic
+    magic_f = rio.bits_f32(rio.MAGIC)
+    out.append(rio.pack(None, magic_f, 1, 0, b"jpg"))
+    out.append(rio.pack(None, 2.0, rio.MAGIC, rio.MAGIC, b""))
+    out.append(rio.pack(None, 2.0, rio.MAGIC << 32, 0, M + b"tail"))
+    out.append(rio.pack([1.0, magic_f, 3.5], 0.0, 7, 0, b"img" + M))
+    out.append(struct.pack("<I", rio.MAGIC) + b"\0" * 20)  # flag field == magic
     # larger payloads, including ones longer than the reader's 1 MiB window
     big = bytearray(rnd(100_000))
     for pos in (0, 4096, 65532, 99_996):
@@ -122,12 +122,12 @@ def corpus():
 # ------------------------------------------------------------------------- cases
 
 def test_vectors():
-    h = pyrio.pack(None, 3.0, 1, 0, b"")
+    h = rio.pack(None, 3.0, 1, 0, b"")
     v1 = bytes.fromhex("0a23d7ce1b000000" "0000000000004040" "0100000000000000"
                        "0000000000000000" "616263" "00")
     v2 = bytes.fromhex("0a23d7ce18000020") + h + bytes.fromhex("0a23d7ce05000060" "78797a3132000000")
-    p1, p2 = h + b"abc", h + pyrio.MAGIC_BYTES + b"xyz12"
-    check(pyrio.encode(p1) == v1 and pyrio.encode(p2) == v2, "pyrio reproduces the test vectors")
+    p1, p2 = h + b"abc", h + rio.MAGIC_BYTES + b"xyz12"
+    check(rio.encode(p1) == v1 and rio.encode(p2) == v2, "pyref.recordio reproduces the test vectors")
     if c_write("vec", [(0, p1), (1, p2)]):
         check(get("vec.rec") == v1 + v2, "C writer reproduces the formats.md test vectors")
         check(get("vec.idx", "r") == "0\t0\n1\t%d\n" % len(v1), "test vector .idx")
@@ -147,23 +147,23 @@ def test_c_writes_python_reads():
     if not c_write("cw", records):
         return
     rec, idx = get("cw.rec"), get("cw.idx", "r")
-    want_rec, want_idx = pyrio.write(records)
-    check(rec == want_rec, "C .rec is byte-identical to pyrio's")
-    check(idx == want_idx, "C .idx is identical to pyrio's")
+    want_rec, want_idx = rio.write(records)
+    check(rec == want_rec, "C .rec is byte-identical to pyref.recordio's")
+    check(idx == want_idx, "C .idx is identical to pyref.recordio's")
     try:
-        got = [p for _, p, _ in pyrio.read_all(rec)]
-        check(got == payloads, "pyrio reads back every payload the C writer wrote")
-    except pyrio.RioError as e:
-        check(False, "pyrio rejects the C file: %s" % e)
+        got = [p for _, p, _ in rio.read_all(rec)]
+        check(got == payloads, "pyref.recordio reads back every payload the C writer wrote")
+    except rio.RioError as e:
+        check(False, "pyref.recordio rejects the C file: %s" % e)
 
 
 def test_python_writes_c_reads():
     payloads = corpus()
     records = [(i * 7 % 1000, p) for i, p in enumerate(payloads)]
-    rec, idx = pyrio.write(records)
+    rec, idx = rio.write(records)
     put("pw.rec", rec)
     put("pw.idx", idx)
-    want = pyrio.read_all(rec)
+    want = rio.read_all(rec)
     got = c_dump(path("pw.rec"))
     check(len(got) == len(want), "C scan finds %d records (want %d)" % (len(got), len(want)))
     for g, (off, p, ext) in zip(got, want):
@@ -187,19 +187,19 @@ def test_labels():
         n = rng.randrange(0, 6)
         img = bytes(rng.randrange(256) for _ in range(rng.randrange(0, 30)))
         id_, id2 = rng.randrange(1 << 64), rng.choice([0, 1, rng.randrange(1 << 64)])
-        vals = [pyrio.bits_f32(pyrio.f32_bits(rng.uniform(-1e6, 1e6))) for _ in range(max(n, 1))]
+        vals = [rio.bits_f32(rio.f32_bits(rng.uniform(-1e6, 1e6))) for _ in range(max(n, 1))]
         if n == 0:
-            lines.append("pack %d s:%08x %d %d %s\n" % (i, pyrio.f32_bits(vals[0]), id_, id2, hx(img)))
-            want.append(pyrio.pack(None, vals[0], id_, id2, img))
+            lines.append("pack %d s:%08x %d %d %s\n" % (i, rio.f32_bits(vals[0]), id_, id2, hx(img)))
+            want.append(rio.pack(None, vals[0], id_, id2, img))
         else:
-            spec = ",".join("%08x" % pyrio.f32_bits(v) for v in vals)
+            spec = ",".join("%08x" % rio.f32_bits(v) for v in vals)
             lines.append("pack %d m:%s %d %d %s\n" % (i, spec, id_, id2, hx(img)))
-            want.append(pyrio.pack(vals, 0.0, id_, id2, img))
+            want.append(rio.pack(vals, 0.0, id_, id2, img))
     rc, _, err = tool("write", path("lab.rec"), path("lab.idx"), stdin="".join(lines))
     if not check(rc == 0, "C pack write: " + err):
         return
-    got = [p for _, p, _ in pyrio.read_all(get("lab.rec"))]
-    check(got == want, "rio_pack output equals pyrio.pack (scalar and multi-float labels)")
+    got = [p for _, p, _ in rio.read_all(get("lab.rec"))]
+    check(got == want, "rio_pack output equals rio.pack (scalar and multi-float labels)")
     for g, p in zip(c_dump(path("lab.rec")), want):
         check_irh(g, p, "labels record")
 
@@ -207,8 +207,8 @@ def test_labels():
 def test_idx_order():
     # keys unsorted, key 0 last, key 3 duplicated (the later line wins), CRLF + trailing blank
     records = [(5, b"five"), (3, b"three-old"), (9, b""), (1, b"one"), (3, b"three-new"),
-               (0, pyrio.pack(None, 1.0, 0, 0, b"zero"))]
-    rec, idx = pyrio.write(records)
+               (0, rio.pack(None, 1.0, 0, 0, b"zero"))]
+    rec, idx = rio.write(records)
     put("ord.rec", rec)
     put("ord.idx", idx.replace("\n", "\r\n") + "\n")
     got = c_dump(path("ord.rec"), path("ord.idx"), cmd="dumpidx")
@@ -221,18 +221,18 @@ def test_idx_order():
 
 
 def insightface_records(n_per_class, face2rec2=False):
-    """Images grouped by class, identity records, header record (pyrio)."""
+    """Images grouped by class, identity records, header record (pyref.recordio)."""
     recs, first, key = [], [], 1
     for c, n in enumerate(n_per_class):
         first.append(key)
         for _ in range(n):
-            recs.append((key, pyrio.pack([float(c), 0.0], 0, key, 0, b"\xff\xd8jpeg%d" % key)))
+            recs.append((key, rio.pack([float(c), 0.0], 0, key, 0, b"\xff\xd8jpeg%d" % key)))
             key += 1
     first.append(key)
     n_img, n_cls = key - 1, len(n_per_class)
-    ident = [(n_img + 1 + c, pyrio.pack([float(first[c]), float(first[c + 1])], 0, 0, 0, b""))
+    ident = [(n_img + 1 + c, rio.pack([float(first[c]), float(first[c + 1])], 0, 0, 0, b""))
              for c in range(n_cls)]
-    head = [(0, pyrio.pack([float(n_img + 1), float(n_img + n_cls + 1)], 0, 0, 0, b""))]
+    head = [(0, rio.pack([float(n_img + 1), float(n_img + n_cls + 1)], 0, 0, 0, b""))]
     return recs + (head + ident if face2rec2 else ident + head), first
 
 
@@ -245,28 +245,28 @@ def test_insightface():
     rc, _, err = tool("write", path("if.rec"), path("if.idx"), stdin=lines)
     if not check(rc == 0, "C insightface write: " + err):
         return
-    want_rec, want_idx = pyrio.write(recs)
+    want_rec, want_idx = rio.write(recs)
     check(get("if.rec") == want_rec and get("if.idx", "r") == want_idx,
           "rio_write_insightface_meta writes identity records, then header key 0 last")
-    keys, table = pyrio.parse_idx(get("if.idx", "r"))
+    keys, table = rio.parse_idx(get("if.idx", "r"))
     data = get("if.rec")
-    head = pyrio.unpack(pyrio.read_at(data, table[0])[0])
-    lo, hi = (int(pyrio.bits_f32(b)) for b in head[4])
+    head = rio.unpack(rio.read_at(data, table[0])[0])
+    lo, hi = (int(rio.bits_f32(b)) for b in head[4])
     check((head[0], lo, hi) == (2, sum(sizes) + 1, sum(sizes) + len(sizes) + 1), "header record")
     for c in range(len(sizes)):
-        r = pyrio.unpack(pyrio.read_at(data, table[lo + c])[0])
-        check([int(pyrio.bits_f32(b)) for b in r[4]] == first[c:c + 2], "identity range %d" % c)
+        r = rio.unpack(rio.read_at(data, table[lo + c])[0])
+        check([int(rio.bits_f32(b)) for b in r[4]] == first[c:c + 2], "identity range %d" % c)
     rc, out, err = tool("keys", path("if.rec"), path("if.idx"))
     check(rc == 0 and json.loads(out) == {"has_header": 1, "keys": list(range(1, sum(sizes) + 1))},
           "image keys from the C-written header: " + out + err)
-    # the other builder's order (header before the identity records), written by pyrio
+    # the other builder's order (header before the identity records), written by pyref.recordio
     recs2, _ = insightface_records(sizes, face2rec2=True)
-    rec2, idx2 = pyrio.write(recs2)
+    rec2, idx2 = rio.write(recs2)
     put("if2.rec", rec2)
     put("if2.idx", idx2)
     rc, out, err = tool("keys", path("if2.rec"), path("if2.idx"))
     check(rc == 0 and json.loads(out)["keys"] == list(range(1, sum(sizes) + 1)),
-          "image keys from a pyrio-written header: " + out + err)
+          "image keys from a pyref.recordio-written header: " + out + err)
     # a header that names an image key the .idx lacks, and a rec without key 0
     put("if3.idx", "".join("%d\t%d\n" % (k, table[k]) for k in keys if k != 2))
     rc, _, err = tool("keys", path("if.rec"), path("if3.idx"))
@@ -297,12 +297,12 @@ def expect_error(args, where, reason, what):
 
 
 def test_corrupt_rec():
-    ok = pyrio.encode(b"A" * 12)  # 20 bytes
-    M = pyrio.MAGIC
+    ok = rio.encode(b"A" * 12)  # 20 bytes
+    M = rio.MAGIC
 
     def seg(cflag, body, length=None):
         n = len(body) if length is None else length
-        return struct.pack("<II", M, cflag << 29 | n) + body + b"\0" * pyrio.pad4(len(body))
+        return struct.pack("<II", M, cflag << 29 | n) + body + b"\0" * rio.pad4(len(body))
 
     cases = [
         ("hdr", ok + seg(0, b"xyzw")[:5], "offset 20:", "truncated segment header"),
@@ -323,14 +323,14 @@ def test_corrupt_rec():
         f = put("bad_%s.rec" % name, data)
         expect_error(["dump", f], f + ": " + where, reason, "corrupt .rec " + name)
     # random access into the middle of a split record, and an unaligned seek
-    f = put("split.rec", pyrio.encode(b"ab" * 2 + pyrio.MAGIC_BYTES + b"cd"))
+    f = put("split.rec", rio.encode(b"ab" * 2 + rio.MAGIC_BYTES + b"cd"))
     put("split.idx", "0\t12\n")
     expect_error(["dumpidx", f, path("split.idx")], f + ": offset 12:", "cflag 3", "idx into a split")
     expect_error(["dump", f, 6], f + ": offset 6:", "not 4-aligned", "unaligned seek")
 
 
 def test_corrupt_idx():
-    rec = pyrio.write([(0, b"a" * 8), (1, b"b" * 8)])[0]  # 2 x 16 bytes
+    rec = rio.write([(0, b"a" * 8), (1, b"b" * 8)])[0]  # 2 x 16 bytes
     f = put("ci.rec", rec)
     cases = [
         ("past", "0\t0\n1\t32\n", ":2:", "past the end"),

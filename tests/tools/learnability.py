@@ -5,55 +5,35 @@
 Trains a small IResNet-style network (insightface block: BN-conv-BN-PReLU-conv-BN, stride in
 the second conv; BN-dropout-FC-BN embedding head) with a CosFace margin head on train.rec and
 reports lfw/cfp_fp/agedb_30 accuracy with the 10-fold protocol of docs/formats.md 3.3
-(flip-fused embeddings, thresholds 0..4 step 0.01). Uses PyTorch and OpenCV only.
+(pyref.verify: flip-fused embeddings, thresholds 0..4 step 0.01). Uses PyTorch and OpenCV.
 """
 import argparse
 import os
-import pickle
 import sys
 import time
 
-import cv2
-import numpy as np
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
-
 sys.dont_write_bytecode = True  # keep the source tree clean
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import rec_reader  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.realpath(__file__)), ".."))
+import pyref  # noqa: E402
+
+np, torch, _ = pyref.need("numpy", "torch", "cv2")
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from pyref import recordio as rio  # noqa: E402
+from pyref.iresnet import Block  # noqa: E402  (insightface block: BN-conv-BN-PReLU-conv-BN)
+from pyref.verify import decode_rgb, evaluate, to_input  # noqa: E402
 
 
 def load_train(d):
-    _, recs = rec_reader.load(os.path.join(d, "train.rec"), os.path.join(d, "train.idx"))
-    head = recs[0]
-    keys = range(1, int(head[4][0])) if head[0] > 0 else sorted(recs)
     xs, ys = [], []
-    for k in keys:
-        flag, label, _, _, labels, img = recs[k]
-        im = cv2.imdecode(np.frombuffer(img, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]
-        xs.append(im)
-        ys.append(int(labels[0] if flag else label))
+    for _, label, img in rio.arcface_samples(d):
+        xs.append(decode_rgb(img))
+        ys.append(label)
     return np.stack(xs), np.array(ys)
 
 
 def to_tensor(x):
-    return (torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).float() / 255 - 0.5) / 0.5
-
-
-class Block(nn.Module):
-    def __init__(self, cin, cout, stride):
-        super().__init__()
-        self.bn1, self.conv1 = nn.BatchNorm2d(cin), nn.Conv2d(cin, cout, 3, 1, 1, bias=False)
-        self.bn2, self.prelu = nn.BatchNorm2d(cout), nn.PReLU(cout)
-        self.conv2, self.bn3 = nn.Conv2d(cout, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout)
-        self.down = None
-        if stride != 1 or cin != cout:
-            self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-
-    def forward(self, x):
-        y = self.bn3(self.conv2(self.prelu(self.bn2(self.conv1(self.bn1(x))))))
-        return y + (self.down(x) if self.down is not None else x)
+    return torch.from_numpy(np.ascontiguousarray(to_input(x)))
 
 
 class SmallIResNet(nn.Module):
@@ -83,28 +63,10 @@ def cosface_logits(emb, weight, labels, s=32.0, m=0.35):
 
 
 def verify(model, path):
-    with open(path, "rb") as f:
-        bins, same = pickle.load(f, encoding="bytes")
-    ims = np.stack([cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]
-                    for b in bins])
     model.eval()
-    with torch.no_grad():
-        x = to_tensor(ims)
-        e = model(x) + model(torch.flip(x, [3]))
+    _, acc, std, _ = evaluate(model, path)
     model.train()
-    e = F.normalize(e).numpy()
-    dist = ((e[0::2] - e[1::2]) ** 2).sum(1)
-    same = np.array(same, bool)
-    th = np.arange(0, 4, 0.01)
-    folds = np.array_split(np.arange(len(same)), 10)
-    accs = []
-    for k in range(10):
-        test = folds[k]
-        train = np.concatenate([folds[j] for j in range(10) if j != k])
-        acc_tr = [((dist[train] < t) == same[train]).mean() for t in th]
-        t = th[int(np.argmax(acc_tr))]
-        accs.append(((dist[test] < t) == same[test]).mean())
-    return float(np.mean(accs)), float(np.std(accs))
+    return acc, std
 
 
 def main():

@@ -1,7 +1,7 @@
 """ft-pack tests (ctest runs: test_pack.py BIN_DIR WORKDIR).
 
 Builds a small class folder of JPEGs with OpenCV (and .lst files), packs it, and reads the
-result back with the independent reader in rec_reader.py: bytes, labels, keys, header and
+result back with the independent reader pyref.recordio: bytes, labels, keys, header and
 identity records, property. Also --resize, --no-header, non-JPEG input and argument errors.
 """
 import os
@@ -9,12 +9,12 @@ import shutil
 import subprocess
 import sys
 
-import cv2
-import numpy as np
-
 sys.dont_write_bytecode = True  # keep the source tree clean
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import rec_reader  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.realpath(__file__)), ".."))
+import pyref  # noqa: E402
+from pyref import recordio as rio  # noqa: E402
+
+cv2, np = pyref.need("cv2", "numpy")
 
 BIN, WORK = sys.argv[1], sys.argv[2]
 PACK = os.path.join(BIN, "ft-pack")
@@ -69,7 +69,7 @@ def make_folder(root):
 
 
 def load(d):
-    return rec_reader.load(os.path.join(d, "train.rec"), os.path.join(d, "train.idx"))
+    return rio.load(os.path.join(d, "train.rec"), os.path.join(d, "train.idx"))
 
 
 def check_header_layout(d, expect, n_classes, what):

@@ -13,12 +13,12 @@ import subprocess
 import sys
 import time
 
-import cv2
-import numpy as np
-
 sys.dont_write_bytecode = True  # keep the source tree clean
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import rec_reader  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.realpath(__file__)), ".."))
+import pyref  # noqa: E402
+from pyref import recordio as rio  # noqa: E402
+
+cv2, np = pyref.need("cv2", "numpy")
 
 MODE, BIN, WORK = sys.argv[1], sys.argv[2], sys.argv[3]
 SYNTH = os.path.join(BIN, "ft-synth")
@@ -99,7 +99,7 @@ def test_layout():
     r = synth(d, "--classes", n_cls, "--per-class", per, "--seed", 11, "--pairs", pairs)
     check(r.stdout.startswith("ft-synth: 35 images"), "summary line: %r" % r.stdout)
     check(read(d, "property") == b"7,112,112\n", "property: %r" % read(d, "property"))
-    idx, recs = rec_reader.load(os.path.join(d, "train.rec"), os.path.join(d, "train.idx"))
+    idx, recs = rio.load(os.path.join(d, "train.rec"), os.path.join(d, "train.idx"))
     n = n_cls * per
     keys = [k for k, _ in idx]
     check(keys[:n] == list(range(1, n + 1)), "image keys 1..N first, in order")
@@ -123,7 +123,7 @@ def test_layout():
 
 
 def header_of(d):
-    return rec_reader.load(os.path.join(d, "train.rec"), os.path.join(d, "train.idx"))
+    return rio.load(os.path.join(d, "train.rec"), os.path.join(d, "train.idx"))
 
 
 def test_options():

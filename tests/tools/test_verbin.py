@@ -11,6 +11,9 @@ import struct
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.realpath(__file__)), ".."))
+import pyref  # noqa: E402
+
 TOOL, WORK = sys.argv[1], sys.argv[2]
 os.makedirs(WORK, exist_ok=True)
 failures = []
@@ -142,12 +145,9 @@ cases = {
     "memo_get_undefined": b"\x80\x02h\x05.",
     "global_other": b"\x80\x02cnumpy.core.multiarray\n_reconstruct\nq\x00.",
 }
-try:
-    import numpy as np
-
+np = pyref.optional("numpy")
+if np is not None:
     cases["numpy_arrays"] = pickle.dumps(([np.zeros(3, np.uint8)] * 2, [True]), protocol=2)
-except ImportError:
-    pass
 for name, blob in cases.items():
     path = os.path.join(WORK, "bad_%s.bin" % name)
     open(path, "wb").write(blob)

@@ -16,7 +16,6 @@ Exit 77 (skip) when ft-synth or ft-ingest are not built.
 """
 import glob
 import os
-import pickle
 import re
 import shutil
 import signal
@@ -24,10 +23,13 @@ import subprocess
 import sys
 import time
 
-import numpy as np
+_here = os.path.dirname(os.path.realpath(__file__))
+sys.path[:0] = [_here, os.path.join(_here, "..")]  # tb_reader, and the pyref package
+import pyref  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+np = pyref.need("numpy")
 from tb_reader import read_events  # noqa: E402
+from pyref.safetensors import load_safetensors  # noqa: E402
 
 MODE, BIN, REPO, WORK = sys.argv[1:5]
 TRAIN = os.path.join(BIN, "ft-train")
@@ -76,26 +78,8 @@ def train(out, *args, loss_file=None, check_rc=0):
 
 # ---------------------------------------------------------------------------------- learn
 
-def torch_verify(model, binpath):
-    """XNorm and Accuracy-Flip of the model on a .bin file, arcface_torch's protocol."""
-    import cv2
-    import torch
-    from verify_ref import reference  # the numpy protocol
-
-    with open(binpath, "rb") as f:
-        bins, issame = pickle.load(f, encoding="bytes")
-    imgs = [cv2.cvtColor(cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR),
-                         cv2.COLOR_BGR2RGB) for b in bins]
-    x = torch.from_numpy(np.stack(imgs).transpose(0, 3, 1, 2).copy()).float()
-    x = ((x / 255) - 0.5) / 0.5
-    with torch.no_grad():
-        orig = torch.cat([model(x[i:i + 100]) for i in range(0, len(x), 100)]).numpy()
-        flip = torch.cat([model(torch.flip(x[i:i + 100], dims=[3]))
-                          for i in range(0, len(x), 100)]).numpy()
-    return reference(orig, flip, issame)
-
-
 def learn():
+    torch, _ = pyref.need("torch", "cv2")  # the PyTorch check at the end: fail before training
     data = os.path.join(WORK, "synth128")
     make_data(data, 128, 20)
     out = os.path.join(WORK, "run")
@@ -129,21 +113,18 @@ def learn():
         check([s for s, _ in tags.get("loss", [])][:2] == [20, 30], "loss scalar steps")
         check(abs(tags["lfw"][-1][1] - acc["lfw"]) < 1e-5, "lfw scalar")
     # PyTorch side: load_state_dict(strict=True) and reproduce the logged verification
-    import torch
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from test_safetensors_io import load_safetensors
+    from pyref.verify import evaluate  # the numpy protocol on a PyTorch model
 
     sd = load_safetensors(os.path.join(out, "backbone.safetensors"))
     # the PyTorch IResNet of the trainer-core tests (insightface layout and state_dict names)
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "train_core"))
-    from torch_ref import Net
+    from pyref.iresnet import Net
 
     model = Net(8, (1, 1, 1, 1), 128)
     model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in sd.items()}, strict=True)
     check(sd["features.num_batches_tracked"].dtype == np.int64 and
           int(sd["features.num_batches_tracked"]) == 320, "num_batches_tracked")
     model.eval()
-    xnorm, acc2, std2, _ = torch_verify(model, os.path.join(data, "lfw.bin"))
+    xnorm, acc2, std2, _ = evaluate(model, os.path.join(data, "lfw.bin"))
     logged = re.findall(r"\[lfw\]\[320\]XNorm: ([\d.]+)", log)
     print(f"PyTorch on backbone.safetensors: lfw XNorm {xnorm:.6f} Accuracy-Flip {acc2:.5f}+-"
           f"{std2:.5f}; logged XNorm {logged[-1] if logged else '?'} acc {acc.get('lfw')}")
@@ -158,7 +139,6 @@ SMALL = ["num_epoch=2", "val_targets=[]", "frequent=2", "verbose=1000", "threads
 
 
 def tensors_of(out):
-    from test_safetensors_io import load_safetensors
     res = {}
     for name in sorted(os.listdir(out)):
         if name.endswith(".safetensors"):
@@ -241,7 +221,6 @@ def stops(label, args, at, mid_window=0):
         p = train(out, *args, f"max_steps={step}", *(["resume=True"] if i else []), loss_file=lf)
         check("note:" not in p.stderr, f"{label}: a note at step {step}: {p.stderr.strip()}")
         if mid_window and step % mid_window:
-            from test_safetensors_io import load_safetensors
             st = load_safetensors(os.path.join(out, "state_rank0.safetensors"))
             acc = [k for k in st if k.startswith("accum_grad.")]
             check("accum_grad.pfc.weight" in acc and "accum_grad.conv1.weight" in acc and

@@ -4,12 +4,16 @@ Our closed form must agree to float64 rounding (relative 1e-12) at every step, i
 lr(0) = base with warmup, the warmup ramp, the decay and the flat tail after total_step.
 Usage: test_lrsched.py TR_LRSCHED
 """
+import os
 import subprocess
 import sys
 import warnings
 
-import torch
-from torch.optim.lr_scheduler import _LRScheduler
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.realpath(__file__)), ".."))
+import pyref  # noqa: E402
+
+torch = pyref.need("torch")
+from torch.optim.lr_scheduler import _LRScheduler  # noqa: E402
 
 TOOL = sys.argv[1]
 warnings.filterwarnings("ignore")

@@ -1,6 +1,6 @@
 """safetensors round trip between our C writer/reader and Python.
 
-- our file, read by an independent parser here and by torch.frombuffer;
+- our file, read by the independent parser pyref.safetensors.parse and by torch.frombuffer;
 - files written here (the reference layout, and other valid layouts), read by our reader;
 - damaged files: each refused with a clear message.
 Usage: test_safetensors.py TR_STTOOL WORKDIR
@@ -11,17 +11,16 @@ import struct
 import subprocess
 import sys
 
-import numpy as np
-import torch
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.realpath(__file__)), ".."))
+import pyref  # noqa: E402
+
+np, torch = pyref.need("numpy", "torch")
+from pyref.safetensors import DTYPE_ORDER as ORDER, parse  # noqa: E402
 
 TOOL, WORK = sys.argv[1], sys.argv[2]
 os.makedirs(WORK, exist_ok=True)
 failures = []
 
-# the reference implementation's Dtype order (layout sorts by it, widest rank first)
-ORDER = ["BOOL", "U8", "I8", "I16", "U16", "F16", "BF16", "I32", "U32", "F32", "F64", "I64", "U64"]
-NP = {"F32": np.float32, "F64": np.float64, "I64": np.int64, "I32": np.int32, "U8": np.uint8,
-      "BF16": np.uint16}
 TORCH = {"F32": torch.float32, "F64": torch.float64, "I64": torch.int64, "I32": torch.int32,
          "U8": torch.uint8, "BF16": torch.bfloat16}
 
@@ -30,22 +29,6 @@ def check(cond, what):
     if not cond:
         failures.append(what)
         print("FAIL:", what)
-
-
-def parse(path):
-    """Independent reader: returns (metadata, [(name, info)] in header order, data bytes)."""
-    raw = open(path, "rb").read()
-    (n,) = struct.unpack("<Q", raw[:8])
-    header = raw[8:8 + n]
-    obj = json.loads(header, object_pairs_hook=list)
-    meta = None
-    entries = []
-    for k, v in obj:
-        if k == "__metadata__":
-            meta = dict(v)
-        else:
-            entries.append((k, dict(v)))
-    return n, header, meta, entries, raw[8 + n:]
 
 
 # ---- 1. our file

@@ -12,11 +12,11 @@ import struct
 import subprocess
 import sys
 
-import cv2
-import numpy as np
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.realpath(__file__)), ".."))
+import pyref  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from verify_ref import reference  # noqa: E402
+cv2, np = pyref.need("cv2", "numpy")
+from pyref.verify import decode_rgb, reference, to_input  # noqa: E402
 
 TOOL, WORK = sys.argv[1], sys.argv[2]
 os.makedirs(WORK, exist_ok=True)
@@ -109,9 +109,7 @@ def feature(x):  # x: CHW float32 normalized
 orig = np.empty((2 * p, 48), np.float32)
 flip = np.empty((2 * p, 48), np.float32)
 for i, jpg in enumerate(imgs):
-    rgb = cv2.cvtColor(cv2.imdecode(np.frombuffer(jpg, np.uint8), cv2.IMREAD_COLOR),
-                       cv2.COLOR_BGR2RGB)
-    x = ((rgb.transpose(2, 0, 1).astype(np.float32) / np.float32(255)) - np.float32(0.5)) / np.float32(0.5)
+    x = to_input(decode_rgb(jpg))
     orig[i] = feature(x)
     flip[i] = feature(x[:, :, ::-1])
 r = subprocess.run([TOOL, "bin", binpath], capture_output=True, text=True)

@@ -1,0 +1,66 @@
+"""pyref: facetrain's Python oracles, written from the format and model descriptions and
+sharing no code with the C sources. Every Python test imports them from here.
+
+  pyref.recordio     RecordIO (.rec/.idx), IRHeader, the insightface release layout:
+                     writer, strict reader, MXFaceDataset sample order
+  pyref.safetensors  safetensors reader (numpy, or torch tensors)
+  pyref.verify       the verification .bin protocol (arcface_torch eval/verification.py)
+  pyref.iresnet      PyTorch IResNet (insightface layout and state_dict names), the Partial FC
+                     margin head, and the mixed-precision ("same casts") variant of both
+  pyref.amp          rounding to fp16/bf16 storage (RoundBoth, RoundFwd) and a loss scaler
+                     with torch.cuda.amp.GradScaler semantics
+  pyref.trainer      the replay of a trainer-core dump (train_core/test_train_torch.c) in
+                     PyTorch, fp32 or mixed precision, and the storage modes' tolerances
+  pyref.selftest     the package's own checks (ctest pyref_selftest)
+
+A test finds the package with sys.path.insert(0, <its folder>/..) (tests/ is the parent of
+every test folder), then calls need() for the third-party modules its oracle uses (numpy,
+torch, cv2) before importing them.
+"""
+import importlib
+import os
+import sys
+
+sys.dont_write_bytecode = True  # keep the source tree clean
+
+SKIP_RC = 77
+
+
+def in_ci():
+    """True when the CI entry point (.ci/run) runs the tests: CI=true (or 1/yes)."""
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def _missing(name, err):
+    if in_ci():
+        print("FAIL: oracle module %s is missing (%s); CI installs it with "
+              "tools/install-deps.sh" % (name, err), flush=True)
+        sys.exit(1)
+    print("skip: oracle module %s is missing (%s); tools/install-deps.sh installs it"
+          % (name, err), flush=True)
+    sys.exit(SKIP_RC)
+
+
+def need(*names):
+    """Import the named modules and return them (one module, or a tuple for several). A
+    missing one ends the test: exit 1 in CI (an oracle must not be skipped there), exit 77
+    (skip) elsewhere, with one line saying which module is missing."""
+    mods = []
+    for name in names:
+        try:
+            mods.append(importlib.import_module(name))
+        except ImportError as e:
+            _missing(name, e)
+    return mods[0] if len(mods) == 1 else tuple(mods)
+
+
+def optional(name):
+    """The module, or None when it is not installed and the test can do without it; in CI a
+    missing optional oracle is a failure too (CI must run every case)."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as e:
+        if in_ci():
+            _missing(name, e)
+        print("note: %s is not installed; the cases that need it are left out" % name)
+        return None
