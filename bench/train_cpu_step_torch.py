@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """train_cpu_step_torch.py: the PyTorch CPU baseline for bench/train_cpu_step.c: the same
-IResNet (tests/train_core/torch_ref.py), ArcFace + full-class PFC, SGD + clipping, at the same
+IResNet (tests/pyref/iresnet.py), ArcFace + full-class PFC, SGD + clipping, at the same
 batch and thread count. Prints wall and CPU-time samples/s.
 Usage: train_cpu_step_torch.py [depth 18|50] [batch 32] [threads 2] [classes 93431] [steps 2]
                                [fp32|bf16]
@@ -10,10 +10,9 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
-                                "train_core"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 import torch  # noqa: E402
-from torch_ref import Net, pfc_loss  # noqa: E402
+from pyref.iresnet import Net, pfc_loss  # noqa: E402
 
 amp = len(sys.argv) > 6 and sys.argv[6] == "bf16"
 depth, batch, threads, classes, steps = [int(a) for a in (sys.argv[1:6] + [0] * 5)[:5]] or []
