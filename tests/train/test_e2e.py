@@ -421,9 +421,11 @@ def robust():
     make_data(data, 16, 20, seed=3)
     base = [f"rec={data}", "num_epoch=2", "frequent=2", "threads=2"]
     # 1. stops when asked: Ctrl-C during the final verification after max_steps, SIGTERM during
-    # a verification inside training; a val_targets name without its .bin is reported at start
+    # a verification inside training; a val_targets name without its .bin is reported at start.
+    # (batch_size 8: verification chunks of 8 images, short also in a sanitizer build)
+    stop = [*base, "batch_size=8"]
     err = stop_while_verifying("SIGINT in the final verification", os.path.join(WORK, "stop_a"),
-                               [*base, "max_steps=2", "val_targets=['lfw', 'agedb30']"],
+                               [*stop, "max_steps=2", "val_targets=['lfw', 'agedb30']"],
                                signal.SIGINT, 2)
     notes = [ln for ln in err.splitlines() if "agedb30" in ln]
     check(len(notes) == 1 and notes[0].startswith("ft-train: note: ") and
@@ -431,8 +433,8 @@ def robust():
           "agedb_30.bin cfp_fp.bin lfw.bin" in notes[0], f"missing target note: {notes}")
     out = os.path.join(WORK, "stop_b")
     stop_while_verifying("SIGTERM in a verification at step 3", out,
-                         [*base, "verbose=3", "val_targets=['lfw']"], signal.SIGTERM, 3)
-    p = train(out, *base, "verbose=1000", "val_targets=[]", "resume=True", "max_steps=4")
+                         [*stop, "verbose=3", "val_targets=['lfw']"], signal.SIGTERM, 3)
+    p = train(out, *stop, "verbose=1000", "val_targets=[]", "resume=True", "max_steps=4")
     check(p.returncode == 0, "resume after a stop in verification")
     # 4. strict_targets turns a missing target into an error
     p = train(os.path.join(WORK, "strict"), *base, "val_targets=['lfw', 'agedb30']",
