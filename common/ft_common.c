@@ -194,23 +194,29 @@ static void fmt_eta(char *buf, size_t cap, double sec) {
 
 static void progress_print(ft_progress *p, int final) {
     double el = ft_now() - p->t_start;
-    double rate = el > 0 ? (double)p->done / el : 0;
+    double rate = el > 0 ? (double)(p->done - p->first) / el : 0;
     double mbs = el > 0 ? (double)p->bytes / el / 1e6 : 0;
-    char eta[32];
-    fmt_eta(eta, sizeof eta, p->total && rate > 0 ? (double)(p->total - p->done) / rate : -1);
+    char eta[32], mid[224];
+    fmt_eta(eta, sizeof eta,
+            p->total && rate > 0 && p->done <= p->total ? (double)(p->total - p->done) / rate : -1);
+    if (p->note[0])
+        snprintf(mid, sizeof mid, "%s", p->note);
+    else
+        snprintf(mid, sizeof mid, "%.0f/s  %.1f MB/s", rate, mbs);
     if (p->tty) {
         char bar[31];
         int fill = p->total ? (int)(30.0 * (double)p->done / (double)p->total) : 0;
         if (fill > 30) fill = 30;
         for (int i = 0; i < 30; i++) bar[i] = i < fill ? '#' : '.';
         bar[30] = '\0';
-        fprintf(stderr, "\r%s [%s] %llu/%llu  %.0f/s  %.1f MB/s  ETA %s%s", p->what, bar,
-                (unsigned long long)p->done, (unsigned long long)p->total, rate, mbs, eta,
+        /* \033[K: erase what a longer previous line left to the right */
+        fprintf(stderr, "\r%s [%s] %llu/%llu  %s  ETA %s\033[K%s", p->what, bar,
+                (unsigned long long)p->done, (unsigned long long)p->total, mid, eta,
                 final ? "\n" : "");
         p->printed = !final;
     } else {
-        fprintf(stderr, "%s: %llu/%llu  %.0f/s  %.1f MB/s  ETA %s\n", p->what,
-                (unsigned long long)p->done, (unsigned long long)p->total, rate, mbs, eta);
+        fprintf(stderr, "%s: %llu/%llu  %s  ETA %s\n", p->what, (unsigned long long)p->done,
+                (unsigned long long)p->total, mid, eta);
     }
     fflush(stderr);
 }
@@ -218,11 +224,18 @@ static void progress_print(ft_progress *p, int final) {
 void ft_progress_add(ft_progress *p, uint64_t items, uint64_t bytes) {
     p->done += items;
     p->bytes += bytes;
+    /* on a terminal the final state is ft_progress_done's to draw, once */
+    if (p->tty && p->total && p->done >= p->total) return;
     double t = ft_now();
     if (t - p->t_last >= (p->tty ? 0.1 : 10.0)) {
         p->t_last = t;
         progress_print(p, 0);
     }
+}
+
+void ft_progress_redraw(ft_progress *p) {
+    p->t_last = ft_now();
+    progress_print(p, 0);
 }
 
 void ft_progress_done(ft_progress *p) {
@@ -231,7 +244,14 @@ void ft_progress_done(ft_progress *p) {
 }
 
 void ft_progress_clear(ft_progress *p) {
-    if (p->printed) fputc('\n', stderr);
+    ft_progress_hide(p);
+}
+
+void ft_progress_hide(ft_progress *p) {
+    if (p->printed) {
+        fputs("\r\033[K", stderr);
+        fflush(stderr);
+    }
     p->printed = 0;
 }
 

@@ -52,21 +52,29 @@ int ft_path_join(char *out, size_t cap, const char *a, const char *b); /* 0 or F
 /* Read a whole small file (NUL-terminated; *len excludes the NUL). Caller frees. */
 int ft_read_file(const char *path, char **data, size_t *len);
 
-/* ---- progress ---- */
+/* ---- progress ----
+ * On a terminal every redraw is "\r<line>\033[K" (the rest of a longer previous line is
+ * erased) and the final state is drawn once, by ft_progress_done, ending the line. */
 typedef struct ft_progress {
     const char *what; /* e.g. "ingest" */
     uint64_t total;   /* items expected (0 = unknown) */
     uint64_t done;    /* items so far */
     uint64_t bytes;   /* bytes so far */
+    uint64_t first;   /* done when the clock started (rate and ETA count from there) */
     double t_start, t_last;
-    int tty;     /* stderr is a terminal */
-    int printed; /* a bar is on screen (needs a newline before other output) */
+    int tty;        /* stderr is a terminal */
+    int printed;    /* a bar is on screen (needs a newline before other output) */
+    char note[192]; /* when set: shown instead of the items/s and MB/s fields */
 } ft_progress;
 void ft_progress_init(ft_progress *p, const char *what, uint64_t total);
 /* Add items/bytes; redraws at most ~10 times a second (tty) or every 10 s (not a tty). */
 void ft_progress_add(ft_progress *p, uint64_t items, uint64_t bytes);
-void ft_progress_done(ft_progress *p);  /* final line */
-void ft_progress_clear(ft_progress *p); /* end a bar line before printing an error */
+void ft_progress_done(ft_progress *p); /* final line */
+/* Erase the bar (tty) so that other output (an error) can be printed; the next redraw or
+ * ft_progress_done brings it back. clear and hide are the same. */
+void ft_progress_clear(ft_progress *p);
+void ft_progress_hide(ft_progress *p);
+void ft_progress_redraw(ft_progress *p); /* now, whatever the time since the last one */
 
 /* ---- stop flag ---- */
 void ft_stop_install(void); /* SIGINT, SIGTERM, SIGHUP set the flag */

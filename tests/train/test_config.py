@@ -132,7 +132,7 @@ cases = [
     ("config.network = 'r51'\n", "network 'r51' is not supported"),
     ("config.optimizer = 'adamw'\n", "optimizer 'adamw' is not supported"),
     ("config.pfc_update = 'all'\n", "pfc_update 'all' is not supported"),
-    ("config.dali = True\n", "dali = True is not supported"),
+    ("config.dali = 1\n", "'dali' must be True or False, got int 1"),
     ("config.margin_list = (1.0, 0.5)\n", "'margin_list' must be a tuple of 3 numbers"),
     ("config.margin_list = (0.9, 0.4, 0.15)\n", "margin_list m1 must be 1.0"),
     ("config.val_targets = 'lfw'\n", "'val_targets' must be a list of names"),
@@ -168,6 +168,31 @@ for lit in lits:
     rc, out = run("--str", lit)
     want = str(eval(lit))
     check(rc == 0 and out.rstrip("\n") == want, f"str({lit}): got {out.strip()!r} want {want!r}")
+# expressions: Python's own eval is the reference
+exprs = ["7 // 2", "-7 // 2", "7 // -2", "-7 // -2", "7 % 3", "-7 % 3", "7 % -3", "-7 % -3",
+         "7.5 // 2", "-7.5 // 2", "7.5 // -2", "7.5 % -2", "-7.5 % 2", "-0.0 % 5", "0.0 % -5",
+         "1e300 // 1e-10", "5.5 % 2.5", "-5 % 2.5", "1 / 3", "4 / 2", "-1 / 8", "2 ** 10",
+         "2 ** -2", "(-2) ** 3", "-2 ** 2", "2 ** 3 ** 2", "2 ** 0.5", "(-8) ** 2.0", "0 ** 0",
+         "2 ** 62", "(-2) ** 63", "9223372036854775807 + 0", "1.5 ** 2", "10 ** 4 // 1000",
+         "30 * 10000", "0.1 * 3", "0.1 + 0.2", "1 - 0.9", "3 * 0.1 * 512 / 1024", "- - 3",
+         "+-+3", "3 - -3", "(1 + 2) * (3 - 4)", "1 + 2 * 3 - 4 / 5 % 6 // 7", "True + True",
+         "True * 2.5", "-True", "'work_dirs/' + 'x'", "'a' + \"b\" + 'c'", "(1, 2) + (3,)",
+         "[1] + [2, 'x']", "() + ()", "(1.0, 0.5 * 2, 0.0)", "[2 ** 2, -1 // 2]", "1_000 * 2",
+         "0x10 * 2", "5e-4 * 2", "(((1)))", "1e308 * 10", "-1e308 * 10"]
+for e in exprs:
+    rc, out = run("--str", e)
+    want = str(eval(e))
+    check(rc == 0 and out.rstrip("\n") == want, f"{e}: got {out.strip()!r} want {want!r}")
+for e, needle in [("1 / 0", "division by zero"), ("1 // 0", "division by zero"),
+                  ("1 % 0.0", "division by zero"), ("0.0 ** -1", "negative power"),
+                  ("2 ** 63", "integer too large"), ("-(-9223372036854775807 - 1)", "too large"),
+                  ("9223372036854775807 + 1", "too large"), ("3 * 'x'", "unsupported operand"),
+                  ("'x' - 'y'", "unsupported operand"), ("-'x'", "bad operand type"),
+                  ("(1,) + [2]", "unsupported operand"), ("1 < 2", "unsupported syntax"),
+                  ("1 if 1 else 2", "unsupported syntax"), ("config.lr", "not allowed here"),
+                  ("(-1) ** 0.5", "complex"), ("2 ** 2 ** 2 ** 2 ** 2", "too large")]:
+    rc, out = run("--str", e)
+    check(rc == 2 and needle in out, f"{e}: want an error with {needle!r}, got {out.strip()!r}")
 for bad in ["1.2.3", "'x", "(1 2)", "[1,,2]", "foo", "01", "1j", "True False"]:
     rc, out = run("--str", bad)
     check(rc == 2 and out.startswith("ERROR"), f"literal {bad!r} should be rejected: {out!r}")

@@ -13,8 +13,8 @@ BASE = [("margin_list", (1.0, 0.5, 0.0)), ("network", "r50"), ("resume", False),
 LATE = [("rec", None), ("num_classes", None), ("num_image", None), ("num_epoch", 20),
         ("warmup_epoch", 0), ("val_targets", ['lfw', 'cfp_fp', 'agedb_30']),
         ("dali_aug", False), ("max_steps", None), ("width", None), ("blocks", None),
-        ("dropout", 0.0), ("threads", 0), ("pfc_update", "sampled"), ("dtype", None),
-        ("device", "cpu"), ("max_skipped_steps", 20)]
+        ("dropout", 0.0), ("threads", 0), ("pfc_update", "sampled"), ("strict_targets", False),
+        ("dtype", None), ("device", "cpu"), ("max_skipped_steps", 20)]
 
 class EDict(dict):
     def __setattr__(self, k, v):

@@ -12,6 +12,13 @@
                                         also with stops inside gradient-accumulation windows,
                                         with dropout and with Partial FC sampled-rows updates
   test_e2e.py bad    FT_BIN REPO WORK   bad configs and bad checkpoints give one clear line
+  test_e2e.py robust FT_BIN REPO WORK   SIGINT/SIGTERM during verification (also the final one
+                                        after max_steps) stop within 2 s with a checkpoint,
+                                        exit 130; a diverging run stops at the first NaN with
+                                        the last good checkpoint kept; a NaN in a checkpoint is
+                                        refused; missing val_targets are reported (an error
+                                        with strict_targets); one ft-train per output folder;
+                                        stale temporary files of dead writers are removed
 Exit 77 (skip) when ft-synth or ft-ingest are not built.
 """
 import glob
@@ -336,4 +343,154 @@ def bad():
     finish()
 
 
-{"learn": learn, "resume": resume, "bad": bad}[MODE]()
+# ---------------------------------------------------------------------------------- robust
+
+def st_header(path):
+    """(header dict, data offset) of a safetensors file."""
+    import json
+    raw = open(path, "rb").read()
+    n = int.from_bytes(raw[:8], "little")
+    return json.loads(raw[8:8 + n]), 8 + n
+
+
+def digests(out):
+    import hashlib
+    return {n: hashlib.sha256(open(os.path.join(out, n), "rb").read()).hexdigest()
+            for n in sorted(os.listdir(out)) if n.endswith(".safetensors")}
+
+
+def stop_while_verifying(label, out, args, sig, want_step):
+    """Start ft-train, send sig once it announces a verification, expect exit 130 within 2 s
+    with a checkpoint at want_step; returns stderr."""
+    fresh(out)
+    p = subprocess.Popen([TRAIN, CONFIG, f"output={out}", *args], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)
+    err = []
+    for line in p.stderr:
+        err.append(line)
+        if ": verifying lfw" in line:
+            break
+    t0 = time.time()
+    p.send_signal(sig)
+    try:
+        err.append(p.communicate(timeout=60)[1])
+    except subprocess.TimeoutExpired:
+        p.kill()
+        err.append(p.communicate()[1])
+    dt = time.time() - t0
+    err = "".join(err)
+    check(p.returncode == 130 and dt < 2.0, f"{label}: exit {p.returncode} {dt:.1f} s after the "
+          f"signal: {err[-800:]}")
+    check("stopped" in err and "resume=True" in err, f"{label}: summary {err[-400:]}")
+    st = os.path.join(out, "state_rank0.safetensors")
+    if os.path.exists(st):
+        check(int(load_safetensors(st)["global_step"]) == want_step,
+              f"{label}: checkpoint step {int(load_safetensors(st)['global_step'])}")
+    else:
+        check(False, f"{label}: no checkpoint")
+    log = open(os.path.join(out, "training.log")).read()
+    check(f"[lfw][{want_step}]Accuracy-Flip" not in log, f"{label}: lfw was evaluated to the end")
+    print(f"{label}: exit {p.returncode} {dt:.2f} s after the signal")
+    return err
+
+
+def robust():
+    data = os.path.join(WORK, "synth16")
+    make_data(data, 16, 20, seed=3)
+    base = [f"rec={data}", "num_epoch=2", "frequent=2", "threads=2"]
+    # 1. stops when asked: Ctrl-C during the final verification after max_steps, SIGTERM during
+    # a verification inside training; a val_targets name without its .bin is reported at start.
+    # (batch_size 8: verification chunks of 8 images, short also in a sanitizer build)
+    stop = [*base, "batch_size=8"]
+    err = stop_while_verifying("SIGINT in the final verification", os.path.join(WORK, "stop_a"),
+                               [*stop, "max_steps=2", "val_targets=['lfw', 'agedb30']"],
+                               signal.SIGINT, 2)
+    notes = [ln for ln in err.splitlines() if "agedb30" in ln]
+    check(len(notes) == 1 and notes[0].startswith("ft-train: note: ") and
+          "val_targets 'agedb30' has no .bin file" in notes[0] and
+          "agedb_30.bin cfp_fp.bin lfw.bin" in notes[0], f"missing target note: {notes}")
+    out = os.path.join(WORK, "stop_b")
+    stop_while_verifying("SIGTERM in a verification at step 3", out,
+                         [*stop, "verbose=3", "val_targets=['lfw']"], signal.SIGTERM, 3)
+    p = train(out, *stop, "verbose=1000", "val_targets=[]", "resume=True", "max_steps=4")
+    check(p.returncode == 0, "resume after a stop in verification")
+    # 4. strict_targets turns a missing target into an error
+    p = train(os.path.join(WORK, "strict"), *base, "val_targets=['lfw', 'agedb30']",
+              "strict_targets=True", check_rc=1)
+    last = p.stderr.strip().splitlines()[-1:]
+    check(last and re.match(r"ft-train: .*/agedb30\.bin: val_targets 'agedb30' has no \.bin "
+                            r"file \(strict_targets = True\); the \.bin files in .*: "
+                            r"agedb_30\.bin cfp_fp\.bin lfw\.bin$", last[0]),
+          f"strict_targets: {last}")
+    # 3. NaN never hidden: a diverging run stops at the first non-finite loss, exit 1, and writes
+    # no checkpoint of the poisoned state; the last good checkpoint stays as it was
+    small = [*base, "val_targets=[]", "verbose=1000"]
+    div = ["lr=100", "weight_decay=1"]
+    out = os.path.join(WORK, "diverge")
+    fresh(out)
+    p = train(out, *small, *div, check_rc=1)
+    last = p.stderr.strip().splitlines()[-1:]
+    check(last and re.match(r"ft-train: step \d+: loss is nan \(training diverged: lower lr = "
+                            r"100 or check the data; no checkpoint was written\)$", last[0]),
+          f"divergence from scratch: {p.returncode} {last}")
+    check(not [n for n in os.listdir(out) if "safetensors" in n], f"files {os.listdir(out)}")
+    fresh(out)
+    train(out, *small, "max_steps=3")
+    good = digests(out)
+    p = train(out, *small, *div, "resume=True", check_rc=1)
+    last = p.stderr.strip().splitlines()[-1:]
+    check(last and re.match(r"ft-train: step \d+: .*(nan|inf).* \(training diverged: .*the "
+                            r"checkpoint in .* is the last good one, from step 3\)$", last[0]),
+          f"divergence after resume: {last}")
+    check(digests(out) == good, "the good checkpoint was replaced")
+    check(not glob.glob(os.path.join(out, "*.tmp.*")), "temporary files left")
+    # a checkpoint holding a NaN is refused on resume, naming the file and the tensor
+    bb = os.path.join(out, "backbone.safetensors")
+    hdr, off = st_header(bb)
+    raw = bytearray(open(bb, "rb").read())
+    a = off + hdr["layer1.0.conv1.weight"]["data_offsets"][0] + 4 * 5
+    raw[a:a + 4] = b"\x00\x00\xc0\x7f"  # float32 NaN at element 5
+    open(bb, "wb").write(raw)
+    p = train(out, *small, "resume=True", check_rc=1)
+    last = p.stderr.strip().splitlines()[-1:]
+    check(last and last[0].startswith("ft-train: backbone.safetensors: tensor "
+                                      "'layer1.0.conv1.weight' holds nan (element 5)"),
+          f"poisoned checkpoint: {last}")
+    # 5. one run per output folder; stale temporary files of dead writers are removed
+    out = os.path.join(WORK, "locked")
+    fresh(out)
+    first = subprocess.Popen([TRAIN, CONFIG, f"output={out}", *small, "num_epoch=50"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    while first.poll() is None and not os.path.exists(os.path.join(out, "training.log")):
+        time.sleep(0.05)
+    p = train(out, *small, check_rc=1)
+    last = p.stderr.strip().splitlines()[-1:]
+    check(last == [f"ft-train: {out}: another ft-train (pid {first.pid}) is writing into this "
+                   "output folder; wait for it to end or choose another output"],
+          f"second run into the same output: {last}")
+    first.send_signal(signal.SIGINT)
+    first.communicate()
+    check(first.returncode == 130, f"first run: exit {first.returncode}")
+    dead = 4194303
+    while dead > 1:
+        try:
+            os.kill(dead, 0)
+            dead -= 1
+        except ProcessLookupError:
+            break
+        except PermissionError:
+            dead -= 1
+    stale = os.path.join(out, f"backbone.safetensors.tmp.{dead}")
+    alive = os.path.join(out, f"state_rank0.safetensors.tmp.{os.getpid()}")
+    for f in (stale, alive):
+        open(f, "wb").write(b"partial")
+    p = train(out, *small, "resume=True", "max_steps=12")
+    check(not os.path.exists(stale) and os.path.exists(alive),
+          f"stale temporary files: {sorted(os.listdir(out))}")
+    check(f"removed 1 temporary file of an interrupted checkpoint save "
+          f"(backbone.safetensors.tmp.{dead})" in p.stderr, f"note: {p.stderr.strip()}")
+    os.remove(alive)
+    finish()
+
+
+{"learn": learn, "resume": resume, "bad": bad, "robust": robust}[MODE]()

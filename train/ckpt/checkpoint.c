@@ -60,6 +60,38 @@ static ft_st_tensor *new_tensor(ft_ckpt_part *p, const char *name, size_t bytes,
     return t;
 }
 
+/* The first NaN or infinity of a floating-point tensor's data: 1 with its element index and
+ * "nan"/"inf"/"-inf" in what, or 0 (also for integer dtypes). */
+static int first_nonfinite(int dtype, const void *data, size_t nbytes, size_t *at,
+                           const char **what) {
+    const uint8_t *b = data;
+    size_t es = ft_st_dtype_size(dtype);
+    for (size_t i = 0; es && (i + 1) * es <= nbytes; i++) {
+        const uint8_t *e = b + i * es;
+        int bad = 0, nan = 0, neg = 0;
+        if (dtype == FT_ST_F32) {
+            uint32_t u = ft_rd_le32(e);
+            bad = (u & 0x7f800000u) == 0x7f800000u, nan = (u & 0x007fffffu) != 0, neg = u >> 31;
+        } else if (dtype == FT_ST_F64) {
+            uint64_t u = ft_rd_le64(e);
+            bad = (u & 0x7ff0000000000000ull) == 0x7ff0000000000000ull;
+            nan = (u & 0x000fffffffffffffull) != 0, neg = (int)(u >> 63);
+        } else if (dtype == FT_ST_F16 || dtype == FT_ST_BF16) {
+            unsigned u = (unsigned)e[0] | (unsigned)e[1] << 8;
+            unsigned ex = dtype == FT_ST_F16 ? 0x7c00u : 0x7f80u;
+            bad = (u & ex) == ex, nan = (u & (0x7fffu & ~ex)) != 0, neg = (int)(u >> 15);
+        } else {
+            return 0;
+        }
+        if (bad) {
+            *at = i;
+            *what = nan ? "nan" : neg ? "-inf" : "inf";
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static int st_dtype(int dt) {
     return dt == FT_DT_I64 ? FT_ST_I64 : FT_ST_F32;
 }
@@ -132,7 +164,34 @@ int ft_ckpt_part_add_meta(ft_ckpt_part *p, const char *key, const char *value) {
     return 0;
 }
 
+/* Never save a poisoned state: a NaN or infinity anywhere refuses the whole save. */
+/* The partial gradient sums of an accumulation window may hold inf/NaN legitimately: with fp16
+ * loss scaling the window's end skips that step (and in fp32 the run stops there), so they are
+ * saved and loaded as they are. */
+static int may_be_nonfinite(const char *name) {
+    return strncmp(name, FT_CKPT_ACCUM_PREFIX, strlen(FT_CKPT_ACCUM_PREFIX)) == 0;
+}
+
+static int check_finite_parts(const ft_ckpt_part *parts, int n, char *err, size_t errcap) {
+    for (int i = 0; i < n; i++) {
+        for (int k = 0; k < parts[i].n; k++) {
+            const ft_st_tensor *t = &parts[i].t[k];
+            size_t at;
+            const char *v;
+            if (!may_be_nonfinite(t->name) &&
+                first_nonfinite(t->dtype, t->data, t->nbytes, &at, &v))
+                return ckerr(err, errcap, FT_ERANGE,
+                             "%s: tensor '%s' holds %s (element %zu): not saved", parts[i].file,
+                             t->name, v, at);
+        }
+    }
+    return 0;
+}
+
 int ft_ckpt_write(const char *dir, ft_ckpt_part *parts, int n, char *err, size_t errcap) {
+    if (n < 1) return ckerr(err, errcap, FT_EARG, "%s: nothing to save", dir);
+    int frc = check_finite_parts(parts, n, err, errcap);
+    if (frc) return frc;
     char(*tmp)[PATH_MAX] = calloc((size_t)n, sizeof *tmp);
     char(*dst)[PATH_MAX] = calloc((size_t)n, sizeof *dst);
     int rc = (!tmp || !dst) ? -ENOMEM : 0, written = 0;
@@ -203,6 +262,14 @@ static int check_one(const ft_st_file *f, const char *what, const ft_tensor_info
     return 0;
 }
 
+static int nonfinite_error(const char *what, const char *name, const char *v, size_t at, char *err,
+                           size_t errcap) {
+    return ckerr(err, errcap, FT_ERANGE,
+                 "%s: tensor '%s' holds %s (element %zu): the checkpoint is damaged or was saved "
+                 "from a diverged run; not resuming from it",
+                 what, name, v, at);
+}
+
 int ft_ckpt_load_source(const ft_st_file *f, const char *what, ft_ckpt_source *src, int strict,
                         const char *hint, char *err, size_t errcap) {
     int n = src->count(src->obj);
@@ -224,6 +291,13 @@ int ft_ckpt_load_source(const ft_st_file *f, const char *what, ft_ckpt_source *s
                        "model%s%s%s",
                        what, f->t[k].name, hint && hint[0] ? " (" : "", hint ? hint : "",
                        hint && hint[0] ? ")" : "");
+    }
+    /* no NaN or infinity in the weights to continue from */
+    for (int i = 0; i < n && !rc; i++) {
+        size_t at;
+        const char *v;
+        if (found[i] && first_nonfinite(found[i]->dtype, found[i]->data, found[i]->nbytes, &at, &v))
+            rc = nonfinite_error(what, found[i]->name, v, at, err, errcap);
     }
     /* everything matches: copy (aligned copies, the file data may be unaligned) */
     for (int i = 0; i < n && !rc; i++) {
@@ -283,6 +357,10 @@ int ft_ckpt_get_tensor(const ft_st_file *f, const char *what, const char *name, 
         return ckerr(err, errcap, FT_EFORMAT, "%s: tensor '%s' has shape %s, this run needs %s",
                      what, name, a, b);
     }
+    size_t at;
+    const char *v;
+    if (!may_be_nonfinite(name) && first_nonfinite(t->dtype, t->data, t->nbytes, &at, &v))
+        return nonfinite_error(what, name, v, at, err, errcap);
     memcpy(host, t->data, bytes);
     return 0;
 }

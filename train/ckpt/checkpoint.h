@@ -14,7 +14,9 @@
  * a set whose files disagree on the step (a save cut short between renames).
  *
  * Loading checks names, dtypes and shapes against what the model expects and names the first
- * tensor that differs (a checkpoint of another architecture or size is refused).
+ * tensor that differs (a checkpoint of another architecture or size is refused). A NaN or an
+ * infinity in a floating-point tensor is refused naming the tensor, when writing (nothing is
+ * written, the files already there stay) and when loading.
  */
 #ifndef FT_CHECKPOINT_H
 #define FT_CHECKPOINT_H
@@ -35,6 +37,10 @@
  * Files without the key are 1 or 2; ft_ckpt_schema tells them apart once, by the one entry
  * that schema 2 added. A newer schema than FT_CKPT_SCHEMA is refused (FT_EVERSION). */
 #define FT_CKPT_SCHEMA 3
+/* Tensors of the state file that hold the partial gradient sums of an unfinished accumulation
+ * window; the only ones a checkpoint may carry with inf/NaN (fp16 overflow before the
+ * window's end skips the step). Every other non-finite value is refused on save and load. */
+#define FT_CKPT_ACCUM_PREFIX "accum_grad."
 /* 0 and the schema in *schema, or FT_EVERSION / FT_EFORMAT with a reason in err */
 int ft_ckpt_schema(const ft_st_file *f, const char *what, int *schema, char *err, size_t errcap);
 
@@ -73,7 +79,8 @@ int ft_ckpt_part_add_meta(ft_ckpt_part *p, const char *key, const char *value);
 int ft_ckpt_part_add_tensor(ft_ckpt_part *p, const char *name, int st_dtype, int ndim,
                             const int64_t *shape, void **host);
 
-/* Write parts to dir: all temporaries first, then renames in order (put state last). */
+/* Write parts to dir: all temporaries first, then renames in order (put state last).
+ * FT_ERANGE, writing nothing, when a floating-point tensor holds a NaN or an infinity. */
 int ft_ckpt_write(const char *dir, ft_ckpt_part *parts, int n, char *err, size_t errcap);
 
 /* File names. */

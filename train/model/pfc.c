@@ -360,7 +360,8 @@ static int fwd_logits(ft_pfc *p, const float *emb, float *loss) {
     if (!rc) rc = o->download(o, p->h_pt, p->pt, (size_t)B * sizeof(float));
     if (rc) return rc;
     double acc = 0;
-    for (int i = 0; i < B; i++) acc += log(p->h_pt[i] > 1e-30f ? (double)p->h_pt[i] : 1e-30);
+    for (int i = 0; i < B; i++) /* the floor only for finite values: a NaN must show */
+        acc += log(p->h_pt[i] > 1e-30f || isnan(p->h_pt[i]) ? (double)p->h_pt[i] : 1e-30);
     *loss = (float)(-acc / B);
     return 0;
 }

@@ -210,9 +210,9 @@ static int add_common_meta(ft_run *r, ft_ckpt_part *p) {
  * global step that is not a multiple of gradient_acc): the summed gradient of every optimizer
  * parameter (backbone in parameters() order, then the PFC weight) and, with pfc_update =
  * 'sampled', the rows sampled since the last optimizer step. */
-#define ACC_PREFIX  "accum_grad."
-#define ACC_PFC     "accum_grad.pfc."
-#define ACC_ROWS    "accum_grad.pfc.sampled_rows"
+#define ACC_PREFIX  FT_CKPT_ACCUM_PREFIX
+#define ACC_PFC     FT_CKPT_ACCUM_PREFIX "pfc."
+#define ACC_ROWS    FT_CKPT_ACCUM_PREFIX "pfc.sampled_rows"
 #define ACC_DROPOUT "model.dropout_rng_state"
 
 static int mid_window(const ft_run *r, int64_t gradient_acc) {

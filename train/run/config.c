@@ -75,16 +75,32 @@ static const keydef KEYS[] = {
     {"dropout", K_FLOAT, 0, 0.999999, F(dropout), 0, "0.0"},
     {"threads", K_INT, 0, 4096, F(threads), 0, "0"},
     {"pfc_update", K_STR, 0, 0, F(pfc_update), 0, "'sampled'"},
+    {"strict_targets", K_BOOL, 0, 1, F(strict_targets), 0, "False"},
     {"dtype", K_STR_NONE, 0, 0, F(dtype_name), 0, "None"},
     {"device", K_STR, 0, 0, F(device), 0, "'cpu'"},
     {"max_skipped_steps", K_INT, 1, 1000000, F(max_skipped_steps), 0, "20"},
 };
 #define NKEYS (sizeof KEYS / sizeof KEYS[0])
 
-/* arcface_torch's base.py also carries these (wandb logging); accepted, no effect. */
-static const char *const COMPAT_EXTRA[] = {"wandb_key",      "suffix_run_name", "using_wandb",
-                                           "wandb_entity",   "wandb_project",   "wandb_log_all",
-                                           "save_artifacts", "wandb_resume"};
+/* Keys of arcface_torch that facetrain accepts and ignores: set to anything but base.py's
+ * default (def; NULL: any value), each gets a note (ft_config_note). */
+static const struct {
+    const char *key, *def, *why;
+} IGNORED[] = {
+    {"wandb_key", "'XXXX'", "facetrain does not log to Weights & Biases"},
+    {"suffix_run_name", "None", "facetrain does not log to Weights & Biases"},
+    {"using_wandb", "False", "facetrain does not log to Weights & Biases"},
+    {"wandb_entity", "'entity'", "facetrain does not log to Weights & Biases"},
+    {"wandb_project", "'project'", "facetrain does not log to Weights & Biases"},
+    {"wandb_log_all", "True", "facetrain does not log to Weights & Biases"},
+    {"save_artifacts", "False", "facetrain does not log to Weights & Biases"},
+    {"wandb_resume", "False", "facetrain does not log to Weights & Biases"},
+    {"notes", NULL, "facetrain does not log to Weights & Biases"},
+    {"dali", "False", "facetrain reads the data with its own loader"},
+    {"dali_aug", "False",
+     "facetrain's loader applies arcface_torch's default augmentation (random horizontal flip)"},
+};
+#define NIGNORED (sizeof IGNORED / sizeof IGNORED[0])
 /* Keys ft_config_derive appends, as train_v2.py does. */
 static const char *const DERIVED[] = {"total_batch_size", "warmup_step", "total_step"};
 
@@ -104,8 +120,8 @@ static const keydef *find_key(const char *key) {
 
 static int known_key(const char *key) {
     if (find_key(key)) return 1;
-    for (size_t i = 0; i < sizeof COMPAT_EXTRA / sizeof COMPAT_EXTRA[0]; i++)
-        if (strcmp(COMPAT_EXTRA[i], key) == 0) return 1;
+    for (size_t i = 0; i < NIGNORED; i++)
+        if (strcmp(IGNORED[i].key, key) == 0) return 1;
     for (size_t i = 0; i < sizeof DERIVED / sizeof DERIVED[0]; i++)
         if (strcmp(DERIVED[i], key) == 0) return 2;
     return 0;
@@ -249,6 +265,16 @@ static int split_assign(char *s, char **key, char **val) {
     return 1;
 }
 
+/* config.<key> in a value: keys set so far by the file or the command line (in arcface_torch
+ * the file fills an empty edict; base.py's defaults are merged in only afterwards). */
+static int lookup_set(void *ctx, const char *key, const ft_pyval **v) {
+    const ft_config *c = ctx;
+    int i = find_entry(c, key);
+    if (i < 0 || strcmp(c->entries[i].origin, "default") == 0) return -1;
+    *v = &c->entries[i].val;
+    return 0;
+}
+
 static int assign(ft_config *c, const char *key, const char *text, const char *origin, int bare_ok,
                   char *err, size_t errcap) {
     int kind = known_key(key);
@@ -257,7 +283,7 @@ static int assign(ft_config *c, const char *key, const char *text, const char *o
         return cerr(err, errcap, "%s: '%s' is computed by ft-train and cannot be set", origin, key);
     ft_pyval v;
     char perrbuf[256];
-    int rc = ft_pyval_parse(text, &v, perrbuf, sizeof perrbuf);
+    int rc = ft_pyval_eval(text, lookup_set, c, &v, perrbuf, sizeof perrbuf);
     if (rc && bare_ok && !strpbrk(text, "'\"()[]") && *text) {
         memset(&v, 0, sizeof v);
         rc = ft_pyval_set_str(&v, text);
@@ -469,11 +495,6 @@ static int conv_compat(ft_config *c, const ft_cfg_entry *e, char *err, size_t ca
                         e->origin, v->s);
     } else if (strcmp(e->key, "dali") == 0 || strcmp(e->key, "dali_aug") == 0) {
         if (v->kind != FT_PY_BOOL) return type_error(e, "True or False", err, cap);
-        if (v->i)
-            return cerr(err, cap,
-                        "%s: %s = True is not supported: facetrain reads data with its "
-                        "own loader; set %s = False",
-                        e->origin, e->key, e->key);
     }
     (void)c;
     return 0;
@@ -512,15 +533,22 @@ static int convert(ft_config *c, const keydef *k, const ft_cfg_entry *e, char *e
     return 0;
 }
 
-static int check_semantics(ft_config *c, char *err, size_t cap) {
+/* Before anything else: a config for another architecture (mbf, vit_t, r2060, ...) gets one
+ * line naming the networks facetrain has, not an error about a key that only matters there. */
+static int check_network(const ft_config *c, char *err, size_t cap) {
     static const char *const nets[] = {"r18", "r34", "r50", "r100", "r200"};
-    int ok = 0;
-    for (size_t i = 0; i < sizeof nets / sizeof nets[0]; i++) ok |= !strcmp(c->network, nets[i]);
     const ft_cfg_entry *e = &c->entries[find_entry(c, "network")];
-    if (!ok)
-        return cerr(err, cap, "%s: network '%s' is not supported (r18, r34, r50, r100, r200)",
-                    e->origin, c->network);
-    e = &c->entries[find_entry(c, "pfc_update")];
+    if (e->val.kind != FT_PY_STR) return 0; /* the type check reports it */
+    for (size_t i = 0; i < sizeof nets / sizeof nets[0]; i++)
+        if (!strcmp(e->val.s, nets[i])) return 0;
+    return cerr(err, cap,
+                "%s: network '%.40s' is not supported: facetrain has the IResNets r18 r34 r50 "
+                "r100 r200",
+                e->origin, e->val.s);
+}
+
+static int check_semantics(ft_config *c, char *err, size_t cap) {
+    const ft_cfg_entry *e = &c->entries[find_entry(c, "pfc_update")];
     if (strcmp(c->pfc_update, "sampled") != 0 && strcmp(c->pfc_update, "dense") != 0)
         return cerr(err, cap, "%s: pfc_update '%s' is not supported ('sampled' or 'dense')",
                     e->origin, c->pfc_update);
@@ -588,6 +616,7 @@ int ft_config_finalize(ft_config *c, const char *config_path, char *err, size_t 
         if (rc) return cerr(err, errcap, "%s", ft_strerror(rc));
     }
     int rc = set_default_output(c, config_path, err, errcap);
+    if (!rc) rc = check_network(c, err, errcap);
     if (rc) return rc;
     for (int i = 0; i < c->n_entries; i++) {
         const keydef *k = find_key(c->entries[i].key);
@@ -635,4 +664,28 @@ size_t ft_config_line(const ft_config *c, int i, char *out, size_t cap) {
     if (n < 0) return 0;
     if ((size_t)n >= cap) return (size_t)n;
     return (size_t)n + ft_pyval_str(&e->val, out + n, cap - (size_t)n);
+}
+
+int ft_config_note(const ft_config *c, int *pos, char *out, size_t cap) {
+    for (; *pos < c->n_entries; (*pos)++) {
+        const ft_cfg_entry *e = &c->entries[*pos];
+        if (strcmp(e->origin, "default") == 0) continue;
+        for (size_t k = 0; k < NIGNORED; k++) {
+            if (strcmp(IGNORED[k].key, e->key) != 0) continue;
+            char got[128], want[128] = "";
+            ft_pyval_repr(&e->val, got, sizeof got);
+            if (IGNORED[k].def) {
+                ft_pyval d;
+                char perr[64];
+                if (ft_pyval_parse(IGNORED[k].def, &d, perr, sizeof perr) == 0)
+                    ft_pyval_repr(&d, want, sizeof want), ft_pyval_free(&d);
+                if (strcmp(got, want) == 0) break;
+            }
+            snprintf(out, cap, "%s: %s = %s is ignored: %s", e->origin, e->key, got,
+                     IGNORED[k].why);
+            (*pos)++;
+            return 1;
+        }
+    }
+    return 0;
 }

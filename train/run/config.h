@@ -6,7 +6,9 @@
  *     config = edict()                            (ignored)
  *     config.network = "r50"                      # comments and blank lines are fine
  *     config.margin_list = (1.0, 0.5, 0.0)
- * Values are Python literals (see pyliteral.h); a bracketed value may span lines.
+ * Values are Python expressions of literals, arithmetic and references to keys set earlier
+ * (`config.warmup_epoch = config.num_epoch // 10`; see pyliteral.h); a bracketed value may
+ * span lines.
  * Anything else is an error naming file:line.
  *
  * Keys and their order: the keys of arcface_torch's configs/base.py come first with its
@@ -67,6 +69,7 @@ typedef struct ft_config {
      * momentum) sampled since the last optimizer step, as the original Partial FC;
      * "dense" lets weight decay and momentum move every row, as PartialFC_V2 in train_v2.py */
     char pfc_update[16];
+    int strict_targets; /* a val_targets name without its .bin is an error (else a note) */
     /* precision: dtype 'fp32' | 'fp16' | 'bf16' (None: fp16 ? 'fp16' : 'fp32'); fp16 storage
      * trains with dynamic loss scaling, which stops the run after max_skipped_steps skipped
      * steps in a row */
@@ -95,6 +98,11 @@ int ft_config_finalize(ft_config *c, const char *config_path, char *err, size_t 
  * when None, and compute total_batch_size / warmup_step / total_step (formats.md 6.3). */
 int ft_config_derive(ft_config *c, uint64_t dataset_images, uint64_t dataset_classes, int world,
                      char *err, size_t errcap);
+
+/* The notes about keys arcface_torch has and facetrain ignores (wandb_*, dali, ...), one per
+ * key set to something other than base.py's default: start with *pos = 0; returns 1 with the
+ * next note in out ("configs/x.py:3: using_wandb = True is ignored: ..."), 0 when done. */
+int ft_config_note(const ft_config *c, int *pos, char *out, size_t cap);
 
 /* Set or append a key (used for output and the derived keys). */
 int ft_config_put(ft_config *c, const char *key, const ft_pyval *v, const char *origin);

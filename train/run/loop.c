@@ -1,5 +1,6 @@
 /* loop.c: ft-train's training loop, logging, verification and checkpoint cadence, as
  * arcface_torch's train_v2.py runs them. See run.h. */
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -12,6 +13,38 @@
 
 /* ------------------------------------------------------------------ outputs */
 
+/* "lfw.bin cfp_fp.bin" (sorted), or "none": the .bin files in dir, for messages. */
+static void list_bins(const char *dir, char *out, size_t cap) {
+    struct dirent **names = NULL;
+    int n = scandir(dir, &names, NULL, alphasort);
+    size_t len = 0;
+    out[0] = '\0';
+    for (int i = 0; i < n; i++) {
+        size_t k = strlen(names[i]->d_name);
+        if (k > 4 && strcmp(names[i]->d_name + k - 4, ".bin") == 0 && len + k + 2 < cap)
+            len += (size_t)snprintf(out + len, cap - len, "%s%s", len ? " " : "", names[i]->d_name);
+        free(names[i]);
+    }
+    free(names);
+    if (!out[0]) snprintf(out, cap, "none");
+}
+
+/* A val_targets name without <rec>/<name>.bin: a note at start, an error with strict_targets. */
+static int missing_target(ft_run *r, const char *name, const char *path) {
+    char have[1024];
+    list_bins(r->cfg.rec, have, sizeof have);
+    if (r->cfg.strict_targets)
+        return ft_run_fail(r, -ENOENT,
+                           "%s: val_targets '%s' has no .bin file (strict_targets = True); the "
+                           ".bin files in %s: %s",
+                           path, name, r->cfg.rec, have);
+    fprintf(stderr,
+            FT_TRAIN_PROG ": note: %s: val_targets '%s' has no .bin file, it is skipped; the .bin "
+                          "files in %s: %s\n",
+            path, name, r->cfg.rec, have);
+    return 0;
+}
+
 static int load_targets(ft_run *r) {
     for (int i = 0; i < r->cfg.n_val_targets; i++) {
         char path[PATH_MAX], name[80], err[1024];
@@ -19,7 +52,11 @@ static int load_targets(ft_run *r) {
         if (ft_path_join(path, sizeof path, r->cfg.rec, name))
             return ft_run_fail(r, FT_ERANGE, "%s: path too long", r->cfg.rec);
         uint64_t size;
-        if (ft_file_size(path, &size) != 0) continue; /* missing targets are skipped */
+        if (ft_file_size(path, &size) != 0) {
+            int rc = missing_target(r, r->cfg.val_targets[i], path);
+            if (rc) return rc;
+            continue;
+        }
         ft_verify_target *t;
         int rc = ft_verify_load(&t, path, r->cfg.val_targets[i], 112, 112, err, sizeof err);
         if (rc) return ft_run_fail(r, rc, "%s", err);
@@ -59,12 +96,68 @@ void ft_run_close_outputs(ft_run *r) {
     r->tb = NULL, r->log = NULL;
 }
 
+/* ------------------------------------------------------------------ progress display */
+
+/* On a terminal (stderr): one bar line "step [###...] 123/320  410.2 samples/s  loss 21.4312
+ * lr 0.100000  ETA 00:01:23", and "verifying lfw [###...] 3/12 ..." while a target is
+ * evaluated; it is erased before training.log lines (stdout may be the same terminal).
+ * Otherwise a plain line every 10 s, and one line when a verification starts. */
+static void progress_start(ft_run *r) {
+    ft_progress_init(&r->prog, "step", (uint64_t)r->cfg.total_step);
+    r->prog.done = r->prog.first = (uint64_t)r->global_step;
+}
+
+static void progress_step(ft_run *r, float loss, double lr) {
+    ft_progress *p = &r->prog;
+    double el = ft_now() - p->t_start;
+    double sps =
+        el > 0 ? (double)((uint64_t)r->global_step - p->first) * r->cfg.batch_size * r->world / el
+               : 0;
+    snprintf(p->note, sizeof p->note, "%.1f samples/s  loss %.4f  lr %.6f", sps, (double)loss, lr);
+    uint64_t add = (uint64_t)r->global_step - p->done;
+    if (p->tty && !p->printed) { /* hidden for a log line: back at once */
+        p->done += add;
+        ft_progress_redraw(p);
+    } else {
+        ft_progress_add(p, add, 0);
+    }
+}
+
+/* ft_embed_fn around ft_run_embed that moves the verification bar. */
+static int embed_progress(void *ctx, const float *x, int n, float *out) {
+    ft_run *r = ctx;
+    int rc = ft_run_embed(r, x, n, out);
+    if (!rc) ft_progress_add(&r->vprog, 1, 0);
+    return rc;
+}
+
+static void progress_verify_start(ft_run *r, const ft_verify_target *t) {
+    int64_t imgs = 2 * ft_verify_pairs(t), b = r->cfg.batch_size;
+    snprintf(r->vwhat, sizeof r->vwhat, "verifying %s", ft_verify_name(t));
+    ft_progress_hide(&r->prog);
+    /* two embed calls (originals, mirrors) per chunk of batch images */
+    ft_progress_init(&r->vprog, r->vwhat, (uint64_t)(2 * ((imgs + b - 1) / b)));
+    if (r->vprog.tty)
+        ft_progress_redraw(&r->vprog);
+    else
+        fprintf(stderr, FT_TRAIN_PROG ": step %lld: %s (%lld pairs)\n", (long long)r->global_step,
+                r->vwhat, (long long)ft_verify_pairs(t));
+}
+
+/* ------------------------------------------------------------------ verification */
+
 int ft_run_verify_all(ft_run *r) {
     for (int i = 0; i < r->n_targets; i++) {
         ft_verify_result res;
         char err[1024];
-        int rc = ft_verify_run(r->targets[i], ft_run_embed, r, r->cfg.embedding_size,
+        progress_verify_start(r, r->targets[i]);
+        int rc = ft_verify_run(r->targets[i], embed_progress, r, r->cfg.embedding_size,
                                r->cfg.batch_size, &res, err, sizeof err);
+        ft_progress_hide(&r->vprog);
+        if (rc == FT_ESTOP) { /* a signal: stop now, the caller checkpoints as for any stop */
+            r->stopped = 1;
+            return rc;
+        }
         if (rc) return ft_run_fail(r, rc, "verification: %s", err);
         const char *name = ft_verify_name(r->targets[i]);
         long long step = (long long)r->global_step;
@@ -113,8 +206,36 @@ static int restrict_head_rows(ft_run *r) {
     return ft_sgd_set_rows(r->sgd, r->pfc_param_id, r->cfg.embedding_size, r->row_dev, count);
 }
 
-/* fp16: unscale the accumulated gradients and check them (GradScaler.unscale_ + update);
- * *skip is 1 when the optimizer step must be skipped. Too many skips in a row stop the run. */
+/* "step N: <what> (training diverged: ...; the checkpoint in <output> is the last good one)" */
+static int diverged(ft_run *r, const char *what) {
+    char ck[PATH_MAX + 96];
+    if (r->last_saved >= 0)
+        snprintf(ck, sizeof ck, "the checkpoint in %s is the last good one, from step %lld",
+                 r->cfg.output, (long long)r->last_saved);
+    else
+        snprintf(ck, sizeof ck, "no checkpoint was written");
+    return ft_run_fail(r, FT_ERANGE,
+                       "step %lld: %s (training diverged: lower lr = %g or check the data; %s)",
+                       (long long)r->global_step, what, r->cfg.lr, ck);
+}
+
+/* fp32: a non-finite loss or gradient norm stops the run with one line, before the optimizer
+ * step, so that the poisoned state is never saved and the last good checkpoint stays (norm < 0:
+ * no optimizer step this micro-step). Returns 0 to go on, or < 0 with r->err set. With fp16
+ * the loss scaler decides instead (unscale_step): a non-finite step is skipped, and only
+ * repeated skips stop the run. */
+static int check_finite(ft_run *r, float loss, double norm) {
+    if (r->scaler.enabled) return 0;
+    const char *what = !isfinite(loss)                ? "loss"
+                       : norm >= 0 && !isfinite(norm) ? "gradient norm"
+                                                      : NULL;
+    if (!what) return 0;
+    char msg[64];
+    double x = !isfinite(loss) ? (double)loss : norm;
+    snprintf(msg, sizeof msg, "%s is %s", what, isnan(x) ? "nan" : x > 0 ? "inf" : "-inf");
+    return diverged(r, msg);
+}
+
 /* Tests and the GPU check: FT_TRAIN_INJECT_INF=N puts an inf into the first gradient of the
  * backbone at global step N (an fp16 overflow on demand). */
 static int inject_inf(ft_run *r) {
@@ -126,28 +247,35 @@ static int inject_inf(ft_run *r) {
     return rc ? rc : r->ops->upload(r->ops, p.g, &inf, sizeof inf);
 }
 
+/* fp16: unscale the accumulated gradients and check them (GradScaler.unscale_ + update);
+ * *skip is 1 when the optimizer step must be skipped. Too many skips in a row stop the run
+ * as a divergence. Returns 0, or < 0 with r->err set. */
 static int unscale_step(ft_run *r, int *skip) {
     *skip = 0;
     if (!r->scaler.enabled) return 0;
     float scale = ft_scaler_scale(&r->scaler);
     int inf = 0, rc = inject_inf(r);
     if (!rc) rc = ft_sgd_unscale(r->sgd, 1.0f / scale, &inf);
-    if (rc) return rc;
+    if (rc)
+        return ft_run_fail(r, rc, "step %lld: loss scaler: %s", (long long)r->global_step,
+                           ft_strerror(rc));
     *skip = ft_scaler_update(&r->scaler, inf);
     if (!*skip) return 0;
+    ft_progress_hide(&r->prog);
     ft_trainlog_msg(r->log,
                     "step %lld: inf/NaN in the fp16 gradients at loss scale %g: step skipped, "
                     "scale now %g (%lld skipped so far)",
                     (long long)r->global_step, (double)scale, (double)ft_scaler_scale(&r->scaler),
                     (long long)r->scaler.skipped);
-    if (r->scaler.consecutive > r->cfg.max_skipped_steps)
-        return ft_run_fail(r, FT_ENONFINITE,
-                           "step %lld: %lld optimizer steps in a row had inf/NaN gradients "
-                           "(loss scale down to %g, max_skipped_steps = %d): the run diverged; "
-                           "the last checkpoint in %s is the last good state",
-                           (long long)r->global_step, (long long)r->scaler.consecutive,
-                           (double)ft_scaler_scale(&r->scaler), r->cfg.max_skipped_steps,
-                           r->cfg.output);
+    if (r->scaler.consecutive > r->cfg.max_skipped_steps) {
+        char msg[200];
+        snprintf(msg, sizeof msg,
+                 "%lld optimizer steps in a row had inf/NaN fp16 gradients (loss scale down to "
+                 "%g, max_skipped_steps = %d)",
+                 (long long)r->scaler.consecutive, (double)ft_scaler_scale(&r->scaler),
+                 r->cfg.max_skipped_steps);
+        return diverged(r, msg);
+    }
     return 0;
 }
 
@@ -175,15 +303,18 @@ static int train_step(ft_run *r, const loader_batch *b, float *loss) {
         double norm = 0;
         int skip = 0;
         float lr = (float)ft_lrsched_at(&r->lr, r->global_step - 1);
-        if ((rc = unscale_step(r, &skip)) == FT_ENONFINITE) return rc;
-        if (rc ||
-            (rc = ft_sgd_clip_grad_norm(r->sgd, FT_SGD_GROUP_BACKBONE, FT_TRAIN_CLIP, &norm)) ||
-            (rc = restrict_head_rows(r)) || (!skip && (rc = ft_sgd_step(r->sgd, lr))) ||
+        if ((rc = unscale_step(r, &skip))) return rc;
+        if ((rc = ft_sgd_clip_grad_norm(r->sgd, FT_SGD_GROUP_BACKBONE, FT_TRAIN_CLIP, &norm)))
+            return ft_run_fail(r, rc, "step %lld: optimizer: %s", (long long)r->global_step,
+                               ft_strerror(rc));
+        if ((rc = check_finite(r, *loss, norm))) return rc;
+        if ((rc = restrict_head_rows(r)) || (!skip && (rc = ft_sgd_step(r->sgd, lr))) ||
             (rc = ft_sgd_zero_grad(r->sgd)))
             return ft_run_fail(r, rc, "step %lld: optimizer: %s", (long long)r->global_step,
                                ft_strerror(rc));
+        return 0;
     }
-    return 0;
+    return check_finite(r, *loss, -1);
 }
 
 /* ------------------------------------------------------------------ the loop */
@@ -203,6 +334,7 @@ static int next_batch(ft_run *r, loader_batch *b) {
 static int after_step(ft_run *r, ft_speedlog *sl, float loss, int *rc) {
     ft_speedlog_loss(sl, loss);
     double lr_now = ft_lrsched_at(&r->lr, r->global_step);
+    if (r->rank == 0 && r->global_step % r->cfg.frequent == 0) ft_progress_hide(&r->prog);
     if (r->rank == 0 &&
         ft_speedlog_step(sl, r->log, r->tb, r->global_step, (int)r->epoch, lr_now,
                          r->scaler.enabled, ft_scaler_scale(&r->scaler)) &&
@@ -210,19 +342,34 @@ static int after_step(ft_run *r, ft_speedlog *sl, float loss, int *rc) {
         ft_tboard_scalar(r->tb, "grad_scale", ft_scaler_scale(&r->scaler), r->global_step, -1);
         ft_tboard_scalar(r->tb, "skipped_steps", (float)r->scaler.skipped, r->global_step, -1);
     }
-    if (r->rank == 0 && r->global_step % r->cfg.verbose == 0 && (*rc = ft_run_verify_all(r)))
+    if (r->rank == 0 && r->global_step % r->cfg.verbose == 0 && (*rc = ft_run_verify_all(r))) {
+        if (*rc == FT_ESTOP) *rc = 0; /* a signal inside the verification: r->stopped */
         return 1;
-    if (r->cfg.max_steps && r->global_step >= r->cfg.max_steps) return 1;
+    }
     /* a signal stops after this step, also inside a gradient-accumulation window: the
      * checkpoint carries the partial gradient (ft_run_save) */
     if (ft_stop_requested()) {
         r->stopped = 1;
         return 1;
     }
+    if (r->cfg.max_steps && r->global_step >= r->cfg.max_steps) return 1;
+    if (r->rank == 0) progress_step(r, loss, lr_now);
     return 0;
 }
 
-int ft_run_train(ft_run *r) {
+/* A checkpoint; remembers its step for the divergence message. */
+static int save(ft_run *r) {
+    int rc = ft_run_save(r);
+    if (rc == FT_ERANGE && strstr(r->err, ": not saved")) { /* a NaN or infinity: no file */
+        char what[sizeof r->err];
+        snprintf(what, sizeof what, "%s", r->err);
+        return diverged(r, what);
+    }
+    if (!rc) r->last_saved = r->global_step;
+    return rc;
+}
+
+static int train_loop(ft_run *r) {
     ft_speedlog sl;
     ft_speedlog_init(&sl, r->cfg.frequent, r->lr.total, r->cfg.batch_size, r->world, r->global_step,
                      ft_trainlog_now(r->log));
@@ -245,17 +392,28 @@ int ft_run_train(ft_run *r) {
         if (r->epoch_step == r->steps_per_epoch) { /* epoch done: checkpoint, as train_v2 */
             r->epoch++;
             r->epoch_step = 0;
-            if ((rc = ft_run_save(r))) return rc;
+            if ((rc = save(r))) return rc;
             if (stop) break;
             continue;
         }
         break;
     }
     r->t_train = ft_now() - t0;
+    ft_progress_hide(&r->prog);
     /* stopped mid-epoch (max_steps or a signal): checkpoint where we are */
-    if (r->epoch_step != 0 && (rc = ft_run_save(r))) return rc;
-    if (r->rank == 0 && !r->stopped && r->last_verified != r->global_step &&
-        (rc = ft_run_verify_all(r)))
+    if (r->epoch_step != 0 && (rc = save(r))) return rc;
+    /* the final verification; a signal during it (or the save) still stops with exit 130 */
+    if (r->rank == 0 && !r->stopped && !ft_stop_requested() && r->last_verified != r->global_step &&
+        (rc = ft_run_verify_all(r)) && rc != FT_ESTOP)
         return rc;
+    if (ft_stop_requested()) r->stopped = 1;
     return 0;
+}
+
+int ft_run_train(ft_run *r) {
+    r->last_saved = r->cfg.resume ? r->global_step : -1;
+    progress_start(r);
+    int rc = train_loop(r);
+    ft_progress_hide(&r->prog);
+    return rc;
 }

@@ -2,6 +2,7 @@
  * + Partial FC) from an arcface_torch-style config file. See docs/training.md.
  *
  *   ft-train CONFIG [key=value ...]
+ *   ft-train --check-config CONFIG [key=value ...]   the resolved config, nothing else
  *
  * Outputs in config.output: training.log, tensorboard/, backbone.safetensors,
  * pfc_rank<r>_of<w>.safetensors, state_rank<r>.safetensors. Exit status: 0 done, 1 error,
@@ -18,11 +19,14 @@
 #include "run.h"       // defines: ft_run and the steps of a run
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: " FT_TRAIN_PROG " CONFIG [key=value ...]\n"
+    fprintf(f, "usage: " FT_TRAIN_PROG " [--check-config] CONFIG [key=value ...]\n"
                "Train an IResNet face-embedding model with margin softmax and Partial FC.\n"
                "CONFIG is an arcface_torch-style Python config (config.key = value lines); each\n"
-               "key=value overrides one key with a Python literal, e.g. lr=0.02 max_steps=500\n"
-               "network='r18' val_targets=\"['lfw']\" (a bare word is a string: output=/tmp/run).\n"
+               "key=value overrides one key with a Python value (literal, arithmetic, config.k):\n"
+               "lr=0.02 max_steps=500 network='r18' val_targets=\"['lfw']\" num_epoch=2*10\n"
+               "(a bare word is a string: output=/tmp/run).\n"
+               "      --check-config  print the resolved config and exit: 0 if it would\n"
+               "                  train, 1 with the reason (no data read, no model built)\n"
                "  -h, --help      this help\n"
                "  -V, --version   print the version\n"
                "See docs/training.md for the keys, outputs, checkpoints and resume.\n");
@@ -45,7 +49,27 @@ static int load_config(ft_run *r, int argc, char **argv, int first) {
             return ft_run_fail(r, rc, "%s", err);
     if ((rc = ft_config_finalize(c, r->config_path, err, sizeof err)))
         return ft_run_fail(r, rc, "%s", err);
+    int pos = 0;
+    while (ft_config_note(c, &pos, err, sizeof err))
+        fprintf(stderr, FT_TRAIN_PROG ": note: %s\n", err);
     return 0;
+}
+
+/* --check-config: the resolved config as training.log would list it (with total_batch_size,
+ * warmup_step and total_step when num_image is set), without data or model. */
+static int check_config(ft_run *r) {
+    ft_config *c = &r->cfg;
+    char err[FT_CFG_ERRCAP];
+    int rc;
+    if (c->num_image &&
+        (rc = ft_config_derive(c, (uint64_t)c->num_image, 0, r->world, err, sizeof err)))
+        return ft_run_fail(r, rc, "%s", err);
+    for (int i = 0; i < c->n_entries; i++) {
+        char line[8192];
+        ft_config_line(c, i, line, sizeof line);
+        printf("%s\n", line);
+    }
+    return fflush(stdout) == 0 ? 0 : ft_run_fail(r, -EIO, "stdout: write failed");
 }
 
 /* <rec>/train.lmdb when present, else <rec> with train.rec + train.idx. */
@@ -104,6 +128,7 @@ static int prepare(ft_run *r) {
     ft_config *c = &r->cfg;
     int rc = ft_mkdir_p(c->output);
     if (rc) return ft_run_fail(r, rc, "%s: cannot create: %s", c->output, ft_strerror(rc));
+    if ((rc = ft_run_lock_output(r)) || (rc = ft_run_clean_stale_tmp(r))) return rc;
     if ((rc = ft_run_build_model(r))) return rc;
     if ((rc = ft_lrsched_init(&r->lr, c->lr, c->warmup_step, c->total_step, 1.0)))
         return ft_run_fail(r, rc, "LR schedule: warmup_step %lld, total_step %lld",
@@ -132,11 +157,18 @@ static void summary(const ft_run *r) {
 }
 
 int main(int argc, char **argv) {
-    static const struct option longopts[] = {
-        {"help", no_argument, NULL, 'h'}, {"version", no_argument, NULL, 'V'}, {NULL, 0, NULL, 0}};
-    int opt;
-    /* -h: help; -V: version. '+' stops at the first positional (key=value may start with -). */
+    static const struct option longopts[] = {{"help", no_argument, NULL, 'h'},
+                                             {"version", no_argument, NULL, 'V'},
+                                             {"check-config", no_argument, NULL, 'c'},
+                                             {NULL, 0, NULL, 0}};
+    int opt, check_only = 0;
+    /* -h: help; -V: version; --check-config: resolve the config and exit.
+     * '+' stops at the first positional (key=value may start with -). */
     while ((opt = getopt_long(argc, argv, "+hV", longopts, NULL)) != -1) {
+        if (opt == 'c') {
+            check_only = 1;
+            continue;
+        }
         if (opt == 'h') {
             usage(stdout);
             return 0;
@@ -153,9 +185,15 @@ int main(int argc, char **argv) {
         return 2;
     }
     static ft_run r;
-    r.world = 1, r.rank = 0;
+    r.world = 1, r.rank = 0, r.lock_fd = -1;
     r.config_path = argv[optind];
     int rc = load_config(&r, argc, argv, optind + 1);
+    if (check_only) {
+        if (!rc) rc = check_config(&r);
+        if (rc) fail(r.err);
+        ft_config_free(&r.cfg);
+        return rc ? 1 : 0;
+    }
     if (!rc) rc = open_data(&r);
     if (!rc) rc = prepare(&r);
     if (!rc) {
@@ -169,6 +207,7 @@ int main(int argc, char **argv) {
     ft_run_close_outputs(&r);
     loader_close(r.ld);
     ft_run_free_model(&r);
+    ft_run_unlock_output(&r);
     ft_config_free(&r.cfg);
     if (rc) return 1;
     return r.stopped ? 130 : 0;

@@ -17,6 +17,8 @@ typedef struct pyparser {
     const char *p;
     char *err;
     size_t errcap;
+    ft_py_lookup_fn lookup; /* config.<key> references, or NULL */
+    void *lookup_ctx;
 } pyparser;
 
 static int perr(pyparser *ps, const char *fmt, ...) {
@@ -101,8 +103,6 @@ int ft_pyval_copy(ft_pyval *dst, const ft_pyval *src) {
 }
 
 /* ------------------------------------------------------------------ parsing */
-
-static int parse_value(pyparser *ps, ft_pyval *out, int depth);
 
 static int hexval(int c) {
     if (c >= '0' && c <= '9') return c - '0';
@@ -232,6 +232,146 @@ static int parse_number(pyparser *ps, ft_pyval *out, int neg) {
     return 0;
 }
 
+/* ------------------------------------------------------------------ arithmetic */
+
+static int is_num(const ft_pyval *v) {
+    return v->kind == FT_PY_INT || v->kind == FT_PY_FLOAT || v->kind == FT_PY_BOOL;
+}
+static double as_double(const ft_pyval *v) {
+    return v->kind == FT_PY_FLOAT ? v->f : (double)v->i;
+}
+
+static int type_err(pyparser *ps, const char *op, const ft_pyval *a, const ft_pyval *b) {
+    if (!b) return perr(ps, "bad operand type for unary %s: '%s'", op, ft_pykind_name(a->kind));
+    return perr(ps, "unsupported operand type(s) for %s: '%s' and '%s'", op,
+                ft_pykind_name(a->kind), ft_pykind_name(b->kind));
+}
+
+static int int_pow(pyparser *ps, int64_t b, int64_t e, int64_t *out) {
+    int64_t r = 1;
+    while (e > 0) {
+        if ((e & 1) && __builtin_mul_overflow(r, b, &r)) return perr(ps, "integer too large");
+        e >>= 1;
+        if (e && __builtin_mul_overflow(b, b, &b)) return perr(ps, "integer too large");
+    }
+    *out = r;
+    return 0;
+}
+
+/* Python's float // and % (Objects/floatobject.c float_divmod). */
+static void float_divmod(double vx, double wx, double *floordiv, double *mod) {
+    double m = fmod(vx, wx), div = (vx - m) / wx;
+    if (m != 0.0) {
+        if ((wx < 0) != (m < 0)) m += wx, div -= 1.0;
+    } else {
+        m = copysign(0.0, wx);
+    }
+    double fd;
+    if (div != 0.0) {
+        fd = floor(div);
+        if (div - fd > 0.5) fd += 1.0;
+    } else {
+        fd = copysign(0.0, vx / wx);
+    }
+    *floordiv = fd, *mod = m;
+}
+
+static int float_op(pyparser *ps, const char *op, double a, double b, ft_pyval *out) {
+    double r = 0, fd, m;
+    if ((!strcmp(op, "/") || !strcmp(op, "//") || !strcmp(op, "%")) && b == 0.0)
+        return perr(ps, "division by zero");
+    if (!strcmp(op, "+"))
+        r = a + b;
+    else if (!strcmp(op, "-"))
+        r = a - b;
+    else if (!strcmp(op, "*"))
+        r = a * b;
+    else if (!strcmp(op, "/"))
+        r = a / b;
+    else if (!strcmp(op, "//"))
+        float_divmod(a, b, &fd, &m), r = fd;
+    else if (!strcmp(op, "%"))
+        float_divmod(a, b, &fd, &m), r = m;
+    else { /* ** */
+        if (a == 0.0 && b < 0) return perr(ps, "0.0 cannot be raised to a negative power");
+        if (a < 0 && b != floor(b))
+            return perr(ps, "a negative number to a fractional power is complex");
+        r = pow(a, b);
+        if (isinf(r) && isfinite(a) && isfinite(b)) return perr(ps, "result of ** too large");
+    }
+    *out = ft_pyval_float(r);
+    return 0;
+}
+
+static int int_op(pyparser *ps, const char *op, int64_t a, int64_t b, ft_pyval *out) {
+    int64_t r = 0;
+    int ovf = 0;
+    if (!strcmp(op, "/")) return float_op(ps, op, (double)a, (double)b, out);
+    if (!strcmp(op, "**")) {
+        if (b < 0) return float_op(ps, op, (double)a, (double)b, out);
+        int rc = int_pow(ps, a, b, &r);
+        if (rc) return rc;
+    } else if (!strcmp(op, "+")) {
+        ovf = __builtin_add_overflow(a, b, &r);
+    } else if (!strcmp(op, "-")) {
+        ovf = __builtin_sub_overflow(a, b, &r);
+    } else if (!strcmp(op, "*")) {
+        ovf = __builtin_mul_overflow(a, b, &r);
+    } else { /* // and %: floor division, the remainder takes the divisor's sign */
+        if (b == 0) return perr(ps, "division by zero");
+        if (a == INT64_MIN && b == -1) return perr(ps, "integer too large");
+        int64_t q = a / b, m = a % b;
+        if (m != 0 && ((m < 0) != (b < 0))) q -= 1, m += b;
+        r = !strcmp(op, "//") ? q : m;
+    }
+    if (ovf) return perr(ps, "integer too large");
+    *out = ft_pyval_int(r);
+    return 0;
+}
+
+/* str + str, tuple + tuple, list + list */
+static int concat(ft_pyval *a, const ft_pyval *b) {
+    if (a->kind == FT_PY_STR) {
+        size_t na = strlen(a->s), nb = strlen(b->s);
+        char *s = realloc(a->s, na + nb + 1);
+        if (!s) return -ENOMEM;
+        memcpy(s + na, b->s, nb + 1);
+        a->s = s;
+        return 0;
+    }
+    if (b->n == 0) return 0;
+    ft_pyval *it = realloc(a->items, (size_t)(a->n + b->n) * sizeof *it);
+    if (!it) return -ENOMEM;
+    a->items = it;
+    for (int i = 0; i < b->n; i++) {
+        int rc = ft_pyval_copy(&a->items[a->n], &b->items[i]);
+        if (rc) return rc;
+        a->n++;
+    }
+    return 0;
+}
+
+/* a = a <op> b, Python semantics; a is replaced, b is left as it is. */
+static int binop(pyparser *ps, const char *op, ft_pyval *a, const ft_pyval *b) {
+    if (is_num(a) && is_num(b)) {
+        ft_pyval r;
+        int rc = a->kind != FT_PY_FLOAT && b->kind != FT_PY_FLOAT
+                     ? int_op(ps, op, a->i, b->i, &r)
+                     : float_op(ps, op, as_double(a), as_double(b), &r);
+        if (!rc) *a = r;
+        return rc;
+    }
+    if (!strcmp(op, "+") && a->kind == b->kind &&
+        (a->kind == FT_PY_STR || a->kind == FT_PY_TUPLE || a->kind == FT_PY_LIST))
+        return concat(a, b);
+    return type_err(ps, op, a, b);
+}
+
+/* ------------------------------------------------------------------ expressions */
+
+static int parse_expr(pyparser *ps, ft_pyval *out, int depth);
+static int parse_factor(pyparser *ps, ft_pyval *out, int depth);
+
 static int parse_seq(pyparser *ps, ft_pyval *out, int depth) {
     char open = *ps->p++, close = open == '(' ? ')' : ']';
     ft_pyval seq = {.kind = open == '(' ? FT_PY_TUPLE : FT_PY_LIST};
@@ -256,7 +396,7 @@ static int parse_seq(pyparser *ps, ft_pyval *out, int depth) {
             seq.items = ni;
         }
         memset(&seq.items[seq.n], 0, sizeof seq.items[0]);
-        if ((rc = parse_value(ps, &seq.items[seq.n], depth + 1))) goto fail;
+        if ((rc = parse_expr(ps, &seq.items[seq.n], depth + 1))) goto fail;
         seq.n++;
         skip_blank(ps);
         comma = *ps->p == ',';
@@ -280,19 +420,39 @@ static int word_is(const char *p, const char *w) {
     return strncmp(p, w, n) == 0 && !isalnum((unsigned char)p[n]) && p[n] != '_';
 }
 
-static int parse_value(pyparser *ps, ft_pyval *out, int depth) {
+static size_t ident_len(const char *p) {
+    size_t n = 0;
+    if (!isalpha((unsigned char)*p) && *p != '_') return 0;
+    while (isalnum((unsigned char)p[n]) || p[n] == '_') n++;
+    return n;
+}
+
+/* config.<key>: the value the key holds so far (ps->lookup). */
+static int parse_ref(pyparser *ps, ft_pyval *out) {
+    const char *p = ps->p + 6;
+    while (*p == ' ' || *p == '\t') p++;
+    p++; /* '.' */
+    while (*p == ' ' || *p == '\t') p++;
+    size_t n = ident_len(p);
+    char key[64];
+    if (n == 0 || n >= sizeof key) return perr(ps, "expected config.<key>");
+    memcpy(key, p, n);
+    key[n] = '\0';
+    const ft_pyval *v = NULL;
+    if (!ps->lookup) return perr(ps, "config.%s: references to keys are not allowed here", key);
+    if (ps->lookup(ps->lookup_ctx, key, &v) || !v)
+        return perr(ps, "config.%s is not set yet (only keys set earlier can be used)", key);
+    if (ft_pyval_copy(out, v)) return -ENOMEM;
+    ps->p = p + n;
+    return 0;
+}
+
+static int parse_atom(pyparser *ps, ft_pyval *out, int depth) {
     if (depth > PY_MAX_DEPTH) return perr(ps, "value nested too deeply");
     skip_blank(ps);
     const char *p = ps->p;
     if (*p == '\'' || *p == '"') return parse_string(ps, out);
     if (*p == '(' || *p == '[') return parse_seq(ps, out, depth);
-    if (*p == '-' || *p == '+') {
-        int neg = *p == '-';
-        ps->p++;
-        skip_blank(ps);
-        if (!isdigit((unsigned char)*ps->p) && *ps->p != '.') return perr(ps, "bad number");
-        return parse_number(ps, out, neg);
-    }
     if (isdigit((unsigned char)*p) || (*p == '.' && isdigit((unsigned char)p[1])))
         return parse_number(ps, out, 0);
     static const struct {
@@ -309,19 +469,93 @@ static int parse_value(pyparser *ps, ft_pyval *out, int depth) {
             return 0;
         }
     }
+    if (word_is(p, "config")) {
+        const char *q = p + 6;
+        while (*q == ' ' || *q == '\t') q++;
+        if (*q == '.') return parse_ref(ps, out);
+    }
     if (*p == '\0') return perr(ps, "missing value");
     size_t n = 0;
     while (p[n] && !isspace((unsigned char)p[n]) && n < 40) n++;
     return perr(ps,
-                "not a Python literal: '%.*s' (use numbers, 'strings', True/False/None, "
-                "tuples or lists)",
+                "not a value: '%.*s' (use numbers, 'strings', True/False/None, tuples, lists, "
+                "arithmetic and config.<key>)",
                 (int)n, p);
 }
 
-int ft_pyval_parse(const char *text, ft_pyval *out, char *err, size_t errcap) {
-    pyparser ps = {.p = text, .err = err, .errcap = errcap};
+/* power: atom ['**' factor] (right-associative; binds tighter than a unary minus on its left) */
+static int parse_power(pyparser *ps, ft_pyval *out, int depth) {
+    int rc = parse_atom(ps, out, depth);
+    if (rc) return rc;
+    skip_blank(ps);
+    if (ps->p[0] != '*' || ps->p[1] != '*') return 0;
+    ps->p += 2;
+    ft_pyval e = {0};
+    if (!(rc = parse_factor(ps, &e, depth + 1))) rc = binop(ps, "**", out, &e);
+    ft_pyval_free(&e);
+    return rc;
+}
+
+/* factor: ('+' | '-') factor | power */
+static int parse_factor(pyparser *ps, ft_pyval *out, int depth) {
+    if (depth > PY_MAX_DEPTH) return perr(ps, "value nested too deeply");
+    skip_blank(ps);
+    char c = *ps->p;
+    if (c != '-' && c != '+') return parse_power(ps, out, depth);
+    ps->p++;
+    int rc = parse_factor(ps, out, depth + 1);
+    if (rc) return rc;
+    if (!is_num(out)) return type_err(ps, c == '-' ? "-" : "+", out, NULL);
+    if (out->kind == FT_PY_BOOL) out->kind = FT_PY_INT;
+    if (c == '+') return 0;
+    if (out->kind == FT_PY_FLOAT) {
+        out->f = -out->f;
+    } else {
+        if (out->i == INT64_MIN) return perr(ps, "integer too large");
+        out->i = -out->i;
+    }
+    return 0;
+}
+
+/* The operator at ps->p among ops (longest first), or NULL. */
+static const char *peek_op(pyparser *ps, const char *const *ops, int n) {
+    skip_blank(ps);
+    for (int i = 0; i < n; i++) {
+        size_t len = strlen(ops[i]);
+        if (strncmp(ps->p, ops[i], len) == 0 && ps->p[len] != '=') {
+            if (!strcmp(ops[i], "*") && ps->p[1] == '*') continue;
+            if (!strcmp(ops[i], "/") && ps->p[1] == '/') continue;
+            return ops[i];
+        }
+    }
+    return NULL;
+}
+
+/* term: factor (('*' | '/' | '//' | '%') factor)* ; sum: term (('+' | '-') term)* */
+static int parse_level(pyparser *ps, ft_pyval *out, int depth, int sum) {
+    static const char *const sum_ops[] = {"+", "-"}, *const term_ops[] = {"//", "*", "/", "%"};
+    int rc = sum ? parse_level(ps, out, depth, 0) : parse_factor(ps, out, depth);
+    const char *op;
+    while (!rc && (op = sum ? peek_op(ps, sum_ops, 2) : peek_op(ps, term_ops, 4))) {
+        ps->p += strlen(op);
+        ft_pyval b = {0};
+        rc = sum ? parse_level(ps, &b, depth + 1, 0) : parse_factor(ps, &b, depth + 1);
+        if (!rc) rc = binop(ps, op, out, &b);
+        ft_pyval_free(&b);
+    }
+    return rc;
+}
+
+static int parse_expr(pyparser *ps, ft_pyval *out, int depth) {
+    if (depth > PY_MAX_DEPTH) return perr(ps, "value nested too deeply");
+    return parse_level(ps, out, depth, 1);
+}
+
+int ft_pyval_eval(const char *text, ft_py_lookup_fn lookup, void *ctx, ft_pyval *out, char *err,
+                  size_t errcap) {
+    pyparser ps = {.p = text, .err = err, .errcap = errcap, .lookup = lookup, .lookup_ctx = ctx};
     memset(out, 0, sizeof *out);
-    int rc = parse_value(&ps, out, 0);
+    int rc = parse_expr(&ps, out, 0);
     if (rc) {
         ft_pyval_free(out);
         return rc == -ENOMEM ? perr(&ps, "out of memory") : rc;
@@ -329,9 +563,20 @@ int ft_pyval_parse(const char *text, ft_pyval *out, char *err, size_t errcap) {
     skip_blank(&ps);
     if (*ps.p) {
         ft_pyval_free(out);
+        size_t n = ident_len(ps.p);
+        if (n || strchr("<>=!&|^~@", *ps.p))
+            return perr(&ps,
+                        "unsupported syntax at '%.40s' (a value is a literal, arithmetic "
+                        "+ - * / // %% ** on numbers, + on strings, tuples or lists, "
+                        "parentheses and config.<key>)",
+                        ps.p);
         return perr(&ps, "unexpected text after the value: '%.40s'", ps.p);
     }
     return 0;
+}
+
+int ft_pyval_parse(const char *text, ft_pyval *out, char *err, size_t errcap) {
+    return ft_pyval_eval(text, NULL, NULL, out, err, errcap);
 }
 
 /* ------------------------------------------------------------------ printing */

@@ -2,7 +2,8 @@
  *
  * Config files look like arcface_torch's configs/<name>.py (`config.lr = 0.1`). Their values are
  * Python literals: int, float, str ('...' or "..."), True/False/None, tuples and lists of
- * those. This module parses such a literal into an ft_pyval, and prints a value exactly as
+ * those, and the arithmetic those configs use (`config.num_epoch // 10`, `30 * 10000`). This
+ * module evaluates such an expression into an ft_pyval, and prints a value exactly as
  * Python's str() would, so training.log matches arcface_torch's `str(value)` lines (floats in
  * Python's shortest round-trip repr: 5e-4 -> 0.0005, 1e-5 -> 1e-05; tuples "(1.0, 0.5, 0.0)";
  * lists "['lfw', 'cfp_fp']").
@@ -32,8 +33,17 @@ typedef struct ft_pyval {
     int n;                  /* number of items */
 } ft_pyval;
 
-/* Parse `text` (the whole string must be one literal, surrounding blanks allowed).
- * Returns 0, or FT_EFORMAT with a reason in err. On error *out is left as None. */
+/* Evaluate `text`, one Python expression of the subset arcface_torch's configs use (surrounding
+ * blanks allowed): literals; unary + and -; + - * / // % ** on int, float and bool with Python's
+ * semantics (/ gives a float, // floors, % takes the divisor's sign, int ** int >= 0 stays an
+ * int; int64 overflow is an error); + on two str, two tuples or two lists; parentheses; and
+ * config.<key>, the value lookup gives for key (0 and *v set, or non-zero when the key is not
+ * set; lookup NULL: no references). Returns 0, or FT_EFORMAT with a reason in err. On error
+ * *out is left as None. */
+typedef int (*ft_py_lookup_fn)(void *ctx, const char *key, const ft_pyval **v);
+int ft_pyval_eval(const char *text, ft_py_lookup_fn lookup, void *ctx, ft_pyval *out, char *err,
+                  size_t errcap);
+/* ft_pyval_eval without references. */
 int ft_pyval_parse(const char *text, ft_pyval *out, char *err, size_t errcap);
 void ft_pyval_free(ft_pyval *v); /* frees contents, leaves None */
 int ft_pyval_copy(ft_pyval *dst, const ft_pyval *src);

@@ -12,6 +12,7 @@
 
 #include "checkpoint.h" // defines: checkpoint files and tensor sources
 #include "config.h"     // defines: ft_config (the run's settings)
+#include "ft_common.h"  // defines: ft_progress
 #include "iresnet.h"    // defines: the backbone
 #include "loader.h"     // defines: the batch loader
 #include "lrsched.h"    // defines: the LR schedule
@@ -69,6 +70,10 @@ typedef struct ft_run {
     int n_targets;
     int64_t last_verified; /* step of the last verification, -1 none */
     double last_acc[FT_CFG_MAX_TARGET];
+    int64_t last_saved;      /* step of the last checkpoint, -1 none */
+    ft_progress prog, vprog; /* the training and verification displays (loop.c) */
+    char vwhat[96];          /* "verifying lfw" */
+    int lock_fd;             /* the output folder's lock (outdir.c), -1 none */
 
     /* results for the summary */
     double last_loss, first_loss;
@@ -92,6 +97,12 @@ int ft_run_open_outputs(ft_run *r); /* training.log, TensorBoard, config lines, 
 int ft_run_train(ft_run *r);        /* the loop, checkpoints included */
 int ft_run_verify_all(ft_run *r);   /* every target at the current step */
 void ft_run_close_outputs(ft_run *r);
+
+/* outdir.c: hold the output folder's lock for the run (a second ft-train into it is refused);
+ * remove the temporary checkpoint files of dead writers (after taking the lock). */
+int ft_run_lock_output(ft_run *r);
+void ft_run_unlock_output(ft_run *r);
+int ft_run_clean_stale_tmp(ft_run *r);
 
 /* Record an error (printf style) in r->err; returns rc. */
 int ft_run_fail(ft_run *r, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

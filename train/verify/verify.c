@@ -203,6 +203,11 @@ int ft_verify_run(ft_verify_target *t, ft_embed_fn embed, void *ctx, int dim, in
     }
     for (uint64_t s = 0; s < n && !rc; s += (uint64_t)batch) {
         int m = (int)(n - s < (uint64_t)batch ? n - s : (uint64_t)batch);
+        if (ft_stop_requested()) { /* a signal: give up within one chunk */
+            rc = FT_ESTOP;
+            snprintf(err, errcap, "%s: stopped by a signal", t->path);
+            break;
+        }
         for (int k = 0; k < m && !rc; k++)
             rc = decode_one(t, s + (uint64_t)k, rgb, xo + k * img, xf + k * img, err, errcap);
         if (rc) break;

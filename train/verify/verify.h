@@ -47,7 +47,8 @@ int ft_verify_load(ft_verify_target **out, const char *path, const char *name, i
 const char *ft_verify_name(const ft_verify_target *t);
 int64_t ft_verify_pairs(const ft_verify_target *t);
 /* Run the protocol with the model behind embed; batch images per call (both copies of an
- * image batch are embedded in separate calls, originals first). */
+ * image batch are embedded in separate calls, originals first). Between chunks it checks
+ * ft_stop_requested() and returns FT_ESTOP when a signal asked to stop. */
 int ft_verify_run(ft_verify_target *t, ft_embed_fn embed, void *ctx, int dim, int batch,
                   ft_verify_result *r, char *err, size_t errcap);
 void ft_verify_free(ft_verify_target *t); /* NULL ok */
