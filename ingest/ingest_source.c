@@ -381,22 +381,16 @@ static int rec_fetch(ing_reader *r, uint64_t off, const uint8_t **data, size_t *
     return rc == 0 ? FT_ETRUNC : rc < 0 ? rc : 0;
 }
 
-/* Label as arcface_torch computes it (label[0] truncated toward zero), range-checked. */
-static int check_label(const ing_source *src, double v, ing_rec *rec) {
+/* The class must be below num_classes when that is known. */
+static int check_class(const ing_source *src, int32_t l, ing_rec *rec) {
     char d[96];
-    if (!isfinite(v) || v < 0 || v > (double)INT32_MAX) {
-        snprintf(d, sizeof d, "%g", v);
-        rec_bad(rec, FT_ERANGE, "label %s is not a class id (must be >= 0)", d);
-        return -1;
-    }
-    int64_t l = (int64_t)v;
     if (src->num_classes && (uint64_t)l >= src->num_classes) {
-        snprintf(d, sizeof d, "%" PRId64 " out of range [0, %" PRIu64 ") (classes from %s)", l,
+        snprintf(d, sizeof d, "%" PRId32 " out of range [0, %" PRIu64 ") (classes from %s)", l,
                  src->num_classes, src->classes_from);
         rec_bad(rec, FT_ERANGE, "label %s", d);
         return -1;
     }
-    rec->label = (int32_t)l;
+    rec->label = l;
     return 0;
 }
 
@@ -422,7 +416,13 @@ static void read_rec(ing_reader *r, uint64_t s, ing_rec *rec, ing_sink sink, voi
         rec_bad(rec, FT_ETRUNC, "record of %s bytes is too short for its IRHeader", d);
         return;
     }
-    if (check_label(src, rio_record_label(&rr, 0), rec) < 0) return;
+    int32_t cls;
+    char lwhy[128];
+    if (rio_label_class(rio_record_label(&rr, 0), &cls, lwhy, sizeof lwhy) < 0) {
+        rec_bad(rec, FT_ERANGE, "%s", lwhy);
+        return;
+    }
+    if (check_class(src, cls, rec) < 0) return;
     uint8_t *dst = sink(ctx, rr.img_len, &rec->at);
     if (!dst) {
         rec_bad(rec, -ENOMEM, "%s", "out of memory");
@@ -436,7 +436,7 @@ static void read_file(ing_reader *r, uint64_t s, ing_rec *rec, ing_sink sink, vo
     const ing_source *src = r->src;
     const char *path = src->names + src->name_at[s];
     rec->key = s;
-    if (check_label(src, src->labels[s], rec) < 0) return;
+    if (check_class(src, src->labels[s], rec) < 0) return;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0) {

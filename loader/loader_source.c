@@ -274,12 +274,7 @@ static int parse_rec(const ld_source *s, uint64_t index, const uint8_t *bytes, s
         snprintf(why, whycap, "record shorter than its IRHeader");
         return rc;
     }
-    float f = rio_record_label(&rec, 0);
-    if (!isfinite(f) || f <= -1.0f || f >= 2147483648.0f) {
-        snprintf(why, whycap, "label %g is not a class id", (double)f);
-        return FT_ERANGE;
-    }
-    *label = (int32_t)f; /* truncation toward zero, like torch.tensor(label, dtype=long) */
+    if ((rc = rio_label_class(rio_record_label(&rec, 0), label, why, whycap)) != 0) return rc;
     *jpeg = rec.img;
     *jpeg_len = rec.img_len;
     return 0;

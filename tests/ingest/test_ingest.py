@@ -1,6 +1,7 @@
 """ft-ingest tests. Usage: test_ingest.py CASE --bin BUILD/bin --work DIR
 
-Cases: cli, roundtrip, shuffle, folder, corrupt, skipbad, verify, diskfull, signal, threads.
+Cases: cli, roundtrip, shuffle, folder, corrupt, labels, skipbad, verify, diskfull, signal,
+threads.
 Exit 0 pass, 1 fail, 77 skip. Every case checks that ft-ingest leaves no output (and no
 temporary directory) when it fails, and that no sanitizer report appears."""
 import argparse
@@ -368,6 +369,37 @@ def t_corrupt():
     p = ingest(src, os.path.join(d, "nc.lmdb"), "--num-classes", "5", rc=1)
     check("label 5 out of range [0, 5) (classes from --num-classes)" in p.stderr, p.stderr)
     no_output(os.path.join(d, "nc.lmdb"))
+
+
+def t_labels():
+    """One label rule for ft-ingest and the loader: a whole number in [0, 2^31)."""
+    d = work("labels")
+    src = os.path.join(d, "rel")
+    jpg = u.make_jpeg(3)
+    labels = [0, 1, 2, -0.5, 3, 2.5, -0.0, 1, 2, 3, 0, 1] * 3
+    w = u.RecWriter(src)
+    for k, lab in enumerate(labels):
+        w.write(k, u.pack(lab, jpg, k))
+    w.close()
+    out = os.path.join(d, "out.lmdb")
+    p = ingest(src, out, rc=1)
+    want = "record key 3 at offset %d: label -0.5 is not a class id (a whole number in [0, 2^31))"
+    check(want % u.read_idx(src)[1][3] in p.stderr.strip().splitlines()[-1], p.stderr)
+    no_output(out)
+    p = ingest(src, out, "--skip-bad")
+    bad = [k for k, lab in enumerate(labels) if lab != int(lab) or lab < 0]
+    check("skipped %d bad records: key %s" % (len(bad), ", ".join(map(str, bad))) in p.stderr,
+          p.stderr)
+    check("label 2.5 is not a class id" in p.stderr, p.stderr)
+    _, vals = dump(out)
+    check([v[0] for v in vals] == [int(lab) for k, lab in enumerate(labels) if k not in bad],
+          "labels kept: %s" % [v[0] for v in vals])
+    # the loader reading the .rec applies the same rule: -0.5 is not class 0 but a bad sample
+    p = run([exe("ft-loadbench"), src, "--batch", "4", "--batches", "9", "--repeat", "1",
+             "--threads", "1", "--json"])
+    check("label -0.5 is not a class id (a whole number in [0, 2^31))" in p.stderr and
+          "label 2.5 is not a class id" in p.stderr, p.stderr)
+    check('"bad_samples":0' not in p.stdout, p.stdout)
 
 
 def t_skipbad():
