@@ -1,7 +1,7 @@
 """ft-ingest tests. Usage: test_ingest.py CASE --bin BUILD/bin --work DIR
 
-Cases: cli, roundtrip, shuffle, folder, corrupt, labels, skipbad, verify, diskfull, signal,
-threads.
+Cases: cli, roundtrip, shuffle, folder, corrupt, labels, skipbad, verify, truncated, diskfull,
+signal, threads.
 Exit 0 pass, 1 fail, 77 skip. Every case checks that ft-ingest leaves no output (and no
 temporary directory) when it fails, and that no sanitizer report appears."""
 import argparse
@@ -490,6 +490,38 @@ def t_verify():
     rewrite_meta(out, cnt, "num_samples", "7")
     p = ingest("--verify", cnt, rc=1)
     check("samples found, meta says 7" in p.stderr, p.stderr)
+
+
+def t_truncated():
+    """A data.mdb cut short (an interrupted copy) gives one line naming it, never SIGBUS."""
+    d = work("truncated")
+    src = os.path.join(d, "rel")
+    release(src, classes=6, per_class=8)
+    lmdb = os.path.join(src, "train.lmdb")
+    ingest(src, lmdb)
+    data = os.path.join(lmdb, "data.mdb")
+    full = os.path.getsize(data)
+    repo = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+    for cut in (full // 2, full - 4096, 12288):
+        os.truncate(data, cut)
+        cmds = [[exe("ft-ingest"), "--verify", lmdb], [exe("ft-ingest"), "--info", lmdb]]
+        if have("ft-loadbench"):
+            cmds.append([exe("ft-loadbench"), lmdb, "--batches", "2", "--repeat", "1"])
+            cmds.append([exe("ft-loadbench"), src, "--batches", "2", "--repeat", "1"])
+        if have("ft-train"):
+            cmds.append([exe("ft-train"), os.path.join(repo, "configs", "synth_r18.py"),
+                         "rec=" + src, "output=" + os.path.join(d, "work"), "max_steps=1"])
+        for cmd in cmds:
+            p = run(cmd, rc=None)
+            tag = " ".join([os.path.basename(cmd[0])] + cmd[1:2])
+            check(p.returncode > 0, "%s on a data.mdb cut to %d of %d bytes: exit %d\n%s" %
+                  (tag, cut, full, p.returncode, p.stderr))
+            lines = [ln for ln in p.stderr.splitlines() if "truncated" in ln]
+            check(len(lines) == 1 and data in lines[0] and "%d bytes" % cut in lines[0],
+                  "%s: no line naming the truncated file:\n%s" % (tag, p.stderr))
+        with open(data, "r+b") as f:  # put the bytes back for the next cut
+            f.truncate(full)
+        ingest(src, lmdb, "--force")
 
 
 def t_diskfull():
