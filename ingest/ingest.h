@@ -82,8 +82,8 @@ typedef struct ing_opts {
 typedef struct ing_result {
     uint64_t written, skipped, read_bytes, value_bytes, checksum, max_label;
     uint64_t skipped_keys[ING_LIST_MAX];
-    uint32_t height, width; /* common image size, 0 when sizes differ */
-    uint64_t mixed_key;     /* first sample whose size differs (when height == 0) */
+    uint32_t height, width; /* the dataset's image size: the first written sample's */
+    uint64_t size_key;      /* key of that sample (messages about other sizes) */
     double seconds;
 } ing_result;
 

@@ -1,6 +1,6 @@
 """ft-ingest tests. Usage: test_ingest.py CASE --bin BUILD/bin --work DIR
 
-Cases: cli, roundtrip, shuffle, folder, corrupt, labels, skipbad, verify, truncated, diskfull,
+Cases: cli, roundtrip, shuffle, folder, corrupt, labels, mixed, skipbad, verify, truncated, diskfull,
 signal, threads.
 Exit 0 pass, 1 fail, 77 skip. Every case checks that ft-ingest leaves no output (and no
 temporary directory) when it fails, and that no sanitizer report appears."""
@@ -400,6 +400,28 @@ def t_labels():
     check("label -0.5 is not a class id (a whole number in [0, 2^31))" in p.stderr and
           "label 2.5 is not a class id" in p.stderr, p.stderr)
     check('"bad_samples":0' not in p.stdout, p.stdout)
+
+
+def t_mixed():
+    """Images of another size than the first are bad records (one size per dataset)."""
+    d = work("mixed")
+    src = os.path.join(d, "rel")
+    w = u.RecWriter(src)
+    for k in range(20):
+        w.write(k, u.pack(k % 4, u.make_jpeg(k, size=100 if k in (5, 13) else 112), k))
+    w.close()
+    out = os.path.join(d, "out.lmdb")
+    p = ingest(src, out, rc=1)
+    last = p.stderr.strip().splitlines()[-1]
+    want = "record key 5 at offset %d: image is 100x100, the dataset's images are 112x112" % \
+        u.read_idx(src)[1][5]
+    check(want in last and "--skip-bad" in last and "ft-pack --resize 112x112" in last, p.stderr)
+    no_output(out)
+    p = ingest(src, out, "--skip-bad")
+    check("skipped 2 bad records: key 5, 13" in p.stderr, p.stderr)
+    meta, vals = dump(out)
+    check(len(vals) == 18 and {(v[1], v[2]) for v in vals} == {(112, 112)}, "sizes kept")
+    check(meta["image_height"] == "112" and meta["image_width"] == "112", meta)
 
 
 def t_skipbad():
