@@ -182,9 +182,11 @@ static void *worker_main(void *arg) {
 /* ------------------------------------------------------------------ writer (caller) */
 
 static void describe(const ing_source *src, const ing_rec *rec, char *out, size_t cap) {
-    if (src->is_folder)
-        snprintf(out, cap, "%s: %s", src->names + src->name_at[rec->src_index], rec->why);
-    else
+    if (src->is_folder) {
+        char path[8192];
+        snprintf(out, cap, "%s: %s", ing_source_file(src, rec->src_index, path, sizeof path),
+                 rec->why);
+    } else
         snprintf(out, cap, "%s: record key %" PRIu64 " at offset %" PRIu64 ": %s", src->rec_path,
                  rec->key, rec->offset, rec->why);
 }

@@ -209,9 +209,20 @@ def t_folder():
     with open(os.path.join(img, "README"), "w") as f:
         f.write("ignored\n")
     out = os.path.join(d, "out.lmdb")
-    ingest(img, out)
+    p = ingest(img, out)
+    loose = [ln for ln in p.stderr.splitlines() if "outside the class folders" in ln]
+    check(len(loose) == 1 and "README" in loose[0] and "ft-ingest: warning: " in loose[0],
+          "top-level files: one warning line:\n" + p.stderr)
     meta, vals = dump(out)
     check(meta["num_classes"] == "4" and meta["source"].startswith("folder:"), meta)
+    # an entry that cannot be stat'ed (a dangling symlink) is an error naming it, not a gap
+    dangling = os.path.join(img, "bob", "zz.jpg")
+    os.symlink("nowhere.jpg", dangling)
+    p = ingest(img, os.path.join(d, "stat.lmdb"), rc=1)
+    check(p.stderr.strip().splitlines()[-1] == "ft-ingest: %s: No such file or directory" %
+          dangling, p.stderr)
+    no_output(os.path.join(d, "stat.lmdb"))
+    os.unlink(dangling)
     check(len(vals) == len(expect), "%d samples, expected %d" % (len(vals), len(expect)))
     for i, ((label, h, w, sk, jpg), (elabel, ejpg)) in enumerate(zip(vals, expect)):
         check(label == elabel and jpg == ejpg and sk == i and (h, w) == (112, 112),

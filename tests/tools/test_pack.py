@@ -95,7 +95,20 @@ def test_folder(src, files):
     r = pack(src, d)
     check(r.returncode == 0 and r.stdout.startswith("ft-pack: 8 images, 3 classes"),
           "folder pack: %s %s" % (r.stdout, r.stderr))
-    check("README" in r.stderr, "top-level file reported")
+    loose = [x for x in r.stderr.splitlines() if "outside the class folders" in x]
+    check(len(loose) == 1 and "README" in loose[0] and loose[0].startswith("ft-pack: warning: "),
+          "top-level files: one warning line: " + r.stderr)
+    # an entry that cannot be stat'ed (a dangling symlink) is an error naming it, not a gap
+    dangling = os.path.join(src, "bob", "zz.jpg")
+    os.symlink("nowhere.jpg", dangling)
+    d = fresh("out_folder_stat")
+    r = pack(src, d)
+    check(r.returncode == 1 and r.stderr.strip().splitlines()[-1] ==
+          "ft-pack: %s: No such file or directory" % dangling, "stat failure: " + r.stderr)
+    check(not os.path.exists(os.path.join(d, "train.rec")), "stat failure: output written")
+    os.unlink(dangling)
+    d = fresh("out_folder")
+    r = pack(src, d)
     check(open(os.path.join(d, "property")).read() == "3,112,112\n", "folder property")
     check_header_layout(d, [(lab, data) for lab, _, data in files], 3, "folder")
     check(sorted(os.listdir(d)) == ["property", "train.idx", "train.rec"], "only 3 outputs")
