@@ -1,4 +1,4 @@
-"""ft-ingest tests. Usage: test_ingest.py CASE --bin BUILD/bin --work DIR
+"""ft-ingest tests. Usage: test_ingest.py CASE --bin BUILD/bin --dump FT_TEST_FTDB_DUMP --work DIR
 
 Cases: cli, roundtrip, shuffle, folder, corrupt, labels, mixed, skipbad, verify, truncated, diskfull,
 signal, threads.
@@ -59,7 +59,7 @@ def work(name):
 
 def dump(lmdb):
     out = lmdb.rstrip("/") + ".dump"
-    p = run([exe("ft-test-ftdb-dump"), lmdb, out])
+    p = run([ARGS.dump, lmdb, out])
     meta = dict(line.split(" ", 1) for line in p.stdout.splitlines())
     vals = u.read_dump(out)
     os.unlink(out)
@@ -616,6 +616,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("case")
     ap.add_argument("--bin", required=True)
+    ap.add_argument("--dump", required=True)  # the ft-test-ftdb-dump helper (build/tests)
     ap.add_argument("--work", required=True)
     ARGS = ap.parse_args()
     os.makedirs(ARGS.work, exist_ok=True)

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ft_common.h"
 #include "ft_dataset.h"
 #include "ld_test.h"
 
@@ -279,6 +280,10 @@ static int case_rec(void) {
 }
 
 int main(int argc, char **argv) {
+    if (ft_cli_help_version(argc, argv, "test_loader",
+                            "usage: test_loader CASE DATASET_DIR\n"
+                            "CASE: order, pixels, threads, engines, fallback, resume, rec.\n"))
+        return 0;
     if (argc != 3) {
         fprintf(stderr, "usage: test_loader CASE DATASET_DIR\n");
         return 2;

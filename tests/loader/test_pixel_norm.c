@@ -91,6 +91,11 @@ static int load_one(const char *dir, loader_layout layout, void **out, size_t *b
 }
 
 int main(int argc, char **argv) {
+    if (ft_cli_help_version(
+            argc, argv, "test_pixel_norm",
+            "usage: test_pixel_norm WORKDIR\n"
+            "Loader and verification inputs: identical floats for every pixel value.\n"))
+        return 0;
     if (argc != 2) {
         fprintf(stderr, "usage: test_pixel_norm WORKDIR\n");
         return 2;

@@ -1,6 +1,7 @@
 /* test_recordio_unit: in-process tests of the recordio library (the Python round trips in
  * test_recordio.py cover format compatibility). Deterministic (fixed seed). Exit 0 pass, 1 fail.
  */
+#include "ft_common.h"
 #include "recordio.h"
 
 #include <errno.h>
@@ -328,7 +329,11 @@ static void test_property(void) {
     CHECK(rio_property_read(tpath("p4"), &n, &h, &w, err, sizeof err) == -ENOENT);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    if (ft_cli_help_version(argc, argv, "test_recordio_unit",
+                            "usage: test_recordio_unit\n"
+                            "In-process tests of the recordio library.\n"))
+        return 0;
     const char *base = getenv("TMPDIR");
     snprintf(dir, sizeof dir, "%s/ft-rio-unit-XXXXXX", base && *base ? base : "/tmp");
     if (!mkdtemp(dir)) {

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ft_common.h"
 #include "iresnet.h"
 #include "ops.h"
 #include "pfc.h"
@@ -456,6 +457,10 @@ static void test_net(void) {
 }
 
 int main(int argc, char **argv) {
+    if (ft_cli_help_version(argc, argv, "test_ops_grad",
+                            "usage: test_ops_grad [THREADS]\n"
+                            "Every op's backward against finite differences.\n"))
+        return 0;
     int threads = argc > 1 ? atoi(argv[1]) : 2;
     if (ft_ops_cpu_create(threads, &O)) return 1;
     test_conv(2, 3, 7, 6, 4, 3, 1, 1);
