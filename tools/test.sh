@@ -1,5 +1,6 @@
 #!/bin/bash
 # Build and run facetrain's whole test suite, as CI does:
+#   0. the Debian packages it needs (tools/install-deps.sh, idempotent; root or sudo)
 #   1. release build with -Werror, every ctest case
 #   2. ASan+UBSan build, every test that is not marked 'slow'
 #   3. TSan build, the tests of the threaded parts (ctest label 'threaded')
@@ -12,6 +13,9 @@ quick=0
 [ "${1:-}" = "--quick" ] && quick=1
 
 step() { printf '\n=== %s ===\n' "$*"; }
+
+step "dependencies"
+bash tools/install-deps.sh
 
 step "build (release, -Werror)"
 cmake -S . -B build -DFT_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
