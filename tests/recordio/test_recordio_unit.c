@@ -304,8 +304,8 @@ static void test_insightface(void) {
     CHECK(has_header == 1 && n == 5 && keys && keys[0] == 1 && keys[4] == 5);
     free(keys);
     uint64_t off;
-    const uint8_t *p;
-    size_t len;
+    const uint8_t *p = NULL;
+    size_t len = 0;
     rio_record r;
     CHECK(rio_index_find(&idx, 7, &off) == 0 && rio_reader_read_at(rd, off, &p, &len) == 0);
     CHECK(rio_unpack(p, len, &r) == 0 && r.h.flag == 2);
