@@ -59,10 +59,19 @@ static int one_step(bench *b, uint64_t step, const float *x, int32_t *lab) {
     return rc;
 }
 
+#define USAGE                                                                                      \
+    "usage: ft-bench-train [--depth 18] [--batch 32] [--threads 2] [--classes 93431] [--rate 1]\n" \
+    "                      [--steps 3] [--width 64] [--dtype f32|f16|bf16] [--device cpu]\n"       \
+    "Time full training steps (IResNet + margin softmax + Partial FC + SGD) on random\n"           \
+    "data: per-phase times, samples/s, model/head/optimizer bytes and peak RSS.\n"
+
 int main(int argc, char **argv) {
     int depth = 18, batch = 32, threads = 2, classes = 93431, steps = 3, width = 64, dtype = FT_F32;
     const char *device = "cpu";
     double rate = 1.0;
+    if (ft_cli_help_version(argc, argv, "ft-bench-train", USAGE)) return 0;
+    if ((argc - 1) % 2)
+        return fprintf(stderr, "ft-bench-train: every option takes a value\n" USAGE), 2;
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *k = argv[i], *v = argv[i + 1];
         if (!strcmp(k, "--depth"))
@@ -82,11 +91,11 @@ int main(int argc, char **argv) {
         else if (!strcmp(k, "--device"))
             device = v;
         else if (!strcmp(k, "--dtype") && (dtype = ft_dtype_parse(v)) < 0)
-            return fprintf(stderr, "--dtype: f32, f16 or bf16\n"), 2;
+            return fprintf(stderr, "ft-bench-train: --dtype takes f32, f16 or bf16\n"), 2;
         else if (!strcmp(k, "--dtype"))
             continue;
         else
-            return fprintf(stderr, "usage: see the comment at the top of train_cpu_step.c\n"), 2;
+            return fprintf(stderr, "ft-bench-train: unknown option '%s'\n" USAGE, k), 2;
     }
     bench b = {.batch = batch, .classes = classes};
     ft_iresnet_config mc;

@@ -133,6 +133,20 @@ int ft_fsync_path(const char *path) {
     return rc;
 }
 
+int ft_cli_help_version(int argc, char **argv, const char *prog, const char *usage) {
+    if (argc < 2) return 0;
+    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+        fputs(usage, stdout);
+        if (usage[0] && usage[strlen(usage) - 1] != '\n') fputc('\n', stdout);
+        return 1;
+    }
+    if (!strcmp(argv[1], "-V") || !strcmp(argv[1], "--version")) {
+        printf("%s (%s)\n", prog, FT_VERSION_STRING);
+        return 1;
+    }
+    return 0;
+}
+
 int ft_path_join(char *out, size_t cap, const char *a, const char *b) {
     int n = snprintf(out, cap, "%s/%s", a, b);
     return n < 0 || (size_t)n >= cap ? FT_ERANGE : 0;

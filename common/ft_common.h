@@ -34,6 +34,12 @@ enum {
 };
 const char *ft_strerror(int rc);
 
+/* ---- command line ---- */
+/* For programs whose arguments are positional (test helpers, benchmarks): when argv[1] is
+ * -h/--help, prints `usage` on stdout; when it is -V/--version, prints "PROG (facetrain x.y.z)".
+ * Returns 1 then (main exits 0 without doing anything else), else 0. */
+int ft_cli_help_version(int argc, char **argv, const char *prog, const char *usage);
+
 /* ---- time ---- */
 double ft_now(void); /* monotonic seconds */
 

@@ -124,6 +124,7 @@ static int new_list(pk_state *s, uint8_t kind, pk_obj *out) {
 }
 
 static int list_add(pk_state *s, uint64_t id, const pk_obj *items, size_t n) {
+    if (n == 0) return 0; /* an empty MARK ... APPENDS: the list may have no storage yet */
     pk_list *l = &s->lists[id];
     if (grow((void **)&l->items, &l->cap, l->n + n, sizeof(pk_obj))) return -ENOMEM;
     memcpy(l->items + l->n, items, n * sizeof(pk_obj));

@@ -2,10 +2,12 @@
 #include "ftdb.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 struct ftdb {
     MDB_env *env;
@@ -159,6 +161,54 @@ static int meta_read(ftdb *db, char *err, size_t errcap) {
     return 0;
 }
 
+/* LMDB maps data.mdb and trusts its meta pages: in a file shorter than they say (an interrupted
+ * copy or rsync) the first access past the end faults with SIGBUS. Read both meta pages as
+ * LMDB 0.9 lays them out on a 64-bit host (16-byte page header; MDB_meta: magic, version,
+ * address, mapsize, two 48-byte MDB_db whose first holds the page size, last page number,
+ * txnid), take the newer one and compare the size it needs with the file's. A file that is
+ * not LMDB is left to mdb_env_open to name. */
+#define LMDB_MAGIC   0xBEEFC0DEu
+#define META_AT      16
+#define META_BYTES   144 /* up to and including mm_txnid */
+#define META_PSIZE   24  /* mm_dbs[FREE_DBI].md_pad, offsets within MDB_meta */
+#define META_LAST_PG 120
+#define META_TXNID   128
+
+static int read_meta(int fd, uint64_t at, uint64_t *psize, uint64_t *last_pg, uint64_t *txnid) {
+    uint8_t m[META_BYTES];
+    if (pread(fd, m, sizeof m, (off_t)(at + META_AT)) != (ssize_t)sizeof m) return -1;
+    if (ft_rd_le32(m) != LMDB_MAGIC) return -1;
+    *psize = ft_rd_le32(m + META_PSIZE);
+    *last_pg = ft_rd_le64(m + META_LAST_PG);
+    *txnid = ft_rd_le64(m + META_TXNID);
+    return *psize >= 512 && *psize <= (1u << 16) ? 0 : -1;
+}
+
+static int check_data_size(const char *data, char *err, size_t errcap) {
+    int fd = open(data, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        int rc = -errno;
+        snprintf(err, errcap, "%s: %s", data, ft_strerror(rc));
+        if (fd >= 0) close(fd);
+        return rc;
+    }
+    uint64_t ps0, last0, txn0, ps1, last1, txn1, size = (uint64_t)st.st_size;
+    int ok0 = read_meta(fd, 0, &ps0, &last0, &txn0) == 0;
+    int ok1 = ok0 && read_meta(fd, ps0, &ps1, &last1, &txn1) == 0 && ps1 == ps0;
+    close(fd);
+    if (!ok0) return 0; /* not LMDB (or its first page is gone): mdb_env_open says so */
+    uint64_t last = ok1 && txn1 > txn0 ? last1 : last0;
+    if (last > UINT64_MAX / ps0 - 1 || (last + 1) * ps0 > size) {
+        snprintf(err, errcap,
+                 "%s: truncated: %" PRIu64 " bytes, but its LMDB meta page needs %" PRIu64
+                 " (%" PRIu64 " pages of %" PRIu64 "); an interrupted copy? copy it again",
+                 data, size, (last + 1) * ps0, last + 1, ps0);
+        return FT_ETRUNC;
+    }
+    return 0;
+}
+
 int ftdb_open(ftdb **out, const char *dir, char *err, size_t errcap) {
     *out = NULL;
     ftdb *db = calloc(1, sizeof *db);
@@ -167,9 +217,7 @@ int ftdb_open(ftdb **out, const char *dir, char *err, size_t errcap) {
     int rc;
     char data[4200];
     if (ft_path_join(data, sizeof data, dir, "data.mdb") == 0) {
-        uint64_t sz;
-        if ((rc = ft_file_size(data, &sz)) != 0) {
-            snprintf(err, errcap, "%s: %s", data, ft_strerror(rc));
+        if ((rc = check_data_size(data, err, errcap)) != 0) {
             free(db);
             return rc;
         }

@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ft_classdir.h"
 #include "ft_common.h"
 #include "ftdb.h"
 #include "recordio.h"
@@ -35,9 +36,7 @@ typedef struct ing_source {
     uint64_t rec_size;
     int has_header; /* key 0 is an insightface header record */
     /* image folder */
-    char *names;       /* all file paths, NUL-separated */
-    uint64_t *name_at; /* [n] offset of sample i's path in names */
-    int32_t *labels;   /* [n] class of sample i */
+    ft_classdir dir; /* the samples (paths relative to path), labels and sizes */
     /* both */
     uint64_t num_classes;     /* 0: not known before the run (max label + 1) */
     const char *classes_from; /* "--num-classes", "property", "class folders" or NULL */
@@ -51,6 +50,8 @@ typedef struct ing_source {
 int ing_source_open(ing_source *src, const char *path, uint64_t num_classes, int skip_bad,
                     char *err, size_t errcap);
 void ing_source_free(ing_source *src);
+/* Path of image-folder sample s (SRC joined with its relative path) into buf. */
+const char *ing_source_file(const ing_source *src, uint64_t s, char *buf, size_t cap);
 /* Bytes LMDB needs for one value of `vlen` bytes plus its leaf node, page size `psize`. */
 uint64_t ing_value_footprint(uint64_t vlen, uint64_t psize);
 /* Map size for values whose footprints sum to `footprint` over `n` samples. */
@@ -82,8 +83,8 @@ typedef struct ing_opts {
 typedef struct ing_result {
     uint64_t written, skipped, read_bytes, value_bytes, checksum, max_label;
     uint64_t skipped_keys[ING_LIST_MAX];
-    uint32_t height, width; /* common image size, 0 when sizes differ */
-    uint64_t mixed_key;     /* first sample whose size differs (when height == 0) */
+    uint32_t height, width; /* the dataset's image size: the first written sample's */
+    uint64_t size_key;      /* key of that sample (messages about other sizes) */
     double seconds;
 } ing_result;
 

@@ -182,9 +182,11 @@ static void *worker_main(void *arg) {
 /* ------------------------------------------------------------------ writer (caller) */
 
 static void describe(const ing_source *src, const ing_rec *rec, char *out, size_t cap) {
-    if (src->is_folder)
-        snprintf(out, cap, "%s: %s", src->names + src->name_at[rec->src_index], rec->why);
-    else
+    if (src->is_folder) {
+        char path[8192];
+        snprintf(out, cap, "%s: %s", ing_source_file(src, rec->src_index, path, sizeof path),
+                 rec->why);
+    } else
         snprintf(out, cap, "%s: record key %" PRIu64 " at offset %" PRIu64 ": %s", src->rec_path,
                  rec->key, rec->offset, rec->why);
 }
@@ -223,13 +225,19 @@ static void give_back(pipe *p, batch *b) {
     pthread_mutex_unlock(&p->mu);
 }
 
-static void note_size(ing_result *res, const ing_rec *rec) {
-    if (res->written == 0)
-        res->height = rec->height, res->width = rec->width;
-    else if (res->height && (res->height != rec->height || res->width != rec->width)) {
-        res->height = res->width = 0;
-        res->mixed_key = rec->key;
-    }
+/* One image size per dataset (the loader and the trainer need it): the first written
+ * sample's. A sample of another size becomes a bad record (skipped with --skip-bad); `odd`
+ * receives it. Returns 1 when rec has another size. */
+static int odd_size(const ing_result *res, const ing_rec *rec, ing_rec *odd) {
+    if (res->written == 0 || (rec->height == res->height && rec->width == res->width)) return 0;
+    *odd = *rec;
+    odd->bad = FT_EFORMAT;
+    snprintf(odd->why, sizeof odd->why,
+             "image is %ux%u, the dataset's images are %" PRIu32 "x%" PRIu32 " (from key %" PRIu64
+             "); leave such records out with --skip-bad, or make every image one size with "
+             "ft-pack --resize 112x112",
+             (unsigned)rec->width, (unsigned)rec->height, res->width, res->height, res->size_key);
+    return 1;
 }
 
 static int skip_record(const ing_opts *o, ing_result *res, const char *msg, const ing_rec *rec,
@@ -251,7 +259,9 @@ static int write_batch(pipe *p, ing_writer *w, batch *b, ing_result *res, ft_pro
                        char *err, size_t errcap) {
     for (unsigned i = 0; i < b->n; i++) {
         const ing_rec *rec = &b->recs[i];
+        ing_rec odd;
         res->read_bytes += rec->len;
+        if (!rec->bad && odd_size(res, rec, &odd)) rec = &odd;
         if (rec->bad) {
             char msg[ING_ERRCAP];
             describe(p->src, rec, msg, sizeof msg);
@@ -264,7 +274,8 @@ static int write_batch(pipe *p, ing_writer *w, batch *b, ing_result *res, ft_pro
                             (uint32_t)rec->key};
         int rc = ing_writer_put(w, &h, b->buf + rec->at, err, errcap);
         if (rc < 0) return rc;
-        note_size(res, rec);
+        if (res->written == 0) /* the dataset's image size, see odd_size */
+            res->height = rec->height, res->width = rec->width, res->size_key = rec->key;
         if ((uint64_t)rec->label > res->max_label) res->max_label = (uint64_t)rec->label;
         res->written++;
         res->value_bytes += FTDB_VALUE_HDR + rec->len;

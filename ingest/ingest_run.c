@@ -154,12 +154,7 @@ static void print_summary(const ing_source *src, const ing_run_args *a, const ft
         if (r->skipped > shown) fprintf(stderr, " and %" PRIu64 " more", r->skipped - shown);
         fputc('\n', stderr);
     }
-    if (!r->height)
-        fprintf(stderr,
-                "ft-ingest: warning: images differ in size (first at key %" PRIu64
-                "); meta image_height/image_width are 0\n",
-                r->mixed_key);
-    else if (src->prop_h && (src->prop_h != r->height || src->prop_w != r->width))
+    if (src->prop_h && (src->prop_h != r->height || src->prop_w != r->width))
         fprintf(stderr, "ft-ingest: warning: images are %ux%u, the property file says %ux%u\n",
                 r->height, r->width, src->prop_h, src->prop_w);
     double s = r->seconds > 0 ? r->seconds : 1e-9;

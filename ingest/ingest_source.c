@@ -6,6 +6,8 @@
  * file inside (byte order) is a sample and must be a JPEG; hidden entries are skipped. */
 #include "ingest.h"
 
+#include "ft_dataset.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -73,17 +75,13 @@ static void rec_estimate(ing_source *src, rio_index *idx) {
 static int rec_paths(ing_source *src, const char *path, char *idx_path, char *prop_path, size_t cap,
                      char *err, size_t errcap) {
     size_t n = strlen(path);
-    if (!ft_is_dir(path) && n > 4 && strcmp(path + n - 4, ".rec") == 0) {
+    if (!ft_is_dir(path) && n > 4 && strcmp(path + n - 4, ".rec") == 0)
         snprintf(src->rec_path, sizeof src->rec_path, "%s", path);
-        snprintf(idx_path, cap, "%.*s.idx", (int)(n - 4), path);
-        const char *slash = strrchr(path, '/');
-        if (slash)
-            snprintf(prop_path, cap, "%.*s/property", (int)(slash - path), path);
-        else
-            snprintf(prop_path, cap, "property");
-    } else if (ft_path_join(src->rec_path, sizeof src->rec_path, path, "train.rec") ||
-               ft_path_join(idx_path, cap, path, "train.idx") ||
-               ft_path_join(prop_path, cap, path, "property")) {
+    else if (ft_path_join(src->rec_path, sizeof src->rec_path, path, "train.rec")) {
+        snprintf(err, errcap, "%s: path too long", path);
+        return FT_ERANGE;
+    }
+    if (ft_rec_paths(src->rec_path, idx_path, cap, prop_path, cap)) {
         snprintf(err, errcap, "%s: path too long", path);
         return FT_ERANGE;
     }
@@ -150,117 +148,36 @@ done:
 
 /* ------------------------------------------------------------------ image folder */
 
-typedef struct names_buf {
-    char *p;
-    size_t len, cap;
-} names_buf;
-
-static int names_add(names_buf *b, const char *a, const char *c, const char *f, uint64_t *at) {
-    size_t need = strlen(a) + strlen(c) + strlen(f) + 3;
-    if (b->len + need > b->cap) {
-        size_t ncap = b->cap ? b->cap * 2 : 1 << 16;
-        while (ncap < b->len + need) ncap *= 2;
-        char *np = realloc(b->p, ncap);
-        if (!np) return -ENOMEM;
-        b->p = np, b->cap = ncap;
-    }
-    *at = b->len;
-    b->len += (size_t)sprintf(b->p + b->len, "%s/%s/%s", a, c, f) + 1;
-    return 0;
-}
-
-static int cmp_name(const struct dirent **a, const struct dirent **b) {
-    return strcmp((*a)->d_name, (*b)->d_name);
-}
-
-static int entry_is(const char *dir, const char *name, int want_dir, uint64_t *size) {
-    char p[8192];
-    struct stat st;
-    if (name[0] == '.' || ft_path_join(p, sizeof p, dir, name) || stat(p, &st) != 0) return 0;
-    if (size) *size = (uint64_t)st.st_size;
-    return want_dir ? S_ISDIR(st.st_mode) : S_ISREG(st.st_mode);
-}
-
-static int grow_samples(ing_source *src, uint64_t *cap) {
-    uint64_t ncap = *cap ? *cap * 2 : 1024;
-    uint64_t *na = realloc(src->name_at, ncap * sizeof *na);
-    if (na) src->name_at = na;
-    int32_t *nl = realloc(src->labels, ncap * sizeof *nl);
-    if (nl) src->labels = nl;
-    if (!na || !nl) return -ENOMEM;
-    *cap = ncap;
-    return 0;
-}
-
-static int folder_class(ing_source *src, names_buf *nb, const char *cls, int32_t label,
-                        uint64_t *cap, uint64_t *fp, char *err, size_t errcap) {
-    char dir[8192];
-    ft_path_join(dir, sizeof dir, src->path, cls);
-    struct dirent **ents;
-    int m = scandir(dir, &ents, NULL, cmp_name);
-    if (m < 0) {
-        snprintf(err, errcap, "%s: %s", dir, strerror(errno));
-        return -errno;
-    }
-    int rc = 0;
-    uint64_t first = src->n, size;
-    for (int i = 0; i < m; i++) {
-        const char *f = ents[i]->d_name;
-        if (!rc && entry_is(dir, f, 0, &size)) {
-            if (src->n == *cap) rc = grow_samples(src, cap);
-            if (!rc) rc = names_add(nb, src->path, cls, f, &src->name_at[src->n]);
-            if (!rc) {
-                src->labels[src->n++] = label;
-                src->total_bytes += size;
-                *fp += ing_value_footprint(size + FTDB_VALUE_HDR, page_size());
-            } else
-                snprintf(err, errcap, "%s: out of memory", dir);
-        }
-        free(ents[i]);
-    }
-    free(ents);
-    if (!rc && src->n == first)
-        fprintf(stderr, "ft-ingest: warning: %s: class %" PRId32 " has no images\n", dir, label);
-    return rc;
-}
-
+/* The class-folder convention is ft_classdir's (shared with ft-pack). */
 static int folder_open(ing_source *src, char *err, size_t errcap) {
-    struct dirent **ents;
-    int m = scandir(src->path, &ents, NULL, cmp_name);
-    if (m < 0) {
-        snprintf(err, errcap, "%s: %s", src->path, strerror(errno));
-        return -errno;
-    }
-    names_buf nb = {0};
-    uint64_t cap = 0, fp = 0, classes = 0;
-    int rc = 0;
-    for (int i = 0; i < m; i++) {
-        if (!rc && entry_is(src->path, ents[i]->d_name, 1, NULL)) {
-            if (classes >= INT32_MAX)
-                rc = FT_ERANGE;
-            else
-                rc = folder_class(src, &nb, ents[i]->d_name, (int32_t)classes++, &cap, &fp, err,
-                                  errcap);
-        }
-        free(ents[i]);
-    }
-    free(ents);
-    src->names = nb.p;
+    int rc = ft_classdir_scan(src->path, &src->dir, err, errcap);
     if (rc < 0) return rc;
-    if (classes == 0) {
+    ft_classdir_warn(&src->dir, src->path, "ft-ingest");
+    if (src->dir.n_classes == 0) {
         snprintf(err, errcap,
                  "%s: neither a release folder (train.rec, train.idx) nor an image folder "
                  "(one sub-folder per class)",
                  src->path);
         return FT_EFORMAT;
     }
+    uint64_t fp = 0, ps = page_size();
+    for (uint64_t i = 0; i < src->dir.n; i++) {
+        src->total_bytes += src->dir.e[i].size;
+        fp += ing_value_footprint(src->dir.e[i].size + FTDB_VALUE_HDR, ps);
+    }
+    src->n = src->dir.n;
     if (!src->num_classes) {
-        src->num_classes = classes;
+        src->num_classes = src->dir.n_classes;
         src->classes_from = "class folders";
     }
-    src->map_estimate = ing_map_size(fp, src->n, page_size());
+    src->map_estimate = ing_map_size(fp, src->n, ps);
     src->data_estimate = fp + fp / 16;
     return 0;
+}
+
+const char *ing_source_file(const ing_source *src, uint64_t s, char *buf, size_t cap) {
+    snprintf(buf, cap, "%s/%s", src->path, ft_classdir_path(&src->dir, s));
+    return buf;
 }
 
 /* ------------------------------------------------------------------ open / free */
@@ -302,12 +219,8 @@ int ing_source_open(ing_source *src, const char *path, uint64_t num_classes, int
 void ing_source_free(ing_source *src) {
     free(src->keys);
     free(src->offsets);
-    free(src->names);
-    free(src->name_at);
-    free(src->labels);
-    src->keys = src->offsets = src->name_at = NULL;
-    src->names = NULL;
-    src->labels = NULL;
+    ft_classdir_free(&src->dir);
+    src->keys = src->offsets = NULL;
 }
 
 /* ------------------------------------------------------------------ reading samples */
@@ -381,22 +294,16 @@ static int rec_fetch(ing_reader *r, uint64_t off, const uint8_t **data, size_t *
     return rc == 0 ? FT_ETRUNC : rc < 0 ? rc : 0;
 }
 
-/* Label as arcface_torch computes it (label[0] truncated toward zero), range-checked. */
-static int check_label(const ing_source *src, double v, ing_rec *rec) {
+/* The class must be below num_classes when that is known. */
+static int check_class(const ing_source *src, int32_t l, ing_rec *rec) {
     char d[96];
-    if (!isfinite(v) || v < 0 || v > (double)INT32_MAX) {
-        snprintf(d, sizeof d, "%g", v);
-        rec_bad(rec, FT_ERANGE, "label %s is not a class id (must be >= 0)", d);
-        return -1;
-    }
-    int64_t l = (int64_t)v;
     if (src->num_classes && (uint64_t)l >= src->num_classes) {
-        snprintf(d, sizeof d, "%" PRId64 " out of range [0, %" PRIu64 ") (classes from %s)", l,
+        snprintf(d, sizeof d, "%" PRId32 " out of range [0, %" PRIu64 ") (classes from %s)", l,
                  src->num_classes, src->classes_from);
         rec_bad(rec, FT_ERANGE, "label %s", d);
         return -1;
     }
-    rec->label = (int32_t)l;
+    rec->label = l;
     return 0;
 }
 
@@ -422,7 +329,13 @@ static void read_rec(ing_reader *r, uint64_t s, ing_rec *rec, ing_sink sink, voi
         rec_bad(rec, FT_ETRUNC, "record of %s bytes is too short for its IRHeader", d);
         return;
     }
-    if (check_label(src, rio_record_label(&rr, 0), rec) < 0) return;
+    int32_t cls;
+    char lwhy[128];
+    if (rio_label_class(rio_record_label(&rr, 0), &cls, lwhy, sizeof lwhy) < 0) {
+        rec_bad(rec, FT_ERANGE, "%s", lwhy);
+        return;
+    }
+    if (check_class(src, cls, rec) < 0) return;
     uint8_t *dst = sink(ctx, rr.img_len, &rec->at);
     if (!dst) {
         rec_bad(rec, -ENOMEM, "%s", "out of memory");
@@ -434,9 +347,10 @@ static void read_rec(ing_reader *r, uint64_t s, ing_rec *rec, ing_sink sink, voi
 
 static void read_file(ing_reader *r, uint64_t s, ing_rec *rec, ing_sink sink, void *ctx) {
     const ing_source *src = r->src;
-    const char *path = src->names + src->name_at[s];
+    char path[8192];
+    ing_source_file(src, s, path, sizeof path);
     rec->key = s;
-    if (check_label(src, src->labels[s], rec) < 0) return;
+    if (check_class(src, src->dir.e[s].label, rec) < 0) return;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0) {

@@ -17,6 +17,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "ft_dataset.h"
+
 void loader_config_init(loader_config *c) {
     memset(c, 0, sizeof *c);
     c->world = 1;
@@ -169,7 +171,7 @@ static int setup(loader *l, char *err, size_t errcap) {
     l->chunk = l->cfg.chunk ? l->cfg.chunk : 16;
     if (l->chunk > l->cfg.batch) l->chunk = l->cfg.batch;
     l->nchunks = (l->cfg.batch + l->chunk - 1) / l->chunk;
-    for (int v = 0; v < 256; v++) l->lut[v] = ((float)v - 127.5f) / 127.5f;
+    ft_pixel_norm_table(l->lut);
     l->perm = malloc(l->src.n * sizeof *l->perm);
     if (!l->perm) return -ENOMEM;
     l->perm_epoch = UINT64_MAX;

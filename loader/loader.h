@@ -40,7 +40,7 @@ typedef struct loader loader; /* opaque */
 
 typedef enum loader_layout {
     LOADER_U8_HWC = 0, /* uint8 [n][h][w][3] RGB (the GPU trainer normalizes on device) */
-    LOADER_F32_CHW = 1 /* float32 [n][3][h][w], (x - 127.5f) / 127.5f (CPU trainer) */
+    LOADER_F32_CHW = 1 /* float32 [n][3][h][w], ft_pixel_norm_table (x/127.5 - 1; CPU trainer) */
 } loader_layout;
 
 typedef enum loader_engine {
@@ -139,7 +139,8 @@ uint64_t loader_bad_samples(loader *l, loader_bad *out, uint64_t cap, uint64_t *
  * synchronously. For tools and tests (reference decodes, the decode-only ceiling). */
 int loader_sample_jpeg(loader *l, uint64_t index, uint8_t **jpeg, size_t *len, int32_t *label);
 
-/* The file the dataset at `path` reads from (data.mdb or the .rec), without opening it. */
+/* The file the dataset at `path` reads from (data.mdb or the .rec), without opening it; the
+ * path forms are ft_dataset_resolve's (common/ft_dataset.h). */
 int loader_resolve_file(const char *path, char *out, size_t cap);
 
 /* The order, as pure functions (also what the loader uses). */

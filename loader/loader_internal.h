@@ -113,7 +113,7 @@ struct loader {
     size_t img_bytes; /* one image in the output layout */
     uint64_t shard_len, steps;
     uint32_t chunk, nchunks;
-    float lut[256]; /* (v - 127.5f) / 127.5f */
+    float lut[256]; /* ft_pixel_norm_table: the float input of each pixel value */
 
     pthread_mutex_t mu;
     pthread_cond_t cv_work, cv_ready;

@@ -19,15 +19,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "ft_dataset.h"
 #include "ftdb.h"
 #ifdef FT_LOADER_HAVE_RECORDIO
 #include "recordio.h"
 #endif
-
-static int ends_with(const char *s, const char *suffix) {
-    size_t a = strlen(s), b = strlen(suffix);
-    return a >= b && strcmp(s + a - b, suffix) == 0;
-}
 
 static int exists(const char *path) {
     uint64_t sz;
@@ -189,38 +185,20 @@ static void max_len(ld_source *s) {
         if (s->lengths[i] > s->max_len) s->max_len = s->lengths[i];
 }
 
-/* Path forms: an LMDB directory; a dataset folder (train.lmdb/ preferred, else train.rec +
- * train.idx); or a .rec file with its .idx next to it. */
+/* Path forms (ft_dataset_resolve): an LMDB directory; a dataset folder (train.lmdb/ preferred,
+ * else train.rec + train.idx); or a .rec file with its .idx next to it. */
 int ld_source_open(ld_source *s, const char *path, char *err, size_t errcap) {
     memset(s, 0, sizeof *s);
-    char a[4200], b[4200], c[4200];
-    int rc;
-    if (ends_with(path, ".rec")) {
-        size_t n = strlen(path);
-        snprintf(a, sizeof a, "%.*s.idx", (int)(n - 4), path);
-        snprintf(c, sizeof c, "%s", path);
-        char *slash = strrchr(c, '/');
-        if (slash)
-            snprintf(slash + 1, sizeof c - (size_t)(slash + 1 - c), "property");
+    char file[4200], idx[4200], prop[4200];
+    ft_dataset_kind kind;
+    int rc = ft_dataset_resolve(path, &kind, file, sizeof file, err, errcap);
+    if (rc == 0 && kind == FT_DATASET_LMDB) {
+        rc = open_lmdb(s, file, err, errcap);
+    } else if (rc == 0) {
+        if ((rc = ft_rec_paths(file, idx, sizeof idx, prop, sizeof prop)) != 0)
+            snprintf(err, errcap, "%s: path too long", file);
         else
-            snprintf(c, sizeof c, "property");
-        rc = open_rec(s, path, a, c, err, errcap);
-    } else if (ft_is_dir(path)) {
-        if (ft_path_join(a, sizeof a, path, "data.mdb") == 0 && exists(a)) {
-            rc = open_lmdb(s, path, err, errcap);
-        } else if (ft_path_join(a, sizeof a, path, "train.lmdb") == 0 && ft_is_dir(a)) {
-            rc = open_lmdb(s, a, err, errcap);
-        } else if (ft_path_join(a, sizeof a, path, "train.rec") == 0 && exists(a)) {
-            ft_path_join(b, sizeof b, path, "train.idx");
-            ft_path_join(c, sizeof c, path, "property");
-            rc = open_rec(s, a, b, c, err, errcap);
-        } else {
-            snprintf(err, errcap, "%s: no data.mdb, train.lmdb/ or train.rec in this folder", path);
-            rc = FT_EARG;
-        }
-    } else {
-        snprintf(err, errcap, "%s: not a dataset folder, LMDB directory or .rec file", path);
-        rc = exists(path) ? FT_EARG : -ENOENT;
+            rc = open_rec(s, file, idx, prop, err, errcap);
     }
     if (rc == 0 && (rc = ft_file_size(s->file, &s->file_size)) != 0)
         snprintf(err, errcap, "%s: %s", s->file, ft_strerror(rc));
@@ -274,12 +252,7 @@ static int parse_rec(const ld_source *s, uint64_t index, const uint8_t *bytes, s
         snprintf(why, whycap, "record shorter than its IRHeader");
         return rc;
     }
-    float f = rio_record_label(&rec, 0);
-    if (!isfinite(f) || f <= -1.0f || f >= 2147483648.0f) {
-        snprintf(why, whycap, "label %g is not a class id", (double)f);
-        return FT_ERANGE;
-    }
-    *label = (int32_t)f; /* truncation toward zero, like torch.tensor(label, dtype=long) */
+    if ((rc = rio_label_class(rio_record_label(&rec, 0), label, why, whycap)) != 0) return rc;
     *jpeg = rec.img;
     *jpeg_len = rec.img_len;
     return 0;
@@ -309,14 +282,10 @@ int ld_source_parse(const ld_source *s, uint64_t index, const uint8_t *bytes, si
 }
 
 int loader_resolve_file(const char *path, char *out, size_t cap) {
-    char a[4200];
-    if (ends_with(path, ".rec")) return snprintf(out, cap, "%s", path) < (int)cap ? 0 : FT_ERANGE;
-    if (!ft_is_dir(path)) return exists(path) ? FT_EARG : -ENOENT;
-    if (ft_path_join(a, sizeof a, path, "data.mdb") == 0 && exists(a))
-        return ft_path_join(out, cap, path, "data.mdb");
-    if (ft_path_join(a, sizeof a, path, "train.lmdb/data.mdb") == 0 && exists(a))
-        return ft_path_join(out, cap, path, "train.lmdb/data.mdb");
-    if (ft_path_join(a, sizeof a, path, "train.rec") == 0 && exists(a))
-        return ft_path_join(out, cap, path, "train.rec");
-    return FT_EARG;
+    char where[4200], err[LOADER_ERRCAP];
+    ft_dataset_kind kind;
+    int rc = ft_dataset_resolve(path, &kind, where, sizeof where, err, sizeof err);
+    if (rc) return rc;
+    if (kind == FT_DATASET_LMDB) return ft_path_join(out, cap, where, "data.mdb");
+    return (size_t)snprintf(out, cap, "%s", where) < cap ? 0 : FT_ERANGE;
 }

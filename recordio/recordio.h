@@ -108,6 +108,11 @@ size_t rio_pack(uint8_t *buf, const rio_irheader *h, const float *labels, uint32
                 const void *img, size_t img_len);
 int rio_unpack(const uint8_t *data, size_t len, rio_record *out); /* 0 or FT_ETRUNC */
 float rio_record_label(const rio_record *r, uint32_t i); /* labels[i]; i==0 & flag==0: h.label */
+/* The one label rule (ft-ingest and the loader both use it): a sample's class is label[0] (the
+ * scalar label when flag == 0), which must be a finite whole number in [0, 2^31); -0.0 is class
+ * 0. MXFaceDataset would truncate 2.5 to 2 and -0.5 to 0; facetrain refuses both. Returns 0 and
+ * *cls, or FT_ERANGE with "label <value> is not a class id (...)" in why (whycap may be 0). */
+int rio_label_class(float label, int32_t *cls, char *why, size_t whycap);
 
 /* ------------------------------------------------------------------ insightface layout */
 /* Enumerate the image keys the way arcface_torch's MXFaceDataset does: read key 0; if its

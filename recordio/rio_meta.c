@@ -66,6 +66,18 @@ float rio_record_label(const rio_record *r, uint32_t i) {
     return i < r->h.flag ? rd_f32(r->labels + 4 * (size_t)i) : NAN;
 }
 
+int rio_label_class(float label, int32_t *cls, char *why, size_t whycap) {
+    /* 2147483648.0f is 2^31 exactly; every float below it that is whole fits an int32 */
+    if (isfinite(label) && label >= 0.0f && label < 2147483648.0f && label == floorf(label)) {
+        *cls = (int32_t)label;
+        return 0;
+    }
+    if (whycap)
+        snprintf(why, whycap, "label %.9g is not a class id (a whole number in [0, 2^31))",
+                 (double)label);
+    return FT_ERANGE;
+}
+
 /* ---------------------------------------------------------------- insightface layout */
 
 /* Image keys 1 .. bound-1 from the header record, each checked against the index. */

@@ -28,10 +28,16 @@ step "2. ingest RecordIO -> LMDB (every JPEG decoded and checked, shuffled, chec
 "$BIN/ft-ingest" "$OUT/synth" "$OUT/synth/train.lmdb" --shuffle --seed 7
 
 step "3. stage the LMDB on a RAM disk (the verification .bin files go beside it)"
-STAGE=/tmp/facetrain-demo-stage
+# A fresh mount point for each demo, unstaged and removed on exit: two demos on one machine
+# never unmount each other's RAM disk.
+STAGE=$(mktemp -d /tmp/facetrain-demo-stage.XXXXXX)
+unstage() {
+    tools/stage-tmpfs.sh --unstage --target "$STAGE" >/dev/null 2>&1 || true
+    rmdir "$STAGE" 2>/dev/null || true
+}
+trap unstage EXIT
 STAGED=$(tools/stage-tmpfs.sh "$OUT/synth/train.lmdb" --target "$STAGE")
 DATA=$(dirname "$STAGED")
-cp "$OUT"/synth/*.bin "$DATA/"
 echo "staged at $STAGED; dataset folder for training: $DATA"
 
 step "4. verify the staged copy"
@@ -44,5 +50,5 @@ if [ -x "$BIN/ft-train" ]; then
     ls -l "$OUT/work"
 fi
 
-tools/stage-tmpfs.sh --unstage --target "$STAGE" >/dev/null || true
+unstage
 step "done: outputs in $OUT"

@@ -2,7 +2,7 @@
 # Install every Debian package facetrain's build, demo and tests need. Idempotent: packages
 # already present are left alone. Run as root (or through sudo) on Debian 12.
 set -eu
-PKGS="build-essential cmake pkg-config clang-format util-linux
+PKGS="build-essential cmake pkg-config clang clang-format util-linux
 liblmdb-dev lmdb-utils liburing-dev libturbojpeg0-dev libjpeg62-turbo-dev libxxhash-dev
 libopenblas-dev libopenblas0-openmp libcjson-dev
 python3 python3-numpy python3-torch python3-opencv"

@@ -56,4 +56,8 @@ int pack_jpeg_info(pack_image *pi, const uint8_t *data, size_t len, int *w, int 
  * at `quality`; result in pi->jpg / pi->jpg_len. 0, FT_EDECODE or -ENOMEM. */
 int pack_resize(pack_image *pi, const uint8_t *data, size_t len, int w, int h, int quality);
 
+/* ft-pack SRC.rec OUTDIR --shuffle: shuffled copy, insightface layout kept (pack_shuffle.c).
+ * Prints its own messages; returns 0 or < 0 (FT_ESTOP when stopped by a signal). */
+int pack_shuffle_rec(const char *src, const char *outdir, uint64_t seed);
+
 #endif

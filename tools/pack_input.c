@@ -1,67 +1,14 @@
 /* pack_input.c: ft-pack inputs: class folders and im2rec .lst files (see pack.h). */
-#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
+#include "ft_classdir.h"
 #include "ft_common.h"
 #include "pack.h"
 
 #define KEY_LIMIT (1ull << 24)
-
-static int cmp_str(const void *a, const void *b) {
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static void free_names(char **names, size_t n) {
-    for (size_t i = 0; i < n; i++) free(names[i]);
-    free(names);
-}
-
-/* Sorted names in `dir` (hidden ones skipped) whose type is a directory (want_dir) or a
- * regular file. */
-static int list_dir(const char *dir, int want_dir, char ***out, size_t *n_out) {
-    DIR *d = opendir(dir);
-    if (!d) return -errno;
-    char **names = NULL, full[4096];
-    size_t n = 0, cap = 0;
-    int rc = 0;
-    struct dirent *de;
-    while (!rc && (de = readdir(d)) != NULL) {
-        struct stat st;
-        if (de->d_name[0] == '.') continue;
-        if (ft_path_join(full, sizeof full, dir, de->d_name) != 0) {
-            rc = -ENAMETOOLONG;
-            break;
-        }
-        if (stat(full, &st) != 0) {
-            rc = -errno;
-            break;
-        }
-        if (want_dir ? !S_ISDIR(st.st_mode) : !S_ISREG(st.st_mode)) {
-            if (want_dir) fprintf(stderr, "ft-pack: %s: not in a class folder, skipped\n", full);
-            continue;
-        }
-        if (n == cap) {
-            char **nn = realloc(names, (cap = cap ? 2 * cap : 64) * sizeof *nn);
-            if (!nn)
-                rc = -ENOMEM;
-            else
-                names = nn;
-        }
-        if (!rc && !(names[n++] = strdup(de->d_name))) rc = -ENOMEM, n--;
-    }
-    closedir(d);
-    if (rc) {
-        free_names(names, n);
-        return rc;
-    }
-    if (n) qsort(names, n, sizeof *names, cmp_str);
-    *out = names, *n_out = n;
-    return 0;
-}
 
 static int add_entry(pack_list *l, char *path, uint64_t index, uint64_t line, const float *labels,
                      uint32_t nlabels) {
@@ -86,49 +33,30 @@ void pack_list_free(pack_list *l) {
     memset(l, 0, sizeof *l);
 }
 
-static int scan_class(const char *cdir, float label, pack_list *out, char *err, size_t errcap) {
-    char **files = NULL;
-    size_t nf = 0;
-    int rc = list_dir(cdir, 0, &files, &nf);
-    if (rc) {
-        snprintf(err, errcap, "%s: %s", cdir, ft_strerror(rc));
-        return rc;
-    }
-    if (nf == 0) fprintf(stderr, "ft-pack: %s: empty class folder (label %.0f)\n", cdir, label);
-    for (size_t j = 0; !rc && j < nf; j++) {
-        size_t len = strlen(cdir) + strlen(files[j]) + 2;
+/* The class-folder convention is ft_classdir's (shared with ft-ingest); keys need the class
+ * count below 2^24 so the header's float labels stay exact. */
+int pack_scan_folder(const char *dir, pack_list *out, char *err, size_t errcap) {
+    memset(out, 0, sizeof *out);
+    ft_classdir cd;
+    int rc = ft_classdir_scan(dir, &cd, err, errcap);
+    if (rc) return rc;
+    ft_classdir_warn(&cd, dir, "ft-pack");
+    if (cd.n_classes >= KEY_LIMIT)
+        rc = FT_ERANGE, snprintf(err, errcap, "%s: too many class folders", dir);
+    for (uint64_t i = 0; !rc && i < cd.n; i++) {
+        const char *rel = ft_classdir_path(&cd, i);
+        size_t len = strlen(dir) + strlen(rel) + 2;
         char *p = malloc(len);
+        float label = (float)cd.e[i].label;
         if (!p)
             rc = -ENOMEM;
         else
-            snprintf(p, len, "%s/%s", cdir, files[j]);
+            snprintf(p, len, "%s/%s", dir, rel);
         if (!rc && (rc = add_entry(out, p, out->n, 0, &label, 1)) != 0) free(p);
+        if (rc) snprintf(err, errcap, "%s: out of memory", dir);
     }
-    if (rc) snprintf(err, errcap, "%s: %s", cdir, ft_strerror(rc));
-    free_names(files, nf);
-    return rc;
-}
-
-int pack_scan_folder(const char *dir, pack_list *out, char *err, size_t errcap) {
-    memset(out, 0, sizeof *out);
-    char **classes = NULL, cdir[4096];
-    size_t nc = 0;
-    int rc = list_dir(dir, 1, &classes, &nc);
-    if (rc) {
-        snprintf(err, errcap, "%s: %s", dir, ft_strerror(rc));
-        return rc;
-    }
-    if (nc >= KEY_LIMIT) rc = FT_ERANGE, snprintf(err, errcap, "%s: too many class folders", dir);
-    for (size_t c = 0; !rc && c < nc; c++) {
-        if (ft_path_join(cdir, sizeof cdir, dir, classes[c]) != 0) {
-            snprintf(err, errcap, "%s/%s: path too long", dir, classes[c]);
-            rc = FT_ERANGE;
-        } else {
-            rc = scan_class(cdir, (float)c, out, err, errcap);
-        }
-    }
-    out->n_classes = nc;
-    free_names(classes, nc);
+    out->n_classes = cd.n_classes;
+    ft_classdir_free(&cd);
     if (rc) pack_list_free(out);
     return rc;
 }

@@ -3,6 +3,7 @@
  *
  *   ft-pack IMAGE_FOLDER OUTDIR [--no-header] [--resize WxH] [--quality Q]
  *   ft-pack LIST.lst OUTDIR [--root DIR] [--no-header] [--resize WxH] [--quality Q]
+ *   ft-pack SRC.rec OUTDIR --shuffle [--seed S]
  *
  * JPEG bytes are stored as they are unless --resize asks for decode, resize and re-encode.
  */
@@ -21,12 +22,14 @@
 
 typedef struct pack_opts {
     const char *input, *outdir, *root;
-    int no_header, resize_w, resize_h, quality, is_lst;
+    int no_header, resize_w, resize_h, quality, is_lst, is_rec, shuffle;
+    uint64_t seed;
 } pack_opts;
 
 static void usage(FILE *f) {
     fprintf(f, "usage: " PROG " IMAGE_FOLDER OUTDIR [options]\n"
                "       " PROG " LIST.lst OUTDIR [--root DIR] [options]\n"
+               "       " PROG " SRC.rec OUTDIR --shuffle [--seed S]\n"
                "Pack JPEGs into OUTDIR/train.rec, train.idx and property.\n"
                "IMAGE_FOLDER holds one sub-folder per class (sorted names -> labels 0..C-1).\n"
                "LIST.lst has im2rec lines: index<TAB>label[<TAB>label...]<TAB>relative_path.\n"
@@ -36,6 +39,9 @@ static void usage(FILE *f) {
                "  --resize WxH     decode, resize and re-encode every image (default: store the\n"
                "                   JPEG bytes unchanged)\n"
                "  --quality Q      JPEG quality for --resize, 1..100 (default 95)\n"
+               "  --shuffle        SRC.rec: copy it with the image records in a seeded random\n"
+               "                   order (keys, header and identity records kept; for DALI)\n"
+               "  --seed S         seed of that order, 0..2^64-1 (default 0)\n"
                "  -V, --version    print the version\n"
                "  -h, --help       this text\n");
 }
@@ -64,15 +70,12 @@ static int bad_option(int c, const char *arg) {
 /* Parse argv into *o: 0 ok, 1 help/version printed (exit 0), 2 usage error. */
 static int parse_args(int argc, char **argv, pack_opts *o) {
     // --root DIR (.lst only), --no-header switch, --resize WxH, --quality Q (needs --resize),
-    // -V version, -h help.
-    static const struct option longopts[] = {{"root", 1, 0, 'r'},
-                                             {"no-header", 0, 0, 'H'},
-                                             {"resize", 1, 0, 'R'},
-                                             {"quality", 1, 0, 'q'},
-                                             {"version", 0, 0, 'V'},
-                                             {"help", 0, 0, 'h'},
-                                             {0, 0, 0, 0}};
-    int c, have_q = 0;
+    // --shuffle (SRC.rec only), --seed S (needs --shuffle), -V version, -h help.
+    static const struct option longopts[] = {
+        {"root", 1, 0, 'r'},      {"shuffle", 0, 0, 'S'}, {"seed", 1, 0, 's'},
+        {"no-header", 0, 0, 'H'}, {"resize", 1, 0, 'R'},  {"quality", 1, 0, 'q'},
+        {"version", 0, 0, 'V'},   {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
+    int c, have_q = 0, have_seed = 0;
     uint64_t q = 95;
     o->quality = 95;
     opterr = 0;
@@ -97,6 +100,16 @@ static int parse_args(int argc, char **argv, pack_opts *o) {
             }
             o->quality = (int)q, have_q = 1;
             break;
+        case 'S':
+            o->shuffle = 1;
+            break;
+        case 's':
+            if (ft_parse_u64(optarg, 0, UINT64_MAX, &o->seed) != 0) {
+                fprintf(stderr, PROG ": --seed: expected 0..2^64-1, got '%s'\n", optarg);
+                return 2;
+            }
+            have_seed = 1;
+            break;
         case 'V':
             printf(PROG " (" FT_VERSION_STRING ")\n");
             return 1;
@@ -113,10 +126,17 @@ static int parse_args(int argc, char **argv, pack_opts *o) {
         return 2;
     }
     o->input = argv[optind], o->outdir = argv[optind + 1];
-    o->is_lst = !ft_is_dir(o->input);
-    const char *bad = have_q && !o->resize_w  ? "--quality only applies with --resize"
-                      : o->root && !o->is_lst ? "--root only applies to a .lst input"
-                                              : NULL;
+    size_t n = strlen(o->input);
+    o->is_rec = !ft_is_dir(o->input) && n > 4 && strcmp(o->input + n - 4, ".rec") == 0;
+    o->is_lst = !ft_is_dir(o->input) && !o->is_rec;
+    const char *bad = have_q && !o->resize_w     ? "--quality only applies with --resize"
+                      : o->root && !o->is_lst    ? "--root only applies to a .lst input"
+                      : o->is_rec && !o->shuffle ? "a .rec input is only copied with --shuffle"
+                      : o->shuffle && !o->is_rec ? "--shuffle takes a .rec input (SRC.rec OUTDIR)"
+                      : have_seed && !o->shuffle ? "--seed needs --shuffle"
+                      : o->is_rec && (o->no_header || o->resize_w)
+                          ? "--no-header and --resize do not apply to a .rec input"
+                          : NULL;
     if (bad) {
         fprintf(stderr, PROG ": %s\n", bad);
         usage(stderr);
@@ -303,6 +323,11 @@ int main(int argc, char **argv) {
     memset(&s, 0, sizeof s);
     int rc = parse_args(argc, argv, &o);
     if (rc) return rc == 1 ? 0 : 2;
+    if (o.is_rec) {
+        ft_stop_install();
+        rc = pack_shuffle_rec(o.input, o.outdir, o.seed);
+        return rc == FT_ESTOP ? 130 : rc ? 1 : 0;
+    }
     if (load_inputs(&o, &l) != 0) return 1;
     ft_stop_install();
     double t0 = ft_now();

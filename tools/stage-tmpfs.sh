@@ -1,13 +1,18 @@
 #!/bin/bash
 # stage-tmpfs.sh: put an LMDB dataset on a RAM disk (tmpfs) for training, verified.
 #
-#   tools/stage-tmpfs.sh LMDB [--target DIR]     stage; prints the staged path on stdout
+#   tools/stage-tmpfs.sh LMDB [--target DIR] [--verify-existing]   stage; prints the staged path
 #   tools/stage-tmpfs.sh --unstage [--target DIR]
+#   tools/stage-tmpfs.sh --help | -V
 #
-# Sizes the tmpfs from data.mdb (plus 1 % and 16 MiB), refuses when MemAvailable cannot hold
-# it, mounts a tmpfs at DIR (default /train_tmp) or grows the one it mounted there, copies to a
-# temporary name, checks the copy with `ft-ingest --verify`, then renames it to DIR/<name of
-# LMDB>. A copy already staged with the same meta checksum is reused ("already staged").
+# Sizes the tmpfs from data.mdb and the dataset folder's verification files (plus 1 % and
+# 16 MiB), refuses when MemAvailable cannot hold it, mounts a tmpfs at DIR (default /train_tmp)
+# or grows the one it mounted there, copies to a temporary name, checks the copy with
+# `ft-ingest --verify`, then renames it to DIR/<name of LMDB>. The *.bin verification files and
+# the property file of the LMDB's folder are copied to DIR beside it, so that DIR is a dataset
+# folder as ft-train reads it (rec=DIR: DIR/train.lmdb and DIR/<target>.bin). A copy already
+# staged with the same meta checksum is reused ("already staged"); --verify-existing re-checks
+# its checksum with `ft-ingest --verify` first and copies again when that fails.
 # Without permission to mount, it stages in /dev/shm/facetrain-stage<DIR with / as _> and says
 # so. --unstage unmounts what this script mounted, or removes the copies it made.
 # Messages go to stderr; stdout carries only the staged path. docs/staging.md has the details.
@@ -21,6 +26,7 @@
 set -euo pipefail
 
 PROG=stage-tmpfs.sh
+VERSION="facetrain 0.1.0" # FT_VERSION_STRING in common/ft_common.h (a test compares them)
 MARK=.facetrain-stage-mount # in the root of a tmpfs this script mounted
 LIST=.facetrain-staged      # names of the copies this script made in a folder
 
@@ -29,12 +35,22 @@ die() {
     echo "$PROG: $*" >&2
     exit 1
 }
-usage() {
-    cat >&2 <<EOF
-usage: $PROG LMDB [--target DIR]
+usage_text() {
+    cat <<EOF
+usage: $PROG LMDB [--target DIR] [--verify-existing]
        $PROG --unstage [--target DIR]
 Stage LMDB (an ft-ingest dataset) on a tmpfs at DIR (default /train_tmp) and print its path.
+The *.bin verification files and the property file next to LMDB are staged beside it.
+  --target DIR         where to stage (a tmpfs is mounted there when permitted)
+  --verify-existing    re-check the checksum of an already staged copy instead of trusting
+                       its meta (copies again when it fails)
+  --unstage            unmount what this script mounted at DIR, or remove its copies
+  -h, --help           this text
+  -V, --version        print the version
 EOF
+}
+usage() {
+    usage_text >&2
     exit 2
 }
 
@@ -102,25 +118,73 @@ copy_data() {
 }
 
 TMP_COPY=""
-cleanup() { if [ -n "$TMP_COPY" ]; then rm -rf "$TMP_COPY"; fi; }
+TMP_SIDE=""
+cleanup() {
+    if [ -n "$TMP_COPY" ]; then rm -rf "$TMP_COPY"; fi
+    if [ -n "$TMP_SIDE" ]; then rm -f "$TMP_SIDE"; fi
+}
+
+# The files of the LMDB's folder that ft-train looks for next to train.lmdb: the verification
+# files (*.bin) and property. Sets the array SIDE and SIDE_BYTES.
+find_sidecars() {
+    local dir f
+    dir=$(dirname "$1")
+    SIDE=()
+    SIDE_BYTES=0
+    for f in "$dir"/*.bin "$dir/property"; do
+        if [ -f "$f" ]; then
+            SIDE+=("$f")
+            SIDE_BYTES=$((SIDE_BYTES + $(stat -c %s "$f")))
+        fi
+    done
+}
+
+# Copy SIDE into $1 (temporary name, then rename), skipping files already there and equal;
+# each is listed in $1/$LIST so that --unstage removes it.
+copy_sidecars() {
+    local root=$1 f b n=0
+    for f in "${SIDE[@]}"; do
+        b=$(basename "$f")
+        if ! cmp -s "$f" "$root/$b"; then
+            if [ -e "$root/$b" ]; then say "replacing $root/$b (it differs from $f)"; fi
+            TMP_SIDE="$root/.$b.tmp.$$"
+            cp "$f" "$TMP_SIDE" || die "copy of $f to $root failed"
+            mv -f "$TMP_SIDE" "$root/$b"
+            TMP_SIDE=""
+            n=$((n + 1))
+        fi
+        grep -qxF "$b" "$root/$LIST" 2>/dev/null || echo "$b" >>"$root/$LIST"
+    done
+    if [ $n -gt 0 ]; then say "copied $n verification/property file(s) beside the dataset in $root"; fi
+}
 
 stage() {
-    local lmdb=${1%/} target=$2 name sum samples bytes need_kb mem_kb reserve_kb root dest old=0
+    local lmdb=${1%/} target=$2 verify_existing=$3 name sum samples bytes need_kb mem_kb
+    local reserve_kb root dest old=0
     [ -f "$lmdb/data.mdb" ] || die "$lmdb: not an LMDB directory (no data.mdb)"
     name=$(basename "$lmdb")
     sum=$(meta "$lmdb" checksum)
     [ -n "$sum" ] || die "$lmdb: not a facetrain dataset ($("$INGEST" --info "$lmdb" 2>&1 >/dev/null | head -n1))"
     samples=$(meta "$lmdb" num_samples)
     bytes=$(stat -c %s "$lmdb/data.mdb")
+    find_sidecars "$lmdb"
+    bytes=$((bytes + SIDE_BYTES))
     local need_mib=$(((bytes + bytes / 100 + 16 * 1048576 + 1048575) / 1048576))
     need_kb=$((need_mib * 1024))
 
     # already staged (in the tmpfs or in the /dev/shm fallback)?
+    trap cleanup EXIT
     for root in "$target" "$(fallback_dir "$target")"; do
         dest="$root/$name"
         if [ -f "$dest/data.mdb" ] && [ "$(meta "$dest" checksum)" = "$sum" ] &&
             [ "$(meta "$dest" num_samples)" = "$samples" ]; then
-            say "already staged: $dest (checksum $sum)"
+            if [ -n "$verify_existing" ] && ! "$INGEST" --verify "$dest" >&2; then
+                say "$dest: the staged copy fails verification; copying it again"
+                rm -rf "$dest"
+                break
+            fi
+            say "already staged: $dest (checksum $sum${verify_existing:+, re-verified})"
+            copy_sidecars "$root"
             echo "$dest"
             return 0
         fi
@@ -145,7 +209,6 @@ stage() {
     rm -rf "$dest" # a stale copy of another version of the dataset
 
     TMP_COPY="$root/.$name.tmp.$$"
-    trap cleanup EXIT
     trap 'exit 130' INT TERM HUP
     rm -rf "$TMP_COPY"
     mkdir -p "$TMP_COPY"
@@ -159,6 +222,7 @@ stage() {
     mv -T "$TMP_COPY" "$dest"
     TMP_COPY=""
     grep -qxF "$name" "$root/$LIST" 2>/dev/null || echo "$name" >>"$root/$LIST"
+    copy_sidecars "$root"
     echo "$dest"
 }
 
@@ -192,7 +256,7 @@ unstage() {
 }
 
 main() {
-    local lmdb="" target=/train_tmp unstage=0
+    local lmdb="" target=/train_tmp unstage=0 verify_existing=""
     while [ $# -gt 0 ]; do
         case $1 in
         --target)
@@ -208,7 +272,18 @@ main() {
             unstage=1
             shift
             ;;
-        -h | --help) usage ;;
+        --verify-existing)
+            verify_existing=1
+            shift
+            ;;
+        -h | --help)
+            usage_text
+            exit 0
+            ;;
+        -V | --version)
+            echo "$PROG ($VERSION)"
+            exit 0
+            ;;
         -*) die "unknown option '$1' (see --help)" ;;
         *)
             [ -z "$lmdb" ] || usage
@@ -221,12 +296,12 @@ main() {
     target=$(realpath -m -- "$target")
     [ "$target" != / ] || die "refusing to use / as the target"
     if [ $unstage = 1 ]; then
-        [ -z "$lmdb" ] || usage
+        [ -z "$lmdb" ] && [ -z "$verify_existing" ] || usage
         unstage "$target"
     else
         [ -n "$lmdb" ] || usage
         INGEST=$(find_ingest)
-        stage "$lmdb" "$target"
+        stage "$lmdb" "$target" "$verify_existing"
     fi
 }
 

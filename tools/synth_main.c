@@ -172,6 +172,15 @@ static int parse_args(int argc, char **argv, synth_opts *o) {
         return 2;
     }
     o->outdir = argv[optind];
+    if (o->no_header && o->label_floats > 0) {
+        /* record 0 would carry flag K > 0, which MXFaceDataset (and every reader following
+         * it) takes for an insightface header record: arcface_torch would read 0 samples */
+        fprintf(stderr,
+                PROG ": --no-header and --label-floats %d exclude each other: without a header "
+                     "record, key 0 with float labels reads as one (use --label-floats 0)\n",
+                o->label_floats);
+        return 2;
+    }
     if (o->pairs % 10 != 0) {
         fprintf(stderr, PROG ": --pairs: %llu is not a multiple of 10\n",
                 (unsigned long long)o->pairs);

@@ -6,9 +6,14 @@
 #include <inttypes.h>
 #include <stdio.h>
 
+#include "ft_common.h"
 #include "ftdb.h"
 
 int main(int argc, char **argv) {
+    if (ft_cli_help_version(argc, argv, "ft-test-ftdb-dump",
+                            "usage: ft-test-ftdb-dump LMDB OUTFILE\n"
+                            "Dump every sample of an LMDB dataset (ftdb.h) for test_ingest.py.\n"))
+        return 0;
     if (argc != 3) {
         fprintf(stderr, "usage: ft-test-ftdb-dump LMDB OUTFILE\n");
         return 2;

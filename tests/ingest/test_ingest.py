@@ -1,6 +1,7 @@
-"""ft-ingest tests. Usage: test_ingest.py CASE --bin BUILD/bin --work DIR
+"""ft-ingest tests. Usage: test_ingest.py CASE --bin BUILD/bin --dump FT_TEST_FTDB_DUMP --work DIR
 
-Cases: cli, roundtrip, shuffle, folder, corrupt, skipbad, verify, diskfull, signal, threads.
+Cases: cli, roundtrip, shuffle, folder, corrupt, labels, mixed, skipbad, verify, truncated, diskfull,
+signal, threads.
 Exit 0 pass, 1 fail, 77 skip. Every case checks that ft-ingest leaves no output (and no
 temporary directory) when it fails, and that no sanitizer report appears."""
 import argparse
@@ -60,7 +61,7 @@ def work(name):
 
 def dump(lmdb):
     out = lmdb.rstrip("/") + ".dump"
-    p = run([exe("ft-test-ftdb-dump"), lmdb, out])
+    p = run([ARGS.dump, lmdb, out])
     meta = dict(line.split(" ", 1) for line in p.stdout.splitlines())
     vals = u.read_dump(out)
     os.unlink(out)
@@ -210,9 +211,20 @@ def t_folder():
     with open(os.path.join(img, "README"), "w") as f:
         f.write("ignored\n")
     out = os.path.join(d, "out.lmdb")
-    ingest(img, out)
+    p = ingest(img, out)
+    loose = [ln for ln in p.stderr.splitlines() if "outside the class folders" in ln]
+    check(len(loose) == 1 and "README" in loose[0] and "ft-ingest: warning: " in loose[0],
+          "top-level files: one warning line:\n" + p.stderr)
     meta, vals = dump(out)
     check(meta["num_classes"] == "4" and meta["source"].startswith("folder:"), meta)
+    # an entry that cannot be stat'ed (a dangling symlink) is an error naming it, not a gap
+    dangling = os.path.join(img, "bob", "zz.jpg")
+    os.symlink("nowhere.jpg", dangling)
+    p = ingest(img, os.path.join(d, "stat.lmdb"), rc=1)
+    check(p.stderr.strip().splitlines()[-1] == "ft-ingest: %s: No such file or directory" %
+          dangling, p.stderr)
+    no_output(os.path.join(d, "stat.lmdb"))
+    os.unlink(dangling)
     check(len(vals) == len(expect), "%d samples, expected %d" % (len(vals), len(expect)))
     for i, ((label, h, w, sk, jpg), (elabel, ejpg)) in enumerate(zip(vals, expect)):
         check(label == elabel and jpg == ejpg and sk == i and (h, w) == (112, 112),
@@ -372,6 +384,59 @@ def t_corrupt():
     no_output(os.path.join(d, "nc.lmdb"))
 
 
+def t_labels():
+    """One label rule for ft-ingest and the loader: a whole number in [0, 2^31)."""
+    d = work("labels")
+    src = os.path.join(d, "rel")
+    jpg = u.make_jpeg(3)
+    labels = [0, 1, 2, -0.5, 3, 2.5, -0.0, 1, 2, 3, 0, 1] * 3
+    w = rio.RecWriter(src)
+    for k, lab in enumerate(labels):
+        w.write(k, rio.pack_mx(lab, jpg, k))
+    w.close()
+    out = os.path.join(d, "out.lmdb")
+    p = ingest(src, out, rc=1)
+    want = "record key 3 at offset %d: label -0.5 is not a class id (a whole number in [0, 2^31))"
+    check(want % rio.idx_table(os.path.join(src, "train.idx"))[1][3] in p.stderr.strip().splitlines()[-1], p.stderr)
+    no_output(out)
+    p = ingest(src, out, "--skip-bad")
+    bad = [k for k, lab in enumerate(labels) if lab != int(lab) or lab < 0]
+    check("skipped %d bad records: key %s" % (len(bad), ", ".join(map(str, bad))) in p.stderr,
+          p.stderr)
+    check("label 2.5 is not a class id" in p.stderr, p.stderr)
+    _, vals = dump(out)
+    check([v[0] for v in vals] == [int(lab) for k, lab in enumerate(labels) if k not in bad],
+          "labels kept: %s" % [v[0] for v in vals])
+    # the loader reading the .rec applies the same rule: -0.5 is not class 0 but a bad sample
+    p = run([exe("ft-loadbench"), src, "--batch", "4", "--batches", "9", "--repeat", "1",
+             "--threads", "1", "--json"])
+    check("label -0.5 is not a class id (a whole number in [0, 2^31))" in p.stderr and
+          "label 2.5 is not a class id" in p.stderr, p.stderr)
+    check('"bad_samples":0' not in p.stdout, p.stdout)
+
+
+def t_mixed():
+    """Images of another size than the first are bad records (one size per dataset)."""
+    d = work("mixed")
+    src = os.path.join(d, "rel")
+    w = rio.RecWriter(src)
+    for k in range(20):
+        w.write(k, rio.pack_mx(k % 4, u.make_jpeg(k, size=100 if k in (5, 13) else 112), k))
+    w.close()
+    out = os.path.join(d, "out.lmdb")
+    p = ingest(src, out, rc=1)
+    last = p.stderr.strip().splitlines()[-1]
+    want = "record key 5 at offset %d: image is 100x100, the dataset's images are 112x112" % \
+        rio.idx_table(os.path.join(src, "train.idx"))[1][5]
+    check(want in last and "--skip-bad" in last and "ft-pack --resize 112x112" in last, p.stderr)
+    no_output(out)
+    p = ingest(src, out, "--skip-bad")
+    check("skipped 2 bad records: key 5, 13" in p.stderr, p.stderr)
+    meta, vals = dump(out)
+    check(len(vals) == 18 and {(v[1], v[2]) for v in vals} == {(112, 112)}, "sizes kept")
+    check(meta["image_height"] == "112" and meta["image_width"] == "112", meta)
+
+
 def t_skipbad():
     d = work("skipbad")
     src = os.path.join(d, "rel")
@@ -462,6 +527,38 @@ def t_verify():
     check("samples found, meta says 7" in p.stderr, p.stderr)
 
 
+def t_truncated():
+    """A data.mdb cut short (an interrupted copy) gives one line naming it, never SIGBUS."""
+    d = work("truncated")
+    src = os.path.join(d, "rel")
+    release(src, classes=6, per_class=8)
+    lmdb = os.path.join(src, "train.lmdb")
+    ingest(src, lmdb)
+    data = os.path.join(lmdb, "data.mdb")
+    full = os.path.getsize(data)
+    repo = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+    for cut in (full // 2, full - 4096, 12288):
+        os.truncate(data, cut)
+        cmds = [[exe("ft-ingest"), "--verify", lmdb], [exe("ft-ingest"), "--info", lmdb]]
+        if have("ft-loadbench"):
+            cmds.append([exe("ft-loadbench"), lmdb, "--batches", "2", "--repeat", "1"])
+            cmds.append([exe("ft-loadbench"), src, "--batches", "2", "--repeat", "1"])
+        if have("ft-train"):
+            cmds.append([exe("ft-train"), os.path.join(repo, "configs", "synth_r18.py"),
+                         "rec=" + src, "output=" + os.path.join(d, "work"), "max_steps=1"])
+        for cmd in cmds:
+            p = run(cmd, rc=None)
+            tag = " ".join([os.path.basename(cmd[0])] + cmd[1:2])
+            check(p.returncode > 0, "%s on a data.mdb cut to %d of %d bytes: exit %d\n%s" %
+                  (tag, cut, full, p.returncode, p.stderr))
+            lines = [ln for ln in p.stderr.splitlines() if "truncated" in ln]
+            check(len(lines) == 1 and data in lines[0] and "%d bytes" % cut in lines[0],
+                  "%s: no line naming the truncated file:\n%s" % (tag, p.stderr))
+        with open(data, "r+b") as f:  # put the bytes back for the next cut
+            f.truncate(full)
+        ingest(src, lmdb, "--force")
+
+
 def t_diskfull():
     d = work("diskfull")
     mnt = os.path.join(d, "mnt")
@@ -521,6 +618,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("case")
     ap.add_argument("--bin", required=True)
+    ap.add_argument("--dump", required=True)  # the ft-test-ftdb-dump helper (build/tests)
     ap.add_argument("--work", required=True)
     ARGS = ap.parse_args()
     os.makedirs(ARGS.work, exist_ok=True)

@@ -192,6 +192,12 @@ static int add(uint64_t *a, int *n, const char *s) {
 }
 
 int main(int argc, char **argv) {
+    if (ft_cli_help_version(
+            argc, argv, "ld_mkdata",
+            "usage: ld_mkdata OUTDIR [--n N] [--classes C] [--size S] [--quality Q] [--seed X]\n"
+            "                 [--truncate I] [--garbage I] [--wrongsize I]\n"
+            "Write a deterministic loader test dataset (LMDB, and .rec/.idx/property).\n"))
+        return 0;
     mk m = {.n = 200, .classes = 10, .seed = 1, .size = 112, .quality = 95};
     if (argc < 2) {
         fprintf(stderr, "usage: ld_mkdata OUTDIR [--n N] [--classes C] [--size S] [--quality Q] "

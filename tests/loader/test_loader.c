@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ft_common.h"
+#include "ft_dataset.h"
 #include "ld_test.h"
 
 static char lmdb[4200], rec[4200];
@@ -109,6 +111,8 @@ static int case_pixels(void) {
     CHECK(t_collect_cfg(&c, 6, &f32) == 0, "f32");
     int nflip = 0;
     uint64_t n = u8.nb * u8.per;
+    float lut[256];
+    ft_pixel_norm_table(lut);
     for (uint64_t i = 0; i < n; i++) {
         int32_t lab;
         uint8_t *ref;
@@ -127,7 +131,7 @@ static int case_pixels(void) {
                     uint8_t got = img[((size_t)y * w + x) * 3 + ch];
                     CHECK(got == want, "image %" PRIu64 " (%s) pixel %u,%u,%d: %u vs %u", i,
                           flip ? "flipped" : "plain", x, y, ch, got, want);
-                    float fw = ((float)got - 127.5f) / 127.5f;
+                    float fw = lut[got]; /* the one normalization (test_pixel_norm) */
                     float fg = fimg[(size_t)ch * h * w + (size_t)y * w + x];
                     CHECK(fg == fw, "f32 image %" PRIu64 " pixel %u,%u,%d: %g vs %g", i, x, y, ch,
                           (double)fg, (double)fw);
@@ -276,6 +280,10 @@ static int case_rec(void) {
 }
 
 int main(int argc, char **argv) {
+    if (ft_cli_help_version(argc, argv, "test_loader",
+                            "usage: test_loader CASE DATASET_DIR\n"
+                            "CASE: order, pixels, threads, engines, fallback, resume, rec.\n"))
+        return 0;
     if (argc != 3) {
         fprintf(stderr, "usage: test_loader CASE DATASET_DIR\n");
         return 2;

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ft_common.h"
 #include "ld_test.h"
 
 static const uint64_t bad_idx[] = {5, 17, 30};
@@ -152,6 +153,9 @@ static int case_shutdown(const char *dir) {
 }
 
 int main(int argc, char **argv) {
+    if (ft_cli_help_version(argc, argv, "test_loader_bad",
+                            "usage: test_loader_bad bad|shutdown DATASET_DIR\n"))
+        return 0;
     if (argc != 3) {
         fprintf(stderr, "usage: test_loader_bad bad|shutdown DATASET_DIR\n");
         return 2;

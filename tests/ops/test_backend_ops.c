@@ -794,6 +794,11 @@ static int check_coverage(void) {
 
 /* ---- driver ---- */
 
+#define USAGE                                                                                      \
+    "usage: test_backend_ops [--backend NAME] [--dtype f32|f16|bf16] [--op NAME] [--seed S] "      \
+    "[-v]\n"                                                                                       \
+    "Every op of the ops table on every compiled backend and dtype against the CPU's fp32.\n"
+
 static int want_op(const char *filter, const char *group) {
     return !filter || strstr(group, filter) != NULL;
 }
@@ -839,6 +844,7 @@ static void run_backend(ft_ops *b, int dt_filter, const char *opf) {
 int main(int argc, char **argv) {
     const char *backend = NULL, *opf = NULL;
     int dt_filter = -1;
+    if (ft_cli_help_version(argc, argv, "test_backend_ops", USAGE)) return 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-v")) {
             verbose = 1;
@@ -852,9 +858,8 @@ int main(int argc, char **argv) {
             if ((dt_filter = ft_dtype_parse(argv[++i])) < 0)
                 return fprintf(stderr, "bad --dtype\n"), 2;
         } else {
-            fprintf(stderr, "usage: test_backend_ops [--backend NAME] [--dtype f32|f16|bf16] "
-                            "[--op NAME] [--seed S] [-v]\n");
-            return strcmp(argv[i], "--help") ? 2 : 0;
+            fprintf(stderr, "test_backend_ops: unknown argument '%s'\n" USAGE, argv[i]);
+            return 2;
         }
     }
     char err[512];

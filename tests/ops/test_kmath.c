@@ -194,7 +194,11 @@ static void test_ops(void) {
     ft_ops_free(o);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    if (ft_cli_help_version(argc, argv, "test_kmath",
+                            "usage: test_kmath\n"
+                            "kmath.h's per-element math against the CPU backend's kernels.\n"))
+        return 0;
     printf("conversion kernels on this CPU: fp16 %s, bf16 %s\n", cpu_cvt_kernels(FT_F16),
            cpu_cvt_kernels(FT_BF16));
     test_conversions();

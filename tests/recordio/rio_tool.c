@@ -15,6 +15,7 @@
  * dump also checks, for every record, that read_at, extent and rio_decode agree with the scan.
  * Errors: "rio_tool: <library message>" on stderr, exit 1. Usage errors exit 2.
  */
+#include "ft_common.h"
 #include "recordio.h"
 
 #include <fcntl.h>
@@ -271,6 +272,10 @@ static int cmd_keys(const char *rec, const char *idxp) {
 }
 
 int main(int argc, char **argv) {
+    if (ft_cli_help_version(argc, argv, "rio_tool",
+                            "usage: rio_tool write|dump|dumpidx|keys|prop-read|prop-write ARGS\n"
+                            "A command-line face of the recordio library for test_recordio.py.\n"))
+        return 0;
     if (argc < 3) return usage();
     const char *cmd = argv[1];
     char err[RIO_ERRCAP];

@@ -1,6 +1,7 @@
 /* test_recordio_unit: in-process tests of the recordio library (the Python round trips in
  * test_recordio.py cover format compatibility). Deterministic (fixed seed). Exit 0 pass, 1 fail.
  */
+#include "ft_common.h"
 #include "recordio.h"
 
 #include <errno.h>
@@ -303,8 +304,8 @@ static void test_insightface(void) {
     CHECK(has_header == 1 && n == 5 && keys && keys[0] == 1 && keys[4] == 5);
     free(keys);
     uint64_t off;
-    const uint8_t *p;
-    size_t len;
+    const uint8_t *p = NULL;
+    size_t len = 0;
     rio_record r;
     CHECK(rio_index_find(&idx, 7, &off) == 0 && rio_reader_read_at(rd, off, &p, &len) == 0);
     CHECK(rio_unpack(p, len, &r) == 0 && r.h.flag == 2);
@@ -328,7 +329,11 @@ static void test_property(void) {
     CHECK(rio_property_read(tpath("p4"), &n, &h, &w, err, sizeof err) == -ENOENT);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    if (ft_cli_help_version(argc, argv, "test_recordio_unit",
+                            "usage: test_recordio_unit\n"
+                            "In-process tests of the recordio library.\n"))
+        return 0;
     const char *base = getenv("TMPDIR");
     snprintf(dir, sizeof dir, "%s/ft-rio-unit-XXXXXX", base && *base ? base : "/tmp");
     if (!mkdtemp(dir)) {

@@ -78,6 +78,49 @@ grep -q "already staged" "$W/err" || fail "no 'already staged' message"
 [ "$(stat -c '%i %Y' "$out/data.mdb")" = "$before" ] || fail "re-stage copied again"
 echo "ok: re-run is a no-op"
 
+# 2b. a dataset folder: the .bin verification files and property go beside the staged LMDB,
+# so that the target is a dataset folder for ft-train (rec=TARGET)
+DSF=$W/dsfolder
+if [ -x "$BIN/ft-synth" ]; then
+    "$BIN/ft-synth" "$DSF" --classes 10 --per-class 8 --seed 4 --pairs 10 >/dev/null 2>&1 ||
+        fail "ft-synth with pairs"
+else
+    make_ds "$W/unused.lmdb" 10 8 4
+    mkdir -p "$DSF" && cp -r "$W/rel-10-8-4/." "$DSF/"
+    printf 'fake pairs' >"$DSF/lfw.bin"
+fi
+"$BIN/ft-ingest" "$DSF" "$DSF/train.lmdb" >/dev/null 2>&1 || fail "ft-ingest $DSF"
+T6=$W/t6
+out=$(stage "$DSF/train.lmdb" --target "$T6") || fail "stage of a dataset folder"
+[ "$out" = "$T6/train.lmdb" ] || fail "printed '$out'"
+nbin=0
+for f in "$DSF"/*.bin "$DSF/property"; do
+    [ -f "$f" ] || continue
+    cmp -s "$f" "$T6/$(basename "$f")" || fail "$(basename "$f") not staged beside the LMDB"
+    nbin=$((nbin + 1))
+done
+[ $nbin -ge 2 ] || fail "test dataset has no .bin/property files"
+grep -q "verification/property file" "$W/err" || fail "no message about the copied files"
+rm -f "$T6/property"
+stage "$DSF/train.lmdb" --target "$T6" >/dev/null || fail "re-stage of a dataset folder"
+cmp -s "$DSF/property" "$T6/property" || fail "missing property not restored on re-run"
+echo "ok: .bin and property staged beside the LMDB"
+
+# 2c. --verify-existing re-checks an already staged copy instead of trusting its meta
+sz=$(stat -c %s "$T6/train.lmdb/data.mdb")
+printf '\xff\x00\xff\x00' | dd of="$T6/train.lmdb/data.mdb" bs=1 seek=$((sz / 2)) conv=notrunc \
+    2>/dev/null
+"$BIN/ft-ingest" --verify "$T6/train.lmdb" >/dev/null 2>&1 && fail "damage did not take"
+stage "$DSF/train.lmdb" --target "$T6" >/dev/null || fail "plain re-stage"
+grep -q "already staged" "$W/err" || fail "plain re-stage should trust the meta"
+out=$(stage "$DSF/train.lmdb" --target "$T6" --verify-existing) || fail "--verify-existing"
+grep -q "fails verification; copying it again" "$W/err" || fail "damaged copy not detected"
+"$BIN/ft-ingest" --verify "$out" >/dev/null 2>&1 || fail "--verify-existing left a bad copy"
+stage "$DSF/train.lmdb" --target "$T6" --verify-existing >/dev/null || fail "re-verify"
+grep -q "already staged.*re-verified" "$W/err" || fail "good copy not re-verified"
+"$STAGE" --unstage --target "$T6" 2>"$W/err" || fail "unstage $T6"
+echo "ok: --verify-existing"
+
 # 3. another dataset with the same name replaces the copy; the tmpfs grows when needed
 out3=$(stage "$W/b/ds.lmdb" --target "$T") || fail "stage of a new version"
 grep -q "already staged" "$W/err" && fail "new version taken for the staged one"
@@ -140,4 +183,11 @@ mkdir -p "$W/junk.lmdb"
 head -c 65536 /dev/zero >"$W/junk.lmdb/data.mdb"
 "$STAGE" "$W/junk.lmdb" --target "$W/t5" 2>"$W/err" && fail "junk data.mdb accepted"
 grep -q "not a facetrain dataset" "$W/err" || fail "no message for a junk data.mdb"
+"$STAGE" --help >"$W/out" 2>"$W/err" || fail "--help exits non-zero"
+grep -q "^usage: stage-tmpfs.sh" "$W/out" || fail "--help does not print usage on stdout"
+"$STAGE" --bogus 2>/dev/null && fail "unknown option accepted"
+v=$("$STAGE" -V) || fail "-V exits non-zero"
+[ "${v#stage-tmpfs.sh }" = "$("$BIN/ft-ingest" -V | sed 's/^ft-ingest //')" ] ||
+    fail "-V says '$v', ft-ingest says '$("$BIN/ft-ingest" -V)'"
+echo "ok: --help, -V"
 echo "PASS"

@@ -150,7 +150,9 @@ def test_options():
            ["--classes", "x", "--per-class", 2, "--seed", 1], ["--classes", 3, "--per-class", 2],
            base + ["--size", 5], base + ["--nuisance", 2], base + ["--quality", 0],
            base + ["--threads", "-1"], base + ["--bogus"], base + ["extra"],
-           ["--classes", 5000000, "--per-class", 5, "--seed", 1]]
+           ["--classes", 5000000, "--per-class", 5, "--seed", 1],
+           # without a header record, key 0 with float labels would read as one
+           base + ["--no-header", "--label-floats", 2], base + ["--label-floats", 1, "--no-header"]]
     for args in bad:
         d = fresh("bad")
         r = synth(d, *args, ok=False)

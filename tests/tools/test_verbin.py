@@ -125,6 +125,17 @@ open(path, "wb").write(tup)
 r = run("dump", path)
 check(r.returncode == 0 and r.stdout == expected_dump([b"a", b"b"], [True]), "MARK/TUPLE form: " + r.stderr)
 
+# An empty MARK ... APPENDS batch (legal pickle: list.extend of nothing) before and after the
+# real items; it used to memcpy from a NULL list (UBSan in the sanitizer build).
+empty = b"\x80\x02](e(U\x03abcU\x02deU\x01fU\x01ge(e](e(\x88\x89e\x86."
+check(pickle.loads(empty, encoding="bytes") == ([b"abc", b"de", b"f", b"g"], [True, False]),
+      "empty APPENDS fixture")
+path = os.path.join(WORK, "empty_appends.bin")
+open(path, "wb").write(empty)
+r = run("dump", path)
+check(r.returncode == 0 and r.stdout == expected_dump([b"abc", b"de", b"f", b"g"], [True, False])
+      and "runtime error" not in r.stderr, "empty MARK/APPENDS: rc=%d %s" % (r.returncode, r.stderr))
+
 # 3. rejected inputs: message names the file and an offset, exit status 1
 good = py2_stream(*tool_images(3))
 cases = {

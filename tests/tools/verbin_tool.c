@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ft_common.h"
 #include "ft_verbin.h"
 
 static uint64_t fnv1a64(const uint8_t *p, size_t n) {
@@ -71,6 +72,9 @@ static int make(const char *out, uint64_t np) {
 }
 
 int main(int argc, char **argv) {
+    if (ft_cli_help_version(argc, argv, "verbin_tool",
+                            "usage: verbin_tool dump FILE | copy IN OUT | make OUT PAIRS\n"))
+        return 0;
     uint64_t np = 0;
     if (argc == 3 && strcmp(argv[1], "dump") == 0) return dump(argv[2]);
     if (argc == 4 && strcmp(argv[1], "copy") == 0) return copy(argv[2], argv[3]);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ft_common.h"
 #include "config.h"
 #include "pyliteral.h"
 
@@ -38,6 +39,10 @@ static int float_reprs(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+    if (ft_cli_help_version(argc, argv, "tr_cfgdump",
+                            "usage: tr_cfgdump CONFIG [--dataset IMAGES CLASSES] [key=value ...]\n"
+                            "       tr_cfgdump --str LITERAL | --float-repr X...\n"))
+        return 0;
     if (argc >= 3 && !strcmp(argv[1], "--str")) return literal(argv[2]);
     if (argc >= 2 && !strcmp(argv[1], "--float-repr")) return float_reprs(argc, argv);
     if (argc < 2) {

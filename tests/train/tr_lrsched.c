@@ -3,9 +3,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "ft_common.h"
 #include "lrsched.h"
 
 int main(int argc, char **argv) {
+    if (ft_cli_help_version(argc, argv, "tr_lrsched",
+                            "usage: tr_lrsched BASE WARMUP TOTAL POWER STEPS\n"))
+        return 0;
     if (argc != 6) {
         fprintf(stderr, "usage: tr_lrsched BASE WARMUP TOTAL POWER STEPS\n");
         return 1;

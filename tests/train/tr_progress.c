@@ -9,7 +9,11 @@
 
 #include "ft_common.h"
 
-int main(void) {
+int main(int argc, char **argv) {
+    if (ft_cli_help_version(argc, argv, "tr_progress",
+                            "usage: tr_progress\n"
+                            "Draws common/'s progress bar for test_progress.py.\n"))
+        return 0;
     ft_progress p;
     ft_progress_init(&p, "bar", 100);
     snprintf(p.note, sizeof p.note, "a long note that takes room");

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ft_common.h"
 #include "safetensors.h"
 
 static int write_fixed(const char *path) {
@@ -57,6 +58,8 @@ static int dump(const char *path) {
 }
 
 int main(int argc, char **argv) {
+    if (ft_cli_help_version(argc, argv, "tr_sttool", "usage: tr_sttool write OUT | dump IN\n"))
+        return 0;
     if (argc == 3 && !strcmp(argv[1], "write")) return write_fixed(argv[2]);
     if (argc == 3 && !strcmp(argv[1], "dump")) return dump(argv[2]);
     fprintf(stderr, "usage: tr_sttool write OUT | dump IN\n");

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "ft_common.h"
 #include "tboard.h"
 
 static int same(const char *what, const uint8_t *got, size_t n, const uint8_t *want, size_t m) {
@@ -73,6 +74,8 @@ static int write_file(const char *dir) {
 }
 
 int main(int argc, char **argv) {
+    if (ft_cli_help_version(argc, argv, "tr_tboard", "usage: tr_tboard vectors | write DIR\n"))
+        return 0;
     if (argc == 2 && !strcmp(argv[1], "vectors")) return vectors();
     if (argc == 3 && !strcmp(argv[1], "write")) return write_file(argv[2]);
     fprintf(stderr, "usage: tr_tboard vectors | write DIR\n");

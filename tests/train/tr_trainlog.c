@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "ft_common.h"
 #include "config.h"
 #include "trainlog.h"
 
@@ -20,6 +21,7 @@ static double fake_clock(void *user) {
 }
 
 int main(int argc, char **argv) {
+    if (ft_cli_help_version(argc, argv, "tr_trainlog", "usage: tr_trainlog DIR CONFIG\n")) return 0;
     if (argc != 3) {
         fprintf(stderr, "usage: tr_trainlog DIR CONFIG\n");
         return 1;

@@ -103,6 +103,9 @@ static int bin(const char *path) {
 }
 
 int main(int argc, char **argv) {
+    if (ft_cli_help_version(argc, argv, "tr_verify",
+                            "usage: tr_verify protocol FILE | bin FILE.bin\n"))
+        return 0;
     if (argc == 3 && !strcmp(argv[1], "protocol")) return protocol(argv[2]);
     if (argc == 3 && !strcmp(argv[1], "bin")) return bin(argv[2]);
     fprintf(stderr, "usage: tr_verify protocol FILE | bin FILE.bin\n");

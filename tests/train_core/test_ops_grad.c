@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ft_common.h"
 #include "iresnet.h"
 #include "ops.h"
 #include "pfc.h"
@@ -543,6 +544,10 @@ static void test_net(void) {
 }
 
 int main(int argc, char **argv) {
+    if (ft_cli_help_version(argc, argv, "test_ops_grad",
+                            "usage: test_ops_grad [--backend cpu|cuda] [THREADS]\n"
+                            "Every op's backward against finite differences.\n"))
+        return 0;
     const char *backend = "cpu";
     int threads = 2;
     for (int i = 1; i < argc; i++) {

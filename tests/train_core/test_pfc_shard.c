@@ -52,6 +52,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ft_common.h"
 #include "optim.h"
 #include "pfc.h"
 #include "tc_util.h"
@@ -356,7 +357,11 @@ out:
     return rc;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    if (ft_cli_help_version(argc, argv, "test_pfc_shard",
+                            "usage: test_pfc_shard\n"
+                            "Partial FC sharded over classes against the single-rank head.\n"))
+        return 0;
     static const kase cases[] = {
         {"arcface r=1 W=2", 0, 2, 0, 0, 1.0f},
         {"arcface r=1 W=3", 0, 3, 0, 0, 1.0f},

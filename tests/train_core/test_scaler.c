@@ -239,7 +239,11 @@ static void test_unscale_exact(void) {
     tr_free(&t);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    if (ft_cli_help_version(argc, argv, "test_scaler",
+                            "usage: test_scaler\n"
+                            "fp16 loss scaling with GradScaler semantics, alone and in a step.\n"))
+        return 0;
     test_scaler_alone();
     test_step_skip();
     test_unscale_exact();

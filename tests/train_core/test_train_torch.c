@@ -376,6 +376,14 @@ static int step(const opts *op, run *r, int s) {
 }
 
 int main(int argc, char **argv) {
+    if (ft_cli_help_version(
+            argc, argv, "test_train_torch",
+            "usage: test_train_torch --out DIR [--width W] [--blocks a,b,c,d] [--emb E] [--batch "
+            "B]\n"
+            "         [--classes C] [--rate R] [--margin arcface|cosface] [--steps S] ...\n"
+            "Run by torch_ref.py: forward, loss, gradients and SGD steps to compare with "
+            "PyTorch.\n"))
+        return 0;
     opts op;
     run r = {0};
     if (parse(argc, argv, &op)) return 1;

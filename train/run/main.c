@@ -18,6 +18,8 @@
 #include "ft_common.h" // defines: status codes, files, stop flag
 #include "run.h"       // defines: ft_run and the steps of a run
 
+#include "ft_dataset.h"
+
 static void usage(FILE *f) {
     fprintf(f, "usage: " FT_TRAIN_PROG " [--check-config] CONFIG [key=value ...]\n"
                "Train an IResNet face-embedding model with margin softmax and Partial FC.\n"
@@ -72,24 +74,13 @@ static int check_config(ft_run *r) {
     return fflush(stdout) == 0 ? 0 : ft_run_fail(r, -EIO, "stdout: write failed");
 }
 
-/* <rec>/train.lmdb when present, else <rec> with train.rec + train.idx. */
+/* <rec>/train.lmdb when it is a directory, else <rec>/train.rec + .idx (ft_dataset_resolve). */
 static int open_data(ft_run *r) {
     ft_config *c = &r->cfg;
-    char lmdb[PATH_MAX], rec[PATH_MAX], err[LOADER_ERRCAP];
-    uint64_t sz;
-    if (ft_path_join(lmdb, sizeof lmdb, c->rec, "train.lmdb") ||
-        ft_path_join(rec, sizeof rec, c->rec, "train.rec"))
-        return ft_run_fail(r, FT_ERANGE, "rec: path too long");
-    if (ft_is_dir(lmdb))
-        snprintf(r->data_path, sizeof r->data_path, "%s", lmdb);
-    else if (ft_file_size(rec, &sz) == 0)
-        snprintf(r->data_path, sizeof r->data_path, "%s", c->rec);
-    else
-        return ft_run_fail(r, -ENOENT,
-                           "rec = '%s': no train.lmdb/ and no train.rec there (a "
-                           "dataset folder as ft-synth or the insightface releases "
-                           "lay out)",
-                           c->rec);
+    char err[LOADER_ERRCAP];
+    ft_dataset_kind kind;
+    int rc = ft_dataset_resolve(c->rec, &kind, r->data_path, sizeof r->data_path, err, sizeof err);
+    if (rc) return ft_run_fail(r, rc, "rec = '%s': %s", c->rec, err);
     loader_config lc;
     loader_config_init(&lc);
     lc.path = r->data_path;
@@ -98,8 +89,7 @@ static int open_data(ft_run *r) {
     lc.seed = (uint64_t)c->seed;
     lc.threads = c->num_workers > 0 ? (uint32_t)c->num_workers : 1;
     lc.layout = LOADER_F32_CHW;
-    int rc = loader_open(&r->ld, &lc, err, sizeof err);
-    if (rc) return ft_run_fail(r, rc, "%s", err);
+    if ((rc = loader_open(&r->ld, &lc, err, sizeof err))) return ft_run_fail(r, rc, "%s", err);
     uint32_t h, w;
     loader_image_shape(r->ld, &h, &w);
     if (h != 112 || w != 112)

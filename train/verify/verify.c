@@ -9,6 +9,7 @@
 #include <turbojpeg.h>
 
 #include "ft_common.h"
+#include "ft_dataset.h"
 #include "ft_verbin.h"
 
 struct ft_verify_target {
@@ -175,10 +176,12 @@ static int decode_one(ft_verify_target *t, uint64_t i, uint8_t *rgb, float *orig
         return FT_EDECODE;
     }
     size_t plane = (size_t)h * w;
+    float lut[256]; /* the loader's normalization, bit for bit */
+    ft_pixel_norm_table(lut);
     for (int c = 0; c < 3; c++)
         for (int y = 0; y < h; y++)
             for (int x = 0; x < w; x++) {
-                float v = ((float)rgb[((size_t)y * w + x) * 3 + c] / 255.0f - 0.5f) / 0.5f;
+                float v = lut[rgb[((size_t)y * w + x) * 3 + c]];
                 orig[c * plane + (size_t)y * w + x] = v;
                 flip[c * plane + (size_t)y * w + (w - 1 - x)] = v;
             }
