@@ -35,19 +35,23 @@ int ft_run_build_model(ft_run *r) {
     mc.max_batch = c->batch_size;
     mc.seed = (uint64_t)c->seed;
     mc.dtype = c->dtype;
-    snprintf(r->arch, sizeof r->arch, "network %s, width %d, blocks (%d, %d, %d, %d), emb %d",
-             c->network, mc.width, mc.blocks[0], mc.blocks[1], mc.blocks[2], mc.blocks[3], mc.emb);
+    snprintf(r->model.arch, sizeof r->model.arch,
+             "network %s, width %d, blocks (%d, %d, %d, %d), emb %d", c->network, mc.width,
+             mc.blocks[0], mc.blocks[1], mc.blocks[2], mc.blocks[3], mc.emb);
     ft_ops_options opts;
     ft_ops_options_init(&opts);
     opts.threads = c->threads;
     char err[512];
-    if ((rc = ft_ops_create(c->device, &opts, &r->ops, err, sizeof err)))
+    if ((rc = ft_ops_create(c->device, &opts, &r->model.ops, err, sizeof err)))
         return ft_run_fail(r, rc, "%s", err);
-    if ((rc = ft_iresnet_create(r->ops, &mc, &r->net)) == FT_ENOTSUP)
+    if ((rc = ft_iresnet_create(r->model.ops, &mc, &r->model.net)) == FT_ENOTSUP)
         return ft_run_fail(r, rc, "device '%s' cannot train with dtype %s", c->device,
                            ft_dtype_name((ft_dtype)c->dtype));
-    if (rc) return ft_run_fail(r, rc, "cannot build the model (%s): %s", r->arch, ft_strerror(rc));
-    ft_scaler_init(&r->scaler, c->loss_scaling, FT_TRAIN_INIT_SCALE, FT_TRAIN_GROWTH_INTERVAL);
+    if (rc)
+        return ft_run_fail(r, rc, "cannot build the model (%s): %s", r->model.arch,
+                           ft_strerror(rc));
+    ft_scaler_init(&r->model.scaler, c->loss_scaling, FT_TRAIN_INIT_SCALE,
+                   FT_TRAIN_GROWTH_INTERVAL);
 
     ft_pfc_config pc;
     ft_pfc_config_init(&pc, c->num_classes);
@@ -61,66 +65,69 @@ int ft_run_build_model(ft_run *r) {
     pc.interclass_filtering_threshold = (float)c->interclass_filtering_threshold;
     pc.seed = (uint64_t)c->seed;
     pc.dtype = c->dtype;
-    if ((rc = ft_pfc_create(r->ops, &pc, &r->pfc)))
+    if ((rc = ft_pfc_create(r->model.ops, &pc, &r->model.pfc)))
         return ft_run_fail(r, rc, "cannot build Partial FC (%lld classes, emb %d): %s",
                            (long long)c->num_classes, c->embedding_size, ft_strerror(rc));
 
     ft_sgd_config sc = {.momentum = (float)c->momentum, .weight_decay = (float)c->weight_decay};
-    if ((rc = ft_sgd_create(r->ops, &sc, &r->sgd)))
+    if ((rc = ft_sgd_create(r->model.ops, &sc, &r->model.sgd)))
         return ft_run_fail(r, rc, "cannot create the optimizer: %s", ft_strerror(rc));
-    int np = ft_iresnet_param_count(r->net);
+    int np = ft_iresnet_param_count(r->model.net);
     for (int i = 0; i < np; i++) {
         ft_param p;
-        if ((rc = ft_iresnet_param(r->net, i, &p)) ||
-            (rc = ft_sgd_add_param(r->sgd, &p, FT_SGD_GROUP_BACKBONE)) < 0)
+        if ((rc = ft_iresnet_param(r->model.net, i, &p)) ||
+            (rc = ft_sgd_add_param(r->model.sgd, &p, FT_SGD_GROUP_BACKBONE)) < 0)
             return ft_run_fail(r, rc, "optimizer setup: %s", ft_strerror(rc));
     }
     ft_param pw; /* the PFC weight goes last, as in train_v2.py's param groups */
-    if ((rc = ft_pfc_param(r->pfc, &pw)) ||
-        (rc = ft_sgd_add_param(r->sgd, &pw, FT_SGD_GROUP_HEAD)) < 0)
+    if ((rc = ft_pfc_param(r->model.pfc, &pw)) ||
+        (rc = ft_sgd_add_param(r->model.sgd, &pw, FT_SGD_GROUP_HEAD)) < 0)
         return ft_run_fail(r, rc, "optimizer setup: %s", ft_strerror(rc));
-    r->pfc_param_id = rc;
-    r->sampled_update = c->sample_rate < 1.0 && strcmp(c->pfc_update, "sampled") == 0;
-    if (r->sampled_update) {
-        int64_t nl = ft_pfc_num_local(r->pfc);
-        r->row_mask = calloc((size_t)nl, 1);
-        r->row_host = malloc((size_t)nl * sizeof(int32_t));
-        if (!r->row_mask || !r->row_host ||
-            (rc = r->ops->alloc(r->ops, (size_t)nl * sizeof(int32_t), (void **)&r->row_dev)))
+    r->model.pfc_param_id = rc;
+    r->model.sampled_update = c->sample_rate < 1.0 && strcmp(c->pfc_update, "sampled") == 0;
+    if (r->model.sampled_update) {
+        int64_t nl = ft_pfc_num_local(r->model.pfc);
+        r->model.row_mask = calloc((size_t)nl, 1);
+        r->model.row_host = malloc((size_t)nl * sizeof(int32_t));
+        if (!r->model.row_mask || !r->model.row_host ||
+            (rc = r->model.ops->alloc(r->model.ops, (size_t)nl * sizeof(int32_t),
+                                      (void **)&r->model.row_dev)))
             return ft_run_fail(r, rc ? rc : -ENOMEM, "out of memory");
     }
     size_t demb_bytes = (size_t)c->batch_size * r->world * c->embedding_size * sizeof(float);
-    if ((rc = r->ops->alloc(r->ops, demb_bytes, (void **)&r->demb)))
+    if ((rc = r->model.ops->alloc(r->model.ops, demb_bytes, (void **)&r->model.demb)))
         return ft_run_fail(r, rc, "out of memory");
     return 0;
 }
 
 void ft_run_free_model(ft_run *r) {
-    if (r->ops && r->demb) r->ops->free(r->ops, r->demb);
-    if (r->ops && r->row_dev) r->ops->free(r->ops, r->row_dev);
-    free(r->row_mask);
-    free(r->row_host);
-    r->row_mask = NULL, r->row_host = NULL, r->row_dev = NULL;
-    ft_sgd_free(r->sgd);
-    ft_pfc_free(r->pfc);
-    ft_iresnet_free(r->net);
-    ft_ops_free(r->ops);
-    r->demb = NULL, r->sgd = NULL, r->pfc = NULL, r->net = NULL, r->ops = NULL;
+    if (r->model.ops && r->model.demb) r->model.ops->free(r->model.ops, r->model.demb);
+    if (r->model.ops && r->model.row_dev) r->model.ops->free(r->model.ops, r->model.row_dev);
+    free(r->model.row_mask);
+    free(r->model.row_host);
+    r->model.row_mask = NULL, r->model.row_host = NULL, r->model.row_dev = NULL;
+    ft_sgd_free(r->model.sgd);
+    ft_pfc_free(r->model.pfc);
+    ft_iresnet_free(r->model.net);
+    ft_ops_free(r->model.ops);
+    r->model.demb = NULL, r->model.sgd = NULL, r->model.pfc = NULL, r->model.net = NULL,
+    r->model.ops = NULL;
 }
 
 int ft_run_embed(void *ctx, const float *x, int n, float *out) {
     ft_run *r = ctx;
     int max = r->cfg.batch_size, dim = r->cfg.embedding_size, rc = 0;
     size_t img = (size_t)3 * 112 * 112;
-    float *in = ft_iresnet_input(r->net);
+    float *in = ft_iresnet_input(r->model.net);
     for (int s = 0; s < n && !rc; s += max) {
         int m = n - s < max ? n - s : max;
         const float *emb = NULL;
-        rc = r->ops->upload(r->ops, in, x + (size_t)s * img, (size_t)m * img * sizeof(float));
-        if (!rc) rc = ft_iresnet_forward(r->net, in, m, 0, &emb);
+        rc = r->model.ops->upload(r->model.ops, in, x + (size_t)s * img,
+                                  (size_t)m * img * sizeof(float));
+        if (!rc) rc = ft_iresnet_forward(r->model.net, in, m, 0, &emb);
         if (!rc)
-            rc = r->ops->download(r->ops, out + (size_t)s * dim, emb,
-                                  (size_t)m * dim * sizeof(float));
+            rc = r->model.ops->download(r->model.ops, out + (size_t)s * dim, emb,
+                                        (size_t)m * dim * sizeof(float));
     }
     return rc;
 }
@@ -172,17 +179,17 @@ static int opt_is_backbone(void *o, int i) {
 }
 
 static ft_ckpt_source src_backbone(ft_run *r) {
-    ft_ckpt_source s = {r->net, bb_count, bb_info, bb_get, bb_set, NULL};
+    ft_ckpt_source s = {r->model.net, bb_count, bb_info, bb_get, bb_set, NULL};
     return s;
 }
 static ft_ckpt_source src_pfc(ft_run *r) {
-    ft_ckpt_source s = {r->pfc, pfc_count, pfc_info, pfc_get, pfc_set, NULL};
+    ft_ckpt_source s = {r->model.pfc, pfc_count, pfc_info, pfc_get, pfc_set, NULL};
     return s;
 }
 /* head: the PFC momentum buffer only; otherwise the backbone's buffers only */
 static ft_ckpt_source src_opt(ft_run *r, int head) {
-    ft_ckpt_source s = {r->sgd,  opt_count, opt_info,
-                        opt_get, opt_set,   head ? opt_is_backbone : opt_is_head};
+    ft_ckpt_source s = {r->model.sgd, opt_count, opt_info,
+                        opt_get,      opt_set,   head ? opt_is_backbone : opt_is_head};
     return s;
 }
 
@@ -191,16 +198,16 @@ static ft_ckpt_source src_opt(ft_run *r, int head) {
 static int add_common_meta(ft_run *r, ft_ckpt_part *p) {
     char v[64];
     int rc = ft_ckpt_part_add_meta(p, "format", "pt");
-    snprintf(v, sizeof v, "%lld", (long long)r->global_step);
+    snprintf(v, sizeof v, "%lld", (long long)r->pos.global_step);
     if (!rc) rc = ft_ckpt_part_add_meta(p, "global_step", v);
-    snprintf(v, sizeof v, "%llu", (unsigned long long)r->epoch);
+    snprintf(v, sizeof v, "%llu", (unsigned long long)r->pos.epoch);
     if (!rc) rc = ft_ckpt_part_add_meta(p, "epoch", v);
     if (!rc) rc = ft_ckpt_part_add_meta(p, "producer", FT_VERSION_STRING);
     snprintf(v, sizeof v, "%d", FT_CKPT_SCHEMA);
     if (!rc) rc = ft_ckpt_part_add_meta(p, "schema", v);
     if (!rc) rc = ft_ckpt_part_add_meta(p, "dtype", ft_dtype_name((ft_dtype)r->cfg.dtype));
-    if (!rc) rc = ft_ckpt_part_add_meta(p, "loss_scaling", r->scaler.enabled ? "1" : "0");
-    if (!rc) rc = ft_ckpt_part_add_meta(p, "architecture", r->arch);
+    if (!rc) rc = ft_ckpt_part_add_meta(p, "loss_scaling", r->model.scaler.enabled ? "1" : "0");
+    if (!rc) rc = ft_ckpt_part_add_meta(p, "architecture", r->model.arch);
     return rc;
 }
 
@@ -216,17 +223,17 @@ static int add_common_meta(ft_run *r, ft_ckpt_part *p) {
 #define ACC_DROPOUT "model.dropout_rng_state"
 
 static int mid_window(const ft_run *r, int64_t gradient_acc) {
-    return gradient_acc > 1 && r->global_step % gradient_acc != 0;
+    return gradient_acc > 1 && r->pos.global_step % gradient_acc != 0;
 }
 
 /* Optimizer parameter i of count(r) (the last one is the PFC weight) and its state name;
  * 1 for a parameter without a gradient buffer (features.weight, frozen): nothing to keep. */
 static int acc_count(const ft_run *r) {
-    return ft_iresnet_param_count(r->net) + 1;
+    return ft_iresnet_param_count(r->model.net) + 1;
 }
 static int acc_param(ft_run *r, int i, ft_param *p, char *name, size_t cap) {
-    int nb = ft_iresnet_param_count(r->net);
-    int rc = i < nb ? ft_iresnet_param(r->net, i, p) : ft_pfc_param(r->pfc, p);
+    int nb = ft_iresnet_param_count(r->model.net);
+    int rc = i < nb ? ft_iresnet_param(r->model.net, i, p) : ft_pfc_param(r->model.pfc, p);
     if (rc) return rc;
     if (!p->g) return 1;
     int len = snprintf(name, cap, "%s%s", i < nb ? ACC_PREFIX : ACC_PFC, p->name);
@@ -245,13 +252,13 @@ static int add_window(ft_run *r, ft_ckpt_part *st) {
         }
         if (rc) break;
         rc = ft_ckpt_part_add_tensor(st, name, FT_ST_F32, p.ndim, p.shape, &host);
-        if (!rc) rc = r->ops->download(r->ops, host, p.g, p.numel * sizeof(float));
+        if (!rc) rc = r->model.ops->download(r->model.ops, host, p.g, p.numel * sizeof(float));
     }
-    if (!rc && r->sampled_update) {
-        int64_t nl = ft_pfc_num_local(r->pfc);
+    if (!rc && r->model.sampled_update) {
+        int64_t nl = ft_pfc_num_local(r->model.pfc);
         void *host = NULL;
         rc = ft_ckpt_part_add_tensor(st, ACC_ROWS, FT_ST_U8, 1, &nl, &host);
-        if (!rc) memcpy(host, r->row_mask, (size_t)nl);
+        if (!rc) memcpy(host, r->model.row_mask, (size_t)nl);
     }
     return rc;
 }
@@ -262,33 +269,34 @@ static int add_state(ft_run *r, ft_ckpt_part *st) {
         const char *name;
         int64_t v;
     } ints[] = {
-        {"global_step", r->global_step},
-        {"epoch", (int64_t)r->epoch},
-        {"loader_epoch", (int64_t)r->epoch},
-        {"loader_step", (int64_t)r->epoch_step},
-        {"optimizer_steps", (int64_t)ft_sgd_steps(r->sgd)},
-        {"lr_scheduler.last_epoch", r->global_step},
-        {"lr_scheduler.warmup_step", r->lr.warmup},
-        {"lr_scheduler.total_step", r->lr.total},
+        {"global_step", r->pos.global_step},
+        {"epoch", (int64_t)r->pos.epoch},
+        {"loader_epoch", (int64_t)r->pos.epoch},
+        {"loader_step", (int64_t)r->pos.epoch_step},
+        {"optimizer_steps", (int64_t)ft_sgd_steps(r->model.sgd)},
+        {"lr_scheduler.last_epoch", r->pos.global_step},
+        {"lr_scheduler.warmup_step", r->pos.lr.warmup},
+        {"lr_scheduler.total_step", r->pos.lr.total},
         {"seed", r->cfg.seed},
         {"world_size", r->world},
         {"batch_size", r->cfg.batch_size},
         {"save_all_states", r->cfg.save_all_states},
         {"gradient_acc", r->cfg.gradient_acc},
-        {ACC_DROPOUT, (int64_t)ft_iresnet_get_rng_state(r->net)},
+        {ACC_DROPOUT, (int64_t)ft_iresnet_get_rng_state(r->model.net)},
     };
     for (size_t i = 0; i < sizeof ints / sizeof ints[0] && !rc; i++)
         rc = ft_ckpt_part_add_i64(st, ints[i].name, ints[i].v);
-    if (!rc) rc = ft_ckpt_part_add_f64(st, "lr_scheduler.base_lr", r->lr.base);
-    if (!rc) rc = ft_ckpt_part_add_f64(st, "lr_scheduler.power", r->lr.power);
+    if (!rc) rc = ft_ckpt_part_add_f64(st, "lr_scheduler.base_lr", r->pos.lr.base);
+    if (!rc) rc = ft_ckpt_part_add_f64(st, "lr_scheduler.power", r->pos.lr.power);
     /* the loss scaler (fp16), so that a resumed run scales as an uninterrupted one */
-    if (!rc && r->scaler.enabled) rc = ft_ckpt_part_add_f64(st, "scaler.scale", r->scaler.scale);
-    if (!rc && r->scaler.enabled)
-        rc = ft_ckpt_part_add_i64(st, "scaler.growth_tracker", r->scaler.growth_tracker);
-    if (!rc && r->scaler.enabled)
-        rc = ft_ckpt_part_add_i64(st, "scaler.skipped", r->scaler.skipped);
-    if (!rc && r->scaler.enabled)
-        rc = ft_ckpt_part_add_i64(st, "scaler.consecutive", r->scaler.consecutive);
+    if (!rc && r->model.scaler.enabled)
+        rc = ft_ckpt_part_add_f64(st, "scaler.scale", r->model.scaler.scale);
+    if (!rc && r->model.scaler.enabled)
+        rc = ft_ckpt_part_add_i64(st, "scaler.growth_tracker", r->model.scaler.growth_tracker);
+    if (!rc && r->model.scaler.enabled)
+        rc = ft_ckpt_part_add_i64(st, "scaler.skipped", r->model.scaler.skipped);
+    if (!rc && r->model.scaler.enabled)
+        rc = ft_ckpt_part_add_i64(st, "scaler.consecutive", r->model.scaler.consecutive);
     if (!rc && r->cfg.save_all_states) {
         ft_ckpt_source so = src_opt(r, 0);
         rc = ft_ckpt_part_add_source(st, &so);
@@ -348,7 +356,7 @@ static int read_part(ft_run *r, const char *file, ft_st_file *f, int64_t want_st
 static int resume_scaler(ft_run *r, const ft_st_file *st, const char *what, int schema) {
     const char *ls = ft_st_meta(st, "loss_scaling");
     int have = schema >= 3 && ls && strcmp(ls, "1") == 0;
-    if (!r->scaler.enabled) return 0;
+    if (!r->model.scaler.enabled) return 0;
     if (!have) {
         fprintf(stderr,
                 FT_TRAIN_PROG ": note: %s was saved without fp16 loss scaling; the loss scale "
@@ -367,10 +375,10 @@ static int resume_scaler(ft_run *r, const ft_st_file *st, const char *what, int 
     if (!(scale > 0) || !isfinite(scale) || tracker < 0 || skipped < 0 || consecutive < 0)
         return ft_run_fail(r, FT_EFORMAT, "%s: loss-scaler state out of range (scale %g)", what,
                            scale);
-    r->scaler.scale = (float)scale;
-    r->scaler.growth_tracker = tracker;
-    r->scaler.skipped = skipped;
-    r->scaler.consecutive = consecutive;
+    r->model.scaler.scale = (float)scale;
+    r->model.scaler.growth_tracker = tracker;
+    r->model.scaler.skipped = skipped;
+    r->model.scaler.consecutive = consecutive;
     return 0;
 }
 
@@ -392,10 +400,10 @@ static int resume_state(ft_run *r, const ft_st_file *st, const char *what, int s
                 FT_TRAIN_PROG ": note: %s was saved with seed %lld, this run uses %lld; "
                               "the data order will differ from an uninterrupted run\n",
                 what, (long long)seed, (long long)r->cfg.seed);
-    r->global_step = step;
-    r->epoch = (uint64_t)ep;
-    r->epoch_step = (uint64_t)lstep;
-    ft_sgd_set_steps(r->sgd, (uint64_t)opt_steps);
+    r->pos.global_step = step;
+    r->pos.epoch = (uint64_t)ep;
+    r->pos.epoch_step = (uint64_t)lstep;
+    ft_sgd_set_steps(r->model.sgd, (uint64_t)opt_steps);
     return resume_scaler(r, st, what, schema);
 }
 
@@ -406,27 +414,28 @@ static int resume_window(ft_run *r, const ft_st_file *st, const char *what, int 
     int rc;
     /* schema 1 files predate the entries: every step ran exactly one train-mode forward and
      * no window was saved; from schema 2 on a missing entry is an error */
-    uint64_t drop = (uint64_t)r->global_step;
+    uint64_t drop = (uint64_t)r->pos.global_step;
     if (schema >= 2) {
         if ((rc = ft_ckpt_get_i64(st, what, ACC_DROPOUT, &v, err, sizeof err)) ||
             (rc = ft_ckpt_get_i64(st, what, "gradient_acc", &acc, err, sizeof err)))
             return ft_run_fail(r, rc, "%s", err);
         drop = (uint64_t)v;
     }
-    ft_iresnet_set_rng_state(r->net, drop);
+    ft_iresnet_set_rng_state(r->model.net, drop);
     if (!mid_window(r, acc)) return 0;
     if (acc != r->cfg.gradient_acc)
         return ft_run_fail(r, FT_EFORMAT,
                            "%s: saved at step %lld inside a gradient-accumulation window of "
                            "gradient_acc = %lld; this run has gradient_acc = %d (resume with "
                            "the same value)",
-                           what, (long long)r->global_step, (long long)acc, r->cfg.gradient_acc);
+                           what, (long long)r->pos.global_step, (long long)acc,
+                           r->cfg.gradient_acc);
     if (schema < 2) {
         /* a file from before the window was saved: the partial gradient is gone */
         fprintf(stderr,
                 FT_TRAIN_PROG ": note: %s (step %lld, inside a gradient-accumulation window) "
                               "holds no accumulated gradient; this window restarts from zero\n",
-                what, (long long)r->global_step);
+                what, (long long)r->pos.global_step);
         return 0;
     }
     rc = 0;
@@ -448,25 +457,25 @@ static int resume_window(ft_run *r, const ft_st_file *st, const char *what, int 
                                 p.numel * sizeof(float), err, sizeof err);
         if (rc)
             ft_run_fail(r, rc, "%s", err);
-        else if ((rc = r->ops->upload(r->ops, p.g, host, p.numel * sizeof(float))))
+        else if ((rc = r->model.ops->upload(r->model.ops, p.g, host, p.numel * sizeof(float))))
             ft_run_fail(r, rc, "upload: %s", ft_strerror(rc));
         free(host);
     }
-    if (rc || !r->sampled_update) return rc;
-    int64_t nl = ft_pfc_num_local(r->pfc);
+    if (rc || !r->model.sampled_update) return rc;
+    int64_t nl = ft_pfc_num_local(r->model.pfc);
     if (!ft_st_find(st, ACC_ROWS))
         return ft_run_fail(r, FT_EFORMAT,
                            "%s: saved inside a gradient-accumulation window without "
                            "pfc_update = 'sampled' and sample_rate < 1; resume with the same "
                            "settings",
                            what);
-    if ((rc = ft_ckpt_get_tensor(st, what, ACC_ROWS, FT_ST_U8, 1, &nl, r->row_mask, (size_t)nl, err,
-                                 sizeof err)))
+    if ((rc = ft_ckpt_get_tensor(st, what, ACC_ROWS, FT_ST_U8, 1, &nl, r->model.row_mask,
+                                 (size_t)nl, err, sizeof err)))
         return ft_run_fail(r, rc, "%s", err);
     for (int64_t j = 0; j < nl; j++)
-        if (r->row_mask[j] > 1)
+        if (r->model.row_mask[j] > 1)
             return ft_run_fail(r, FT_EFORMAT, "%s: tensor '%s' holds %d at row %lld (not 0/1)",
-                               what, ACC_ROWS, r->row_mask[j], (long long)j);
+                               what, ACC_ROWS, r->model.row_mask[j], (long long)j);
     return 0;
 }
 
@@ -474,7 +483,7 @@ int ft_run_resume(ft_run *r) {
     char pfc_name[64], st_name[64], hint[192];
     ft_ckpt_pfc_name(pfc_name, sizeof pfc_name, r->rank, r->world);
     ft_ckpt_state_name(st_name, sizeof st_name, r->rank);
-    snprintf(hint, sizeof hint, "this run builds %s", r->arch);
+    snprintf(hint, sizeof hint, "this run builds %s", r->model.arch);
     ft_st_file st = {0}, bb = {0}, pf = {0};
     int schema = 0;
     char serr[512];
@@ -483,8 +492,8 @@ int ft_run_resume(ft_run *r) {
         ft_run_fail(r, rc, "%s", serr);
     if (!rc) rc = resume_state(r, &st, st_name, schema);
     if (!rc) rc = resume_window(r, &st, st_name, schema);
-    if (!rc) rc = read_part(r, FT_CKPT_BACKBONE, &bb, r->global_step);
-    if (!rc) rc = read_part(r, pfc_name, &pf, r->global_step);
+    if (!rc) rc = read_part(r, FT_CKPT_BACKBONE, &bb, r->pos.global_step);
+    if (!rc) rc = read_part(r, pfc_name, &pf, r->pos.global_step);
     char err[1024];
     ft_ckpt_source sb = src_backbone(r), sp = src_pfc(r), so = src_opt(r, 0), sh = src_opt(r, 1);
     if (!rc && (rc = ft_ckpt_load_source(&bb, FT_CKPT_BACKBONE, &sb, 1, hint, err, sizeof err)))

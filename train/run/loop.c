@@ -60,7 +60,7 @@ static int load_targets(ft_run *r) {
         ft_verify_target *t;
         int rc = ft_verify_load(&t, path, r->cfg.val_targets[i], 112, 112, err, sizeof err);
         if (rc) return ft_run_fail(r, rc, "%s", err);
-        r->targets[r->n_targets++] = t;
+        r->out.targets[r->out.n_targets++] = t;
     }
     return 0;
 }
@@ -69,31 +69,31 @@ int ft_run_open_outputs(ft_run *r) {
     char err[1024];
     int rc = 0;
     if (r->rank == 0) {
-        if ((rc = ft_trainlog_open(&r->log, r->cfg.output, stdout, err, sizeof err)))
+        if ((rc = ft_trainlog_open(&r->out.log, r->cfg.output, stdout, err, sizeof err)))
             return ft_run_fail(r, rc, "%s", err);
         char tbdir[PATH_MAX];
         if (ft_path_join(tbdir, sizeof tbdir, r->cfg.output, "tensorboard"))
             return ft_run_fail(r, FT_ERANGE, "%s: path too long", r->cfg.output);
-        if ((rc = ft_tboard_open(&r->tb, tbdir, -1, err, sizeof err)))
+        if ((rc = ft_tboard_open(&r->out.tb, tbdir, -1, err, sizeof err)))
             return ft_run_fail(r, rc, "%s", err);
-        ft_trainlog_msg(r->log, "rank_id: %d", r->rank);
+        ft_trainlog_msg(r->out.log, "rank_id: %d", r->rank);
         for (int i = 0; i < r->cfg.n_entries; i++) {
             char line[8192];
             ft_config_line(&r->cfg, i, line, sizeof line);
-            ft_trainlog_msg(r->log, "%s", line);
+            ft_trainlog_msg(r->out.log, "%s", line);
         }
         if ((rc = load_targets(r))) return rc;
     }
-    r->last_verified = -1;
+    r->out.last_verified = -1;
     return 0;
 }
 
 void ft_run_close_outputs(ft_run *r) {
-    for (int i = 0; i < r->n_targets; i++) ft_verify_free(r->targets[i]);
-    r->n_targets = 0;
-    ft_tboard_close(r->tb);
-    ft_trainlog_close(r->log);
-    r->tb = NULL, r->log = NULL;
+    for (int i = 0; i < r->out.n_targets; i++) ft_verify_free(r->out.targets[i]);
+    r->out.n_targets = 0;
+    ft_tboard_close(r->out.tb);
+    ft_trainlog_close(r->out.log);
+    r->out.tb = NULL, r->out.log = NULL;
 }
 
 /* ------------------------------------------------------------------ progress display */
@@ -103,18 +103,18 @@ void ft_run_close_outputs(ft_run *r) {
  * evaluated; it is erased before training.log lines (stdout may be the same terminal).
  * Otherwise a plain line every 10 s, and one line when a verification starts. */
 static void progress_start(ft_run *r) {
-    ft_progress_init(&r->prog, "step", (uint64_t)r->cfg.total_step);
-    r->prog.done = r->prog.first = (uint64_t)r->global_step;
+    ft_progress_init(&r->out.prog, "step", (uint64_t)r->cfg.total_step);
+    r->out.prog.done = r->out.prog.first = (uint64_t)r->pos.global_step;
 }
 
 static void progress_step(ft_run *r, float loss, double lr) {
-    ft_progress *p = &r->prog;
+    ft_progress *p = &r->out.prog;
     double el = ft_now() - p->t_start;
-    double sps =
-        el > 0 ? (double)((uint64_t)r->global_step - p->first) * r->cfg.batch_size * r->world / el
-               : 0;
+    double sps = el > 0 ? (double)((uint64_t)r->pos.global_step - p->first) * r->cfg.batch_size *
+                              r->world / el
+                        : 0;
     snprintf(p->note, sizeof p->note, "%.1f samples/s  loss %.4f  lr %.6f", sps, (double)loss, lr);
-    uint64_t add = (uint64_t)r->global_step - p->done;
+    uint64_t add = (uint64_t)r->pos.global_step - p->done;
     if (p->tty && !p->printed) { /* hidden for a log line: back at once */
         p->done += add;
         ft_progress_redraw(p);
@@ -127,49 +127,50 @@ static void progress_step(ft_run *r, float loss, double lr) {
 static int embed_progress(void *ctx, const float *x, int n, float *out) {
     ft_run *r = ctx;
     int rc = ft_run_embed(r, x, n, out);
-    if (!rc) ft_progress_add(&r->vprog, 1, 0);
+    if (!rc) ft_progress_add(&r->out.vprog, 1, 0);
     return rc;
 }
 
 static void progress_verify_start(ft_run *r, const ft_verify_target *t) {
     int64_t imgs = 2 * ft_verify_pairs(t), b = r->cfg.batch_size;
-    snprintf(r->vwhat, sizeof r->vwhat, "verifying %s", ft_verify_name(t));
-    ft_progress_hide(&r->prog);
+    snprintf(r->out.vwhat, sizeof r->out.vwhat, "verifying %s", ft_verify_name(t));
+    ft_progress_hide(&r->out.prog);
     /* two embed calls (originals, mirrors) per chunk of batch images */
-    ft_progress_init(&r->vprog, r->vwhat, (uint64_t)(2 * ((imgs + b - 1) / b)));
-    if (r->vprog.tty)
-        ft_progress_redraw(&r->vprog);
+    ft_progress_init(&r->out.vprog, r->out.vwhat, (uint64_t)(2 * ((imgs + b - 1) / b)));
+    if (r->out.vprog.tty)
+        ft_progress_redraw(&r->out.vprog);
     else
-        fprintf(stderr, FT_TRAIN_PROG ": step %lld: %s (%lld pairs)\n", (long long)r->global_step,
-                r->vwhat, (long long)ft_verify_pairs(t));
+        fprintf(stderr, FT_TRAIN_PROG ": step %lld: %s (%lld pairs)\n",
+                (long long)r->pos.global_step, r->out.vwhat, (long long)ft_verify_pairs(t));
 }
 
 /* ------------------------------------------------------------------ verification */
 
 int ft_run_verify_all(ft_run *r) {
-    for (int i = 0; i < r->n_targets; i++) {
+    for (int i = 0; i < r->out.n_targets; i++) {
         ft_verify_result res;
         char err[1024];
-        progress_verify_start(r, r->targets[i]);
-        int rc = ft_verify_run(r->targets[i], embed_progress, r, r->cfg.embedding_size,
+        progress_verify_start(r, r->out.targets[i]);
+        int rc = ft_verify_run(r->out.targets[i], embed_progress, r, r->cfg.embedding_size,
                                r->cfg.batch_size, &res, err, sizeof err);
-        ft_progress_hide(&r->vprog);
+        ft_progress_hide(&r->out.vprog);
         if (rc == FT_ESTOP) { /* a signal: stop now, the caller checkpoints as for any stop */
-            r->stopped = 1;
+            r->stats.stopped = 1;
             return rc;
         }
         if (rc) return ft_run_fail(r, rc, "verification: %s", err);
-        const char *name = ft_verify_name(r->targets[i]);
-        long long step = (long long)r->global_step;
-        ft_trainlog_msg(r->log, "[%s][%lld]XNorm: %f", name, step, res.xnorm);
-        ft_trainlog_msg(r->log, "[%s][%lld]Accuracy-Flip: %1.5f+-%1.5f", name, step, res.acc,
+        const char *name = ft_verify_name(r->out.targets[i]);
+        long long step = (long long)r->pos.global_step;
+        ft_trainlog_msg(r->out.log, "[%s][%lld]XNorm: %f", name, step, res.xnorm);
+        ft_trainlog_msg(r->out.log, "[%s][%lld]Accuracy-Flip: %1.5f+-%1.5f", name, step, res.acc,
                         res.std);
-        if (res.acc > r->highest[i]) r->highest[i] = res.acc;
-        ft_trainlog_msg(r->log, "[%s][%lld]Accuracy-Highest: %1.5f", name, step, r->highest[i]);
-        if (r->tb) ft_tboard_scalar(r->tb, name, (float)res.acc, r->global_step, -1);
-        r->last_acc[i] = res.acc;
+        if (res.acc > r->out.highest[i]) r->out.highest[i] = res.acc;
+        ft_trainlog_msg(r->out.log, "[%s][%lld]Accuracy-Highest: %1.5f", name, step,
+                        r->out.highest[i]);
+        if (r->out.tb) ft_tboard_scalar(r->out.tb, name, (float)res.acc, r->pos.global_step, -1);
+        r->out.last_acc[i] = res.acc;
     }
-    r->last_verified = r->global_step;
+    r->out.last_verified = r->pos.global_step;
     return 0;
 }
 
@@ -189,34 +190,36 @@ static void dump_loss(int64_t step, float loss) {
 static void mark_sampled_rows(ft_run *r) {
     const int32_t *idx;
     int count;
-    if (!r->sampled_update || ft_pfc_index(r->pfc, &idx, &count)) return;
-    for (int i = 0; i < count; i++) r->row_mask[idx ? idx[i] : i] = 1; /* NULL: every row */
+    if (!r->model.sampled_update || ft_pfc_index(r->model.pfc, &idx, &count)) return;
+    for (int i = 0; i < count; i++) r->model.row_mask[idx ? idx[i] : i] = 1; /* NULL: every row */
 }
 
 /* Restrict the head's optimizer step to the rows sampled since the last step (the union over
  * the gradient_acc micro-steps), then forget them. */
 static int restrict_head_rows(ft_run *r) {
-    if (!r->sampled_update) return 0;
-    int64_t nl = ft_pfc_num_local(r->pfc);
+    if (!r->model.sampled_update) return 0;
+    int64_t nl = ft_pfc_num_local(r->model.pfc);
     int count = 0;
     for (int64_t j = 0; j < nl; j++)
-        if (r->row_mask[j]) r->row_host[count++] = (int32_t)j, r->row_mask[j] = 0;
-    int rc = r->ops->upload(r->ops, r->row_dev, r->row_host, (size_t)count * sizeof(int32_t));
+        if (r->model.row_mask[j]) r->model.row_host[count++] = (int32_t)j, r->model.row_mask[j] = 0;
+    int rc = r->model.ops->upload(r->model.ops, r->model.row_dev, r->model.row_host,
+                                  (size_t)count * sizeof(int32_t));
     if (rc) return rc;
-    return ft_sgd_set_rows(r->sgd, r->pfc_param_id, r->cfg.embedding_size, r->row_dev, count);
+    return ft_sgd_set_rows(r->model.sgd, r->model.pfc_param_id, r->cfg.embedding_size,
+                           r->model.row_dev, count);
 }
 
 /* "step N: <what> (training diverged: ...; the checkpoint in <output> is the last good one)" */
 static int diverged(ft_run *r, const char *what) {
     char ck[PATH_MAX + 96];
-    if (r->last_saved >= 0)
+    if (r->out.last_saved >= 0)
         snprintf(ck, sizeof ck, "the checkpoint in %s is the last good one, from step %lld",
-                 r->cfg.output, (long long)r->last_saved);
+                 r->cfg.output, (long long)r->out.last_saved);
     else
         snprintf(ck, sizeof ck, "no checkpoint was written");
     return ft_run_fail(r, FT_ERANGE,
                        "step %lld: %s (training diverged: lower lr = %g or check the data; %s)",
-                       (long long)r->global_step, what, r->cfg.lr, ck);
+                       (long long)r->pos.global_step, what, r->cfg.lr, ck);
 }
 
 /* fp32: a non-finite loss or gradient norm stops the run with one line, before the optimizer
@@ -225,7 +228,7 @@ static int diverged(ft_run *r, const char *what) {
  * the loss scaler decides instead (unscale_step): a non-finite step is skipped, and only
  * repeated skips stop the run. */
 static int check_finite(ft_run *r, float loss, double norm) {
-    if (r->scaler.enabled) return 0;
+    if (r->model.scaler.enabled) return 0;
     const char *what = !isfinite(loss)                ? "loss"
                        : norm >= 0 && !isfinite(norm) ? "gradient norm"
                                                       : NULL;
@@ -240,11 +243,11 @@ static int check_finite(ft_run *r, float loss, double norm) {
  * backbone at global step N (an fp16 overflow on demand). */
 static int inject_inf(ft_run *r) {
     const char *v = getenv("FT_TRAIN_INJECT_INF");
-    if (!v || !*v || strtoll(v, NULL, 10) != r->global_step) return 0;
+    if (!v || !*v || strtoll(v, NULL, 10) != r->pos.global_step) return 0;
     ft_param p;
     float inf = INFINITY;
-    int rc = ft_iresnet_param(r->net, 0, &p);
-    return rc ? rc : r->ops->upload(r->ops, p.g, &inf, sizeof inf);
+    int rc = ft_iresnet_param(r->model.net, 0, &p);
+    return rc ? rc : r->model.ops->upload(r->model.ops, p.g, &inf, sizeof inf);
 }
 
 /* fp16: unscale the accumulated gradients and check them (GradScaler.unscale_ + update);
@@ -252,27 +255,27 @@ static int inject_inf(ft_run *r) {
  * as a divergence. Returns 0, or < 0 with r->err set. */
 static int unscale_step(ft_run *r, int *skip) {
     *skip = 0;
-    if (!r->scaler.enabled) return 0;
-    float scale = ft_scaler_scale(&r->scaler);
+    if (!r->model.scaler.enabled) return 0;
+    float scale = ft_scaler_scale(&r->model.scaler);
     int inf = 0, rc = inject_inf(r);
-    if (!rc) rc = ft_sgd_unscale(r->sgd, 1.0f / scale, &inf);
+    if (!rc) rc = ft_sgd_unscale(r->model.sgd, 1.0f / scale, &inf);
     if (rc)
-        return ft_run_fail(r, rc, "step %lld: loss scaler: %s", (long long)r->global_step,
+        return ft_run_fail(r, rc, "step %lld: loss scaler: %s", (long long)r->pos.global_step,
                            ft_strerror(rc));
-    *skip = ft_scaler_update(&r->scaler, inf);
+    *skip = ft_scaler_update(&r->model.scaler, inf);
     if (!*skip) return 0;
-    ft_progress_hide(&r->prog);
-    ft_trainlog_msg(r->log,
+    ft_progress_hide(&r->out.prog);
+    ft_trainlog_msg(r->out.log,
                     "step %lld: inf/NaN in the fp16 gradients at loss scale %g: step skipped, "
                     "scale now %g (%lld skipped so far)",
-                    (long long)r->global_step, (double)scale, (double)ft_scaler_scale(&r->scaler),
-                    (long long)r->scaler.skipped);
-    if (r->scaler.consecutive > r->cfg.max_skipped_steps) {
+                    (long long)r->pos.global_step, (double)scale,
+                    (double)ft_scaler_scale(&r->model.scaler), (long long)r->model.scaler.skipped);
+    if (r->model.scaler.consecutive > r->cfg.max_skipped_steps) {
         char msg[200];
         snprintf(msg, sizeof msg,
                  "%lld optimizer steps in a row had inf/NaN fp16 gradients (loss scale down to "
                  "%g, max_skipped_steps = %d)",
-                 (long long)r->scaler.consecutive, (double)ft_scaler_scale(&r->scaler),
+                 (long long)r->model.scaler.consecutive, (double)ft_scaler_scale(&r->model.scaler),
                  r->cfg.max_skipped_steps);
         return diverged(r, msg);
     }
@@ -280,37 +283,37 @@ static int unscale_step(ft_run *r, int *skip) {
 }
 
 static int train_step(ft_run *r, const loader_batch *b, float *loss) {
-    ft_ops *o = r->ops;
+    ft_ops *o = r->model.ops;
     int n = (int)b->n, rc;
-    float *in = ft_iresnet_input(r->net);
+    float *in = ft_iresnet_input(r->model.net);
     const float *emb = NULL;
     if ((rc = o->upload(o, in, b->data, b->data_bytes)))
         return ft_run_fail(r, rc, "upload: %s", ft_strerror(rc));
-    if ((rc = ft_iresnet_forward(r->net, in, n, 1, &emb)))
-        return ft_run_fail(r, rc, "step %lld: forward: %s", (long long)r->global_step,
+    if ((rc = ft_iresnet_forward(r->model.net, in, n, 1, &emb)))
+        return ft_run_fail(r, rc, "step %lld: forward: %s", (long long)r->pos.global_step,
                            ft_strerror(rc));
-    if ((rc = ft_pfc_prepare(r->pfc, b->labels, n, (uint64_t)r->global_step)))
+    if ((rc = ft_pfc_prepare(r->model.pfc, b->labels, n, (uint64_t)r->pos.global_step)))
         return ft_run_fail(r, rc, "step %lld: Partial FC: %s (labels must be < num_classes = %lld)",
-                           (long long)r->global_step, ft_strerror(rc),
+                           (long long)r->pos.global_step, ft_strerror(rc),
                            (long long)r->cfg.num_classes);
     mark_sampled_rows(r);
-    if ((rc = ft_pfc_set_loss_scale(r->pfc, ft_scaler_scale(&r->scaler))) ||
-        (rc = ft_pfc_forward_backward(r->pfc, emb, r->demb, loss)) ||
-        (rc = ft_iresnet_backward(r->net, r->demb)))
-        return ft_run_fail(r, rc, "step %lld: backward: %s", (long long)r->global_step,
+    if ((rc = ft_pfc_set_loss_scale(r->model.pfc, ft_scaler_scale(&r->model.scaler))) ||
+        (rc = ft_pfc_forward_backward(r->model.pfc, emb, r->model.demb, loss)) ||
+        (rc = ft_iresnet_backward(r->model.net, r->model.demb)))
+        return ft_run_fail(r, rc, "step %lld: backward: %s", (long long)r->pos.global_step,
                            ft_strerror(rc));
-    if (r->global_step % r->cfg.gradient_acc == 0) {
+    if (r->pos.global_step % r->cfg.gradient_acc == 0) {
         double norm = 0;
         int skip = 0;
-        float lr = (float)ft_lrsched_at(&r->lr, r->global_step - 1);
+        float lr = (float)ft_lrsched_at(&r->pos.lr, r->pos.global_step - 1);
         if ((rc = unscale_step(r, &skip))) return rc;
-        if ((rc = ft_sgd_clip_grad_norm(r->sgd, FT_SGD_GROUP_BACKBONE, FT_TRAIN_CLIP, &norm)))
-            return ft_run_fail(r, rc, "step %lld: optimizer: %s", (long long)r->global_step,
+        if ((rc = ft_sgd_clip_grad_norm(r->model.sgd, FT_SGD_GROUP_BACKBONE, FT_TRAIN_CLIP, &norm)))
+            return ft_run_fail(r, rc, "step %lld: optimizer: %s", (long long)r->pos.global_step,
                                ft_strerror(rc));
         if ((rc = check_finite(r, *loss, norm))) return rc;
-        if ((rc = restrict_head_rows(r)) || (!skip && (rc = ft_sgd_step(r->sgd, lr))) ||
-            (rc = ft_sgd_zero_grad(r->sgd)))
-            return ft_run_fail(r, rc, "step %lld: optimizer: %s", (long long)r->global_step,
+        if ((rc = restrict_head_rows(r)) || (!skip && (rc = ft_sgd_step(r->model.sgd, lr))) ||
+            (rc = ft_sgd_zero_grad(r->model.sgd)))
+            return ft_run_fail(r, rc, "step %lld: optimizer: %s", (long long)r->pos.global_step,
                                ft_strerror(rc));
         return 0;
     }
@@ -320,39 +323,41 @@ static int train_step(ft_run *r, const loader_batch *b, float *loss) {
 /* ------------------------------------------------------------------ the loop */
 
 static int next_batch(ft_run *r, loader_batch *b) {
-    int rc = loader_next(r->ld, b);
-    if (rc) return ft_run_fail(r, rc, "%s", loader_errmsg(r->ld));
-    if (b->epoch != r->epoch || b->step != r->epoch_step)
+    int rc = loader_next(r->data.ld, b);
+    if (rc) return ft_run_fail(r, rc, "%s", loader_errmsg(r->data.ld));
+    if (b->epoch != r->pos.epoch || b->step != r->pos.epoch_step)
         return ft_run_fail(r, FT_EFORMAT,
                            "loader delivered epoch %llu step %llu, expected %llu/%llu",
                            (unsigned long long)b->epoch, (unsigned long long)b->step,
-                           (unsigned long long)r->epoch, (unsigned long long)r->epoch_step);
+                           (unsigned long long)r->pos.epoch, (unsigned long long)r->pos.epoch_step);
     return 0;
 }
 
 /* After a step: logging, verification; returns 1 when training must stop now. */
 static int after_step(ft_run *r, ft_speedlog *sl, float loss, int *rc) {
     ft_speedlog_loss(sl, loss);
-    double lr_now = ft_lrsched_at(&r->lr, r->global_step);
-    if (r->rank == 0 && r->global_step % r->cfg.frequent == 0) ft_progress_hide(&r->prog);
+    double lr_now = ft_lrsched_at(&r->pos.lr, r->pos.global_step);
+    if (r->rank == 0 && r->pos.global_step % r->cfg.frequent == 0) ft_progress_hide(&r->out.prog);
     if (r->rank == 0 &&
-        ft_speedlog_step(sl, r->log, r->tb, r->global_step, (int)r->epoch, lr_now,
-                         r->scaler.enabled, ft_scaler_scale(&r->scaler)) &&
-        r->tb && r->scaler.enabled) {
-        ft_tboard_scalar(r->tb, "grad_scale", ft_scaler_scale(&r->scaler), r->global_step, -1);
-        ft_tboard_scalar(r->tb, "skipped_steps", (float)r->scaler.skipped, r->global_step, -1);
+        ft_speedlog_step(sl, r->out.log, r->out.tb, r->pos.global_step, (int)r->pos.epoch, lr_now,
+                         r->model.scaler.enabled, ft_scaler_scale(&r->model.scaler)) &&
+        r->out.tb && r->model.scaler.enabled) {
+        ft_tboard_scalar(r->out.tb, "grad_scale", ft_scaler_scale(&r->model.scaler),
+                         r->pos.global_step, -1);
+        ft_tboard_scalar(r->out.tb, "skipped_steps", (float)r->model.scaler.skipped,
+                         r->pos.global_step, -1);
     }
-    if (r->rank == 0 && r->global_step % r->cfg.verbose == 0 && (*rc = ft_run_verify_all(r))) {
-        if (*rc == FT_ESTOP) *rc = 0; /* a signal inside the verification: r->stopped */
+    if (r->rank == 0 && r->pos.global_step % r->cfg.verbose == 0 && (*rc = ft_run_verify_all(r))) {
+        if (*rc == FT_ESTOP) *rc = 0; /* a signal inside the verification: r->stats.stopped */
         return 1;
     }
     /* a signal stops after this step, also inside a gradient-accumulation window: the
      * checkpoint carries the partial gradient (ft_run_save) */
     if (ft_stop_requested()) {
-        r->stopped = 1;
+        r->stats.stopped = 1;
         return 1;
     }
-    if (r->cfg.max_steps && r->global_step >= r->cfg.max_steps) return 1;
+    if (r->cfg.max_steps && r->pos.global_step >= r->cfg.max_steps) return 1;
     if (r->rank == 0) progress_step(r, loss, lr_now);
     return 0;
 }
@@ -365,55 +370,56 @@ static int save(ft_run *r) {
         snprintf(what, sizeof what, "%s", r->err);
         return diverged(r, what);
     }
-    if (!rc) r->last_saved = r->global_step;
+    if (!rc) r->out.last_saved = r->pos.global_step;
     return rc;
 }
 
 static int train_loop(ft_run *r) {
     ft_speedlog sl;
-    ft_speedlog_init(&sl, r->cfg.frequent, r->lr.total, r->cfg.batch_size, r->world, r->global_step,
-                     ft_trainlog_now(r->log));
+    ft_speedlog_init(&sl, r->cfg.frequent, r->pos.lr.total, r->cfg.batch_size, r->world,
+                     r->pos.global_step, ft_trainlog_now(r->out.log));
     double t0 = ft_now();
     int rc = 0, stop = 0;
-    while (!stop && r->epoch < (uint64_t)r->cfg.num_epoch) {
-        while (!stop && r->epoch_step < r->steps_per_epoch) {
+    while (!stop && r->pos.epoch < (uint64_t)r->cfg.num_epoch) {
+        while (!stop && r->pos.epoch_step < r->data.steps_per_epoch) {
             loader_batch b;
             float loss = 0;
             if ((rc = next_batch(r, &b))) return rc;
-            r->global_step++;
+            r->pos.global_step++;
             if ((rc = train_step(r, &b, &loss))) return rc;
-            r->epoch_step++;
-            if (r->steps_run++ == 0) r->first_loss = loss;
-            r->last_loss = loss;
-            dump_loss(r->global_step, loss);
+            r->pos.epoch_step++;
+            if (r->stats.steps_run++ == 0) r->stats.first_loss = loss;
+            r->stats.last_loss = loss;
+            dump_loss(r->pos.global_step, loss);
             stop = after_step(r, &sl, loss, &rc);
             if (rc) return rc;
         }
-        if (r->epoch_step == r->steps_per_epoch) { /* epoch done: checkpoint, as train_v2 */
-            r->epoch++;
-            r->epoch_step = 0;
+        if (r->pos.epoch_step ==
+            r->data.steps_per_epoch) { /* epoch done: checkpoint, as train_v2 */
+            r->pos.epoch++;
+            r->pos.epoch_step = 0;
             if ((rc = save(r))) return rc;
             if (stop) break;
             continue;
         }
         break;
     }
-    r->t_train = ft_now() - t0;
-    ft_progress_hide(&r->prog);
+    r->stats.t_train = ft_now() - t0;
+    ft_progress_hide(&r->out.prog);
     /* stopped mid-epoch (max_steps or a signal): checkpoint where we are */
-    if (r->epoch_step != 0 && (rc = save(r))) return rc;
+    if (r->pos.epoch_step != 0 && (rc = save(r))) return rc;
     /* the final verification; a signal during it (or the save) still stops with exit 130 */
-    if (r->rank == 0 && !r->stopped && !ft_stop_requested() && r->last_verified != r->global_step &&
-        (rc = ft_run_verify_all(r)) && rc != FT_ESTOP)
+    if (r->rank == 0 && !r->stats.stopped && !ft_stop_requested() &&
+        r->out.last_verified != r->pos.global_step && (rc = ft_run_verify_all(r)) && rc != FT_ESTOP)
         return rc;
-    if (ft_stop_requested()) r->stopped = 1;
+    if (ft_stop_requested()) r->stats.stopped = 1;
     return 0;
 }
 
 int ft_run_train(ft_run *r) {
-    r->last_saved = r->cfg.resume ? r->global_step : -1;
+    r->out.last_saved = r->cfg.resume ? r->pos.global_step : -1;
     progress_start(r);
     int rc = train_loop(r);
-    ft_progress_hide(&r->prog);
+    ft_progress_hide(&r->out.prog);
     return rc;
 }

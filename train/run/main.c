@@ -79,38 +79,39 @@ static int open_data(ft_run *r) {
     ft_config *c = &r->cfg;
     char err[LOADER_ERRCAP];
     ft_dataset_kind kind;
-    int rc = ft_dataset_resolve(c->rec, &kind, r->data_path, sizeof r->data_path, err, sizeof err);
+    int rc = ft_dataset_resolve(c->rec, &kind, r->data.data_path, sizeof r->data.data_path, err,
+                                sizeof err);
     if (rc) return ft_run_fail(r, rc, "rec = '%s': %s", c->rec, err);
     loader_config lc;
     loader_config_init(&lc);
-    lc.path = r->data_path;
+    lc.path = r->data.data_path;
     lc.rank = (uint32_t)r->rank, lc.world = (uint32_t)r->world;
     lc.batch = (uint32_t)c->batch_size;
     lc.seed = (uint64_t)c->seed;
     lc.threads = c->num_workers > 0 ? (uint32_t)c->num_workers : 1;
     lc.layout = LOADER_F32_CHW;
-    if ((rc = loader_open(&r->ld, &lc, err, sizeof err))) return ft_run_fail(r, rc, "%s", err);
+    if ((rc = loader_open(&r->data.ld, &lc, err, sizeof err))) return ft_run_fail(r, rc, "%s", err);
     uint32_t h, w;
-    loader_image_shape(r->ld, &h, &w);
+    loader_image_shape(r->data.ld, &h, &w);
     if (h != 112 || w != 112)
         return ft_run_fail(r, FT_EFORMAT, "%s: images are %ux%u; IResNet needs 112x112",
-                           r->data_path, w, h);
+                           r->data.data_path, w, h);
     char cerr[FT_CFG_ERRCAP];
-    if ((rc = ft_config_derive(c, loader_num_samples(r->ld), loader_num_classes(r->ld), r->world,
-                               cerr, sizeof cerr)))
+    if ((rc = ft_config_derive(c, loader_num_samples(r->data.ld), loader_num_classes(r->data.ld),
+                               r->world, cerr, sizeof cerr)))
         return ft_run_fail(r, rc, "%s", cerr);
-    r->steps_per_epoch = loader_steps_per_epoch(r->ld);
-    if (r->steps_per_epoch == 0)
+    r->data.steps_per_epoch = loader_steps_per_epoch(r->data.ld);
+    if (r->data.steps_per_epoch == 0)
         return ft_run_fail(r, FT_ERANGE, "%s: %llu images, fewer than one batch of %d",
-                           r->data_path, (unsigned long long)loader_num_samples(r->ld),
+                           r->data.data_path, (unsigned long long)loader_num_samples(r->data.ld),
                            c->batch_size);
-    if ((uint64_t)c->steps_per_epoch != r->steps_per_epoch)
+    if ((uint64_t)c->steps_per_epoch != r->data.steps_per_epoch)
         fprintf(stderr,
                 FT_TRAIN_PROG ": note: num_image = %lld gives %lld steps per epoch for the "
                               "LR schedule, the dataset has %llu images (%llu steps)\n",
                 (long long)c->num_image, (long long)c->steps_per_epoch,
-                (unsigned long long)loader_num_samples(r->ld),
-                (unsigned long long)r->steps_per_epoch);
+                (unsigned long long)loader_num_samples(r->data.ld),
+                (unsigned long long)r->data.steps_per_epoch);
     return 0;
 }
 
@@ -120,30 +121,31 @@ static int prepare(ft_run *r) {
     if (rc) return ft_run_fail(r, rc, "%s: cannot create: %s", c->output, ft_strerror(rc));
     if ((rc = ft_run_lock_output(r)) || (rc = ft_run_clean_stale_tmp(r))) return rc;
     if ((rc = ft_run_build_model(r))) return rc;
-    if ((rc = ft_lrsched_init(&r->lr, c->lr, c->warmup_step, c->total_step, 1.0)))
+    if ((rc = ft_lrsched_init(&r->pos.lr, c->lr, c->warmup_step, c->total_step, 1.0)))
         return ft_run_fail(r, rc, "LR schedule: warmup_step %lld, total_step %lld",
                            (long long)c->warmup_step, (long long)c->total_step);
     if (c->resume) {
         if ((rc = ft_run_resume(r))) return rc;
-        if ((rc = loader_seek(r->ld, r->epoch, r->epoch_step)))
-            return ft_run_fail(r, rc, "%s", loader_errmsg(r->ld));
+        if ((rc = loader_seek(r->data.ld, r->pos.epoch, r->pos.epoch_step)))
+            return ft_run_fail(r, rc, "%s", loader_errmsg(r->data.ld));
     }
     return ft_run_open_outputs(r);
 }
 
 static void summary(const ft_run *r) {
-    double sps = r->t_train > 0 ? (double)r->steps_run / r->t_train : 0;
+    double sps = r->stats.t_train > 0 ? (double)r->stats.steps_run / r->stats.t_train : 0;
     fprintf(stderr,
             FT_TRAIN_PROG ": %s: %lld steps this run (global step %lld of %lld, epoch %llu) in "
                           "%.1f s, %.2f steps/s, %.1f samples/s; loss %.4f -> %.4f\n",
-            r->stopped ? "stopped" : "done", (long long)r->steps_run, (long long)r->global_step,
-            (long long)r->cfg.total_step, (unsigned long long)r->epoch, r->t_train, sps,
-            sps * r->cfg.batch_size * r->world, r->first_loss, r->last_loss);
-    for (int i = 0; i < r->n_targets; i++)
+            r->stats.stopped ? "stopped" : "done", (long long)r->stats.steps_run,
+            (long long)r->pos.global_step, (long long)r->cfg.total_step,
+            (unsigned long long)r->pos.epoch, r->stats.t_train, sps,
+            sps * r->cfg.batch_size * r->world, r->stats.first_loss, r->stats.last_loss);
+    for (int i = 0; i < r->out.n_targets; i++)
         fprintf(stderr, FT_TRAIN_PROG ": %s: Accuracy-Flip %.5f (highest %.5f)\n",
-                ft_verify_name(r->targets[i]), r->last_acc[i], r->highest[i]);
+                ft_verify_name(r->out.targets[i]), r->out.last_acc[i], r->out.highest[i]);
     fprintf(stderr, FT_TRAIN_PROG ": checkpoint in %s (%s)%s\n", r->cfg.output, FT_CKPT_BACKBONE,
-            r->stopped ? "; continue with resume=True" : "");
+            r->stats.stopped ? "; continue with resume=True" : "");
 }
 
 int main(int argc, char **argv) {
@@ -175,7 +177,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     static ft_run r;
-    r.world = 1, r.rank = 0, r.lock_fd = -1;
+    r.world = 1, r.rank = 0, r.out.lock_fd = -1;
     r.config_path = argv[optind];
     int rc = load_config(&r, argc, argv, optind + 1);
     if (check_only) {
@@ -195,10 +197,10 @@ int main(int argc, char **argv) {
     else
         summary(&r);
     ft_run_close_outputs(&r);
-    loader_close(r.ld);
+    loader_close(r.data.ld);
     ft_run_free_model(&r);
     ft_run_unlock_output(&r);
     ft_config_free(&r.cfg);
     if (rc) return 1;
-    return r.stopped ? 130 : 0;
+    return r.stats.stopped ? 130 : 0;
 }

@@ -46,13 +46,14 @@ int ft_run_lock_output(ft_run *r) {
         close(fd);
         return ft_run_fail(r, -e, "%s: cannot write: %s", path, strerror(e));
     }
-    r->lock_fd = fd;
+    r->out.lock_fd = fd;
     return 0;
 }
 
 void ft_run_unlock_output(ft_run *r) {
-    if (r->lock_fd >= 0) close(r->lock_fd); /* the lock file stays: removing it would race */
-    r->lock_fd = -1;
+    if (r->out.lock_fd >= 0)
+        close(r->out.lock_fd); /* the lock file stays: removing it would race */
+    r->out.lock_fd = -1;
 }
 
 /* The pid of "<name>.tmp.<pid>", or 0. */

@@ -31,18 +31,15 @@
 #define FT_TRAIN_INIT_SCALE      65536.0f
 #define FT_TRAIN_GROWTH_INTERVAL 100
 
-typedef struct ft_run {
-    ft_config cfg;
-    const char *config_path;
-    int rank, world;
-    char err[2048];
-
-    /* data */
+/* the data: the resolved dataset path and the loader */
+typedef struct ft_run_data {
     char data_path[FT_CFG_PATHCAP];
     loader *ld;
     uint64_t steps_per_epoch; /* batches per epoch and rank (drop_last) */
+} ft_run_data;
 
-    /* model */
+/* the model: backend, backbone, head, optimizer, loss scaler (build.c) */
+typedef struct ft_run_model {
     ft_ops *ops;
     ft_iresnet *net;
     ft_pfc *pfc;
@@ -55,14 +52,19 @@ typedef struct ft_run {
     uint8_t *row_mask;
     int32_t *row_host, *row_dev;
     char arch[128]; /* "r18 (width 8, blocks 1,1,1,1, emb 128)" for messages */
+} ft_run_model;
 
-    /* schedule and position */
+/* where training stands: the schedule and the position in the data */
+typedef struct ft_run_pos {
     ft_lrsched lr;
     int64_t global_step; /* steps done */
     uint64_t epoch;      /* epoch of the next batch */
     uint64_t epoch_step; /* position of the next batch within its epoch */
+} ft_run_pos;
 
-    /* outputs */
+/* what the run writes and shows: training.log, TensorBoard, verification, the displays, the
+ * output folder's lock (loop.c, outdir.c) */
+typedef struct ft_run_outputs {
     ft_trainlog *log;
     ft_tboard *tb;
     ft_verify_target *targets[FT_CFG_MAX_TARGET];
@@ -71,18 +73,33 @@ typedef struct ft_run {
     int64_t last_verified; /* step of the last verification, -1 none */
     double last_acc[FT_CFG_MAX_TARGET];
     int64_t last_saved;      /* step of the last checkpoint, -1 none */
-    ft_progress prog, vprog; /* the training and verification displays (loop.c) */
+    ft_progress prog, vprog; /* the training and verification displays */
     char vwhat[96];          /* "verifying lfw" */
-    int lock_fd;             /* the output folder's lock (outdir.c), -1 none */
+    int lock_fd;             /* the output folder's lock, -1 none */
+} ft_run_outputs;
 
-    /* results for the summary */
+/* results for the summary */
+typedef struct ft_run_stats {
     double last_loss, first_loss;
     int64_t steps_run;
     double t_train;
     int stopped; /* by a signal */
+} ft_run_stats;
+
+/* One run of ft-train, by concern. */
+typedef struct ft_run {
+    ft_config cfg;
+    const char *config_path;
+    int rank, world;
+    char err[2048];
+    ft_run_data data;
+    ft_run_model model;
+    ft_run_pos pos;
+    ft_run_outputs out;
+    ft_run_stats stats;
 } ft_run;
 
-/* ft_train_model.c */
+/* build.c */
 int ft_run_build_model(ft_run *r);
 void ft_run_free_model(ft_run *r);
 /* Save backbone, PFC shard and state (optimizer buffers with save_all_states). */
@@ -92,7 +109,7 @@ int ft_run_resume(ft_run *r);
 /* ft_embed_fn for verification: eval-mode forward in chunks of the model's max batch. */
 int ft_run_embed(void *ctx, const float *x, int n, float *out);
 
-/* ft_train_loop.c */
+/* loop.c */
 int ft_run_open_outputs(ft_run *r); /* training.log, TensorBoard, config lines, targets */
 int ft_run_train(ft_run *r);        /* the loop, checkpoints included */
 int ft_run_verify_all(ft_run *r);   /* every target at the current step */
