@@ -140,6 +140,49 @@ def learn():
     finish()
 
 
+def learn_mixed():
+    """configs/synth_r18.py with bf16 storage and with fp16 = True (fp16 storage and loss
+    scaling) reaches lfw >= 0.95 as fp32 does; the fp16 log shows the scale and the steps the
+    scaler skipped, TensorBoard gets grad_scale and skipped_steps."""
+    data = os.path.join(WORK, "synth128")
+    make_data(data, 128, 20)
+    for label, args in (("bf16", ["dtype=bf16"]), ("fp16", ["fp16=True"])):
+        out = os.path.join(WORK, "run_" + label)
+        shutil.rmtree(out, ignore_errors=True)
+        t0 = time.time()
+        p = train(out, f"rec={data}", *args)
+        log = open(os.path.join(out, "training.log")).read()
+        acc = {m.group(1): float(m.group(2))
+               for m in re.finditer(r"\[(\w+)\]\[320\]Accuracy-Flip: ([\d.]+)", log)}
+        losses = [float(l) for l in re.findall(r"Speed [\d.]+ samples/sec   Loss ([\d.]+)", log)]
+        print(f"{label}: wall {time.time() - t0:.0f} s; loss {losses[:1]} ... {losses[-1:]}; "
+              f"accuracy {acc}")
+        check(p.returncode == 0, f"{label}: exit {p.returncode}: {p.stderr[-400:]}")
+        check(acc.get("lfw", 0) >= 0.95, f"{label}: lfw accuracy {acc.get('lfw')} < 0.95")
+        check(len(losses) >= 5 and losses[-1] < 0.5 * losses[0], f"{label}: loss does not fall")
+        check(f": dtype                    {'bf16' if label == 'bf16' else 'None'}" in log,
+              f"{label}: the dtype line of the config dump")
+        ev = glob.glob(os.path.join(out, "tensorboard", "events.out.tfevents.*"))
+        tags = {v["tag"] for e in (read_events(ev[0])[1:] if ev else [])
+                for v in e.get("summary", [])}
+        if label == "fp16":
+            scales = [float(x) for x in re.findall(r"Fp16 Grad Scale: ([\d.]+)", log)]
+            skips = re.findall(r"step (\d+): inf/NaN in the fp16 gradients at loss scale ([\d.]+): "
+                               r"step skipped, scale now ([\d.]+)", log)
+            print(f"fp16: {len(skips)} skipped steps {skips[:4]}; scales {sorted(set(scales))}")
+            check(len(scales) >= 5 and all(s > 0 for s in scales), "fp16: no scale in the log")
+            check(skips and all(float(b) == float(a) / 2 for _, a, b in skips),
+                  "fp16: skipped steps missing or the scale did not halve")
+            check({"grad_scale", "skipped_steps"} <= tags, f"fp16: TensorBoard tags {sorted(tags)}")
+            st = load_safetensors(os.path.join(out, "state_rank0.safetensors"))
+            check(int(st["scaler.skipped"]) == len(skips) and float(st["scaler.scale"]) > 0,
+                  "fp16: scaler state in the checkpoint")
+        else:
+            check("Fp16 Grad Scale" not in log and "grad_scale" not in tags,
+                  "bf16: a loss scale where none is used")
+    finish()
+
+
 # ---------------------------------------------------------------------------------- resume
 
 SMALL = ["num_epoch=2", "val_targets=[]", "frequent=2", "verbose=1000", "threads=2"]
@@ -193,6 +236,12 @@ def resume():
     # Partial FC sampled-rows update across a window split by a stop
     stops("sample_rate 0.5, pfc_update sampled, gradient_acc 2",
           [*sampled, "gradient_acc=2"], [5, 11], mid_window=2)
+    # fp16: the loss scaler's state (scale, growth count, skips) travels in the checkpoint; the
+    # first steps overflow at 65536 and are skipped, so the stops fall after the scale moved;
+    # a stop inside a window carries scaled partial gradients (inf allowed there)
+    stops("fp16", [*common, "fp16=True"], [2, 9])
+    stops("fp16, gradient_acc 2", [*common, "fp16=True", "gradient_acc=2"], [5], mid_window=2)
+    stops("bf16", [*common, "dtype=bf16"], [6])
     finish()
 
 
@@ -493,4 +542,5 @@ def robust():
     finish()
 
 
-{"learn": learn, "resume": resume, "bad": bad, "robust": robust}[MODE]()
+{"learn": learn, "learn_mixed": learn_mixed, "resume": resume, "bad": bad,
+ "robust": robust}[MODE]()
