@@ -236,9 +236,17 @@ def resume():
     # Partial FC sampled-rows update across a window split by a stop
     stops("sample_rate 0.5, pfc_update sampled, gradient_acc 2",
           [*sampled, "gradient_acc=2"], [5, 11], mid_window=2)
-    # fp16: the loss scaler's state (scale, growth count, skips) travels in the checkpoint; the
-    # first steps overflow at 65536 and are skipped, so the stops fall after the scale moved;
-    # a stop inside a window carries scaled partial gradients (inf allowed there)
+    finish()
+
+
+def resume_mixed():
+    """Stop + resume with 16-bit storage equals an uninterrupted run bit for bit. fp16: the loss
+    scaler's state (scale, growth count, skips) travels in the checkpoint; the first steps
+    overflow at 65536 and are skipped, so the stops fall after the scale moved; a stop inside a
+    window carries scaled partial gradients (inf allowed there)."""
+    data = os.path.join(WORK, "synth16")
+    make_data(data, 16, 20, seed=3)  # the data of resume()
+    common = [f"rec={data}", *SMALL]
     stops("fp16", [*common, "fp16=True"], [2, 9])
     stops("fp16, gradient_acc 2", [*common, "fp16=True", "gradient_acc=2"], [5], mid_window=2)
     stops("bf16", [*common, "dtype=bf16"], [6])
@@ -542,5 +550,5 @@ def robust():
     finish()
 
 
-{"learn": learn, "learn_mixed": learn_mixed, "resume": resume, "bad": bad,
- "robust": robust}[MODE]()
+{"learn": learn, "learn_mixed": learn_mixed, "resume": resume, "resume_mixed": resume_mixed,
+ "bad": bad, "robust": robust}[MODE]()
