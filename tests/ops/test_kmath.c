@@ -40,7 +40,7 @@ static int same_bits(float a, float b) {
 static long check_dtype(ft_dtype dt, const float *f, size_t n) {
     long bad = 0;
     uint16_t *h = malloc(n * 2), *all = malloc(65536 * 2);
-    float *back = malloc(n * 4), *fa = malloc(65536 * 4);
+    float *fa = malloc(65536 * 4);
     cpu_cvt_from_f32(dt, f, h, n);
     for (size_t i = 0; i < n; i++) {
         uint16_t want = dt == FT_F16 ? ft_km_f32_to_f16(f[i]) : ft_km_f32_to_bf16(f[i]);
@@ -55,7 +55,7 @@ static long check_dtype(ft_dtype dt, const float *f, size_t n) {
         if (!same_bits(fa[i], want) && !(isnan(fa[i]) && isnan(want)) && bad++ < 5)
             printf("    0x%04x -> %a, kmath %a\n", i, fa[i], want);
     }
-    free(h), free(all), free(back), free(fa);
+    free(h), free(all), free(fa);
     return bad;
 }
 
