@@ -447,8 +447,8 @@ static int ijb_features(const eval_opts *o, const ft_ijb_meta *m, float **feats,
         ft_progress_done(&prog);
     model_free(&em);
     if (!rc)
-        fprintf(stderr, PROG ": features of %lld images in %.1f s, %.1f images/s\n",
-                (long long)m->n_img, dt, (double)m->n_img / (dt > 0 ? dt : 1e-9));
+        printf("features of %lld images in %.1f s, %.1f images/s\n", (long long)m->n_img, dt,
+               (double)m->n_img / (dt > 0 ? dt : 1e-9));
     return rc;
 }
 
@@ -462,9 +462,9 @@ static int run_ijb(const eval_opts *o) {
     }
     char tname[8];
     snprintf(tname, sizeof tname, "%s", m.tag[3] == 'c' ? "IJBC" : "IJBB");
-    fprintf(stderr, PROG ": %s: %lld images, %lld templates, %lld pairs (%lld genuine)\n", o->data,
-            (long long)m.n_img, (long long)m.n_templates, (long long)m.n_pairs,
-            (long long)m.n_genuine);
+    printf("%s: %lld images, %lld templates, %lld pairs (%lld genuine)\n", o->data,
+           (long long)m.n_img, (long long)m.n_templates, (long long)m.n_pairs,
+           (long long)m.n_genuine);
     float *feats = NULL;
     double *tf = NULL, *score = NULL;
     int dim = 0;

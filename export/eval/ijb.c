@@ -314,8 +314,9 @@ int ft_ijb_templates(const ft_ijb_meta *m, const float *feats, int dim, double *
         int64_t b = a, i0 = order[a];
         while (b < m->n_img && m->tid[order[b]] == m->tid[i0] && m->mid[order[b]] == m->mid[i0])
             b++;
-        while (m->templates[++t] != m->tid[i0]) {
-        } /* ascending: the next template */
+        if (t < 0 || m->templates[t] != m->tid[i0]) /* a new template: the next one up */
+            while (m->templates[++t] != m->tid[i0]) {
+            }
         /* media feature: mean of its rows, each row feats * detector score in float32 */
         memset(media, 0, (size_t)dim * sizeof *media);
         for (int64_t k = a; k < b; k++) {
