@@ -19,12 +19,16 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "eval.h"      // defines: ft_ijb_*, ft_roc_tar
+#include "ft_common.h" // defines: status codes, parsing, progress, stop flag
+#include "ft_npy.h"    // defines: ft_npy_write_f32, ft_npy_read_f32
+#include "verify.h"    // defines: ft_verify_load, ft_verify_run
+#ifdef FT_EVAL_ENGINE
+#include "engine.h" // defines: ft_engine_* (ONNX or checkpoint, cpu | cuda)
+#else
 #include "checkpoint.h" // defines: ft_ckpt_load_source, safetensors reader
-#include "eval.h"       // defines: ft_ijb_*, ft_roc_tar
-#include "ft_common.h"  // defines: status codes, parsing, progress, stop flag
-#include "ft_npy.h"     // defines: ft_npy_write_f32, ft_npy_read_f32
 #include "iresnet.h"    // defines: ft_iresnet_* (the checkpoint model)
-#include "verify.h"     // defines: ft_verify_load, ft_verify_run
+#endif
 
 #define PROG "ft-eval"
 
@@ -52,6 +56,7 @@ static void usage(FILE *f) {
             "common:\n"
             "  --batch N             images per model call (default 64)\n"
             "  --threads T           CPU threads for the model and the decoding (default: all)\n"
+            "  --device cpu|cuda     where the model runs (default cpu)\n"
             "  -V, --version         print the version\n"
             "  -h, --help            this text\n");
 }
@@ -65,10 +70,14 @@ static int bad_usage(const char *fmt, const char *arg) {
 
 /* ------------------------------------------------------------------ the model */
 
-/* The model behind one function pointer: a checkpoint's IResNet on the CPU backend. */
+/* The model behind one function pointer: run() embeds 1..max_batch inputs. With the inference
+ * engine built (export/engine, FT_EVAL_ENGINE) MODEL may be anything ft_engine_open takes (an
+ * .onnx, a folder with one, a checkpoint folder); without it, an ft-train checkpoint runs on
+ * train/'s IResNet. */
 typedef struct eval_model {
-    ft_ops *ops;
-    ft_iresnet *net;
+    void *impl;
+    int (*run)(void *impl, const float *x, int n, float *out);
+    void (*close)(void *impl);
     int dim, max_batch;
     char path[1100];
     /* --save-features of bin: the embeddings of each call, originals and mirrors alternating
@@ -78,6 +87,40 @@ typedef struct eval_model {
     int cap_call;
     char err[1024];
 } eval_model;
+
+#ifdef FT_EVAL_ENGINE
+static int engine_run(void *impl, const float *x, int n, float *out) {
+    char err[1024];
+    int rc = ft_engine_run(impl, x, n, out, err, sizeof err);
+    if (rc) fprintf(stderr, PROG ": %s\n", err);
+    return rc;
+}
+static void engine_close(void *impl) {
+    ft_engine_free(impl);
+}
+static int engine_open(eval_model *em, const char *path, const char *device, int threads,
+                       int max_batch, char *err, size_t errcap) {
+    ft_engine_opts eo = {.device = device, .threads = threads, .max_batch = max_batch};
+    ft_engine *e = NULL;
+    int rc = ft_engine_open(&e, path, &eo, err, errcap);
+    if (rc) return rc;
+    if (ft_engine_input_hw(e) != FT_ALIGN_SIZE) {
+        snprintf(err, errcap, "%s: the model takes %dx%d inputs; ft-eval feeds 112x112 crops", path,
+                 ft_engine_input_hw(e), ft_engine_input_hw(e));
+        ft_engine_free(e);
+        return FT_EFORMAT;
+    }
+    em->impl = e, em->run = engine_run, em->close = engine_close;
+    em->dim = ft_engine_dim(e), em->max_batch = ft_engine_max_batch(e);
+    return 0;
+}
+#else
+/* an ft-train checkpoint: backbone.safetensors and its recorded architecture */
+typedef struct ckpt_model {
+    ft_ops *ops;
+    ft_iresnet *net;
+    int dim;
+} ckpt_model;
 
 static int st_count(void *o) {
     return ft_iresnet_tensor_count(o);
@@ -92,15 +135,32 @@ static int st_set(void *o, int i, const void *h) {
     return ft_iresnet_tensor_set(o, i, h);
 }
 
-static int model_open(eval_model *em, const char *path, int threads, int max_batch, char *err,
-                      size_t errcap) {
-    memset(em, 0, sizeof *em);
+static int ckpt_run(void *impl, const float *x, int n, float *out) {
+    ckpt_model *c = impl;
+    size_t img = (size_t)3 * FT_ALIGN_SIZE * FT_ALIGN_SIZE;
+    float *in = ft_iresnet_input(c->net);
+    const float *emb = NULL;
+    int rc = c->ops->upload(c->ops, in, x, (size_t)n * img * sizeof(float));
+    if (!rc) rc = ft_iresnet_forward(c->net, in, n, 0, &emb);
+    if (!rc) rc = c->ops->download(c->ops, out, emb, (size_t)n * c->dim * sizeof(float));
+    return rc;
+}
+
+static void ckpt_close(void *impl) {
+    ckpt_model *c = impl;
+    if (!c) return;
+    ft_iresnet_free(c->net);
+    ft_ops_free(c->ops);
+    free(c);
+}
+
+static int ckpt_open(eval_model *em, const char *path, const char *device, int threads,
+                     int max_batch, char *err, size_t errcap) {
     char file[1100];
     if (ft_is_dir(path))
         snprintf(file, sizeof file, "%s/" FT_CKPT_BACKBONE, path);
     else
         snprintf(file, sizeof file, "%s", path);
-    snprintf(em->path, sizeof em->path, "%s", file);
     ft_st_file f;
     int rc = ft_st_read(file, &f, err, errcap);
     if (rc) return rc;
@@ -120,29 +180,44 @@ static int model_open(eval_model *em, const char *path, int threads, int max_bat
     }
     for (int i = 0; i < 4; i++) cfg.blocks[i] = b[i];
     cfg.max_batch = max_batch;
+    ckpt_model *c = calloc(1, sizeof *c);
     ft_ops_options opts;
     ft_ops_options_init(&opts);
     opts.threads = threads;
-    if ((rc = ft_ops_create("cpu", &opts, &em->ops, err, errcap))) goto fail;
-    if ((rc = ft_iresnet_create(em->ops, &cfg, &em->net))) {
+    if (!c) {
+        rc = -ENOMEM;
+        snprintf(err, errcap, "%s: out of memory", file);
+    } else if (!(rc = ft_ops_create(device, &opts, &c->ops, err, errcap)) &&
+               (rc = ft_iresnet_create(c->ops, &cfg, &c->net))) {
         snprintf(err, errcap, "%s: cannot build the model (%s): %s", file, arch, ft_strerror(rc));
-        goto fail;
     }
-    ft_ckpt_source src = {em->net, st_count, st_info, st_get, st_set, NULL};
-    if ((rc = ft_ckpt_load_source(&f, file, &src, 1, arch, err, errcap))) goto fail;
+    ft_ckpt_source src = {c ? c->net : NULL, st_count, st_info, st_get, st_set, NULL};
+    if (!rc) rc = ft_ckpt_load_source(&f, file, &src, 1, arch, err, errcap);
     ft_st_free(&f);
+    if (rc) {
+        ckpt_close(c);
+        return rc;
+    }
+    c->dim = cfg.emb;
+    em->impl = c, em->run = ckpt_run, em->close = ckpt_close;
     em->dim = cfg.emb, em->max_batch = max_batch;
     return 0;
-fail:
-    ft_st_free(&f);
-    ft_iresnet_free(em->net), ft_ops_free(em->ops);
-    em->net = NULL, em->ops = NULL;
-    return rc;
+}
+#endif
+
+static int model_open(eval_model *em, const char *path, const char *device, int threads,
+                      int max_batch, char *err, size_t errcap) {
+    memset(em, 0, sizeof *em);
+    snprintf(em->path, sizeof em->path, "%s", path);
+#ifdef FT_EVAL_ENGINE
+    return engine_open(em, path, device, threads, max_batch, err, errcap);
+#else
+    return ckpt_open(em, path, device, threads, max_batch, err, errcap);
+#endif
 }
 
 static void model_free(eval_model *em) {
-    ft_iresnet_free(em->net);
-    ft_ops_free(em->ops);
+    if (em->close) em->close(em->impl);
     free(em->cap[0]), free(em->cap[1]);
     memset(em, 0, sizeof *em);
 }
@@ -151,15 +226,9 @@ static void model_free(eval_model *em) {
 static int model_embed(void *ctx, const float *x, int n, float *out, char *err, size_t errcap) {
     eval_model *em = ctx;
     size_t img = (size_t)3 * FT_ALIGN_SIZE * FT_ALIGN_SIZE;
-    float *in = ft_iresnet_input(em->net);
     for (int s = 0; s < n; s += em->max_batch) {
         int m = n - s < em->max_batch ? n - s : em->max_batch;
-        const float *emb = NULL;
-        int rc = em->ops->upload(em->ops, in, x + (size_t)s * img, (size_t)m * img * sizeof(float));
-        if (!rc) rc = ft_iresnet_forward(em->net, in, m, 0, &emb);
-        if (!rc)
-            rc = em->ops->download(em->ops, out + (size_t)s * em->dim, emb,
-                                   (size_t)m * em->dim * sizeof(float));
+        int rc = em->run(em->impl, x + (size_t)s * img, m, out + (size_t)s * em->dim);
         if (rc) {
             snprintf(err, errcap, "%s: model forward failed: %s", em->path, ft_strerror(rc));
             return rc;
@@ -186,17 +255,19 @@ static int verify_embed(void *ctx, const float *x, int n, float *out) {
 typedef struct eval_opts {
     const char *model, *data;
     const char *targets, *save_features, *target, *result_dir, *load_features;
+    const char *device;
     int batch, threads, folds;
 } eval_opts;
 
 static int parse_opts(int argc, char **argv, eval_opts *o, int ijb) {
-    enum { O_TARGETS = 1, O_SAVE, O_FOLDS, O_TARGET, O_RESULT, O_LOAD, O_BATCH, O_THREADS };
+    enum { O_TARGETS = 1, O_SAVE, O_FOLDS, O_TARGET, O_RESULT, O_LOAD, O_BATCH, O_THREADS, O_DEV };
     static const struct option bin_opts[] = {
         {"targets", required_argument, 0, O_TARGETS},    /* .bin names */
         {"save-features", required_argument, 0, O_SAVE}, /* raw embeddings to DIR */
         {"folds", no_argument, 0, O_FOLDS},              /* per-fold lines */
         {"batch", required_argument, 0, O_BATCH},        /* images per model call */
         {"threads", required_argument, 0, O_THREADS},    /* CPU threads */
+        {"device", required_argument, 0, O_DEV},         /* cpu | cuda */
         {0, 0, 0, 0}};
     static const struct option ijb_opts[] = {
         {"target", required_argument, 0, O_TARGET},      /* IJBC | IJBB */
@@ -204,9 +275,10 @@ static int parse_opts(int argc, char **argv, eval_opts *o, int ijb) {
         {"load-features", required_argument, 0, O_LOAD}, /* saved image features */
         {"batch", required_argument, 0, O_BATCH},        /* images per model call */
         {"threads", required_argument, 0, O_THREADS},    /* CPU threads */
+        {"device", required_argument, 0, O_DEV},         /* cpu | cuda */
         {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
-    o->batch = 64, o->result_dir = ".";
+    o->batch = 64, o->result_dir = ".", o->device = "cpu";
     optind = 1;
     opterr = 0;
     int c;
@@ -230,6 +302,9 @@ static int parse_opts(int argc, char **argv, eval_opts *o, int ijb) {
             break;
         case O_LOAD:
             o->load_features = optarg;
+            break;
+        case O_DEV:
+            o->device = optarg;
             break;
         case O_BATCH:
             if (ft_parse_u64(optarg, 1, 4096, &v))
@@ -277,7 +352,7 @@ static int run_bin(const eval_opts *o) {
         return 1;
     }
     eval_model em;
-    int rc = model_open(&em, o->model, o->threads, o->batch, err, sizeof err);
+    int rc = model_open(&em, o->model, o->device, o->threads, o->batch, err, sizeof err);
     if (rc) {
         fprintf(stderr, PROG ": %s\n", err);
         return 1;
@@ -426,7 +501,7 @@ static int ijb_features(const eval_opts *o, const ft_ijb_meta *m, float **feats,
         return 0;
     }
     eval_model em;
-    int rc = model_open(&em, o->model, o->threads, o->batch, err, errcap);
+    int rc = model_open(&em, o->model, o->device, o->threads, o->batch, err, errcap);
     if (rc) return rc;
     *dim = em.dim;
     *feats = malloc((size_t)m->n_img * em.dim * sizeof(float));
