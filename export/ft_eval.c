@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "eval.h"      // defines: ft_ijb_*, ft_roc_tar
@@ -323,6 +324,8 @@ static int parse_opts(int argc, char **argv, eval_opts *o, int ijb) {
     if (argc - optind != 2) return bad_usage("%s expects MODEL and a data folder", argv[0]);
     o->model = argv[optind], o->data = argv[optind + 1];
     if (ijb && !o->target) return bad_usage("%s needs --target IJBC or IJBB", argv[0]);
+    if (ijb && strcasecmp(o->target, "IJBC") && strcasecmp(o->target, "IJBB"))
+        return bad_usage("--target '%s': expected IJBC or IJBB", o->target);
     return 0;
 }
 

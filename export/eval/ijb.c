@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "eval.h"
 
@@ -45,21 +46,25 @@ static int lines_open(lines *l, const char *path, char *err, size_t errcap) {
     return 0;
 }
 
-/* Next line with trailing whitespace (\r included) removed, cut into at most cap fields at
- * single spaces; returns the field count (an empty field counts), -1 at the end. */
+/* Next non-blank line with surrounding whitespace (\r included) removed, cut into at most cap
+ * fields at single spaces; returns the field count (an empty field counts), -1 at the end. */
 static int lines_next(lines *l, char **f, int cap) {
-    if (!l->pos || !*l->pos) return -1;
-    char *s = l->pos, *e = strchr(s, '\n');
-    if (e) {
-        *e = 0;
-        l->pos = e + 1;
-    } else {
-        l->pos = s + strlen(s);
-    }
-    l->no++;
-    size_t n = strlen(s);
-    while (n && isspace((unsigned char)s[n - 1])) s[--n] = 0;
-    while (*s == ' ' || *s == '\t') s++; /* str.strip() of the reference */
+    char *s;
+    do { /* blank lines are skipped (pandas does; they would carry no image or pair) */
+        if (!l->pos || !*l->pos) return -1;
+        s = l->pos;
+        char *e = strchr(s, '\n');
+        if (e) {
+            *e = 0;
+            l->pos = e + 1;
+        } else {
+            l->pos = s + strlen(s);
+        }
+        l->no++;
+        size_t n = strlen(s);
+        while (n && isspace((unsigned char)s[n - 1])) s[--n] = 0;
+        while (*s == ' ' || *s == '\t') s++; /* str.strip() of the reference */
+    } while (!*s);
     int k = 0;
     for (;;) {
         char *sp = strchr(s, ' ');

@@ -217,6 +217,14 @@ np.save(os.path.join(WORK, "short.npy"), feats[:-1])
 expect_error(variant(), ["short.npy", "images"],
              extra=("--load-features", os.path.join(WORK, "short.npy")))
 
+# blank lines and CRLF ends are not errors: the same table
+d = variant(five_l=five[:5] + [""] + five[5:], tm_l=[v + "\r" for v in tm], pl_l=pl + ["", ""])
+p = run(EVAL, "ijb", ckpt, d, "--target", "IJBC", "--result-dir", os.path.join(d, "res"),
+        "--threads", 2)
+check(table(p.stdout)[0] == ours, "blank lines / CRLF change the table")
+p = run(EVAL, "ijb", ckpt, root, "--target", "IJBX", rc=2)
+check(p.stderr.count("\n") == 1 and "IJBX" in p.stderr, "bad --target: %r" % p.stderr)
+
 if fail:
     print("%d check(s) failed" % len(fail))
     sys.exit(1)
