@@ -585,7 +585,7 @@ static int write_model(gb *g, const Onnx__ModelProto *m, const char *path, uint6
     if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
         return fail(g, FT_ERANGE, "%s: path too long", path);
     FILE *f = fopen(tmp, "wb");
-    if (!f) return fail(g, -errno, "%s: cannot create: %s", tmp, strerror(errno));
+    if (!f) return fail(g, -errno, "%s: cannot create: %s", path, strerror(errno));
     file_buf fb = {{file_append}, f, 0};
     errno = 0;
     size_t n = onnx__model_proto__pack_to_buffer(m, &fb.base);
