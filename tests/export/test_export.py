@@ -14,7 +14,9 @@ torch2onnx.py writes it), onnxruntime, ft-train's eval forward (ex_tool embed) a
         output untouched
   test_export.py train FT_BIN EX_TOOL WORK REPO   ft-train's export_onnx: a short run writes
         <output>/backbone.onnx, byte-equal to ft-export's output of the same checkpoint, and
-        onnxruntime matches ft-train's eval forward on it; export_onnx=False writes none
+        onnxruntime matches ft-train's eval forward on it; a dtype=bf16 run exports its fp32
+        master weights (FLOAT initializers, train_dtype bf16 in the metadata);
+        export_onnx=False writes none
   test_export.py r50   ...   r50 at full width: checker, onnxruntime vs ft-train's eval
         forward at batch 1 and 7, --fold-bn (slow)
 Exit 0 pass, 1 fail, 77 skip (an oracle module missing outside CI: pyref.need).
@@ -421,13 +423,26 @@ def train_mode():
     md = load_st(os.path.join(out, "backbone.safetensors"))[0]
     m = re.fullmatch(r"network r18, width (\d+), blocks \((\d+), (\d+), (\d+), (\d+)\), emb (\d+)",
                      md.get("architecture", ""))
-    check(m is not None, f"architecture {md.get('architecture')}")
-    if m:
-        v = [int(s) for s in m.groups()]
-        check_structure("ft-train's backbone.onnx", onnx_path, out, v[5], tuple(v[1:5]))
+    if not check(m is not None, f"architecture {md.get('architecture')}"):
+        finish()
+    v = [int(s) for s in m.groups()]
+    check_structure("ft-train's backbone.onnx", onnx_path, out, v[5], tuple(v[1:5]))
     x7 = inputs(7, seed=9)
     compare("ft-train's backbone.onnx in onnxruntime vs ft-train eval, batch 7",
             ort_run(onnx_path, x7), ft_embed(out, x7, "train7"), COS_FP32, TOL_FP32)
+    # bf16 storage: the checkpoint holds fp32 master weights, the export is the fp32 graph
+    bf = os.path.join(WORK, "run_bf16")
+    shutil.rmtree(bf, ignore_errors=True)
+    run(os.path.join(BIN, "ft-train"), config, f"output={bf}", *common, "dtype='bf16'")
+    bpath = os.path.join(bf, "backbone.onnx")
+    if check(os.path.exists(bpath), "dtype=bf16: no backbone.onnx"):
+        mb = check_structure("bf16 run's backbone.onnx", bpath, bf, v[5], tuple(v[1:5]))
+        md = {p.key: p.value for p in mb.metadata_props}
+        check(md.get("facetrain.train_dtype") == load_st(os.path.join(bf, "backbone.safetensors"))
+              [0].get("dtype") == "bf16", f"bf16 run: metadata {md}")
+        compare("bf16 run's backbone.onnx in onnxruntime vs ft-train fp32 eval of its master "
+                "weights, batch 7", ort_run(bpath, x7), ft_embed(bf, x7, "bf7"), COS_FP32,
+                TOL_FP32)
     off = os.path.join(WORK, "run_off")
     shutil.rmtree(off, ignore_errors=True)
     run(os.path.join(BIN, "ft-train"), config, f"output={off}", *common, "export_onnx=False")
