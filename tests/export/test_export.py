@@ -7,7 +7,8 @@ torch2onnx.py writes it), onnxruntime, ft-train's eval forward (ex_tool embed) a
         torch2onnx's op sequence (r50: 130 nodes); onnxruntime vs ft-train's eval forward for
         batch 1 and 7 (cosine >= 0.99999, max abs error <= 2e-5 x the largest |embedding|),
         vs PyTorch (pyref.iresnet) as well; --fold-bn vs unfolded (<= 2e-5 x the largest
-        |embedding|); --fp16 (float16 initializers, cosine >= 0.999 and max abs error <=
+        |embedding|); --fold-bn vs torch.onnx.export of pyref.iresnet with the checkpoint
+        (torch2onnx.py's call): node for node the same ops, names, attributes, and outputs; --fp16 (float16 initializers, cosine >= 0.999 and max abs error <=
         1e-2 x the largest |embedding|); --opset 9/13/17; the same bytes twice
   test_export.py bad   ...   every error path: exit 1 (2 for usage), one line
         "ft-export: ...", naming the file and the tensor, no file left behind, an existing
@@ -34,6 +35,7 @@ sys.path.insert(0, os.path.join(_here, ".."))
 import pyref  # noqa: E402
 
 np, onnx, ort = pyref.need("numpy", "onnx", "onnxruntime")
+from onnx import numpy_helper  # noqa: E402
 from pyref.safetensors import load as load_st  # noqa: E402
 
 MODE, BIN, TOOL, WORK = sys.argv[1:5]
@@ -210,6 +212,57 @@ def torch_embed(ckpt, width, blocks, emb, x):
         return net(torch.from_numpy(x)).numpy()
 
 
+def torch_export(ckpt, width, blocks, emb, path):
+    """torch2onnx.py's call (formats.md 5.1) on pyref.iresnet with the checkpoint."""
+    torch = pyref.need("torch")
+    from pyref.iresnet import Net
+    from pyref.safetensors import load_torch
+    net = Net(width, blocks, emb)
+    net.load_state_dict(load_torch(os.path.join(ckpt, "backbone.safetensors"))[1], strict=True)
+    torch.onnx.export(net.eval(), torch.zeros(1, 3, 112, 112), path, input_names=["data"],
+                      keep_initializers_as_inputs=False, opset_version=11)
+    m = onnx.load(path)
+    m.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "None"  # as torch2onnx.py does
+    onnx.save(m, path)
+    return m
+
+
+def attrs(n):
+    return {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}
+
+
+def same_as_torch(label, ours, theirs):
+    """--fold-bn against torch's own export: node for node the same op, name, attributes and
+    number of inputs; the BN initializers by name."""
+    a, b = ours.graph.node, theirs.graph.node
+    check([n.op_type for n in a] == [n.op_type for n in b],
+          f"{label}: op sequence differs from torch's ({len(a)} vs {len(b)} nodes)")
+    diff = [(x.name, y.name) for x, y in zip(a, b) if x.name != y.name]
+    check(not diff, f"{label}: node names differ from torch's: {diff[:3]}")
+    diff = [x.name for x, y in zip(a, b) if attrs(x) != attrs(y) or len(x.input) != len(y.input)]
+    check(not diff, f"{label}: attributes or inputs differ from torch's at {diff[:3]}")
+    bn = lambda m: [list(n.input[1:]) for n in m.graph.node if n.op_type == "BatchNormalization"]
+    check(bn(ours) == bn(theirs), f"{label}: BN initializer names differ from torch's")
+    # the weights node by node: shapes equal, values within float rounding (torch folds in
+    # float32, facetrain in double)
+    to = numpy_helper.to_array
+    ia = {i.name: to(i) for i in ours.graph.initializer}
+    ib = {i.name: to(i) for i in theirs.graph.initializer}
+    worst, bad = 0.0, []
+    for x, y in zip(a, b):
+        for u, v in zip(x.input, y.input):
+            if u in ia and v in ib:
+                if ia[u].shape != ib[v].shape:
+                    bad.append(u)
+                    continue
+                scale = max(float(np.abs(ib[v]).max()), 1e-30)
+                worst = max(worst, float(np.abs(ia[u] - ib[v]).max()) / scale)
+    print(f"{label}: initializers vs torch's: largest difference {worst:.3g} of the tensor's "
+          "largest |value|")
+    check(not bad, f"{label}: initializer shapes differ from torch's: {bad[:3]}")
+    check(worst <= 1e-6, f"{label}: initializers differ from torch's by {worst}")
+
+
 def onnx_mode():
     cases = [("r18w16", 18, 16, 64, (2, 2, 2, 2)), ("r50w8", 50, 8, 32, (3, 4, 14, 3))]
     x7 = inputs(7)
@@ -228,6 +281,11 @@ def onnx_mode():
                 torch_embed(ck, width, blocks, emb, x7), COS_FP32, TOL_FP32)
         fpath, _ = export(ck, "--fold-bn", out=os.path.join(WORK, tag + "_fold.onnx"))
         mf = check_structure(tag + " --fold-bn", fpath, ck, emb, blocks, fold=True)
+        tpath = os.path.join(WORK, tag + "_torch.onnx")
+        same_as_torch(f"{tag} --fold-bn vs torch.onnx.export", mf,
+                      torch_export(ck, width, blocks, emb, tpath))
+        compare(f"{tag} --fold-bn vs torch.onnx.export's model, batch 7", ort_run(fpath, x7),
+                ort_run(tpath, x7), COS_FP32, TOL_FOLD)
         if depth == 50:
             check(len(mf.graph.node) == 130, f"r50 --fold-bn: {len(mf.graph.node)} nodes, "
                                              "torch2onnx.py's r50 has 130")
