@@ -6,7 +6,7 @@
  * Reads CKPT_DIR/backbone.safetensors and the architecture ft-train recorded in it, writes
  * FILE (default CKPT_DIR/backbone.onnx) atomically and prints one line about it on stdout.
  * Exit status: 0 written, 1 error (one line "ft-export: file: reason", nothing written),
- * 2 usage.
+ * 2 usage, 130 stopped by a signal (SIGINT/SIGTERM/SIGHUP; nothing written).
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -95,10 +95,11 @@ int main(int argc, char **argv) {
     }
     ft_graph_info info;
     double t0 = ft_now();
+    ft_stop_install();
     int rc = ft_graph_export(dir, out, &o, &info, err, sizeof err);
     if (rc) {
         fprintf(stderr, PROG ": %s\n", err);
-        return 1;
+        return rc == FT_ESTOP ? 130 : 1;
     }
     printf("%s: %d nodes, %d initializers, %.2f M parameters, %.1f MiB, opset %d, %s%s, "
            "%.2f s\n",

@@ -572,6 +572,7 @@ typedef struct file_buf {
 
 static void file_append(ProtobufCBuffer *b, size_t len, const uint8_t *data) {
     file_buf *fb = (file_buf *)b;
+    if (!fb->failed && ft_stop_requested()) fb->failed = EINTR; /* a signal: give up */
     if (!fb->failed && len && fwrite(data, 1, len, fb->f) != len) fb->failed = errno ? errno : EIO;
 }
 
@@ -597,6 +598,8 @@ static int write_model(gb *g, const Onnx__ModelProto *m, const char *path, uint6
     if (!e && rename(tmp, path)) e = errno;
     if (e) {
         unlink(tmp);
+        if (e == EINTR && ft_stop_requested())
+            return fail(g, FT_ESTOP, "%s: stopped by a signal; nothing written", path);
         return fail(g, -e, "%s: cannot write: %s", path, strerror(e));
     }
     /* the directory entry too */

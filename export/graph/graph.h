@@ -32,8 +32,10 @@
  * (onnx_helper, ft-check) reject such a model by its fp16 initializers: it is for deployment.
  *
  * Output: deterministic (the same checkpoint and options give the same bytes), written to
- * "<path>.tmp.<pid>", fsync'd and renamed; nothing is left behind on an error. Errors are one
- * line "file: reason" in err naming the tensor where there is one.
+ * "<path>.tmp.<pid>", fsync'd and renamed; nothing is left behind on an error. A stop request
+ * (ft_stop_install's SIGINT/SIGTERM/SIGHUP flag) while writing ends with FT_ESTOP, the
+ * temporary file removed. Errors are one line "file: reason" in err naming the tensor where
+ * there is one.
  */
 #ifndef FT_GRAPH_H
 #define FT_GRAPH_H

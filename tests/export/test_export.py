@@ -19,7 +19,8 @@ torch2onnx.py writes it), onnxruntime, ft-train's eval forward (ex_tool embed) a
         master weights (FLOAT initializers, train_dtype bf16 in the metadata);
         export_onnx=False writes none
   test_export.py r50   ...   r50 at full width: checker, onnxruntime vs ft-train's eval
-        forward at batch 1 and 7, --fold-bn (slow)
+        forward at batch 1 and 7, --fold-bn; SIGINT / SIGTERM during the export leave no
+        file (slow)
 Exit 0 pass, 1 fail, 77 skip (an oracle module missing outside CI: pyref.need).
 """
 import json
@@ -523,6 +524,22 @@ def r50_mode():
             TOL_FP32)
     compare("r50 onnxruntime vs ft-train eval, batch 1", ort_run(path, x7[:1]),
             ft_embed(ck, x7[:1], "r50_1"), COS_FP32, TOL_FP32)
+    # a signal during the export: exit 130 (or killed before the handler), nothing left
+    import signal
+    import time
+    sig_out = os.path.join(WORK, "sig.onnx")
+    for sig, delay in ((signal.SIGINT, 0.05), (signal.SIGTERM, 0.2)):
+        q = subprocess.Popen([EXPORT, ck, "-o", sig_out], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        time.sleep(delay)
+        q.send_signal(sig)
+        so, se = q.communicate()
+        print(f"{sig.name} after {delay} s: exit {q.returncode}: {se.strip()}")
+        check(q.returncode in (130, -sig), f"{sig.name}: exit {q.returncode}")
+        check(q.returncode != 130 or "stopped by a signal; nothing written" in se,
+              f"{sig.name}: message {se!r}")
+        left = [f for f in os.listdir(WORK) if f.startswith("sig.onnx")]
+        check(not left, f"{sig.name}: left {left}")
     fpath, p = export(ck, "--fold-bn", out=os.path.join(WORK, "r50_fold.onnx"))
     print(p.stdout.strip())
     check_structure("r50 --fold-bn", fpath, ck, 512, (3, 4, 14, 3), fold=True)

@@ -15,6 +15,11 @@ int ft_run_export_onnx(ft_run *r) {
     char err[2048];
     double t0 = ft_now();
     int rc = ft_graph_export(r->cfg.output, NULL, &o, &info, err, sizeof err);
+    if (rc == FT_ESTOP) { /* Ctrl-C while writing: a stopped run (exit 130), no file */
+        fprintf(stderr, FT_TRAIN_PROG ": export_onnx: %s\n", err);
+        r->stats.stopped = 1;
+        return 0;
+    }
     if (rc) return ft_run_fail(r, rc, "export_onnx: %s", err);
     fprintf(stderr,
             FT_TRAIN_PROG ": wrote %s/" FT_GRAPH_ONNX_NAME " (opset %d, %d nodes, %.1f MiB) in "
