@@ -532,9 +532,9 @@ static void build_nodes(gb *g) {
     Onnx__NodeProto *fl = node(g, "Flatten", "", NULL, 1, fin);
     attr_int(g, fl, "axis", 1);
     int64_t fsh[2] = {c->emb, (int64_t)8 * w * 49}, bsh[1] = {c->emb};
-    const char *gin[3] = {out0(fl),
-                          initializer(g, "fc.weight", 2, fsh, want(g, "fc.weight", 2, fsh)),
-                          initializer(g, "fc.bias", 1, bsh, want(g, "fc.bias", 1, bsh))};
+    const char *gin[3] = {out0(fl)}; /* one by one: the initializers' order is fixed */
+    gin[1] = initializer(g, "fc.weight", 2, fsh, want(g, "fc.weight", 2, fsh));
+    gin[2] = initializer(g, "fc.bias", 1, bsh, want(g, "fc.bias", 1, bsh));
     Onnx__NodeProto *gm = node(g, "Gemm", "/fc", NULL, 3, gin);
     attr_float(g, gm, "alpha", 1.0f);
     attr_float(g, gm, "beta", 1.0f);
