@@ -275,6 +275,16 @@ def onnx_mode():
         check(os.path.exists(path), f"{tag}: no {path}")
         check(re.match(r".*backbone\.onnx: \d+ nodes", p.stdout), f"{tag}: stdout {p.stdout!r}")
         check_structure(tag, path, ck, emb, blocks)
+        # what onnx_helper.py's check (formats.md 5.3) looks at beyond the structure: >= 8
+        # nodes, no Sub/Mul/Div name among the first 8 (so it takes mean = std = 127.5, as for
+        # arcface_torch's exports), a finite batch of 32 copies
+        mm = onnx.load(path)
+        check(len(mm.graph.node) >= 8, f"{tag}: {len(mm.graph.node)} nodes")
+        check(not [n.name for n in mm.graph.node[:8]
+                   if n.name.startswith(("Sub", "_minus", "Mul", "_mul", "Div"))],
+              f"{tag}: a node name the helper takes for in-graph normalization")
+        y32 = ort_run(path, np.repeat(x7[:1], 32, axis=0))
+        check(np.isfinite(y32.sum()) and y32.shape == (32, emb), f"{tag}: batch of 32")
         y7, y1 = ort_run(path, x7), ort_run(path, x7[:1])
         compare(f"{tag} onnxruntime vs ft-train eval, batch 7", y7, ref7, COS_FP32, TOL_FP32)
         compare(f"{tag} onnxruntime vs ft-train eval, batch 1", y1, ref1, COS_FP32, TOL_FP32)
