@@ -341,6 +341,17 @@ def bad():
     expect(["batch_size='32'"], "'batch_size' must be an integer, got str '32'")
     expect([f"rec={data}", "num_classes=10"], "num_classes = 10 is smaller than the 16 classes")
     expect([f"rec={tmp}"], "no train.lmdb/ and no train.rec")
+    expect([*common, "device='tpu'"], "device 'tpu' is not a backend (this build has: cpu")
+    # device=cuda on a machine without a GPU: a build without the CUDA backend says so, a build
+    # with it says that no device is visible; either way one line and exit 1, nothing trained
+    p = subprocess.run([TRAIN, CONFIG, *common, "device=cuda", f"output={tmp}/nodev"],
+                       capture_output=True, text=True)
+    last = p.stderr.strip().splitlines()[-1] if p.stderr.strip() else ""
+    check(p.returncode == 1 and last.startswith("ft-train: ") and
+          ("this build has no CUDA backend" in last or "no CUDA device is visible" in last),
+          f"device=cuda without a GPU: rc {p.returncode}: {p.stderr.strip()[-300:]}")
+    check(not os.path.exists(os.path.join(tmp, "nodev", "backbone.safetensors")),
+          "device=cuda without a GPU wrote no checkpoint")
     p = subprocess.run([TRAIN, "--bogus"], capture_output=True, text=True)
     check(p.returncode == 2 and "usage: ft-train" in p.stderr, "unknown option: usage")
     p = subprocess.run([TRAIN], capture_output=True, text=True)

@@ -89,6 +89,15 @@ int ft_ops_create(const char *name, const ft_ops_options *opts, ft_ops **out, ch
                      ft_strerror(rc));
         return rc;
     }
+    if (name && strcmp(name, "auto") == 0) {
+#if defined(FT_HAVE_CUDA)
+        /* a GPU when one is visible, else the CPU */
+        int rc = ft_ops_cuda_create_(opts->device, out, err, errcap);
+        if (rc != FT_ENODEV) return rc;
+        if (errcap) err[0] = '\0';
+#endif
+        return ft_ops_create("cpu", opts, out, err, errcap);
+    }
     if (name && strcmp(name, "cuda") == 0) {
 #if defined(FT_HAVE_CUDA)
         return ft_ops_cuda_create_(opts->device, out, err, errcap);
