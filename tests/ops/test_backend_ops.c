@@ -221,7 +221,9 @@ static void test_memory(ft_ops *b) {
     ok = ok && !b->download(b, g, d2, N);
     for (int i = 0; ok && i < N; i++) ok = g[i] == (i >= 100 && i < 1100 ? 0 : h[i]);
     b->free(b, NULL); /* NULL is a no-op */
-    verdict("memory: alloc (64-aligned) upload copy zero sync download free", ok, "");
+    size_t fr = 0, tot = 0;
+    ok = ok && !b->mem_info(b, &fr, &tot) && tot > 0 && fr <= tot;
+    verdict("memory: alloc (64-aligned) upload copy zero sync download free mem_info", ok, "");
     env_release(&e);
 }
 
@@ -776,6 +778,7 @@ static const int covered[] = {
     FT_OP_copy,
     FT_OP_zero,
     FT_OP_sync,
+    FT_OP_mem_info,
     FT_OP_host_alloc,
     FT_OP_host_free,
     FT_OP_cast,

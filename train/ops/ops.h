@@ -85,6 +85,7 @@ typedef struct ft_margin {
     X(copy)                                                                                        \
     X(zero)                                                                                        \
     X(sync)                                                                                        \
+    X(mem_info)                                                                                    \
     X(host_alloc)                                                                                  \
     X(host_free)                                                                                   \
     X(cast)                                                                                        \
@@ -147,6 +148,9 @@ struct ft_ops {
     int (*copy)(ft_ops *o, void *dev_dst, const void *dev_src, size_t bytes);
     int (*zero)(ft_ops *o, void *dev, size_t bytes);
     int (*sync)(ft_ops *o);
+    /* the memory a model can take: *free_bytes and *total_bytes of the device (CPU: the host's
+     * MemAvailable and MemTotal); used to say what fits when an allocation fails */
+    int (*mem_info)(ft_ops *o, size_t *free_bytes, size_t *total_bytes);
     /* page-locked host memory for what is uploaded every step (the loader's batches): CUDA's
      * cudaHostAlloc, so that the copy is DMA and runs behind the host; the CPU's is ordinary
      * aligned memory. An upload from it may complete asynchronously: its contents must stay

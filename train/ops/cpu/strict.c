@@ -12,6 +12,10 @@
  * (64-byte aligned, the size in a header in front), free punches the allocation's whole pages
  * out of the file. The window is never reused, so a use after free reads zeros rather than
  * another tensor. A device pointer outside the window is refused with FT_EARG.
+ *
+ * FT_STRICT_MEM (bytes, with an optional K/M/G suffix) gives the emulated device that much
+ * memory: allocations past it fail with -ENOMEM and mem_info reports it, so the out-of-memory
+ * paths a GPU run meets can be tested here.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -35,6 +39,7 @@ typedef struct strict_backend {
     char *dev;  /* PROT_NONE view: what callers get */
     char *host; /* the same pages, read/write: what the CPU ops use */
     size_t next;
+    size_t limit, used; /* FT_STRICT_MEM (0: the window), bytes allocated and not freed */
     pthread_mutex_t mu;
 } strict_backend;
 
@@ -78,10 +83,10 @@ static int s_alloc(ft_ops *o, size_t bytes, void **dev) {
     pthread_mutex_lock(&b->mu);
     int rc = 0;
     size_t at = b->next;
-    if (sz > FT_STRICT_SPAN - at)
+    if (sz > FT_STRICT_SPAN - at || (b->limit && sz > b->limit - b->used))
         rc = -ENOMEM;
     else
-        b->next += sz;
+        b->next += sz, b->used += sz;
     pthread_mutex_unlock(&b->mu);
     if (rc) return rc;
     memcpy(b->host + at, &sz, sizeof sz);
@@ -95,6 +100,9 @@ static void s_free(ft_ops *o, void *dev) {
     strict_backend *b = sb(o);
     size_t sz, at = (size_t)(h - b->host) - HDR;
     memcpy(&sz, b->host + at, sizeof sz);
+    pthread_mutex_lock(&b->mu);
+    b->used -= sz;
+    pthread_mutex_unlock(&b->mu);
     size_t pg = (size_t)sysconf(_SC_PAGESIZE);
     size_t lo = (at + pg - 1) / pg * pg, hi = (at + sz) / pg * pg;
     if (hi > lo)
@@ -128,6 +136,14 @@ static int s_zero(ft_ops *o, void *dev, size_t bytes) {
 }
 static int s_sync(ft_ops *o) {
     return IN->sync(IN);
+}
+static int s_mem_info(ft_ops *o, size_t *free_bytes, size_t *total_bytes) {
+    strict_backend *b = sb(o);
+    if (!b->limit) return IN->mem_info(IN, free_bytes, total_bytes);
+    pthread_mutex_lock(&b->mu);
+    *free_bytes = b->limit - b->used, *total_bytes = b->limit;
+    pthread_mutex_unlock(&b->mu);
+    return 0;
 }
 /* host memory stays host memory: the CPU backend's */
 static int s_host_alloc(ft_ops *o, size_t bytes, void **host) {
@@ -430,6 +446,24 @@ int ft_ops_cpu_strict_create_(int threads, ft_ops **out, char *err, size_t errca
     if (!what && (b->host = mmap(NULL, FT_STRICT_SPAN, PROT_READ | PROT_WRITE,
                                  MAP_SHARED | MAP_NORESERVE, b->fd, 0)) == MAP_FAILED)
         what = "mmap";
+    const char *lim = getenv("FT_STRICT_MEM");
+    if (!what && lim && *lim) {
+        char *end;
+        double v = strtod(lim, &end);
+        double mul = *end == 'K'   ? 1024.0
+                     : *end == 'M' ? 1048576.0
+                     : *end == 'G' ? 1073741824.0
+                                   : 1.0;
+        if (mul != 1.0) end++;
+        if (end == lim || *end || !(v > 0) || v * mul > (double)FT_STRICT_SPAN) {
+            if (errcap)
+                snprintf(err, errcap,
+                         "FT_STRICT_MEM='%s' is not a size up to 64G (bytes, K, M or G)", lim);
+            s_destroy(o);
+            return FT_EARG;
+        }
+        b->limit = (size_t)(v * mul);
+    }
     if (what) {
         int e = rc ? rc : -errno;
         if (errcap)
@@ -448,6 +482,7 @@ int ft_ops_cpu_strict_create_(int threads, ft_ops **out, char *err, size_t errca
     o->copy = s_copy;
     o->zero = s_zero;
     o->sync = s_sync;
+    o->mem_info = s_mem_info;
     o->host_alloc = s_host_alloc;
     o->host_free = s_host_free;
     o->input_u8 = s_input_u8;

@@ -53,6 +53,10 @@ static int cuda_sync(ft_ops *o) {
     return 0;
 }
 
+static int cuda_mem_info(ft_ops *o, size_t *free_bytes, size_t *total_bytes) {
+    CU_CHECK(cudaMemGetInfo(free_bytes, total_bytes));
+    return 0;
+}
 static int cuda_host_alloc(ft_ops *o, size_t bytes, void **host) {
     void *p = NULL;
     cudaError_t e = cudaHostAlloc(&p, bytes ? bytes : 64, cudaHostAllocDefault);
@@ -73,6 +77,7 @@ static void cuda_host_free(ft_ops *o, void *host) {
 }
 
 void cuda_install_memory(ft_ops *o) {
+    o->mem_info = cuda_mem_info;
     o->host_alloc = cuda_host_alloc;
     o->host_free = cuda_host_free;
     o->alloc = cuda_alloc;
