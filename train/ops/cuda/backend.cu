@@ -83,7 +83,8 @@ static int cuda_supports(const ft_ops *o, int op, ft_dtype dt) {
     return (dt == FT_F16 || dt == FT_BF16) && takes_dtype(op);
 }
 
-/* device -1: LOCAL_RANK when set (one GPU per local rank), else 0. CUDA_VISIBLE_DEVICES is
+/* device -1: LOCAL_RANK when set (one GPU per local rank), else 0; when only one GPU is
+ * visible (Slurm or a launcher bound each rank to its own), that one. CUDA_VISIBLE_DEVICES is
  * applied by the driver before we count. */
 static int pick_device(int device, int count, int *out, char *err, size_t errcap) {
     if (device < 0) {
@@ -93,7 +94,8 @@ static int pick_device(int device, int count, int *out, char *err, size_t errcap
             snprintf(err, errcap, "LOCAL_RANK='%s' is not a device number", lr);
             return FT_EARG;
         }
-        device = (int)v;
+        /* one visible GPU (a launcher bound each rank to its own): that one */
+        device = count == 1 ? 0 : (int)v;
     }
     if (device >= count) {
         snprintf(

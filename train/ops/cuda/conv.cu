@@ -44,20 +44,22 @@ void cuda_conv_release(cuda_backend *b) {
     b->nconv = 0;
 }
 
-/* pick from a heuristic list: first success, deterministic, within limit, of math type want
- * (a second pass takes any math type but TF32-capable defaults for fp32) */
+/* pick from a heuristic list: the first that succeeds, is deterministic and fits the limit;
+ * a first pass wants math type `want` (tensor ops for 16-bit). fp32 takes FMA or default
+ * entries and its descriptor is pinned to FMA math below (default math may use TF32). */
 #define PICK(perf, count, limit, want, fp32, out_algo, out_ws, out_math)                           \
     do {                                                                                           \
         int found_ = 0;                                                                            \
         for (int pass_ = 0; pass_ < 2 && !found_; pass_++)                                         \
             for (int i_ = 0; i_ < (count) && !found_; i_++) {                                      \
+                cudnnMathType_t mt_ = (perf)[i_].mathType;                                         \
                 if ((perf)[i_].status != CUDNN_STATUS_SUCCESS) continue;                           \
                 if ((perf)[i_].determinism != CUDNN_DETERMINISTIC) continue;                       \
                 if ((perf)[i_].memory > (limit)) continue;                                         \
-                if (pass_ == 0 && (perf)[i_].mathType != (want)) continue;                         \
-                if ((fp32) && (perf)[i_].mathType != CUDNN_FMA_MATH) continue;                     \
+                if (pass_ == 0 && mt_ != (want)) continue;                                         \
+                if ((fp32) && mt_ != CUDNN_FMA_MATH && mt_ != CUDNN_DEFAULT_MATH) continue;        \
                 (out_algo) = (perf)[i_].algo, (out_ws) = (perf)[i_].memory;                        \
-                (out_math) = (perf)[i_].mathType, found_ = 1;                                      \
+                (out_math) = (fp32) ? CUDNN_FMA_MATH : mt_, found_ = 1;                            \
             }                                                                                      \
         if (!found_)                                                                               \
             return cuda_fail_(__FILE__, __LINE__, "cudnnGet*Algorithm_v7",                         \
