@@ -14,6 +14,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,7 +87,7 @@ typedef struct eval_model {
     float *cap[2];
     int64_t cap_rows, cap_pos[2];
     int cap_call;
-    char err[1024];
+    char err[1536];
 } eval_model;
 
 #ifdef FT_EVAL_ENGINE
@@ -242,7 +243,13 @@ static int model_embed(void *ctx, const float *x, int n, float *out, char *err, 
 static int verify_embed(void *ctx, const float *x, int n, float *out) {
     eval_model *em = ctx;
     int rc = model_embed(ctx, x, n, out, em->err, sizeof em->err);
-    if (rc || !em->cap[0]) return rc;
+    if (rc) return rc;
+    for (size_t i = 0; i < (size_t)n * em->dim; i++)
+        if (!isfinite(out[i])) { /* the protocol would count it as "different" silently */
+            snprintf(em->err, sizeof em->err, "%s: the model's embedding is not finite", em->path);
+            return FT_ENONFINITE;
+        }
+    if (!em->cap[0]) return 0;
     int which = em->cap_call++ & 1;
     if (em->cap_pos[which] + n > em->cap_rows) return FT_ERANGE;
     memcpy(em->cap[which] + (size_t)em->cap_pos[which] * em->dim, out,

@@ -1,11 +1,14 @@
 /* ev_tools: helpers for the ft-eval tests.
- *   ev_tools ckpt DIR DEPTH WIDTH B1 B2 B3 B4 EMB SEED
+ *   ev_tools ckpt DIR DEPTH WIDTH B1 B2 B3 B4 EMB SEED [overflow]
  *       DIR/backbone.safetensors of a freshly initialized IResNet (seeded), with the
- *       architecture metadata ft-train records: a model for ft-eval without training one
+ *       architecture metadata ft-train records: a model for ft-eval without training one;
+ *       "overflow" sets fc.weight to +-4e37 (finite weights, embeddings that overflow to
+ *       inf/NaN: the case ft-eval must refuse)
  *   ev_tools roc SCORES.npy LABELS.npy
  *       ft_roc_tar on float32 scores and 0/1 labels (N x 1): one line per FAR,
  *       "far fpr tar" (%.17g)
  * Exit 0, or 1 with one line on stderr. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +19,7 @@
 #include "ft_npy.h"
 #include "iresnet.h"
 
-static const char *usage = "usage: ev_tools ckpt DIR DEPTH WIDTH B1 B2 B3 B4 EMB SEED\n"
+static const char *usage = "usage: ev_tools ckpt DIR DEPTH WIDTH B1 B2 B3 B4 EMB SEED [overflow]\n"
                            "       ev_tools roc SCORES.npy LABELS.npy\n";
 
 static int t_count(void *o) {
@@ -29,7 +32,22 @@ static int t_get(void *o, int i, void *h) {
     return ft_iresnet_tensor_get(o, i, h);
 }
 
-static int make_ckpt(char **a) {
+static int overflow_fc(ft_iresnet *net) {
+    int i = ft_iresnet_tensor_find(net, "fc.weight");
+    ft_tensor_info ti;
+    if (i < 0 || ft_iresnet_tensor_info(net, i, &ti)) return FT_EARG;
+    size_t n = 1;
+    for (int d = 0; d < ti.ndim; d++) n *= (size_t)ti.shape[d];
+    float *w = malloc(n * sizeof *w);
+    if (!w) return FT_EARG;
+    int rc = ft_iresnet_tensor_get(net, i, w);
+    for (size_t k = 0; k < n; k++) w[k] = copysignf(4e37f, w[k]); /* sums overflow */
+    if (!rc) rc = ft_iresnet_tensor_set(net, i, w);
+    free(w);
+    return rc;
+}
+
+static int make_ckpt(char **a, int overflow) {
     int64_t v[8];
     for (int i = 0; i < 8; i++)
         if (ft_parse_i64(a[1 + i], 0, 1 << 30, &v[i])) {
@@ -52,6 +70,11 @@ static int make_ckpt(char **a) {
     if (rc) {
         fprintf(stderr, "ev_tools: cannot build the model: %s\n", ft_strerror(rc));
         ft_ops_free(ops);
+        return 1;
+    }
+    if (overflow && (rc = overflow_fc(net))) {
+        fprintf(stderr, "ev_tools: cannot scale fc.weight: %s\n", ft_strerror(rc));
+        ft_iresnet_free(net), ft_ops_free(ops);
         return 1;
     }
     snprintf(arch, sizeof arch, "network r%d, width %d, blocks (%d, %d, %d, %d), emb %d", (int)v[0],
@@ -107,7 +130,8 @@ static int roc(char **a) {
 
 int main(int argc, char **argv) {
     if (ft_cli_help_version(argc, argv, "ev_tools", usage)) return 0;
-    if (argc == 11 && !strcmp(argv[1], "ckpt")) return make_ckpt(argv + 2);
+    if ((argc == 11 || (argc == 12 && !strcmp(argv[11], "overflow"))) && !strcmp(argv[1], "ckpt"))
+        return make_ckpt(argv + 2, argc == 12);
     if (argc == 4 && !strcmp(argv[1], "roc")) return roc(argv + 2);
     fputs(usage, stderr);
     return 2;

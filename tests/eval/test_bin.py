@@ -8,7 +8,8 @@
   - the line formats are arcface_torch's ([name][0]XNorm: %f, Accuracy-Flip: %1.5f+-%1.5f,
     Accuracy-Highest: %1.5f);
   - bad inputs: a missing named target, a truncated .bin, a model that is not a checkpoint, a
-    folder without .bin files give exit 1 and one line naming the file; usage errors exit 2.
+    folder without .bin files, a model whose embeddings overflow to inf/NaN give exit 1 and
+    one line naming the file; usage errors exit 2.
 Usage: test_bin.py FT_BIN EV_TOOLS WORKDIR
 """
 import os
@@ -113,6 +114,9 @@ with open(os.path.join(bad, "lfw.bin"), "wb") as f:
 expect_error(["bin", ckpt, bad, "--targets", "lfw"], os.path.join(bad, "lfw.bin"))
 expect_error(["bin", os.path.join(data, "lfw.bin"), data], os.path.join(data, "lfw.bin"))
 expect_error(["bin", ckpt, os.path.join(WORK, "feats")], os.path.join(WORK, "feats"))
+ovf = os.path.join(WORK, "overflow")  # finite weights, embeddings that overflow: NaN never hides
+run(TOOLS, "ckpt", ovf, 18, width, *blocks, emb, 21, "overflow")
+expect_error(["bin", ovf, data, "--targets", "lfw"], "not finite")
 expect_error(["bin", ckpt], "MODEL", code=2)
 expect_error(["bin", ckpt, data, "--batch", "0"], "--batch", code=2)
 

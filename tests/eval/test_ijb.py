@@ -9,7 +9,8 @@ references:
   3. the ROC: ev_tools roc (ft_roc_tar) equals pyref.ijb.roc_curve + the helper's argmin
      exactly (every FPR and TAR bit for bit) on scores with many ties and on small cases;
   4. malformed meta files, a missing or corrupt image, degenerate landmarks, a features file
-     of the wrong size: exit 1 and one line naming the file and the line.
+     of the wrong size, a model whose embeddings overflow: exit 1 and one line naming the
+     file and the line.
 Usage: test_ijb.py FT_BIN EV_TOOLS WORKDIR [small|large]
 """
 import os
@@ -213,6 +214,13 @@ def corrupt(d):
 
 
 expect_error(variant(images=corrupt), [names[2], F5 + " line 3", "JPEG"])
+ovf = os.path.join(WORK, "overflow")  # embeddings that overflow to inf/NaN: refused
+run(TOOLS, "ckpt", ovf, 18, width, *blocks, emb, 33, "overflow")
+p = run(EVAL, "ijb", ovf, root, "--target", "IJBC", "--result-dir", os.path.join(WORK, "ovr"),
+        "--threads", 2, rc=1)
+check(p.stderr.count("\n") == 1 and names[0] in p.stderr and "not finite" in p.stderr,
+      "overflowing model: %r" % p.stderr)
+check(not os.path.exists(os.path.join(WORK, "ovr", "IJBC.npy")), "overflowing model: scores")
 np.save(os.path.join(WORK, "short.npy"), feats[:-1])
 expect_error(variant(), ["short.npy", "images"],
              extra=("--load-features", os.path.join(WORK, "short.npy")))
