@@ -39,6 +39,7 @@ typedef struct ft_ijb_meta {
     char **names;        /* [n_img] image file names inside loose_crop/ */
     float (*lmk)[5][2];  /* [n_img] landmarks, float32 as the reference parses them */
     float *faceness;     /* [n_img] detector scores */
+    int64_t *line;       /* [n_img] its line in the 5pts file (1-based) */
     int64_t *tid, *mid;  /* [n_img] template and media ids */
     int64_t n_templates; /* distinct template ids */
     int64_t *templates;  /* [n_templates] ascending */

@@ -81,19 +81,19 @@ static int one_image(worker *w, int64_t i, float *x) {
     int rc = read_all(path, &w->file, &w->file_cap, &len);
     if (rc) {
         snprintf(w->err, sizeof w->err, "%s (%s%s %lld): cannot read: %s", path, m->tag, where,
-                 (long long)i + 1, rc == FT_ERANGE ? "larger than 256 MiB" : ft_strerror(rc));
+                 (long long)m->line[i], rc == FT_ERANGE ? "larger than 256 MiB" : ft_strerror(rc));
         return rc;
     }
     w->bytes += len;
     int iw, ih, sub, cs;
     if (tjDecompressHeader3(w->tj, w->file, (unsigned long)len, &iw, &ih, &sub, &cs) != 0) {
         snprintf(w->err, sizeof w->err, "%s (%s%s %lld): not a JPEG (%s)", path, m->tag, where,
-                 (long long)i + 1, tjGetErrorStr2(w->tj));
+                 (long long)m->line[i], tjGetErrorStr2(w->tj));
         return FT_EDECODE;
     }
     if (iw < 1 || ih < 1 || (int64_t)iw * ih > MAX_PIXEL) {
         snprintf(w->err, sizeof w->err, "%s (%s%s %lld): %dx%d pixels is out of range", path,
-                 m->tag, where, (long long)i + 1, iw, ih);
+                 m->tag, where, (long long)m->line[i], iw, ih);
         return FT_ERANGE;
     }
     size_t need = (size_t)iw * ih * 3;
@@ -109,7 +109,7 @@ static int one_image(worker *w, int64_t i, float *x) {
     if (tjDecompress2(w->tj, w->file, (unsigned long)len, w->rgb, iw, 0, ih, TJPF_RGB, 0) != 0 &&
         tjGetErrorCode(w->tj) != TJERR_WARNING) {
         snprintf(w->err, sizeof w->err, "%s (%s%s %lld): cannot decode: %s", path, m->tag, where,
-                 (long long)i + 1, tjGetErrorStr2(w->tj));
+                 (long long)m->line[i], tjGetErrorStr2(w->tj));
         return FT_EDECODE;
     }
     uint8_t crop[IMG * IMG * 3];
@@ -117,7 +117,7 @@ static int one_image(worker *w, int64_t i, float *x) {
         snprintf(w->err, sizeof w->err,
                  "%s (%s%s %lld): the landmarks give no similarity transform (all at one point "
                  "or not finite)",
-                 path, m->tag, where, (long long)i + 1);
+                 path, m->tag, where, (long long)m->line[i]);
         return rc;
     }
     float *flip = x + INPUT;
@@ -233,7 +233,7 @@ int ft_ijb_features(const ft_ijb_meta *m, ft_eval_embed_fn embed, void *ctx, int
                     snprintf(err, errcap,
                              "%s/loose_crop/%s (%s_name_5pts_score.txt line %lld): "
                              "the model's embedding is not finite",
-                             m->root, m->names[s + k], m->tag, (long long)(s + k) + 1);
+                             m->root, m->names[s + k], m->tag, (long long)m->line[s + k]);
                     break;
                 }
             }

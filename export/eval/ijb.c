@@ -113,7 +113,7 @@ static int load_5pts(ft_ijb_meta *m, char *err, size_t errcap) {
     int rc = lines_open(&l, path, err, errcap), k;
     if (rc) return rc;
     m->blob = l.buf;
-    int64_t cap = 0, cap_l = 0, cap_f = 0;
+    int64_t cap = 0, cap_l = 0, cap_f = 0, cap_n = 0;
     char *f[13];
     while ((k = lines_next(&l, f, 13)) >= 0) {
         if (k != 12)
@@ -128,9 +128,11 @@ static int load_5pts(ft_ijb_meta *m, char *err, size_t errcap) {
         int64_t i = m->n_img;
         if ((rc = grow((void **)&m->names, &cap, i + 1, sizeof *m->names)) ||
             (rc = grow((void **)&m->lmk, &cap_l, i + 1, sizeof *m->lmk)) ||
-            (rc = grow((void **)&m->faceness, &cap_f, i + 1, sizeof *m->faceness)))
+            (rc = grow((void **)&m->faceness, &cap_f, i + 1, sizeof *m->faceness)) ||
+            (rc = grow((void **)&m->line, &cap_n, i + 1, sizeof *m->line)))
             return fail(err, errcap, rc, "%s: out of memory", path);
         m->names[i] = f[0];
+        m->line[i] = l.no;
         for (int j = 0; j < 11; j++) {
             double v;
             if ((rc = ft_parse_double(f[1 + j], -1e30, 1e30, &v)))
@@ -181,7 +183,7 @@ static int load_tid_mid(ft_ijb_meta *m, char *err, size_t errcap) {
             rc = fail(err, errcap, FT_EFORMAT,
                       "%s: line %lld: image '%s', but line %lld of %s_name_5pts_score.txt is "
                       "'%s' (the files must list the images in the same order)",
-                      path, (long long)l.no, f[0], (long long)l.no, m->tag, m->names[i]);
+                      path, (long long)l.no, f[0], (long long)m->line[i], m->tag, m->names[i]);
             break;
         }
         if (ft_parse_i64(f[1], 0, INT64_MAX, &m->tid[i]) ||
@@ -286,7 +288,7 @@ int ft_ijb_meta_load(ft_ijb_meta *m, const char *root, const char *target, char 
 
 void ft_ijb_meta_free(ft_ijb_meta *m) {
     if (!m) return;
-    free(m->names), free(m->lmk), free(m->faceness), free(m->tid), free(m->mid);
+    free(m->names), free(m->lmk), free(m->faceness), free(m->line), free(m->tid), free(m->mid);
     free(m->templates), free(m->p1), free(m->p2), free(m->label), free(m->blob);
     memset(m, 0, sizeof *m);
 }

@@ -206,6 +206,9 @@ same = " ".join(same[:1] + same[1:3] * 5 + same[-1:])
 expect_error(variant(five_l=five[:6] + [same] + five[7:]), [names[6], F5 + " line 7", "landmarks"])
 expect_error(variant(images=lambda d: os.remove(os.path.join(d, names[9]))),
              [names[9], F5 + " line 10", "cannot read"])
+expect_error(variant(five_l=five[:5] + [""] + five[5:],  # the line of the file, blank ones counted
+                     images=lambda d: os.remove(os.path.join(d, names[9]))),
+             [names[9], F5 + " line 11", "cannot read"])
 
 
 def corrupt(d):
