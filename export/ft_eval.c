@@ -430,7 +430,7 @@ static int run_bin(const eval_opts *o) {
 /* ------------------------------------------------------------------ ijb */
 
 /* PrettyTable's centring: the odd space goes right for odd-length text, else left */
-static void centre(char *out, size_t cap, const char *s, int width) {
+static void centre(const char *s, int width) {
     int len = (int)strlen(s), ex = width - len, l = ex / 2, r = ex / 2;
     if (ex % 2) {
         if (len % 2)
@@ -438,13 +438,13 @@ static void centre(char *out, size_t cap, const char *s, int width) {
         else
             l++;
     }
-    snprintf(out, cap, " %*s%s%*s ", l, "", s, r, "");
+    printf(" %*s%s%*s ", l, "", s, r, "");
 }
 
 static void print_table(const char *method, const ft_roc_point *pts) {
     static const char *heads[1 + FT_IJB_NFAR] = {"Methods", "1e-06", "1e-05", "0.0001",
                                                  "0.001",   "0.01",  "0.1"};
-    char cells[1 + FT_IJB_NFAR][600];
+    char cells[1 + FT_IJB_NFAR][1100];
     int width[1 + FT_IJB_NFAR];
     snprintf(cells[0], sizeof cells[0], "%s", method);
     for (int i = 0; i < FT_IJB_NFAR; i++)
@@ -453,7 +453,6 @@ static void print_table(const char *method, const ft_roc_point *pts) {
         int a = (int)strlen(heads[i]), b = (int)strlen(cells[i]);
         width[i] = a > b ? a : b;
     }
-    char buf[700];
     for (int row = 0; row < 5; row++) {
         int rule = row == 0 || row == 2 || row == 4;
         putchar(rule ? '+' : '|');
@@ -461,8 +460,7 @@ static void print_table(const char *method, const ft_roc_point *pts) {
             if (rule) {
                 for (int k = 0; k < width[i] + 2; k++) putchar('-');
             } else {
-                centre(buf, sizeof buf, row == 1 ? heads[i] : cells[i], width[i]);
-                fputs(buf, stdout);
+                centre(row == 1 ? heads[i] : cells[i], width[i]);
             }
             putchar(rule ? '+' : '|');
         }
@@ -586,7 +584,7 @@ static int run_ijb(const eval_opts *o) {
                  path, (long long)bad + 1);
         goto done;
     }
-    char method[512], base[1024];
+    char method[1100], base[1024];
     snprintf(base, sizeof base, "%s", o->model);
     size_t bl = strlen(base);
     while (bl > 1 && base[bl - 1] == '/') base[--bl] = 0;
