@@ -174,6 +174,13 @@ log "cuDNN: ${CUDNN_ROOT:-not found} $(grep -h '#define CUDNN_M[AI][JN]OR\|#defi
 if [ -n "$CUDNN_ROOT" ] && [ ! -e "$CUDNN_ROOT/lib/libcudnn.so" ] && [ -e "$CUDNN_ROOT/lib/libcudnn.so.9" ]; then
     export LD_LIBRARY_PATH=$CUDNN_ROOT/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 fi
+# cuBLAS: the toolkit's when it has one, else the pip package's; NCCL from pip
+CUBLAS_ROOT=""
+tk=$(dirname "$(dirname "$(command -v nvcc 2>/dev/null || echo /usr/local/cuda/bin/nvcc)")")
+if ! ls "$tk"/lib64/libcublas.so* "$tk"/lib/libcublas.so* "$tk"/targets/x86_64-linux/lib/libcublas.so* >/dev/null 2>&1; then
+    CUBLAS_ROOT=$(pyroot cublas)
+    log "cuBLAS: not in the toolkit ($tk); pip: ${CUBLAS_ROOT:-not found}"
+fi
 for lib in cublas nccl; do
     r=$(pyroot $lib)
     [ -n "$r" ] && export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$r/lib && log "$lib (pip): $r"
@@ -189,6 +196,7 @@ configure() {
     [ "$MODE" = gpu ] && archs=90
     [ -n "$SYSROOT" ] && extra+=(-DFT_ONNX_PROTO="$SYSROOT/usr/include/onnx/onnx.proto" -DFT_PROTOC_C="$SYSROOT/usr/bin/protoc-c")
     [ -n "$CUDNN_ROOT" ] && extra+=(-DFT_CUDNN_ROOT="$CUDNN_ROOT")
+    [ -n "$CUBLAS_ROOT" ] && extra+=(-DFT_CUBLAS_ROOT="$CUBLAS_ROOT")
     # shellcheck disable=SC2086 # $gen is empty or two words
     run_logged 300 cmake -S . -B "$dir" $gen -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFT_WERROR=ON \
         -DFT_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$archs" "${extra[@]}"

@@ -197,3 +197,11 @@ extern "C" int ft_ops_cuda_create_(int device, ft_ops **out, char *err, size_t e
     *out = o;
     return 0;
 }
+
+/* the backend's stream, for transports that enqueue on it (comm/nccl.cu); NULL for a table
+ * that is not this backend's */
+extern "C" void *ft_ops_cuda_stream(const ft_ops *o);
+extern "C" void *ft_ops_cuda_stream(const ft_ops *o) {
+    if (!o || o->destroy != cuda_destroy) return NULL;
+    return (void *)((const cuda_backend *)o->impl)->stream;
+}
