@@ -11,7 +11,9 @@ references:
   4. malformed meta files, a missing or corrupt image, degenerate landmarks, a features file
      of the wrong size, a model whose embeddings overflow: exit 1 and one line naming the
      file and the line.
-Usage: test_ijb.py FT_BIN EV_TOOLS WORKDIR [small|large]
+With --onnx (ft-export is built) the features are also compared with onnxruntime running the
+exported model on the same crops normalized as onnx_ijbc.py does, (x - 127.5) / 127.5.
+Usage: test_ijb.py FT_BIN EV_TOOLS WORKDIR small|large [--onnx]
 """
 import os
 import re
@@ -33,6 +35,7 @@ import make_ijb  # noqa: E402
 
 FT_BIN, TOOLS, WORK = sys.argv[1], sys.argv[2], sys.argv[3]
 MODE = sys.argv[4] if len(sys.argv) > 4 else "small"
+ONNX = "--onnx" in sys.argv[5:]  # ft-export is built: also compare with onnxruntime
 EVAL = os.path.join(FT_BIN, "ft-eval")
 shutil.rmtree(WORK, ignore_errors=True)
 os.makedirs(WORK)
@@ -110,6 +113,21 @@ cos = np.sum(ref * feats, 1) / (np.linalg.norm(ref, axis=1) * np.linalg.norm(fea
 print("image features vs cv2 + PyTorch: min cosine %.7f, max |diff| %.2e" %
       (cos.min(), np.abs(ref - feats).max()))
 check(cos.min() >= 0.99999, "image features differ from the cv2 + PyTorch pipeline")
+
+if ONNX:  # the helper's own path: the exported model on onnxruntime, (x - 127.5) / 127.5
+    ort = pyref.need("onnxruntime")
+    onnx_path = os.path.join(WORK, "r18.onnx")
+    run(os.path.join(FT_BIN, "ft-export"), ckpt, "-o", onnx_path)
+    sess = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+    blob = (np.stack(crops).astype(np.float32) - np.float32(127.5)) / np.float32(127.5)
+    blob = np.ascontiguousarray(np.moveaxis(blob, -1, 1))
+    both = sess.run(None, {"data": np.concatenate([blob, blob[..., ::-1].copy()])})[0]
+    ort_feats = both[: len(crops)] + both[len(crops):]
+    cos = np.sum(ort_feats * feats, 1) / (np.linalg.norm(ort_feats, axis=1) *
+                                          np.linalg.norm(feats, axis=1))
+    print("image features vs ft-export + onnxruntime (onnx_ijbc.py's path): min cosine %.7f" %
+          cos.min())
+    check(cos.min() >= 0.99999, "image features differ from onnxruntime's")
 
 # 2. pooling, scores and the table from ft-eval's own features
 img_feats = feats * score[:, None]
