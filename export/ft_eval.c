@@ -548,6 +548,7 @@ static int run_ijb(const eval_opts *o) {
     printf("%s: %lld images, %lld templates, %lld pairs (%lld genuine)\n", o->data,
            (long long)m.n_img, (long long)m.n_templates, (long long)m.n_pairs,
            (long long)m.n_genuine);
+    fflush(stdout); /* a reader of a pipe sees it before the long part starts */
     float *feats = NULL;
     double *tf = NULL, *score = NULL;
     int dim = 0;

@@ -10,7 +10,7 @@ references:
      exactly (every FPR and TAR bit for bit) on scores with many ties and on small cases;
   4. malformed meta files, a missing or corrupt image, degenerate landmarks, a features file
      of the wrong size, a model whose embeddings overflow: exit 1 and one line naming the
-     file and the line.
+     file and the line; SIGINT during the features: exit 130, no outputs.
 With --onnx (ft-export is built) the features are also compared with onnxruntime running the
 exported model on the same crops normalized as onnx_ijbc.py does, (x - 127.5) / 127.5.
 Usage: test_ijb.py FT_BIN EV_TOOLS WORKDIR small|large [--onnx]
@@ -242,6 +242,28 @@ p = run(EVAL, "ijb", ovf, root, "--target", "IJBC", "--result-dir", os.path.join
 check(p.stderr.count("\n") == 1 and names[0] in p.stderr and "not finite" in p.stderr,
       "overflowing model: %r" % p.stderr)
 check(not os.path.exists(os.path.join(WORK, "ovr", "IJBC.npy")), "overflowing model: scores")
+# Ctrl-C during the features: exit 130 within a batch, one line, no outputs
+import signal  # noqa: E402
+import time  # noqa: E402
+
+slow = os.path.join(WORK, "wide")  # width 64: a few seconds for 40 images at batch 1
+run(TOOLS, "ckpt", slow, 18, 64, *blocks, emb, 5)
+sig_res = os.path.join(WORK, "sigres")
+proc = subprocess.Popen([EVAL, "ijb", slow, root, "--target", "IJBC", "--result-dir", sig_res,
+                         "--batch", "1", "--threads", "1"], stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE, text=True)
+proc.stdout.readline()  # the meta summary: the features have started
+time.sleep(0.5)
+proc.send_signal(signal.SIGINT)
+t0 = time.time()
+out_s, err_s = proc.communicate(timeout=60)
+print("SIGINT during the features: exit %d after %.2f s: %s" %
+      (proc.returncode, time.time() - t0, err_s.strip()))
+check(proc.returncode == 130 and err_s.count("\n") == 1 and "signal" in err_s,
+      "SIGINT: exit %d, %r" % (proc.returncode, err_s))
+check(not os.path.exists(os.path.join(sig_res, "IJBC.npy")) and
+      not os.path.exists(os.path.join(sig_res, "IJBC_feats.npy")), "SIGINT: outputs written")
+
 np.save(os.path.join(WORK, "short.npy"), feats[:-1])
 expect_error(variant(), ["short.npy", "images"],
              extra=("--load-features", os.path.join(WORK, "short.npy")))
