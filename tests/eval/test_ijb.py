@@ -150,6 +150,19 @@ p = run(EVAL, "ijb", os.path.join(WORK, "nomodel"), root, "--target", "ijbc", "-
 again, method2 = table(p.stdout)
 check(again == ours and method2 == "nomodel-IJBC", "--load-features gives another table")
 
+# IJB-B: the same files under meta/ijbb_*, --target IJBB (any case), the same table
+ijbb = os.path.join(WORK, "IJBB")
+os.makedirs(os.path.join(ijbb, "meta"))
+os.symlink(os.path.join(root, "loose_crop"), os.path.join(ijbb, "loose_crop"))
+for fn in os.listdir(os.path.join(root, "meta")):
+    shutil.copy(os.path.join(root, "meta", fn),
+                os.path.join(ijbb, "meta", fn.replace("ijbc_", "ijbb_")))
+p = run(EVAL, "ijb", ckpt, ijbb, "--target", "ijbb", "--result-dir", os.path.join(WORK, "resb"),
+        "--load-features", os.path.join(res, "IJBC_feats.npy"))
+tb, mb = table(p.stdout)
+check(tb == ours and mb == "r18-IJBB" and
+      os.path.exists(os.path.join(WORK, "resb", "IJBB.npy")), "IJBB: %s %s" % (mb, tb))
+
 # 3. the ROC, exactly
 rng = np.random.default_rng(3)
 cases = [(np.round(rng.normal(size=5000) * 8) / 8, rng.random(5000) < 0.3),
