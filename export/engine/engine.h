@@ -3,7 +3,9 @@
  *     Conv, BatchNormalization, PRelu, Add, Flatten, Gemm/MatMul, Reshape, Constant and
  *     Sub/Mul/Div for mxnet-style input normalization), or
  *   - a checkpoint folder written by ft-train (backbone.safetensors + its recorded
- *     architecture), or a folder holding exactly one .onnx file.
+ *     architecture; preferred when the folder also holds an .onnx), or a folder holding
+ *     exactly one .onnx file.
+ * Several outputs: the first is the embedding (the submission checker refuses such files).
  * Input: float32 NCHW [n][3][112][112] already normalized as training does ((x/255-0.5)/0.5)
  * unless the graph itself normalizes; output: the raw embedding [n][dim] (not L2-normalized).
  * Batch 1..max_batch per call; the caller splits larger sets.
@@ -26,11 +28,23 @@ typedef struct ft_engine_opts {
 /* path: .onnx file, checkpoint folder, or a folder with one .onnx. 0 or an FT_E* code. */
 int ft_engine_open(ft_engine **out, const char *path, const ft_engine_opts *opts, char *err,
                    size_t errcap);
-int ft_engine_dim(const ft_engine *e);       /* embedding size */
-int ft_engine_input_hw(const ft_engine *e);  /* 112 */
+int ft_engine_dim(const ft_engine *e);      /* embedding size */
+int ft_engine_input_hw(const ft_engine *e); /* 112 */
 int ft_engine_max_batch(const ft_engine *e);
 /* x[n][3][hw][hw] -> out[n][dim]; 1 <= n <= max_batch. */
 int ft_engine_run(ft_engine *e, const float *x, int n, float *out, char *err, size_t errcap);
 void ft_engine_free(ft_engine *e); /* NULL ok */
+
+/* 1 when the graph normalizes raw pixels itself (its first step is a Sub/Mul/Div/Add by a
+ * constant on the input, mxnet style): feed it (x - 0) / 1 pixels then. */
+int ft_engine_normalizes(const ft_engine *e);
+const char *ft_engine_source(const ft_engine *e); /* the file loaded */
+const char *ft_engine_kind(const ft_engine *e);   /* "onnx" or "checkpoint" */
+int ft_engine_steps(const ft_engine *e);          /* kernels per forward (after aliasing) */
+
+/* The .onnx files of dir: *count of them; the path of the lexicographically last (last = 1,
+ * the rule of the submission checker) or first one in out. 0, FT_EFORMAT when there is none,
+ * -errno when dir cannot be read. */
+int ft_engine_find_onnx(const char *dir, char *out, size_t cap, int *count, int last);
 
 #endif
