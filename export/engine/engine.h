@@ -16,6 +16,7 @@
 #define FT_ENGINE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct ft_engine ft_engine;
 
@@ -46,5 +47,13 @@ int ft_engine_steps(const ft_engine *e);          /* kernels per forward (after 
  * the rule of the submission checker) or first one in out. 0, FT_EFORMAT when there is none,
  * -errno when dir cannot be read. */
 int ft_engine_find_onnx(const char *dir, char *out, size_t cap, int *count, int last);
+
+/* ---- inputs from image files ----
+ * A JPEG (libjpeg-turbo; the only format read) as 8-bit RGB, *rgb malloc'd [h][w][3]. */
+int ft_image_read_rgb(const char *path, uint8_t **rgb, int *w, int *h, char *err, size_t errcap);
+/* bilinear resize as cv2.resize(INTER_LINEAR) (within one level of OpenCV's fixed point) */
+void ft_image_resize(const uint8_t *src, int sw, int sh, uint8_t *dst, int dw, int dh);
+/* out[3][hw][hw] = (rgb - mean) / std, RGB planes; flip: mirrored left-right */
+void ft_image_blob(const uint8_t *rgb, int hw, float mean, float std, int flip, float *out);
 
 #endif
