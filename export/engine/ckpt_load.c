@@ -71,8 +71,9 @@ static int take(ck *c, float **out, int nd, const int64_t *dims, const char *fmt
     memcpy(v, t->data, n * sizeof(float));
     for (size_t i = 0; i < n; i++)
         if (!isfinite(v[i])) {
+            double bad = v[i];
             free(v);
-            return ck_fail(c, FT_ENONFINITE, "tensor '%s' holds %g at %zu", name, (double)v[i], i);
+            return ck_fail(c, FT_ENONFINITE, "tensor '%s' holds %g at %zu", name, bad, i);
         }
     c->used[t - c->f->t] = 1;
     *out = v;

@@ -712,6 +712,10 @@ int ir_load_onnx(ir_graph *g, const char *path, const void *buf, size_t len, cha
         rc = fail(&l, FT_EFORMAT, "not an ONNX model (the protobuf does not parse; truncated?)");
         goto out;
     }
+    if (!m->graph) {
+        rc = fail(&l, FT_EFORMAT, "not an ONNX model (no graph; empty or truncated file?)");
+        goto out;
+    }
     int64_t opset = -1;
     for (size_t i = 0; i < m->n_opset_import; i++) {
         const Onnx__OperatorSetIdProto *o = m->opset_import[i];
