@@ -80,10 +80,10 @@ static void ox_range(const ft_conv_desc *d, int kj, int *lo, int *hi) {
 
 /* col[(c*r+ki)*r+kj, 0..oh*ow) (rows ld floats apart) = the input pixels under each tap of
  * image x0 (element offset of the image in x, of dtype dt) */
-static void im2col(const ft_conv_desc *d, ft_dtype dt, const void *xv, size_t x0, float *col,
-                   size_t ld) {
+static void im2col_ch(const ft_conv_desc *d, ft_dtype dt, const void *xv, size_t x0, float *col,
+                      size_t ld, int c_lo, int c_hi) {
     int r = d->r, s = d->stride, oh = d->oh, ow = d->ow;
-    for (int c = 0; c < d->c; c++)
+    for (int c = c_lo; c < c_hi; c++)
         for (int ki = 0; ki < r; ki++)
             for (int kj = 0; kj < r; kj++) {
                 float *dst = col + ((size_t)(c * r + ki) * r + kj) * ld;
@@ -111,6 +111,11 @@ static void im2col(const ft_conv_desc *d, ft_dtype dt, const void *xv, size_t x0
                     for (int ox = hi; ox < ow; ox++) row[ox] = 0.0f;
                 }
             }
+}
+
+static void im2col(const ft_conv_desc *d, ft_dtype dt, const void *xv, size_t x0, float *col,
+                   size_t ld) {
+    im2col_ch(d, dt, xv, x0, col, ld, 0, d->c);
 }
 
 /* dst[0..n) += src[0..n): blocked with a fixed trip count so that it vectorizes */
@@ -296,6 +301,41 @@ static const float *weight_f32(ft_ops *o, const ft_conv_desc *d, ft_dtype dt, co
     return w32;
 }
 
+/* Fewer images than threads (batch-1 inference): each image in turn across the whole pool,
+ * im2col split by input channel into thread 0's column buffer, then the GEMM split by
+ * cpu_gemm_f32 (output pixels or output channels, whichever is larger). */
+typedef struct one_ctx {
+    const conv_ctx *c;
+    size_t img;
+} one_ctx;
+
+static void im2col_one_task(void *v, int tid, int nt) {
+    const one_ctx *u = v;
+    const ft_conv_desc *d = u->c->d;
+    size_t lo, hi;
+    cpu_range((size_t)d->c, tid, nt, &lo, &hi);
+    if (lo < hi)
+        im2col_ch(d, FT_F32, u->c->x, u->img * d->c * d->h * d->w, thread_col(u->c, 0), out_px(d),
+                  (int)lo, (int)hi);
+}
+
+static int fwd_images_split(ft_ops *o, const conv_ctx *c) {
+    const ft_conv_desc *d = c->d;
+    size_t px = out_px(d), in_sz = (size_t)d->c * d->h * d->w;
+    int kk = d->c * d->r * d->r, rc = 0;
+    for (size_t i = 0; i < (size_t)d->n && !rc; i++) {
+        const float *b = (const float *)c->x + i * in_sz;
+        if (!is_pointwise(d)) {
+            one_ctx u = {c, i};
+            cpu_run(o, im2col_one_task, &u);
+            b = thread_col(c, 0);
+        }
+        rc = cpu_gemm_f32(o, 0, 0, d->k, (int)px, kk, 1.0f, c->w, kk, b, (int)px, 0.0f,
+                          (float *)c->y + i * d->k * px, (int)px);
+    }
+    return rc;
+}
+
 static int cpu_conv_fwd(ft_ops *o, const ft_conv_desc *d, ft_dtype dt, const void *x, const void *w,
                         void *y, void *ws) {
     if (!cpu_float_dt(dt)) return FT_ENOTSUP;
@@ -304,6 +344,7 @@ static int cpu_conv_fwd(ft_ops *o, const ft_conv_desc *d, ft_dtype dt, const voi
     if (rc) return rc;
     conv_ctx c = {
         .d = d, .dt = dt, .x = x, .w = w32, .y = y, .ws = ws, .nthreads = cpu_pool_of(o)->n};
+    if (dt == FT_F32 && d->n < c.nthreads) return fwd_images_split(o, &c);
     cpu_run(o, fwd_task, &c);
     return 0;
 }
