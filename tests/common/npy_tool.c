@@ -9,9 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ft_common.h"
 #include "ft_npy.h"
 
+#define USAGE "usage: npy_tool write PATH ROWS COLS | read PATH\n"
+
 int main(int argc, char **argv) {
+    if (ft_cli_help_version(argc, argv, "npy_tool", USAGE)) return 0;
     char err[512];
     if (argc == 5 && !strcmp(argv[1], "write")) {
         int64_t r = atoll(argv[3]), c = atoll(argv[4]);
@@ -43,6 +47,6 @@ int main(int argc, char **argv) {
         free(d);
         return 0;
     }
-    fprintf(stderr, "usage: npy_tool write PATH ROWS COLS | read PATH\n");
+    fprintf(stderr, USAGE);
     return 2;
 }

@@ -277,7 +277,10 @@ typedef struct ft_ops_options {
 
 void ft_ops_options_init(ft_ops_options *opts); /* threads 0, device -1 */
 
-/* Create backend `name` ("cpu", "cuda"). FT_ENOTSUP with a reason in err for a backend that
+/* Create backend `name` ("cpu", "cuda", or "auto": cuda when it is built and a device is
+ * visible, else cpu; o->name tells which). "cpu-strict" is the CPU backend behind memory the
+ * host cannot touch (cpu/strict.c): it makes code that dereferences device memory crash on a
+ * machine without a GPU, as it would misbehave on one. FT_ENOTSUP with a reason in err for a backend that
  * is not compiled into this build; FT_ENODEV when it is compiled but no device is present
  * (tests turn that into exit 77). opts may be NULL for the defaults. */
 int ft_ops_create(const char *name, const ft_ops_options *opts, ft_ops **out, char *err,
