@@ -39,6 +39,7 @@ struct ft_engine {
     size_t buf_floats; /* per buffer */
     void *ws;
     size_t ws_bytes;
+    float *stage_in, *stage_out; /* device fp32 NCHW input [max_batch][3][hw][hw], output */
     int max_batch, dim, in_buf, out_buf;
     char source[PATH_MAX];
     char kind[16];
@@ -234,6 +235,11 @@ static int plan(ft_engine *e) {
         }
     }
     if (!rc && e->ws_bytes) rc = e->o->alloc(e->o, e->ws_bytes, &e->ws);
+    size_t in_floats = (size_t)e->max_batch * 3 * g->hw * g->hw;
+    if (!rc) rc = e->o->alloc(e->o, in_floats * sizeof(float), (void **)&e->stage_in);
+    if (!rc)
+        rc = e->o->alloc(e->o, (size_t)e->max_batch * g->v[g->output].c * sizeof(float),
+                         (void **)&e->stage_out);
     if (!rc) rc = upload_weights(e);
     return rc;
 }
@@ -322,7 +328,10 @@ int ft_engine_run(ft_engine *e, const float *x, int n, float *out, char *err, si
                  e->source, e->g.fixed_batch_at, e->g.fixed_batch, n);
         return FT_ENOTSUP;
     }
-    int hw = e->g.hw, rc = e->o->act_import(e->o, FT_F32, n, 3, hw * hw, x, e->buf[e->in_buf]);
+    /* host -> device staging (fp32 NCHW) -> the backend's activation layout, and back */
+    int hw = e->g.hw;
+    int rc = e->o->upload(e->o, e->stage_in, x, (size_t)n * 3 * hw * hw * sizeof(float));
+    if (!rc) rc = e->o->act_import(e->o, FT_F32, n, 3, hw * hw, e->stage_in, e->buf[e->in_buf]);
     for (int i = 0; i < e->g.n && !rc; i++)
         if ((rc = run_step(e, i, n))) {
             const ir_step *s = &e->g.s[i];
@@ -333,7 +342,8 @@ int ft_engine_run(ft_engine *e, const float *x, int n, float *out, char *err, si
                 snprintf(err, errcap, "%s: %s: %s", e->source, s->name, ft_strerror(rc));
             return rc;
         }
-    if (!rc) rc = e->o->act_export(e->o, FT_F32, n, e->dim, 1, e->buf[e->out_buf], out);
+    if (!rc) rc = e->o->act_export(e->o, FT_F32, n, e->dim, 1, e->buf[e->out_buf], e->stage_out);
+    if (!rc) rc = e->o->download(e->o, out, e->stage_out, (size_t)n * e->dim * sizeof(float));
     if (rc) snprintf(err, errcap, "%s: %s", e->source, ft_strerror(rc));
     return rc;
 }
@@ -373,6 +383,8 @@ void ft_engine_free(ft_engine *e) {
         }
         for (int i = 0; e->buf && i < e->nbuf; i++) e->o->free(e->o, e->buf[i]);
         e->o->free(e->o, e->ws);
+        e->o->free(e->o, e->stage_in);
+        e->o->free(e->o, e->stage_out);
         ft_ops_free(e->o);
     }
     free(e->buf);

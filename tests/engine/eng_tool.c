@@ -8,8 +8,8 @@
  *       activations O(1) through the depth.
  *   eng_tool ref DIR IN.npy OUT.npy
  *       ft-train's eval forward (train/model ft_iresnet_forward, train = 0) of DIR's backbone
- *   eng_tool run MODEL IN.npy OUT.npy [BATCH [THREADS]]
- *       the engine on MODEL, in chunks of BATCH (default 32)
+ *   eng_tool run MODEL IN.npy OUT.npy [BATCH [THREADS [DEVICE]]]
+ *       the engine on MODEL, in chunks of BATCH (default 32), on backend DEVICE (cpu)
  *   eng_tool bench MODEL BATCH RUNS [THREADS]
  *       RUNS timed forwards of BATCH copies of one input; prints "sorted ms: a b c ..."
  * IN.npy: float32 [n, 3*112*112] (NCHW per row), OUT.npy: float32 [n, dim]. */
@@ -153,8 +153,9 @@ static int ref(int argc, char **argv) {
 }
 
 static int run(int argc, char **argv) {
-    if (argc < 5) return die("run MODEL IN.npy OUT.npy [BATCH [THREADS]]");
-    ft_engine_opts eo = {"cpu", argc > 6 ? atoi(argv[6]) : 0, argc > 5 ? atoi(argv[5]) : 32};
+    if (argc < 5) return die("run MODEL IN.npy OUT.npy [BATCH [THREADS [DEVICE]]]");
+    ft_engine_opts eo = {argc > 7 ? argv[7] : "cpu", argc > 6 ? atoi(argv[6]) : 0,
+                         argc > 5 ? atoi(argv[5]) : 32};
     ft_engine *e;
     char err[1024];
     if (ft_engine_open(&e, argv[2], &eo, err, sizeof err)) {

@@ -5,7 +5,7 @@ MODE
                (eng_tool make), exported with torch.onnx.export from the PyTorch reference
                (pyref.onnx_export, as torch2onnx.py does); the engine on the .onnx and on the
                checkpoint folder against onnxruntime, and against ft-train's eval forward
-               (eng_tool ref), batch 1 and 7
+               (eng_tool ref), batch 1 and 7, on the cpu and cpu-strict backends
   onnx_r50     the same for IResNet-50 at width 64, emb 512 (slow)
   bad          unknown op, bad shapes, truncated files, bad checkpoints: refused, naming the
                file and the node or tensor
@@ -77,12 +77,12 @@ def inputs(n, seed=0):
     return np.random.RandomState(seed).uniform(-1, 1, (n, 3, 112, 112)).astype(np.float32)
 
 
-def engine(model, x, batch, threads=2):
+def engine(model, x, batch, threads=2, device="cpu"):
     d = os.path.join(WORK, "io")
     os.makedirs(d, exist_ok=True)
     xin, out = os.path.join(d, "x.npy"), os.path.join(d, "y.npy")
     np.save(xin, x.reshape(len(x), -1))
-    run([TOOL, "run", model, xin, out, batch, threads])
+    run([TOOL, "run", model, xin, out, batch, threads, device])
     return np.load(out)
 
 
@@ -102,6 +102,12 @@ def mode_onnx(depth, width, emb):
     compare("onnx batch 1 vs onnxruntime", engine(path, x[:1], 1), ref1)
     compare("onnx batch 7 vs onnxruntime", engine(path, x, 7), ref7)
     compare("onnx batch 7 in chunks of 3 vs onnxruntime", engine(path, x, 3), ref7)
+    # cpu-strict: the CPU kernels behind memory the host cannot touch, so an engine that read
+    # or wrote device memory directly would crash here (what the CUDA backend needs)
+    compare("onnx batch 7 on cpu-strict vs onnxruntime", engine(path, x, 7, device="cpu-strict"),
+            ref7)
+    compare("checkpoint batch 1 on cpu-strict vs onnxruntime",
+            engine(ck, x[:1], 1, device="cpu-strict"), ref1)
     compare("checkpoint batch 7 vs onnxruntime", engine(ck, x, 7), ref7)
     compare("checkpoint batch 1 vs onnxruntime", engine(ck, x[:1], 1), ref1)
     xin, out = os.path.join(d, "x.npy"), os.path.join(d, "ref.npy")
