@@ -5,7 +5,8 @@
  *   ft-train --check-config CONFIG [key=value ...]   the resolved config, nothing else
  *
  * Outputs in config.output: training.log, tensorboard/, backbone.safetensors,
- * pfc_rank<r>_of<w>.safetensors, state_rank<r>.safetensors. Exit status: 0 done, 1 error,
+ * pfc_rank<r>_of<w>.safetensors, state_rank<r>.safetensors, backbone.onnx (export_onnx, at
+ * the end of a run not stopped by a signal). Exit status: 0 done, 1 error,
  * 2 usage, 130 stopped by a signal (after writing a checkpoint; resume with resume=True).
  */
 #include <errno.h>
@@ -191,6 +192,7 @@ int main(int argc, char **argv) {
     if (!rc) {
         ft_stop_install();
         rc = ft_run_train(&r);
+        if (!rc && !r.stats.stopped) rc = ft_run_export_onnx(&r);
     }
     if (rc)
         fail(r.err);

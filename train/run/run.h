@@ -115,6 +115,10 @@ int ft_run_train(ft_run *r);        /* the loop, checkpoints included */
 int ft_run_verify_all(ft_run *r);   /* every target at the current step */
 void ft_run_close_outputs(ft_run *r);
 
+/* onnx_out.c: export_onnx: <output>/backbone.onnx from the checkpoint just written, as
+ * ft-export writes it (rank 0; nothing when the key is False). */
+int ft_run_export_onnx(ft_run *r);
+
 /* outdir.c: hold the output folder's lock for the run (a second ft-train into it is refused);
  * remove the temporary checkpoint files of dead writers (after taking the lock). */
 int ft_run_lock_output(ft_run *r);

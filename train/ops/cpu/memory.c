@@ -32,6 +32,13 @@ static int cpu_zero(ft_ops *o, void *dev, size_t bytes) {
 static int cpu_sync(ft_ops *o) {
     return 0;
 }
+/* host memory is all the CPU backend has: "pinned" is aligned */
+static int cpu_host_alloc(ft_ops *o, size_t bytes, void **host) {
+    return cpu_alloc(o, bytes, host);
+}
+static void cpu_host_free(ft_ops *o, void *host) {
+    free(host);
+}
 
 void cpu_install_memory(ft_ops *o) {
     o->alloc = cpu_alloc;
@@ -41,4 +48,6 @@ void cpu_install_memory(ft_ops *o) {
     o->copy = cpu_copy;
     o->zero = cpu_zero;
     o->sync = cpu_sync;
+    o->host_alloc = cpu_host_alloc;
+    o->host_free = cpu_host_free;
 }

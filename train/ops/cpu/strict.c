@@ -129,6 +129,20 @@ static int s_zero(ft_ops *o, void *dev, size_t bytes) {
 static int s_sync(ft_ops *o) {
     return IN->sync(IN);
 }
+/* host memory stays host memory: the CPU backend's */
+static int s_host_alloc(ft_ops *o, size_t bytes, void **host) {
+    return IN->host_alloc(IN, bytes, host);
+}
+static void s_host_free(ft_ops *o, void *host) {
+    IN->host_free(IN, host);
+}
+static int s_input_u8(ft_ops *o, int n, int h, int w, const uint8_t *x, float *dst) {
+    int bad = 0;
+    const uint8_t *tx = T(x);
+    float *td = T(dst);
+    if (bad) return FT_EARG;
+    return IN->input_u8(IN, n, h, w, tx, td);
+}
 static int s_cast(ft_ops *o, size_t count, ft_dtype sdt, const void *src, ft_dtype ddt, void *dst) {
     int bad = 0;
     const void *s = T(src);
@@ -434,6 +448,9 @@ int ft_ops_cpu_strict_create_(int threads, ft_ops **out, char *err, size_t errca
     o->copy = s_copy;
     o->zero = s_zero;
     o->sync = s_sync;
+    o->host_alloc = s_host_alloc;
+    o->host_free = s_host_free;
+    o->input_u8 = s_input_u8;
     o->cast = s_cast;
     o->act_import = s_act_import;
     o->act_export = s_act_export;

@@ -38,7 +38,25 @@ static int cuda_act_export(ft_ops *o, ft_dtype dt, int n, int c, int hw, const v
     return cuda_cast_run(o, (size_t)n * c * hw, dt, src, FT_F32, dst);
 }
 
+/* one thread per output element: (image, channel, pixel) from the HWC source */
+static __global__ void k_input_u8(size_t total, int hw, const uint8_t *x, float *dst) {
+    GRID_LOOP(i, total) {
+        size_t img = i / ((size_t)3 * hw), rem = i % ((size_t)3 * hw);
+        int ch = (int)(rem / hw), p = (int)(rem % hw);
+        dst[i] = ft_km_pixel_norm(x[(img * hw + p) * 3 + ch]);
+    }
+}
+static int cuda_input_u8(ft_ops *o, int n, int h, int w, const uint8_t *x, float *dst) {
+    if (n < 0 || h < 1 || w < 1) return FT_EARG;
+    size_t total = (size_t)n * 3 * h * w;
+    if (!total) return 0;
+    k_input_u8<<<cuda_blocks(total), CUDA_THREADS, 0, cuda_of(o)->stream>>>(total, h * w, x, dst);
+    CU_LAUNCHED();
+    return 0;
+}
+
 void cuda_install_cast(ft_ops *o) {
+    o->input_u8 = cuda_input_u8;
     o->cast = cuda_cast;
     o->act_import = cuda_act_import;
     o->act_export = cuda_act_export;

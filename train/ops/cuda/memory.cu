@@ -53,7 +53,28 @@ static int cuda_sync(ft_ops *o) {
     return 0;
 }
 
+static int cuda_host_alloc(ft_ops *o, size_t bytes, void **host) {
+    void *p = NULL;
+    cudaError_t e = cudaHostAlloc(&p, bytes ? bytes : 64, cudaHostAllocDefault);
+    if (e == cudaErrorMemoryAllocation) {
+        fprintf(stderr, "ft_ops cuda: cannot pin %.1f MiB of host memory\n",
+                (double)bytes / 1048576.0);
+        cudaGetLastError();
+        return -ENOMEM;
+    }
+    CU_CHECK(e);
+    *host = p;
+    return 0;
+}
+static void cuda_host_free(ft_ops *o, void *host) {
+    if (!host) return;
+    cudaStreamSynchronize(cuda_of(o)->stream); /* a queued upload may still read it */
+    cudaFreeHost(host);
+}
+
 void cuda_install_memory(ft_ops *o) {
+    o->host_alloc = cuda_host_alloc;
+    o->host_free = cuda_host_free;
     o->alloc = cuda_alloc;
     o->free = cuda_free;
     o->upload = cuda_upload;
