@@ -595,10 +595,12 @@ static int op_passthrough(ld *l, const char *op) {
     const char *nm = in_name(l, 0);
     const sym *s = nm ? find(l, nm) : NULL;
     if (!s) return fail(l, FT_EFORMAT, "input '%s' is not defined before this node", nm ? nm : "");
-    if (strcmp(op, "Cast") == 0 && attr_i(l->np, "to", 0) != DT_FLOAT &&
-        !(s->is_const && l->c[s->id].i && attr_i(l->np, "to", 0) == DT_INT64))
-        return fail(l, FT_ENOTSUP, "cast to type %lld (only to float)",
-                    (long long)attr_i(l->np, "to", 0));
+    /* a float16 graph (ft-export --fp16) casts its input to float16 and its output back: the
+     * engine keeps fp32 throughout, so both casts are aliases */
+    int64_t to = attr_i(l->np, "to", 0);
+    if (strcmp(op, "Cast") == 0 && to != DT_FLOAT && !(to == DT_FLOAT16 && !s->is_const) &&
+        !(s->is_const && l->c[s->id].i && to == DT_INT64))
+        return fail(l, FT_ENOTSUP, "cast to type %lld (only to float or float16)", (long long)to);
     if (strcmp(op, "Dropout") == 0 && in_name(l, 2))
         return fail(l, FT_ENOTSUP, "training_mode input (the engine runs in eval mode)");
     if (s->is_const) {

@@ -3,9 +3,10 @@
 MODE
   onnx_r18     IResNet-18 at width 8: a checkpoint written by the trainer's checkpoint code
                (eng_tool make), exported with torch.onnx.export from the PyTorch reference
-               (pyref.onnx_export, as torch2onnx.py does); the engine on the .onnx and on the
-               checkpoint folder against onnxruntime, and against ft-train's eval forward
-               (eng_tool ref), batch 1 and 7, on the cpu and cpu-strict backends
+               (pyref.onnx_export, as torch2onnx.py does) and with ft-export (plain, --fold-bn,
+               --fp16); the engine on each .onnx and on the checkpoint folder against
+               onnxruntime, and against ft-train's eval forward (eng_tool ref), batch 1 and 7,
+               on the cpu and cpu-strict backends
   onnx_r50     the same for IResNet-50 at width 64, emb 512 (slow)
   bad          unknown op, bad shapes, truncated files, bad checkpoints: refused, naming the
                file and the node or tensor
@@ -116,6 +117,24 @@ def mode_onnx(depth, width, emb):
     train_eval = np.load(out)
     compare("checkpoint batch 7 vs ft-train eval forward", engine(ck, x, 7), train_eval)
     compare("onnx batch 7 vs ft-train eval forward", engine(path, x, 7), train_eval)
+
+    # our own export (ft-export): plain, BN folded, and the float16 deployment variant, which
+    # the engine runs in fp32 (its weights rounded to fp16) while onnxruntime runs it in fp16
+    for opt in ([], ["--fold-bn"]):
+        ours = os.path.join(d, "ours%s.onnx" % "".join(o[1:] for o in opt))
+        run([os.path.join(BIN, "ft-export"), ck, "-o", ours] + opt)
+        onnx.checker.check_model(onnx.load(ours), full_check=True)
+        label = "ft-export %s" % (" ".join(opt) or "(default)")
+        compare(label + " batch 1 vs onnxruntime", engine(ours, x[:1], 1), ort_run(ours, x[:1]))
+        compare(label + " batch 7 vs onnxruntime", engine(ours, x, 7), ort_run(ours, x))
+        compare(label + " batch 7 vs ft-train eval forward", engine(ours, x, 7), train_eval)
+    half = os.path.join(d, "ours_fp16.onnx")
+    run([os.path.join(BIN, "ft-export"), ck, "-o", half, "--fp16"])
+    got, ref = engine(half, x, 7).astype(np.float64), ort_run(half, x).astype(np.float64)
+    cos = ((got * ref).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(ref, axis=1)).min()
+    check(cos >= 0.9999, "ft-export --fp16 batch 7 (engine fp32 vs onnxruntime fp16): min cosine "
+          "%.7f (>= 0.9999), max abs err %.3g (|ref| max %.3g)"
+          % (cos, np.abs(got - ref).max(), np.abs(ref).max()))
 
 
 # ---------------------------------------------------------------- bad files
@@ -309,7 +328,7 @@ def mode_check():
     onnx = need("onnx")
     from onnx import TensorProto, helper, numpy_helper
     d = fresh("check")
-    good, _ = small_model(d)
+    good, ck = small_model(d)
 
     def folder(name, model=None, files=None):
         f = fresh("check_" + name)
@@ -371,6 +390,15 @@ def mode_check():
     del m.graph.node[:]
     m.graph.node.extend(nodes)
     expect_fail("fp16 initializers", folder("fp16", m), "invalid weight type", needle="float16")
+
+    # ft-export's own files: the default passes, the float16 variant is flagged
+    ours = folder("ours")
+    run([os.path.join(BIN, "ft-export"), ck, "-o", os.path.join(ours, "backbone.onnx")])
+    r = ft_check(ours)
+    check(r.returncode == 0 and r.stdout.strip().endswith("PASS"), "ft-check ft-export's file: PASS")
+    half = folder("ours_fp16")
+    run([os.path.join(BIN, "ft-export"), ck, "-o", os.path.join(half, "backbone.onnx"), "--fp16"])
+    expect_fail("ft-export --fp16", half, "invalid weight type", needle="float16")
 
     m = onnx.load(good)
     dim = m.graph.input[0].type.tensor_type.shape.dim[0]
