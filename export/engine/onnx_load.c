@@ -330,6 +330,10 @@ static int op_conv(ld *l) {
         return fail(l, FT_ENOTSUP, "input is %s, not a feature map", shape_str(&in, sb, 64));
     if (w->ndim != 4 || w->dims[2] != w->dims[3])
         return fail(l, FT_ENOTSUP, "weight must be [K, C, R, R] (square kernel)");
+    if (w->dims[0] < 1 || w->dims[0] > IR_MAX_CHANNELS || w->dims[2] < 1 || w->dims[2] > 64)
+        return fail(l, FT_ERANGE, "weight [%lld, %lld, %lld, %lld] out of range",
+                    (long long)w->dims[0], (long long)w->dims[1], (long long)w->dims[2],
+                    (long long)w->dims[3]);
     int k = (int)w->dims[0], r = (int)w->dims[2];
     if (w->dims[1] != in.c)
         return fail(l, FT_EFORMAT, "weight has %lld input channels, its input has %d",

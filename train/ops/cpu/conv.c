@@ -80,10 +80,10 @@ static void ox_range(const ft_conv_desc *d, int kj, int *lo, int *hi) {
 
 /* col[(c*r+ki)*r+kj, 0..oh*ow) (rows ld floats apart) = the input pixels under each tap of
  * image x0 (element offset of the image in x, of dtype dt) */
-static void im2col_ch(const ft_conv_desc *d, ft_dtype dt, const void *xv, size_t x0, float *col,
-                      size_t ld, int c_lo, int c_hi) {
+static void im2col(const ft_conv_desc *d, ft_dtype dt, const void *xv, size_t x0, float *col,
+                   size_t ld) {
     int r = d->r, s = d->stride, oh = d->oh, ow = d->ow;
-    for (int c = c_lo; c < c_hi; c++)
+    for (int c = 0; c < d->c; c++)
         for (int ki = 0; ki < r; ki++)
             for (int kj = 0; kj < r; kj++) {
                 float *dst = col + ((size_t)(c * r + ki) * r + kj) * ld;
@@ -111,11 +111,6 @@ static void im2col_ch(const ft_conv_desc *d, ft_dtype dt, const void *xv, size_t
                     for (int ox = hi; ox < ow; ox++) row[ox] = 0.0f;
                 }
             }
-}
-
-static void im2col(const ft_conv_desc *d, ft_dtype dt, const void *xv, size_t x0, float *col,
-                   size_t ld) {
-    im2col_ch(d, dt, xv, x0, col, ld, 0, d->c);
 }
 
 /* dst[0..n) += src[0..n): blocked with a fixed trip count so that it vectorizes */
@@ -302,38 +297,64 @@ static const float *weight_f32(ft_ops *o, const ft_conv_desc *d, ft_dtype dt, co
 }
 
 /* Fewer images than threads (batch-1 inference): each image in turn across the whole pool,
- * im2col split by input channel into thread 0's column buffer, then the GEMM split by
- * cpu_gemm_f32 (output pixels or output channels, whichever is larger). */
+ * split by output rows: a thread gathers the im2col columns of its rows only into its own
+ * column buffer and multiplies them by the whole weight, so one pool call per image and no
+ * barrier inside it (a barrier per conv costs a time slice on a busy machine). */
 typedef struct one_ctx {
     const conv_ctx *c;
     size_t img;
 } one_ctx;
 
-static void im2col_one_task(void *v, int tid, int nt) {
+static void fwd_rows_task(void *v, int tid, int nt) {
     const one_ctx *u = v;
-    const ft_conv_desc *d = u->c->d;
-    size_t lo, hi;
-    cpu_range((size_t)d->c, tid, nt, &lo, &hi);
-    if (lo < hi)
-        im2col_ch(d, FT_F32, u->c->x, u->img * d->c * d->h * d->w, thread_col(u->c, 0), out_px(d),
-                  (int)lo, (int)hi);
+    const conv_ctx *c = u->c;
+    const ft_conv_desc *d = c->d;
+    size_t y0, y1, px = out_px(d), in_sz = (size_t)d->c * d->h * d->w;
+    cpu_range((size_t)d->oh, tid, nt, &y0, &y1);
+    if (y0 >= y1) return;
+    int kk = d->c * d->r * d->r, cols = (int)((y1 - y0) * d->ow);
+    const float *x = (const float *)c->x + u->img * in_sz;
+    float *y = (float *)c->y + u->img * d->k * px + y0 * d->ow;
+    if (is_pointwise(d)) {
+        cpu_sgemm1(0, 0, d->k, cols, kk, 1.0f, c->w, kk, x + y0 * d->ow, (int)px, 0.0f, y, (int)px);
+        return;
+    }
+    /* the rows y0..y1 of the output as a map of their own: the input rows they read */
+    ft_conv_desc part = *d;
+    part.oh = (int)(y1 - y0);
+    int iy0 = (int)y0 * d->stride - d->pad; /* first input row under the part (may be < 0) */
+    float *col = thread_col(c, tid);
+    for (int ch = 0; ch < d->c; ch++)
+        for (int ki = 0; ki < d->r; ki++)
+            for (int kj = 0; kj < d->r; kj++) {
+                float *dst = col + ((size_t)(ch * d->r + ki) * d->r + kj) * cols;
+                int lo, hi;
+                ox_range(d, kj, &lo, &hi);
+                for (int oy = 0; oy < part.oh; oy++) {
+                    float *row = dst + (size_t)oy * d->ow;
+                    int iy = iy0 + oy * d->stride + ki;
+                    if (iy < 0 || iy >= d->h || lo >= hi) {
+                        memset(row, 0, (size_t)d->ow * sizeof(float));
+                        continue;
+                    }
+                    const float *src = x + ((size_t)ch * d->h + iy) * d->w - d->pad + kj;
+                    for (int ox = 0; ox < lo; ox++) row[ox] = 0.0f;
+                    if (d->stride == 1)
+                        memcpy(row + lo, src + lo, (size_t)(hi - lo) * sizeof(float));
+                    else
+                        for (int ox = lo; ox < hi; ox++) row[ox] = src[(ptrdiff_t)ox * d->stride];
+                    for (int ox = hi; ox < d->ow; ox++) row[ox] = 0.0f;
+                }
+            }
+    cpu_sgemm1(0, 0, d->k, cols, kk, 1.0f, c->w, kk, col, cols, 0.0f, y, (int)px);
 }
 
 static int fwd_images_split(ft_ops *o, const conv_ctx *c) {
-    const ft_conv_desc *d = c->d;
-    size_t px = out_px(d), in_sz = (size_t)d->c * d->h * d->w;
-    int kk = d->c * d->r * d->r, rc = 0;
-    for (size_t i = 0; i < (size_t)d->n && !rc; i++) {
-        const float *b = (const float *)c->x + i * in_sz;
-        if (!is_pointwise(d)) {
-            one_ctx u = {c, i};
-            cpu_run(o, im2col_one_task, &u);
-            b = thread_col(c, 0);
-        }
-        rc = cpu_gemm_f32(o, 0, 0, d->k, (int)px, kk, 1.0f, c->w, kk, b, (int)px, 0.0f,
-                          (float *)c->y + i * d->k * px, (int)px);
+    for (size_t i = 0; i < (size_t)c->d->n; i++) {
+        one_ctx u = {c, i};
+        cpu_run(o, fwd_rows_task, &u);
     }
-    return rc;
+    return 0;
 }
 
 static int cpu_conv_fwd(ft_ops *o, const ft_conv_desc *d, ft_dtype dt, const void *x, const void *w,
