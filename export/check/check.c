@@ -183,8 +183,8 @@ static const char ort_script[] =
     "    t0 = time.time(); s.run(None, {n: x}); c.append(time.time() - t0)\n"
     "c.sort(); print('ms %.6f' % (c[5] * 1000))\n";
 
-static int ort_latency(const char *model, const float *blob, int h, int w, int threads, double *ms,
-                       char *note, size_t cap) {
+static int ort_latency_with(const char *py, const char *model, const float *blob, int h, int w,
+                            int threads, double *ms, char *note, size_t cap) {
     char dir[] = "/tmp/ft-check.XXXXXX", npy[64], err[512], th[16], hs[16], ws[16];
     if (!mkdtemp(dir)) {
         snprintf(note, cap, "cannot make a temporary folder: %s", strerror(errno));
@@ -198,8 +198,6 @@ static int ort_latency(const char *model, const float *blob, int h, int w, int t
     }
     snprintf(th, sizeof th, "%d", threads), snprintf(hs, sizeof hs, "%d", h);
     snprintf(ws, sizeof ws, "%d", w);
-    const char *py = getenv("FT_PYTHON");
-    if (!py || !*py) py = "python3";
     int fd[2];
     if (pipe(fd)) {
         snprintf(note, cap, "pipe: %s", strerror(errno));
@@ -240,6 +238,22 @@ out:
     unlink(npy);
     rmdir(dir);
     return rc;
+}
+
+/* $FT_PYTHON, else python3 from PATH and then /usr/bin/python3 (a PATH python of a virtual
+ * environment often lacks onnxruntime while the system one has it) */
+static int ort_latency(const char *model, const float *blob, int h, int w, int threads, double *ms,
+                       char *note, size_t cap) {
+    const char *env = getenv("FT_PYTHON");
+    if (env && *env) return ort_latency_with(env, model, blob, h, w, threads, ms, note, cap);
+    if (ort_latency_with("python3", model, blob, h, w, threads, ms, note, cap) == 0) return 0;
+    char first[300], second[300];
+    snprintf(first, sizeof first, "%.280s", note);
+    if (ort_latency_with("/usr/bin/python3", model, blob, h, w, threads, ms, second,
+                         sizeof second) == 0)
+        return 0;
+    snprintf(note, cap, "%.280s; %.280s", first, second);
+    return -1;
 }
 
 static int checks(const ft_check_opts *o, ck *c, char *model, Onnx__ModelProto **mp,
