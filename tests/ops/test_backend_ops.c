@@ -872,6 +872,12 @@ static void run_backend(ft_ops *b, int dt_filter, const char *opf) {
             test_conv(b, (ft_dtype)dt, 3, 4, 10, 6, 1, 2, 0); /* downsample 1x1 s2 */
             test_conv(b, (ft_dtype)dt, 2, 5, 6, 3, 1, 1, 0);  /* pointwise (direct path) */
             test_conv(b, (ft_dtype)dt, 12, 8, 7, 8, 3, 1, 1); /* 7x7 maps: image blocks */
+            /* one image on two threads (batch-1 inference): split by output rows */
+            test_conv(b, (ft_dtype)dt, 1, 3, 9, 4, 3, 1, 1);
+            test_conv(b, (ft_dtype)dt, 1, 4, 10, 5, 3, 2, 1);
+            test_conv(b, (ft_dtype)dt, 1, 4, 10, 6, 1, 2, 0);
+            test_conv(b, (ft_dtype)dt, 1, 5, 6, 3, 1, 1, 0);
+            test_conv(b, (ft_dtype)dt, 1, 8, 7, 8, 3, 2, 1); /* 4 output rows */
         }
         if (want_op(opf, "bn")) {
             test_bn(b, (ft_dtype)dt, 3, 5, 49);
@@ -907,8 +913,12 @@ int main(int argc, char **argv) {
     char err[512];
     ft_ops_options opts;
     ft_ops_options_init(&opts);
-    opts.threads = 2;
+    /* the reference runs on one thread: its conv is then the plain per-image path, against
+     * which the backends' threaded splits (images across threads, one image split by output
+     * rows when there are fewer images than threads) are checked */
+    opts.threads = 1;
     if (ft_ops_create("cpu", &opts, &REF, err, sizeof err)) return fprintf(stderr, "%s\n", err), 1;
+    opts.threads = 2;
     check_coverage();
     /* the backends under test: the one asked for, else every compiled one */
     char list[64];

@@ -296,6 +296,67 @@ static const float *weight_f32(ft_ops *o, const ft_conv_desc *d, ft_dtype dt, co
     return w32;
 }
 
+/* Fewer images than threads (batch-1 inference): each image in turn across the whole pool,
+ * split by output rows: a thread gathers the im2col columns of its rows only into its own
+ * column buffer and multiplies them by the whole weight, so one pool call per image and no
+ * barrier inside it (a barrier per conv costs a time slice on a busy machine). */
+typedef struct one_ctx {
+    const conv_ctx *c;
+    size_t img;
+} one_ctx;
+
+static void fwd_rows_task(void *v, int tid, int nt) {
+    const one_ctx *u = v;
+    const conv_ctx *c = u->c;
+    const ft_conv_desc *d = c->d;
+    size_t y0, y1, px = out_px(d), in_sz = (size_t)d->c * d->h * d->w;
+    cpu_range((size_t)d->oh, tid, nt, &y0, &y1);
+    if (y0 >= y1) return;
+    int kk = d->c * d->r * d->r, cols = (int)((y1 - y0) * d->ow);
+    const float *x = (const float *)c->x + u->img * in_sz;
+    float *y = (float *)c->y + u->img * d->k * px + y0 * d->ow;
+    if (is_pointwise(d)) {
+        cpu_sgemm1(0, 0, d->k, cols, kk, 1.0f, c->w, kk, x + y0 * d->ow, (int)px, 0.0f, y, (int)px);
+        return;
+    }
+    /* the rows y0..y1 of the output as a map of their own: the input rows they read */
+    ft_conv_desc part = *d;
+    part.oh = (int)(y1 - y0);
+    int iy0 = (int)y0 * d->stride - d->pad; /* first input row under the part (may be < 0) */
+    float *col = thread_col(c, tid);
+    for (int ch = 0; ch < d->c; ch++)
+        for (int ki = 0; ki < d->r; ki++)
+            for (int kj = 0; kj < d->r; kj++) {
+                float *dst = col + ((size_t)(ch * d->r + ki) * d->r + kj) * cols;
+                int lo, hi;
+                ox_range(d, kj, &lo, &hi);
+                for (int oy = 0; oy < part.oh; oy++) {
+                    float *row = dst + (size_t)oy * d->ow;
+                    int iy = iy0 + oy * d->stride + ki;
+                    if (iy < 0 || iy >= d->h || lo >= hi) {
+                        memset(row, 0, (size_t)d->ow * sizeof(float));
+                        continue;
+                    }
+                    const float *src = x + ((size_t)ch * d->h + iy) * d->w - d->pad + kj;
+                    for (int ox = 0; ox < lo; ox++) row[ox] = 0.0f;
+                    if (d->stride == 1)
+                        memcpy(row + lo, src + lo, (size_t)(hi - lo) * sizeof(float));
+                    else
+                        for (int ox = lo; ox < hi; ox++) row[ox] = src[(ptrdiff_t)ox * d->stride];
+                    for (int ox = hi; ox < d->ow; ox++) row[ox] = 0.0f;
+                }
+            }
+    cpu_sgemm1(0, 0, d->k, cols, kk, 1.0f, c->w, kk, col, cols, 0.0f, y, (int)px);
+}
+
+static int fwd_images_split(ft_ops *o, const conv_ctx *c) {
+    for (size_t i = 0; i < (size_t)c->d->n; i++) {
+        one_ctx u = {c, i};
+        cpu_run(o, fwd_rows_task, &u);
+    }
+    return 0;
+}
+
 static int cpu_conv_fwd(ft_ops *o, const ft_conv_desc *d, ft_dtype dt, const void *x, const void *w,
                         void *y, void *ws) {
     if (!cpu_float_dt(dt)) return FT_ENOTSUP;
@@ -304,6 +365,7 @@ static int cpu_conv_fwd(ft_ops *o, const ft_conv_desc *d, ft_dtype dt, const voi
     if (rc) return rc;
     conv_ctx c = {
         .d = d, .dt = dt, .x = x, .w = w32, .y = y, .ws = ws, .nthreads = cpu_pool_of(o)->n};
+    if (dt == FT_F32 && d->n < c.nthreads) return fwd_images_split(o, &c);
     cpu_run(o, fwd_task, &c);
     return 0;
 }
