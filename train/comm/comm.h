@@ -50,6 +50,9 @@ struct ft_comm {
                             ft_comm_op op);
     /* completes every async call started so far; returns the first error among them */
     int (*wait)(ft_comm *c);
+    /* the timeout of later collectives (seconds, <= 0: none), e.g. lifted while rank 0 alone
+     * runs a long verification; a no-op where no peer can be lost */
+    int (*set_timeout)(ft_comm *c, double seconds);
     void *stream; /* NCCL: the backend stream the calls are enqueued on; NULL for host ones */
 };
 

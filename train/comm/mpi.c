@@ -88,7 +88,8 @@ static void *watchdog(void *arg) {
         ts.tv_nsec += 200000000L;
         if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
         pthread_cond_timedwait(&m->cv, &m->mu, &ts);
-        if (m->busy_since > 0 && mono_now() - m->busy_since > m->opt.timeout_s) {
+        if (m->opt.timeout_s > 0 && m->busy_since > 0 &&
+            mono_now() - m->busy_since > m->opt.timeout_s) {
             /* one line, then out: the stuck collective cannot be cancelled */
             fprintf(stderr,
                     "%s: rank %d of %d: %s got no answer from the other ranks for %.0f s (a "
@@ -267,6 +268,15 @@ static int mpi_wait(ft_comm *c) {
     return rc;
 }
 
+static int mpi_set_timeout(ft_comm *c, double seconds) {
+    mpi_impl *m = c->impl;
+    pthread_mutex_lock(&m->mu);
+    m->opt.timeout_s = seconds;
+    if (m->busy_since > 0) m->busy_since = mono_now();
+    pthread_mutex_unlock(&m->mu);
+    return 0;
+}
+
 static void mpi_destroy(ft_comm *c) {
     mpi_impl *m = c->impl;
     if (m) {
@@ -324,7 +334,8 @@ int ft_comm_mpi(ft_comm **out, const ft_comm_mpi_options *opt, char *err, size_t
                    .barrier = mpi_barrier,
                    .reduce_scatter = mpi_reduce_scatter,
                    .all_reduce_async = mpi_all_reduce_async,
-                   .wait = mpi_wait};
+                   .wait = mpi_wait,
+                   .set_timeout = mpi_set_timeout};
     if (MPI_Comm_dup(MPI_COMM_WORLD, &m->comm) != MPI_SUCCESS ||
         MPI_Comm_set_errhandler(m->comm, MPI_ERRORS_RETURN) != MPI_SUCCESS ||
         MPI_Comm_rank(m->comm, &c->rank) != MPI_SUCCESS ||
@@ -333,14 +344,13 @@ int ft_comm_mpi(ft_comm **out, const ft_comm_mpi_options *opt, char *err, size_t
         mpi_destroy(c);
         return -EIO;
     }
-    if (m->opt.timeout_s > 0) {
-        if (pthread_create(&m->wd, NULL, watchdog, c)) {
-            snprintf(err, cap, "cannot start the collectives' watchdog thread");
-            mpi_destroy(c);
-            return -EAGAIN;
-        }
-        m->wd_running = 1;
+    /* always started: set_timeout may turn the timeout on later */
+    if (pthread_create(&m->wd, NULL, watchdog, c)) {
+        snprintf(err, cap, "cannot start the collectives' watchdog thread");
+        mpi_destroy(c);
+        return -EAGAIN;
     }
+    m->wd_running = 1;
     *out = c;
     return 0;
 }

@@ -145,6 +145,9 @@ static int thr_reduce_scatter(ft_comm *c, ft_ops *o, const void *send, void *rec
 static int thr_wait(ft_comm *c) {
     return 0;
 }
+static int thr_set_timeout(ft_comm *c, double seconds) {
+    return 0; /* threads of one process cannot lose a peer */
+}
 
 static void thr_destroy(ft_comm *c) {
     /* owned by the group */
@@ -175,7 +178,8 @@ int ft_comm_threads_create(int world, ft_comm_group **out) {
                                .barrier = thr_barrier,
                                .reduce_scatter = thr_reduce_scatter,
                                .all_reduce_async = thr_all_reduce,
-                               .wait = thr_wait};
+                               .wait = thr_wait,
+                               .set_timeout = thr_set_timeout};
     *out = g;
     return 0;
 }

@@ -479,6 +479,29 @@ static int resume_window(ft_run *r, const ft_st_file *st, const char *what, int 
     return 0;
 }
 
+/* The manifest rank 0 commits after every rank has written: the state this rank read must be
+ * of its step (else a save was cut short on some rank). A checkpoint of one rank from before
+ * manifests existed has none, which is accepted; several ranks need it. */
+static int check_manifest(ft_run *r, const char *st_name) {
+    int64_t step;
+    int world, rc = ft_run_read_manifest(r, &step, &world);
+    if (rc == -ENOENT && r->world == 1) return 0;
+    if (rc == -ENOENT)
+        return ft_run_fail(r, FT_EFORMAT,
+                           "%s/%s does not exist: the checkpoint of this %d-rank run was never "
+                           "completed on every rank",
+                           r->cfg.output, FT_RUN_MANIFEST, r->world);
+    if (rc) return rc;
+    if (step != r->pos.global_step)
+        return ft_run_fail(r, FT_EFORMAT,
+                           "%s/%s names step %lld (%d ranks) but %s is from step %lld: a save "
+                           "was cut short on some rank; the files of one checkpoint must all be "
+                           "of one step",
+                           r->cfg.output, FT_RUN_MANIFEST, (long long)step, world, st_name,
+                           (long long)r->pos.global_step);
+    return 0;
+}
+
 int ft_run_resume(ft_run *r) {
     char pfc_name[64], st_name[64], hint[192];
     ft_ckpt_pfc_name(pfc_name, sizeof pfc_name, r->rank, r->world);
@@ -491,6 +514,7 @@ int ft_run_resume(ft_run *r) {
     if (!rc && (rc = ft_ckpt_schema(&st, st_name, &schema, serr, sizeof serr)))
         ft_run_fail(r, rc, "%s", serr);
     if (!rc) rc = resume_state(r, &st, st_name, schema);
+    if (!rc) rc = check_manifest(r, st_name);
     if (!rc) rc = resume_window(r, &st, st_name, schema);
     if (!rc) rc = read_part(r, FT_CKPT_BACKBONE, &bb, r->pos.global_step);
     if (!rc) rc = read_part(r, pfc_name, &pf, r->pos.global_step);

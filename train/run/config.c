@@ -79,6 +79,7 @@ static const keydef KEYS[] = {
     {"dtype", K_STR_NONE, 0, 0, F(dtype_name), 0, "None"},
     {"device", K_STR, 0, 0, F(device), 0, "'cpu'"},
     {"max_skipped_steps", K_INT, 1, 1000000, F(max_skipped_steps), 0, "20"},
+    {"dist_timeout", K_FLOAT, 0.1, 1e7, F(dist_timeout), 0, "300"},
 };
 #define NKEYS (sizeof KEYS / sizeof KEYS[0])
 
