@@ -13,7 +13,14 @@ Modes (each on a small synthetic dataset, 24 classes, width-4 r18, batch 8 per r
            non-zero naming rank 1, no hang; a rank killed with SIGKILL mid-run: mpirun ends the
            job non-zero within the timeout, naming the rank; the last complete checkpoint
            (checkpoint.json) resumes; a manifest that disagrees with the state files is
-           refused naming both; 2 ranks resuming a 3-rank checkpoint are refused clearly
+           refused naming both; 3 ranks on a 2-rank checkpoint whose position is no multiple
+           of the new global batch are refused, naming the numbers
+  resplit  save with 3 ranks (25 classes: shards 9/8/8), resume with 2 (13/12) and with 1:
+           the re-split checkpoint (resume with max_steps already reached writes it) holds
+           the old shards' centres and momentum concatenated bit for bit, the same backbone
+           and backbone momentum, the loader at the same global sample; the next 2 steps from
+           the 3-rank checkpoint equal those from the re-split one (losses and tensors, bit
+           for bit)
 usage: test_train_mpi.py MODE BIN WORK MPIRUN [ARGS...]
 """
 import glob
@@ -217,17 +224,87 @@ def failure_mode():
     check(p.returncode != 0 and "a save was cut short on some rank" in p.stderr,
           f"mixed checkpoint: exit {p.returncode} {p.stderr[-1500:]}")
     open(man, "w").write(txt)
-    # 4. another world size
+    # 4. another world size where the saved position is no multiple of the new global batch
     p = mpi(3, args(data, 24, out, "num_epoch=400", f"max_steps={step + 4}", "resume=True"))
-    check(p.returncode != 0 and "saved by 2 ranks, this run has 3" in p.stderr,
-          f"3 ranks on a 2-rank checkpoint: exit {p.returncode} {p.stderr[-1500:]}")
+    check(p.returncode != 0 and "only when it is a multiple of" in p.stderr,
+          f"3 ranks on a 2-rank checkpoint at step {step}: exit {p.returncode} "
+          f"{p.stderr[-1500:]}")
     check(not glob.glob(os.path.join(out, "*.tmp.*")), "temporary files left")
+
+
+def shards(out, world, name):
+    return np.concatenate([load_safetensors(os.path.join(
+        out, "pfc_rank%d_of%d.safetensors" % (k, world)))[name] for k in range(world)])
+
+
+def resplit_mode():
+    """Save with 3 ranks (25 classes: shards 9/8/8), resume with 2 (13/12) and 1."""
+    data = os.path.join(WORK, "synth25")
+    make_data(data, 25)
+    out3 = os.path.join(WORK, "w3")
+    shutil.rmtree(out3, ignore_errors=True)
+    p = mpi(3, args(data, 25, out3, "max_steps=4"))
+    check(p.returncode == 0, f"3 ranks: exit {p.returncode} {p.stderr[-1500:]}")
+    st3 = load_safetensors(os.path.join(out3, "state_rank0.safetensors"))
+    g3 = int(st3["loader_step"]) * 8 * 3
+    for world, step in ((2, 6), (1, 12)):
+        run = (lambda a, env=None: mpi(world, a, env)) if world > 1 else (
+            lambda a, env=None: subprocess.run([TRAIN, CONFIG] + a, capture_output=True,
+                                               text=True, env=dict(os.environ, **(env or {})),
+                                               timeout=120))
+        split, direct = (os.path.join(WORK, "w3_on%d_%s" % (world, t)) for t in ("split",
+                                                                                 "direct"))
+        for d in (split, direct):
+            shutil.rmtree(d, ignore_errors=True)
+            shutil.copytree(out3, d)
+        # re-split only (max_steps already reached): the checkpoint in the new layout
+        p = run(args(data, 25, split, "max_steps=1", "resume=True"))
+        check(p.returncode == 0, f"re-split on {world}: exit {p.returncode} {p.stderr[-1500:]}")
+        check("re-split over %d ranks" % world in p.stderr, f"re-split note: {p.stderr[-800:]}")
+        man = open(os.path.join(split, "checkpoint.json")).read()
+        check('"world_size": %d' % world in man and '"global_step": %d' % step in man,
+              f"re-split manifest {man}")
+        for t in ("weight", "weight.momentum_buffer"):
+            a, b = shards(out3, 3, t), shards(split, world, t)
+            check(a.shape == b.shape and a.tobytes() == b.tobytes(),
+                  f"{world} ranks: re-split {t} is not the old shards concatenated")
+        bb3 = load_safetensors(os.path.join(out3, "backbone.safetensors"))
+        bbs = load_safetensors(os.path.join(split, "backbone.safetensors"))
+        check(all(bb3[k].tobytes() == bbs[k].tobytes() for k in bb3), "re-split backbone differs")
+        st = load_safetensors(os.path.join(split, "state_rank0.safetensors"))
+        check(int(st["loader_step"]) * 8 * world == g3 and int(st["global_step"]) == step,
+              f"{world} ranks: loader at {int(st['loader_step'])} (global sample "
+              f"{int(st['loader_step']) * 8 * world}, saved at {g3}), step {int(st['global_step'])}")
+        for k in [n for n in st3 if n.endswith(".momentum_buffer")]:
+            check(st3[k].tobytes() == st[k].tobytes(), f"backbone momentum {k} differs")
+        # the next steps: from the 3-rank checkpoint directly == from the re-split one
+        la, lb = (os.path.join(WORK, "loss_on%d_%s" % (world, t)) for t in ("split", "direct"))
+        for f in (la, lb):
+            if os.path.exists(f):
+                os.remove(f)
+        p = run(args(data, 25, split, "max_steps=%d" % (step + 2), "resume=True"),
+                {"FT_TRAIN_LOSS_FILE": la})
+        check(p.returncode == 0, f"{world} ranks from the re-split: exit {p.returncode}")
+        p = run(args(data, 25, direct, "max_steps=%d" % (step + 2), "resume=True"),
+                {"FT_TRAIN_LOSS_FILE": lb})
+        check(p.returncode == 0, f"{world} ranks from 3: exit {p.returncode} {p.stderr[-800:]}")
+        check(os.path.exists(la) and open(la).read() == open(lb).read(),
+              f"{world} ranks: the next steps differ")
+        a, b = tensors(split), tensors(direct)
+        same = [k for k in a if k in b and a[k].tobytes() == b[k].tobytes()]
+        want = [k for k in a if "_of3" not in k and "state_rank2" not in k and (
+            world > 1 or "state_rank1" not in k)]
+        check(want and set(want) <= set(same), f"{world} ranks: final tensors differ: "
+              f"{sorted(set(want) - set(same))[:4]}")
+        print(f"ok: 3 -> {world} ranks, losses {open(la).read().split()}", flush=True)
 
 
 if MODE == "run":
     run_mode()
 elif MODE == "failure":
     failure_mode()
+elif MODE == "resplit":
+    resplit_mode()
 else:
     sys.exit("unknown mode " + MODE)
 print(f"{len(fails)} failure(s)")

@@ -411,7 +411,9 @@ static int train_loop(ft_run *r) {
     ft_speedlog_init(&sl, r->cfg.frequent, r->pos.lr.total, r->cfg.batch_size, r->world,
                      r->pos.global_step, ft_trainlog_now(r->out.log));
     double t0 = ft_now();
-    int rc = 0, stop = 0;
+    /* max_steps already reached (e.g. a resume that only re-splits a checkpoint over another
+     * number of ranks): no step, the checkpoint below is written in this run's layout */
+    int rc = 0, stop = r->cfg.max_steps && r->pos.global_step >= r->cfg.max_steps;
     while (!stop && r->pos.epoch < (uint64_t)r->cfg.num_epoch) {
         while (!stop && r->pos.epoch_step < r->data.steps_per_epoch) {
             loader_batch b;

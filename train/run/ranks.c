@@ -253,7 +253,8 @@ int ft_run_read_manifest(ft_run *r, int64_t *step, int *world) {
     if (ft_path_join(path, sizeof path, r->cfg.output, FT_RUN_MANIFEST))
         return ft_run_fail(r, FT_ERANGE, "%s: path too long", r->cfg.output);
     FILE *f = fopen(path, "r");
-    if (!f) return -errno;
+    if (!f && errno == ENOENT) return -ENOENT;
+    if (!f) return ft_run_fail(r, -errno, "%s: cannot open: %s", path, strerror(errno));
     size_t n = fread(buf, 1, sizeof buf - 1, f);
     fclose(f);
     buf[n] = '\0';
