@@ -47,7 +47,13 @@ int main(int argc, char **argv) {
            "+ a 16-bit copy of cos with fp16); GiB\n\n",
            batch, emb);
     printf("| classes | ranks | sample rate | rows/rank | sampled S | centres (W) | logits f32 | "
-           "total f32 | logits f16 | total f16 |\n|---|---|---|---|---|---|---|---|---|---|\n");
+           "total f32 | logits f16 | total f16 | measured f32 arena |\n"
+           "|---|---|---|---|---|---|---|---|---|---|---|\n");
+    char err[256];
+    ft_ops_options oo = {.threads = 1, .device = -1};
+    ft_ops *o;
+    if (ft_ops_create("cpu", &oo, &o, err, sizeof err))
+        return fprintf(stderr, "ft-bench-pfc-plan: %s\n", err), 1;
     for (size_t d = 0; d < sizeof sets / sizeof *sets; d++)
         for (size_t w = 0; w < 2; w++)
             for (size_t q = 0; q < 2; q++) {
@@ -60,11 +66,20 @@ int main(int argc, char **argv) {
                 c.dtype = FT_F16;
                 if (!rc) rc = ft_pfc_plan(&c, &h);
                 if (rc) return fprintf(stderr, "plan failed: %s\n", ft_strerror(rc)), 1;
-                printf("| %s %lld | %d | %.1f | %lld | %d | %.2f | %.2f | %.2f | %.2f | %.2f |\n",
-                       sets[d].name, (long long)sets[d].classes, worlds[w], (double)rates[q],
-                       (long long)a.num_local, a.num_sample, gib((double)a.centre_bytes),
-                       gib((double)a.logit_bytes), gib((double)(a.arena_bytes + a.centre_bytes)),
-                       gib((double)h.logit_bytes), gib((double)(h.arena_bytes + h.centre_bytes)));
+                /* what fits here is allocated for real: the arena it holds */
+                char meas[32] = "(not allocated)";
+                ft_pfc *p = NULL;
+                c.dtype = FT_F32;
+                if (a.arena_bytes < (1ull << 30) && !ft_pfc_create(o, &c, &p))
+                    snprintf(meas, sizeof meas, "%.2f", gib((double)ft_pfc_bytes(p)));
+                ft_pfc_free(p);
+                printf(
+                    "| %s %lld | %d | %.1f | %lld | %d | %.2f | %.2f | %.2f | %.2f | %.2f | %s |\n",
+                    sets[d].name, (long long)sets[d].classes, worlds[w], (double)rates[q],
+                    (long long)a.num_local, a.num_sample, gib((double)a.centre_bytes),
+                    gib((double)a.logit_bytes), gib((double)(a.arena_bytes + a.centre_bytes)),
+                    gib((double)h.logit_bytes), gib((double)(h.arena_bytes + h.centre_bytes)),
+                    meas);
             }
     /* communication of one step on W ranks: the backbone's gradients (ring all-reduce: each
      * rank sends and receives 2 (W-1)/W of them), the all-gather of embeddings and labels,
@@ -73,11 +88,8 @@ int main(int argc, char **argv) {
     ft_iresnet_config mc;
     if (ft_iresnet_config_init(&mc, depth)) return fprintf(stderr, "no IResNet-%d\n", depth), 1;
     mc.max_batch = 2, mc.emb = emb;
-    char err[256];
-    ft_ops_options oo = {.threads = 1, .device = -1};
-    ft_ops *o;
     ft_iresnet *m;
-    if (ft_ops_create("cpu", &oo, &o, err, sizeof err) || ft_iresnet_create(o, &mc, &m))
+    if (ft_iresnet_create(o, &mc, &m))
         return fprintf(stderr, "cannot build IResNet-%d\n", depth), 1;
     double params = 0;
     for (int i = 0; i < ft_iresnet_param_count(m); i++) {
