@@ -82,6 +82,13 @@ typedef struct ft_comm_mpi_options {
     double timeout_s; /* a collective without an answer for this long ends the process
                          (exit 1, one line naming the rank); <= 0: never. Default 300. */
     const char *prog; /* the name the timeout line starts with ("ft-train") */
+    /* Several MPI jobs joined into one (ft-launch: one mpirun per node, an ompi-server shared
+     * by all): join_nodes > 1 jobs of equal size, this one node join_node; node 0's rank 0
+     * opens an MPI port and publishes it as join_service, the other nodes look it up and
+     * connect; the intercommunicators are merged and the ranks ordered node by node (rank =
+     * join_node * job size + rank in the job). 0 or 1: MPI_COMM_WORLD alone. */
+    int join_nodes, join_node;
+    const char *join_service;
 } ft_comm_mpi_options;
 void ft_comm_mpi_options_init(ft_comm_mpi_options *o);
 

@@ -41,7 +41,9 @@ static int read_env(launch_env *e, char *err, size_t cap) {
         {"ft-launch", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE"},
     };
     *e = (launch_env){NULL, NULL, 0, 1, 0, 1};
-    for (size_t i = 0; i < sizeof SRC / sizeof SRC[0]; i++) {
+    /* ft-launch starts one mpirun per node, whose ranks carry its variables: those first */
+    size_t first = getenv("FT_LAUNCH_NNODES") ? 2 : 0;
+    for (size_t i = first; i < sizeof SRC / sizeof SRC[0]; i++) {
         int rank = 0, world = 1;
         int hr = env_int(SRC[i].rank, &rank), hw = env_int(SRC[i].world, &world);
         if (hr == 0 && hw == 0) continue;
@@ -130,16 +132,25 @@ int ft_run_dist_init(ft_run *r) {
                            "started as rank %d of %d by %s (%s), but this build has no MPI "
                            "transport (collectives: %s); install libopenmpi-dev and rebuild",
                            e.rank, e.world, e.launcher, e.vars, ft_comm_backends());
-    if (strcmp(e.launcher, "ft-launch") == 0 && !getenv("OMPI_COMM_WORLD_SIZE"))
+    int nnodes = 1, node = 0;
+    if (strcmp(e.launcher, "ft-launch") == 0 &&
+        (!getenv("OMPI_COMM_WORLD_SIZE") || env_int("FT_LAUNCH_NNODES", &nnodes) <= 0 ||
+         env_int("FT_LAUNCH_NODE_RANK", &node) <= 0 || nnodes < 1 || node >= nnodes))
         return ft_run_fail(r, FT_ENOTSUP,
                            "RANK/WORLD_SIZE say rank %d of %d, but the process was not started "
-                           "by mpirun or srun: start CPU ranks with mpirun -np N ft-train ... "
-                           "(docs/distributed.md)",
+                           "by mpirun, srun or ft-launch: start CPU ranks with ft-launch or "
+                           "mpirun -np N ft-train ... (docs/distributed.md)",
                            e.rank, e.world);
     ft_comm_mpi_options mo;
     ft_comm_mpi_options_init(&mo);
     mo.prog = FT_TRAIN_PROG;
     mo.timeout_s = r->cfg.dist_timeout;
+    char service[160];
+    if (nnodes > 1) {
+        const char *a = getenv("MASTER_ADDR"), *p = getenv("MASTER_PORT");
+        snprintf(service, sizeof service, "facetrain-%s-%s", a ? a : "", p ? p : "");
+        mo.join_nodes = nnodes, mo.join_node = node, mo.join_service = service;
+    }
     if ((rc = ft_comm_mpi(&r->dist.comm, &mo, err, sizeof err)))
         return ft_run_fail(r, rc, "%s", err);
     ft_comm *c = r->dist.comm;
