@@ -36,6 +36,8 @@ const char *ft_strerror(int rc) {
         return "no device";
     case FT_ENONFINITE:
         return "value is inf or NaN";
+    case FT_EDEVICE:
+        return "device error";
     default:
         break;
     }

@@ -21,16 +21,17 @@
 /* facetrain's own status codes live below -30000, clear of -errno values. */
 enum {
     FT_OK = 0,
-    FT_EFORMAT = -30001,   /* input does not follow its format */
-    FT_ETRUNC = -30002,    /* input ends early */
-    FT_ERANGE = -30003,    /* a value is out of its allowed range */
-    FT_EDECODE = -30004,   /* an image cannot be decoded */
-    FT_EARG = -30005,      /* bad argument from the caller */
-    FT_ESTOP = -30006,     /* stopped by a signal */
-    FT_EVERSION = -30007,  /* format version this build does not read */
-    FT_ENOTSUP = -30008,   /* not supported by this build or backend */
-    FT_ENODEV = -30009,    /* the backend is built but no device is present */
-    FT_ENONFINITE = -30010 /* a value is inf or NaN */
+    FT_EFORMAT = -30001,    /* input does not follow its format */
+    FT_ETRUNC = -30002,     /* input ends early */
+    FT_ERANGE = -30003,     /* a value is out of its allowed range */
+    FT_EDECODE = -30004,    /* an image cannot be decoded */
+    FT_EARG = -30005,       /* bad argument from the caller */
+    FT_ESTOP = -30006,      /* stopped by a signal */
+    FT_EVERSION = -30007,   /* format version this build does not read */
+    FT_ENOTSUP = -30008,    /* not supported by this build or backend */
+    FT_ENODEV = -30009,     /* the backend is built but no device is present */
+    FT_ENONFINITE = -30010, /* a value is inf or NaN */
+    FT_EDEVICE = -30011     /* the device (CUDA, cuDNN, cuBLAS) reported an error */
 };
 const char *ft_strerror(int rc);
 

@@ -26,8 +26,8 @@ typedef struct ft_engine_opts {
 /* path: .onnx file, checkpoint folder, or a folder with one .onnx. 0 or an FT_E* code. */
 int ft_engine_open(ft_engine **out, const char *path, const ft_engine_opts *opts, char *err,
                    size_t errcap);
-int ft_engine_dim(const ft_engine *e);       /* embedding size */
-int ft_engine_input_hw(const ft_engine *e);  /* 112 */
+int ft_engine_dim(const ft_engine *e);      /* embedding size */
+int ft_engine_input_hw(const ft_engine *e); /* 112 */
 int ft_engine_max_batch(const ft_engine *e);
 /* x[n][3][hw][hw] -> out[n][dim]; 1 <= n <= max_batch. */
 int ft_engine_run(ft_engine *e, const float *x, int n, float *out, char *err, size_t errcap);

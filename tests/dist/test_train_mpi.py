@@ -4,7 +4,8 @@
 Modes (each on a small synthetic dataset, 24 classes, width-4 r18, batch 8 per rank):
   run      2 and 3 ranks (3: uneven class split 8/8/8 of 24 -> use 25 classes): exit 0; every
            rank reports the same loss at every step (FT_TRAIN_LOSS_FILE gets W equal lines
-           per step); rank 0 alone writes training.log, tensorboard/ and backbone.safetensors;
+           per step); rank 0 alone writes training.log, tensorboard/, backbone.safetensors (and
+           backbone.onnx with export_onnx);
            every rank its pfc_rank<r>_of<W> and state_rank<r>; checkpoint.json names the step
            and the world; training.log's Speed is the global rate (batch_size * world_size
            per step); resume=True continues bit for bit (3 + 3 steps equal 6 straight: losses
@@ -112,7 +113,8 @@ def run_mode():
             check(len(v) == world and len(set(v)) == 1,
                   f"{world} ranks: step {s} losses differ between ranks: {v}")
         names = sorted(os.listdir(out))
-        want = ["backbone.safetensors", "checkpoint.json", "tensorboard", "training.log"] + \
+        want = ["backbone.onnx", "backbone.safetensors", "checkpoint.json", "tensorboard",
+                "training.log"] + \
             ["pfc_rank%d_of%d.safetensors" % (k, world) for k in range(world)] + \
             ["state_rank%d.safetensors" % k for k in range(world)]
         check(sorted(n for n in names if not n.startswith(".")) == sorted(want),

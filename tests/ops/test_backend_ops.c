@@ -221,7 +221,44 @@ static void test_memory(ft_ops *b) {
     ok = ok && !b->download(b, g, d2, N);
     for (int i = 0; ok && i < N; i++) ok = g[i] == (i >= 100 && i < 1100 ? 0 : h[i]);
     b->free(b, NULL); /* NULL is a no-op */
-    verdict("memory: alloc (64-aligned) upload copy zero sync download free", ok, "");
+    size_t fr = 0, tot = 0;
+    ok = ok && !b->mem_info(b, &fr, &tot) && tot > 0 && fr <= tot;
+    verdict("memory: alloc (64-aligned) upload copy zero sync download free mem_info", ok, "");
+    env_release(&e);
+}
+
+/* ---- host_alloc / host_free: pinned batches upload like any host memory; input_u8 is
+ * exact: every value is ft_km_pixel_norm of its pixel, in NCHW order ---- */
+
+static void test_input(ft_ops *b) {
+    env e = {b, FT_F32, {0}, 0, 0};
+    enum { N = 3, H = 5, W = 7, C = 3 };
+    size_t cnt = (size_t)N * H * W * C;
+    uint8_t *pin = NULL;
+    int ok = !b->host_alloc(b, cnt, (void **)&pin) && pin && ((uintptr_t)pin % 64) == 0;
+    ft_rng r;
+    ft_rng_seed(&r, seed, 3);
+    for (size_t i = 0; ok && i < cnt; i++) pin[i] = (uint8_t)ft_rng_below(&r, 256);
+    if (ok) pin[0] = 0, pin[1] = 255, pin[2] = 128;
+    uint8_t *dx = ok ? dalloc(&e, cnt) : NULL;
+    float *dst = dpoison(&e, FT_F32, cnt), got[N * H * W * C];
+    ok = ok && dx && !b->upload(b, dx, pin, cnt);
+    ok = ok && !b->input_u8(b, N, H, W, dx, dst);
+    dget(&e, FT_F32, dst, cnt, got);
+    ok = ok && !e.err;
+    for (int i = 0; ok && i < N; i++)
+        for (int c = 0; ok && c < C; c++)
+            for (int p = 0; ok && p < H * W; p++) {
+                float want = ft_km_pixel_norm(pin[((size_t)i * H * W + p) * C + c]);
+                float g = got[((size_t)i * C + c) * H * W + p];
+                ok = memcmp(&want, &g, sizeof g) == 0;
+                if (!ok)
+                    printf("    input_u8 image %d channel %d pixel %d: %a, want %a\n", i, c, p, g,
+                           want);
+            }
+    b->host_free(b, pin);
+    b->host_free(b, NULL); /* NULL is a no-op */
+    verdict("host_alloc upload host_free, input_u8 (exact, NCHW)", ok, "");
     env_release(&e);
 }
 
@@ -741,9 +778,13 @@ static const int covered[] = {
     FT_OP_copy,
     FT_OP_zero,
     FT_OP_sync,
+    FT_OP_mem_info,
+    FT_OP_host_alloc,
+    FT_OP_host_free,
     FT_OP_cast,
     FT_OP_act_import,
     FT_OP_act_export,
+    FT_OP_input_u8,
     FT_OP_conv_ws_bytes,
     FT_OP_conv_fwd,
     FT_OP_conv_bwd_data,
@@ -807,6 +848,7 @@ static void run_backend(ft_ops *b, int dt_filter, const char *opf) {
     printf("backend %s\n", b->name);
     if (want_op(opf, "memory")) test_memory(b);
     if (want_op(opf, "supports")) test_supports(b);
+    if (want_op(opf, "host_alloc host_free input_u8")) test_input(b);
     if (want_op(opf, "unscale_check")) test_unscale(b);
     if (want_op(opf, "rows margin sgd")) test_rows(b);
     if (want_op(opf, "axpy scale sumsq")) {

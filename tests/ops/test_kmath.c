@@ -8,6 +8,7 @@
  *     (F16C where the CPU has it), the portable kernel and kmath's scalar function agree;
  *   - bf16 the same (AVX-512 BF16 / AVX2 / portable), denormal inputs in every lane included;
  *   - ft_km_hash64 is common/'s ft_hash64 (the dropout mask of every backend);
+ *   - ft_km_pixel_norm is common/'s ft_pixel_norm_table (the network input);
  *   - the ops prelu_fwd/bwd, sgd_update, dropout_fwd against kmath per element (bit-exact);
  *     bn_fwd_eval and l2norm_fwd against kmath's coefficient functions (relative 1e-6: the
  *     backend sums in a different order than this test).
@@ -20,6 +21,7 @@
 
 #include "cpu.h" /* the CPU backend's conversion kernels */
 #include "ft_common.h"
+#include "ft_dataset.h"
 #include "kmath.h"
 #include "ops.h"
 
@@ -108,6 +110,17 @@ static void test_hash(void) {
         bad += ft_km_hash64(a, b, c) != ft_hash64(a, b, c);
     }
     verdict("ft_km_hash64 == ft_hash64 (one dropout mask for every backend)", bad);
+}
+
+static void test_pixel_norm(void) {
+    float lut[256];
+    ft_pixel_norm_table(lut);
+    long bad = 0;
+    for (int v = 0; v < 256; v++) {
+        float k = ft_km_pixel_norm((uint8_t)v);
+        bad += memcmp(&k, &lut[v], sizeof k) != 0;
+    }
+    verdict("ft_km_pixel_norm == ft_pixel_norm_table (one network input for every backend)", bad);
 }
 
 static void test_ops(void) {
@@ -203,6 +216,7 @@ int main(int argc, char **argv) {
            cpu_cvt_kernels(FT_BF16));
     test_conversions();
     test_hash();
+    test_pixel_norm();
     test_ops();
     printf("%s: %d failure(s)\n", failures ? "FAIL" : "PASS", failures);
     return failures ? 1 : 0;

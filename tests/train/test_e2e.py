@@ -253,6 +253,28 @@ def resume_mixed():
     finish()
 
 
+def strict():
+    """ft-train on the cpu-strict backend (CPU kernels behind memory the host cannot touch: a
+    dereference of device memory outside upload/download crashes, as it would fail on a GPU)
+    equals the plain CPU run bit for bit: every path of a step (fp16 storage with the loss
+    scaler and its skipped steps, dropout, Partial FC sampling with the sampled-rows update,
+    verification, checkpoint save and resume) keeps to the ops interface."""
+    data = os.path.join(WORK, "synth16")
+    make_data(data, 16, 20, seed=3)
+    args = [f"rec={data}", *SMALL, "max_steps=6", "fp16=True", "dropout=0.2", "sample_rate=0.5",
+            "pfc_update=sampled", "val_targets=['lfw']", "verbose=3"]
+    ref, ref_losses = os.path.join(WORK, "strict_ref"), os.path.join(WORK, "strict_ref.loss")
+    out, lf = os.path.join(WORK, "strict_run"), os.path.join(WORK, "strict_run.loss")
+    fresh(ref, ref_losses, out, lf)
+    train(ref, *args, "device=cpu", loss_file=ref_losses)
+    train(out, *args, "device=cpu-strict", "max_steps=3", loss_file=lf)
+    p = train(out, *args, "device=cpu-strict", "resume=True", loss_file=lf)
+    check("Accuracy-Flip" in open(os.path.join(out, "training.log")).read(),
+          "cpu-strict: verification ran")
+    compare_runs("cpu-strict vs cpu, stop at 3 + resume", ref, ref_losses, out, lf)
+    finish()
+
+
 def fresh(*paths):
     for p in paths:
         if os.path.isdir(p):
@@ -341,6 +363,17 @@ def bad():
     expect(["batch_size='32'"], "'batch_size' must be an integer, got str '32'")
     expect([f"rec={data}", "num_classes=10"], "num_classes = 10 is smaller than the 16 classes")
     expect([f"rec={tmp}"], "no train.lmdb/ and no train.rec")
+    expect([*common, "device='tpu'"], "device 'tpu' is not a backend (this build has: cpu")
+    # device=cuda on a machine without a GPU: a build without the CUDA backend says so, a build
+    # with it says that no device is visible; either way one line and exit 1, nothing trained
+    p = subprocess.run([TRAIN, CONFIG, *common, "device=cuda", f"output={tmp}/nodev"],
+                       capture_output=True, text=True)
+    last = p.stderr.strip().splitlines()[-1] if p.stderr.strip() else ""
+    check(p.returncode == 1 and last.startswith("ft-train: ") and
+          ("this build has no CUDA backend" in last or "no CUDA device is visible" in last),
+          f"device=cuda without a GPU: rc {p.returncode}: {p.stderr.strip()[-300:]}")
+    check(not os.path.exists(os.path.join(tmp, "nodev", "backbone.safetensors")),
+          "device=cuda without a GPU wrote no checkpoint")
     p = subprocess.run([TRAIN, "--bogus"], capture_output=True, text=True)
     check(p.returncode == 2 and "usage: ft-train" in p.stderr, "unknown option: usage")
     p = subprocess.run([TRAIN], capture_output=True, text=True)
@@ -551,4 +584,4 @@ def robust():
 
 
 {"learn": learn, "learn_mixed": learn_mixed, "resume": resume, "resume_mixed": resume_mixed,
- "bad": bad, "robust": robust}[MODE]()
+ "bad": bad, "robust": robust, "strict": strict}[MODE]()

@@ -501,7 +501,12 @@ static void test_net(void) {
     c.blocks[0] = 2, c.blocks[1] = c.blocks[2] = c.blocks[3] = 1;
     c.width = 2, c.emb = 6, c.max_batch = 3, c.seed = 5;
     net_t t = {0};
-    if (ft_iresnet_create(O, &c, &t.m)) abort();
+    size_t planned = 0;
+    if (ft_iresnet_plan_bytes(O, &c, &planned) || ft_iresnet_create(O, &c, &t.m)) abort();
+    size_t made = ft_iresnet_bytes(t.m, NULL, NULL, NULL);
+    printf("plan_bytes %zu == the created model's %zu: %s\n", planned, made,
+           planned == made ? "ok" : "FAIL");
+    if (planned != made) failures++;
     t.batch = 3, t.emb = 6;
     ft_rng g;
     ft_rng_seed(&g, 9, 0);

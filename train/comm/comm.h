@@ -92,6 +92,26 @@ typedef struct ft_comm_mpi_options {
 } ft_comm_mpi_options;
 void ft_comm_mpi_options_init(ft_comm_mpi_options *o);
 
+/* ---- NCCL (GPU ranks, one GPU each, on the CUDA backend's stream; nccl.cu) ---- */
+
+/* 1 when this build has the NCCL transport (the CUDA backend and nccl.h were found). */
+int ft_comm_have_nccl(void);
+
+typedef struct ft_comm_nccl_options {
+    int rank, world;  /* this rank of world (from the launcher) */
+    double timeout_s; /* a collective not done in this long aborts the communicator (300) */
+    const char *prog; /* the name error lines start with */
+    /* the bootstrap of NCCL's unique id: rank 0's id broadcast over boot (an MPI comm of the
+     * same ranks) when MPI started the job, else the TCP rendezvous (rendezvous.h) with rank
+     * 0 at addr:port */
+    ft_comm *boot;
+    const char *addr;
+    int port;
+} ft_comm_nccl_options;
+
+/* A communicator of opt->world ranks on o's CUDA stream (o must be the CUDA backend). */
+int ft_comm_nccl(ft_comm **out, ft_ops *o, const ft_comm_nccl_options *opt, char *err, size_t cap);
+
 /* Initialize MPI (once per process) and join MPI_COMM_WORLD: rank and world from MPI.
  * FT_ENOTSUP with a reason in err when the build has no MPI. ft_comm_free finalizes MPI. */
 int ft_comm_mpi(ft_comm **out, const ft_comm_mpi_options *opt, char *err, size_t cap);

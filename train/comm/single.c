@@ -57,5 +57,7 @@ void ft_comm_free(ft_comm *c) {
 }
 
 const char *ft_comm_backends(void) {
-    return ft_comm_have_mpi() ? "single threads mpi" : "single threads";
+    static const char *names[] = {"single threads", "single threads mpi", "single threads nccl",
+                                  "single threads mpi nccl"};
+    return names[(ft_comm_have_mpi() ? 1 : 0) + (ft_comm_have_nccl() ? 2 : 0)];
 }

@@ -388,7 +388,9 @@ static int check_config(const ft_iresnet_config *c) {
     return 0;
 }
 
-int ft_iresnet_create(ft_ops *o, const ft_iresnet_config *cfg, ft_iresnet **out) {
+/* create's steps up to the measuring plan; with arena, also the allocation and the rest */
+static int build(ft_ops *o, const ft_iresnet_config *cfg, int allocate, ft_iresnet **out,
+                 size_t *bytes) {
     int rc = check_config(cfg);
     if (rc) return rc;
     for (size_t i = 0; i < sizeof dtype_ops / sizeof dtype_ops[0]; i++)
@@ -411,6 +413,11 @@ int ft_iresnet_create(ft_ops *o, const ft_iresnet_config *cfg, ft_iresnet **out)
     m->grad_bytes = m->region[R_GRAD];
     m->act_bytes = m->region[R_ACT] - (m->ws_bytes + 63) / 64 * 64;
     for (int r = 0; r < R_COUNT; r++) m->bytes += m->region[r];
+    if (bytes) *bytes = m->bytes;
+    if (!allocate) {
+        ft_iresnet_free(m);
+        return 0;
+    }
     rc = o->alloc(o, m->bytes, &m->arena);
     if (rc) goto fail;
     plan(m, (uintptr_t)m->arena);
@@ -423,6 +430,14 @@ int ft_iresnet_create(ft_ops *o, const ft_iresnet_config *cfg, ft_iresnet **out)
 fail:
     ft_iresnet_free(m);
     return rc;
+}
+
+int ft_iresnet_create(ft_ops *o, const ft_iresnet_config *cfg, ft_iresnet **out) {
+    return build(o, cfg, 1, out, NULL);
+}
+
+int ft_iresnet_plan_bytes(ft_ops *o, const ft_iresnet_config *cfg, size_t *bytes) {
+    return build(o, cfg, 0, NULL, bytes);
 }
 
 void ft_iresnet_free(ft_iresnet *m) {

@@ -55,6 +55,9 @@ int ft_iresnet_config_init(ft_iresnet_config *cfg, int depth);
  * fc weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)); features weight 1, bias 0. */
 int ft_iresnet_create(ft_ops *o, const ft_iresnet_config *cfg, ft_iresnet **out);
 void ft_iresnet_free(ft_iresnet *m); /* NULL-safe */
+/* The bytes ft_iresnet_create would allocate on o for cfg, without allocating them (the
+ * backend's conv workspace sizes are asked as create asks them). */
+int ft_iresnet_plan_bytes(ft_ops *o, const ft_iresnet_config *cfg, size_t *bytes);
 
 const ft_iresnet_config *ft_iresnet_get_config(const ft_iresnet *m);
 /* Bytes of the arena, and of its parts (any pointer may be NULL). */

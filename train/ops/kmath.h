@@ -76,6 +76,14 @@ FT_KM float ft_km_bf16_to_f32(uint16_t h) {
     return ft_km_bits_f32((uint32_t)h << 16);
 }
 
+/* ---- network input: a uint8 pixel to its float value, ((x/255) - 0.5) / 0.5 as
+ * arcface_torch's transforms (ToTensor, Normalize(0.5, 0.5)); common's ft_pixel_norm_table
+ * is the same expression (test_kmath checks they agree) ---- */
+
+FT_KM float ft_km_pixel_norm(uint8_t v) {
+    return ((float)v / 255.0f - 0.5f) / 0.5f;
+}
+
 /* ---- elementwise ---- */
 
 FT_KM int ft_km_nonfinite(float x) {

@@ -7,6 +7,8 @@
 #include "ops.h"
 
 int ft_ops_cpu_create_(int threads, ft_ops **out); /* cpu/backend.c */
+int ft_ops_cpu_strict_create_(int threads, ft_ops **out, char *err,
+                              size_t errcap); /* cpu/strict.c */
 #if defined(FT_HAVE_CUDA)
 int ft_ops_cuda_create_(int device, ft_ops **out, char *err, size_t errcap); /* cuda/ */
 #endif
@@ -88,6 +90,17 @@ int ft_ops_create(const char *name, const ft_ops_options *opts, ft_ops **out, ch
             snprintf(err, errcap, "cannot start the CPU backend (%d threads): %s", opts->threads,
                      ft_strerror(rc));
         return rc;
+    }
+    if (name && strcmp(name, "cpu-strict") == 0)
+        return ft_ops_cpu_strict_create_(opts->threads, out, err, errcap);
+    if (name && strcmp(name, "auto") == 0) {
+#if defined(FT_HAVE_CUDA)
+        /* a GPU when one is visible, else the CPU */
+        int rc = ft_ops_cuda_create_(opts->device, out, err, errcap);
+        if (rc != FT_ENODEV) return rc;
+        if (errcap) err[0] = '\0';
+#endif
+        return ft_ops_create("cpu", opts, out, err, errcap);
     }
     if (name && strcmp(name, "cuda") == 0) {
 #if defined(FT_HAVE_CUDA)

@@ -85,9 +85,13 @@ typedef struct ft_margin {
     X(copy)                                                                                        \
     X(zero)                                                                                        \
     X(sync)                                                                                        \
+    X(mem_info)                                                                                    \
+    X(host_alloc)                                                                                  \
+    X(host_free)                                                                                   \
     X(cast)                                                                                        \
     X(act_import)                                                                                  \
     X(act_export)                                                                                  \
+    X(input_u8)                                                                                    \
     X(conv_ws_bytes)                                                                               \
     X(conv_fwd)                                                                                    \
     X(conv_bwd_data)                                                                               \
@@ -144,6 +148,15 @@ struct ft_ops {
     int (*copy)(ft_ops *o, void *dev_dst, const void *dev_src, size_t bytes);
     int (*zero)(ft_ops *o, void *dev, size_t bytes);
     int (*sync)(ft_ops *o);
+    /* the memory a model can take: *free_bytes and *total_bytes of the device (CPU: the host's
+     * MemAvailable and MemTotal); used to say what fits when an allocation fails */
+    int (*mem_info)(ft_ops *o, size_t *free_bytes, size_t *total_bytes);
+    /* page-locked host memory for what is uploaded every step (the loader's batches): CUDA's
+     * cudaHostAlloc, so that the copy is DMA and runs behind the host; the CPU's is ordinary
+     * aligned memory. An upload from it may complete asynchronously: its contents must stay
+     * unchanged until the next synchronizing op (download, sync, sumsq). */
+    int (*host_alloc)(ft_ops *o, size_t bytes, void **host);
+    void (*host_free)(ft_ops *o, void *host); /* NULL is a no-op */
 
     /* dst = src converted element by element (count elements; F32, F16, BF16 either way;
      * equal dtypes copy) */
@@ -154,6 +167,10 @@ struct ft_ops {
                       void *dst);
     int (*act_export)(ft_ops *o, ft_dtype dt, int n, int c, int hw, const void *src,
                       float *dst_nchw);
+
+    /* the network input from uploaded loader pixels: x uint8 [n][h][w][3] RGB (device), dst
+     * fp32 NCHW [n][3][h][w] (device), each value ft_km_pixel_norm (the CPU loader's table) */
+    int (*input_u8)(ft_ops *o, int n, int h, int w, const uint8_t *x, float *dst);
 
     /* convolution: x, y, dy, dx and the weight copy w are of dtype dt; dw is fp32.
      * ws is device scratch of conv_ws_bytes(d, dt) bytes (may be NULL if 0). */
@@ -277,9 +294,12 @@ typedef struct ft_ops_options {
 
 void ft_ops_options_init(ft_ops_options *opts); /* threads 0, device -1 */
 
-/* Create backend `name` ("cpu", "cuda"). FT_ENOTSUP with a reason in err for a backend that
- * is not compiled into this build; FT_ENODEV when it is compiled but no device is present
- * (tests turn that into exit 77). opts may be NULL for the defaults. */
+/* Create backend `name` ("cpu", "cuda", or "auto": cuda when it is built and a device is
+ * visible, else cpu; o->name tells which). "cpu-strict" is the CPU backend behind memory the
+ * host cannot touch (cpu/strict.c): it makes code that dereferences device memory crash on a
+ * machine without a GPU, as it would misbehave on one. FT_ENOTSUP with a reason in err for a
+ * backend that is not compiled into this build; FT_ENODEV when it is compiled but no device is
+ * present (tests turn that into exit 77). opts may be NULL for the defaults. */
 int ft_ops_create(const char *name, const ft_ops_options *opts, ft_ops **out, char *err,
                   size_t errcap);
 void ft_ops_free(ft_ops *o); /* NULL-safe */

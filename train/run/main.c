@@ -5,7 +5,8 @@
  *   ft-train --check-config CONFIG [key=value ...]   the resolved config, nothing else
  *
  * Outputs in config.output: training.log, tensorboard/, backbone.safetensors,
- * pfc_rank<r>_of<w>.safetensors, state_rank<r>.safetensors. Exit status: 0 done, 1 error,
+ * pfc_rank<r>_of<w>.safetensors, state_rank<r>.safetensors, backbone.onnx (export_onnx, at
+ * the end of a run not stopped by a signal). Exit status: 0 done, 1 error,
  * 2 usage, 130 stopped by a signal (after writing a checkpoint; resume with resume=True).
  */
 #include <errno.h>
@@ -161,8 +162,8 @@ static void summary(const ft_run *r) {
         fprintf(stderr,
                 FT_TRAIN_PROG ": %d ranks (%s, %s collectives): %.1f s of rank 0's %.1f s in "
                               "collectives (%.1f%%)\n",
-                r->world, r->dist.launcher, r->dist.comm->name, ft_run_dist_comm_seconds(r),
-                r->stats.t_train,
+                r->world, r->dist.launcher, r->dist.dev ? r->dist.dev->name : r->dist.comm->name,
+                ft_run_dist_comm_seconds(r), r->stats.t_train,
                 r->stats.t_train > 0 ? 100 * ft_run_dist_comm_seconds(r) / r->stats.t_train : 0);
     for (int i = 0; i < r->out.n_targets; i++)
         fprintf(stderr, FT_TRAIN_PROG ": %s: Accuracy-Flip %.5f (highest %.5f)\n",
@@ -215,6 +216,7 @@ int main(int argc, char **argv) {
     if (!rc) {
         ft_stop_install();
         rc = ft_run_train(&r);
+        if (!rc && !r.stats.stopped) rc = ft_run_export_onnx(&r);
     }
     if (rc)
         fail(&r, r.err);

@@ -169,10 +169,24 @@ int ft_run_dist_init(ft_run *r) {
 }
 
 int ft_run_dist_build(ft_run *r) {
+    r->dist.dev = r->dist.comm;
     if (r->world == 1) return 0;
-    ft_comm *c = r->dist.comm;
     ft_ops *o = r->model.ops;
     int rc;
+    /* GPU ranks: the step's collectives over NCCL on the backend's stream, its id broadcast
+     * over MPI; the host agreements stay on MPI */
+    if (strcmp(o->name, "cuda") == 0 && ft_comm_have_nccl()) {
+        char err[512];
+        ft_comm_nccl_options no = {.rank = r->rank,
+                                   .world = r->world,
+                                   .timeout_s = r->cfg.dist_timeout,
+                                   .prog = FT_TRAIN_PROG,
+                                   .boot = r->dist.comm};
+        if ((rc = ft_comm_nccl(&r->dist.nccl, o, &no, err, sizeof err)))
+            return ft_run_fail(r, rc, "%s", err);
+        r->dist.dev = r->dist.nccl;
+    }
+    ft_comm *c = r->dist.dev;
     ft_pfc_set_comm(r->model.pfc, c);
     if ((rc = ft_dp_broadcast_model(c, o, r->model.net)))
         return ft_run_fail(r, rc, "broadcasting rank 0's initial weights: %s", ft_strerror(rc));
@@ -185,7 +199,8 @@ int ft_run_dist_build(ft_run *r) {
 void ft_run_dist_free(ft_run *r) {
     ft_dpfc_free(r->dist.dpfc);
     ft_dp_free(r->dist.dp);
-    r->dist.dpfc = NULL, r->dist.dp = NULL;
+    ft_comm_free(r->dist.nccl);
+    r->dist.dpfc = NULL, r->dist.dp = NULL, r->dist.nccl = NULL, r->dist.dev = r->dist.comm;
 }
 
 void ft_run_dist_close(ft_run *r) {

@@ -91,7 +91,9 @@ typedef struct ft_run_stats {
 /* the distributed job (ranks.c): the collectives, the step's distributed parts, where rank
  * and world came from */
 typedef struct ft_run_dist {
-    ft_comm *comm;    /* ft_comm_single for one rank, ft_comm_mpi for CPU ranks */
+    ft_comm *comm;    /* ft_comm_single for one rank, ft_comm_mpi for several */
+    ft_comm *dev;     /* the step's collectives: comm, or NCCL on the CUDA backend */
+    ft_comm *nccl;    /* owned when dev is NCCL */
     ft_ops *host_ops; /* a CPU table for collectives over host values (world > 1) */
     ft_dp *dp;        /* gradient buckets (world > 1) */
     ft_dpfc *dpfc;    /* Partial FC's all-gather / reduce-scatter (world > 1) */
@@ -131,6 +133,10 @@ int ft_run_open_outputs(ft_run *r); /* training.log, TensorBoard, config lines, 
 int ft_run_train(ft_run *r);        /* the loop, checkpoints included */
 int ft_run_verify_all(ft_run *r);   /* every target at the current step */
 void ft_run_close_outputs(ft_run *r);
+
+/* onnx_out.c: export_onnx: <output>/backbone.onnx from the checkpoint just written, as
+ * ft-export writes it (rank 0; nothing when the key is False). */
+int ft_run_export_onnx(ft_run *r);
 
 /* outdir.c: hold the output folder's lock for the run (a second ft-train into it is refused);
  * remove the temporary checkpoint files of dead writers (after taking the lock). */

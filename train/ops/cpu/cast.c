@@ -227,7 +227,32 @@ static int cpu_act_export(ft_ops *o, ft_dtype dt, int n, int c, int hw, const vo
     return cpu_cast(o, (size_t)n * c * hw, dt, src, FT_F32, dst);
 }
 
+typedef struct in_ctx {
+    int n, hw;
+    const uint8_t *x;
+    float *dst;
+} in_ctx;
+static void input_task(void *v, int tid, int nt) {
+    in_ctx *c = v;
+    size_t lo, hi;
+    cpu_range((size_t)c->n, tid, nt, &lo, &hi);
+    for (size_t i = lo; i < hi; i++) {
+        const uint8_t *x = c->x + i * (size_t)c->hw * 3;
+        float *d = c->dst + i * (size_t)c->hw * 3;
+        for (int p = 0; p < c->hw; p++)
+            for (int ch = 0; ch < 3; ch++)
+                d[(size_t)ch * c->hw + p] = ft_km_pixel_norm(x[(size_t)p * 3 + ch]);
+    }
+}
+static int cpu_input_u8(ft_ops *o, int n, int h, int w, const uint8_t *x, float *dst) {
+    if (n < 0 || h < 1 || w < 1) return FT_EARG;
+    in_ctx c = {n, h * w, x, dst};
+    cpu_run_sized(o, (size_t)n * h * w * 3, input_task, &c);
+    return 0;
+}
+
 void cpu_install_cast(ft_ops *o) {
+    o->input_u8 = cpu_input_u8;
     o->cast = cpu_cast;
     o->act_import = cpu_act_import;
     o->act_export = cpu_act_export;

@@ -19,6 +19,9 @@
 #include "kmath.h"
 #include "ops.h"
 
+/* the CPU backend itself (backend.c), also the engine of cpu-strict (strict.c) */
+int ft_ops_cpu_create_(int threads, ft_ops **out);
+
 /* ---- thread pool (pool.c) ---- */
 
 /* A fixed pool of nthreads workers (the caller is worker 0). cpu_run calls

@@ -1,0 +1,325 @@
+#!/bin/bash
+# gpu-check.sh: facetrain's whole GPU verification in one unattended command, for the few minutes
+# of a lent GPU machine (no network, no apt there). See docs/gpu.md.
+#
+#   tools/gpu-check.sh --prepare    here (Debian, apt reachable): download the .deb files of the
+#                                   libraries facetrain builds against into .gpu-deps/ (git-ignored;
+#                                   the device call carries it)
+#   tools/gpu-check.sh              on the GPU machine: unpack them, build with CMake against the
+#                                   machine's CUDA (cuDNN/cuBLAS/NCCL located through PyTorch's pip
+#                                   packages when the toolkit lacks them), print GPU / driver /
+#                                   library versions, run every GPU test (ctest -L gpu),
+#                                   compute-sanitizer memcheck on the op tests, training checks,
+#                                   then the benchmarks; one log and one JSON into $OUT (or
+#                                   ./gpu-out). Correctness first: if time runs out, the log of
+#                                   what ran still comes back.
+#   tools/gpu-check.sh --dry-run    here, without a GPU: the same script up to the point where a
+#                                   device is needed: the package list resolves, the build
+#                                   configures and compiles the CUDA backend, the GPU tests it
+#                                   would run exist, the PyTorch reference imports and runs a step
+#                                   on the CPU. A ctest case (tools_gpu_check_dry_run).
+# Options: --build-dir DIR (default build-gpu; with --dry-run an existing CUDA build may be
+#          named to skip the compile: --no-build), --carried-build DIR (use a build made
+#          elsewhere instead of building), --quick (correctness only, no benchmarks),
+#          --deps DIR (default .gpu-deps).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+MODE=gpu
+BUILD=build-gpu
+DEPS=$ROOT/.gpu-deps
+NO_BUILD=0
+QUICK=0
+CARRIED=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --prepare) MODE=prepare ;;
+    --dry-run) MODE=dry ;;
+    --build-dir) BUILD=$2; shift ;;
+    --build-dir=*) BUILD=${1#*=} ;;
+    --carried-build) CARRIED=$2; shift ;;
+    --deps) DEPS=$2; shift ;;
+    --no-build) NO_BUILD=1 ;;
+    --quick) QUICK=1 ;;
+    -h | --help)
+        sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+        exit 0 ;;
+    *) echo "gpu-check: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+case "$BUILD" in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
+
+# The runtime and build-time packages (Debian 12 names) the build needs beyond a C compiler,
+# CMake and CUDA: headers, .so links and pkg-config files come from the -dev packages.
+PKGS="liblmdb0 liblmdb-dev liburing2 liburing-dev libturbojpeg0 libturbojpeg0-dev
+libjpeg62-turbo libjpeg62-turbo-dev libxxhash0 libxxhash-dev libopenblas0-pthread
+libopenblas-pthread-dev libopenblas-dev libgfortran5 libquadmath0 libcjson1 libcjson-dev
+libprotobuf-c1 libprotobuf-c-dev protobuf-c-compiler libprotoc32 libprotobuf32 libonnx-dev
+pkgconf pkgconf-bin libpkgconf3"
+# the GPU tests tools/gpu-check.sh runs (ctest label gpu); each must exist in a CUDA build
+GPU_TESTS="ops_backend_cuda train_core_grad_cuda"
+
+# ---------------------------------------------------------------- prepare (here)
+if [ "$MODE" = prepare ]; then
+    command -v apt-get >/dev/null || { echo "gpu-check --prepare: needs apt-get (Debian)" >&2; exit 1; }
+    mkdir -p "$DEPS/debs"
+    # the folder travels to the device machine: keep it out of git
+    grep -qx '/.gpu-deps/' .git/info/exclude 2>/dev/null || echo '/.gpu-deps/' >>.git/info/exclude
+    rm -f "$DEPS"/debs/*.deb
+    # shellcheck disable=SC2086 # a list of package names
+    (cd "$DEPS/debs" && apt-get download $PKGS) || { echo "gpu-check --prepare: apt-get download failed" >&2; exit 1; }
+    ls "$DEPS/debs" >"$DEPS/MANIFEST"
+    echo "gpu-check --prepare: $(wc -l <"$DEPS/MANIFEST") packages, $(du -sh "$DEPS" | cut -f1) in $DEPS"
+    exit 0
+fi
+
+OUTDIR=${OUT:-$ROOT/gpu-out}
+[ "$MODE" = dry ] && OUTDIR=${OUT:-$BUILD/gpu-check-dry}
+mkdir -p "$OUTDIR"
+LOG=$OUTDIR/gpu-check.log
+JSON=$OUTDIR/gpu-check.json
+FIG=$OUTDIR/figures.jsonl
+: >"$LOG"
+: >"$FIG"
+T0=$(date +%s)
+FAILED=""
+log() { printf '%s\n' "$*" | tee -a "$LOG"; }
+section() { log ""; log "=== [$(($(date +%s) - T0)) s] $*"; }
+fail() { FAILED="$FAILED $1"; log "FAIL: $1${2:+: $2}"; }
+# run a command with a time limit, its output into the log
+run_logged() {
+    local limit=$1; shift
+    log "\$ $*"
+    timeout --kill-after=10 "$limit" "$@" >>"$LOG" 2>&1
+}
+# figure lines: one JSON object per line, merged into the JSON at the end
+figure() { printf '%s\n' "$1" >>"$FIG"; }
+
+finish() {
+    local status=pass
+    [ -n "$FAILED" ] && status=fail
+    python3 - "$JSON" "$FIG" "$status" "$FAILED" "$(($(date +%s) - T0))" "$MODE" <<'EOF' || true
+import json, sys
+out, fig, status, failed, secs, mode = sys.argv[1:7]
+figs = []
+for line in open(fig):
+    line = line.strip()
+    if line:
+        try:
+            figs.append(json.loads(line))
+        except ValueError:
+            figs.append({"unparsed": line})
+json.dump({"mode": mode, "status": status, "failed": failed.split(), "seconds": int(secs),
+           "figures": figs}, open(out, "w"), indent=1)
+EOF
+    log ""
+    log "gpu-check ($MODE): $status in $(($(date +%s) - T0)) s${FAILED:+; failed:$FAILED}; log $LOG, figures $JSON"
+    [ "$status" = pass ]
+    exit $?
+}
+
+# ---------------------------------------------------------------- dependencies
+section "dependencies"
+SYSROOT=/tmp/ft-gpu-deps
+if [ "$MODE" = dry ]; then
+    # every package must resolve in this machine's apt lists (what --prepare downloads)
+    # shellcheck disable=SC2086 # a list of package names
+    known=$(apt-cache show --no-all-versions $PKGS 2>/dev/null | awk '/^Package:/ {print $2}')
+    missing=""
+    for p in $PKGS; do echo "$known" | grep -qx "$p" || missing="$missing $p"; done
+    if [ -n "$missing" ]; then fail packages "not in the apt lists:$missing"; else log "all $(echo $PKGS | wc -w) packages resolve"; fi
+    SYSROOT=""
+elif [ -d "$DEPS/debs" ] && ls "$DEPS"/debs/*.deb >/dev/null 2>&1; then
+    rm -rf "$SYSROOT" && mkdir -p "$SYSROOT"
+    for f in "$DEPS"/debs/*.deb; do dpkg -x "$f" "$SYSROOT" || fail "unpack" "$f"; done
+    log "unpacked $(ls "$DEPS"/debs/*.deb | wc -l) packages into $SYSROOT"
+    L=$SYSROOT/usr/lib/x86_64-linux-gnu
+    export PKG_CONFIG_SYSROOT_DIR=$SYSROOT
+    # only the carried .pc files: the sysroot prefix must not land on the machine's own
+    export PKG_CONFIG_LIBDIR=$L/pkgconfig:$L/openblas-pthread/pkgconfig:$SYSROOT/usr/share/pkgconfig
+    export PKG_CONFIG_PATH=$PKG_CONFIG_LIBDIR
+    export LD_LIBRARY_PATH=$L:$L/openblas-pthread:$SYSROOT/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+    export PATH=$PATH:$SYSROOT/usr/bin
+else
+    log "no $DEPS/debs: using the machine's own libraries (run tools/gpu-check.sh --prepare here first)"
+    SYSROOT=""
+fi
+
+# the Python that has PyTorch (on the GPU machine the first python3; here Debian's)
+PY=""
+for p in python3 /usr/bin/python3; do
+    if command -v "$p" >/dev/null && "$p" -c 'import torch' 2>/dev/null; then PY=$p; break; fi
+done
+
+# ---------------------------------------------------------------- versions
+section "machine"
+if command -v nvidia-smi >/dev/null; then
+    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv >>"$LOG" 2>&1
+else
+    log "nvidia-smi: not found"
+fi
+log "nvcc: $(nvcc --version 2>/dev/null | tail -1)"
+log "cmake: $(cmake --version 2>/dev/null | head -1)"
+log "cc: $(cc --version 2>/dev/null | head -1)"
+log "cores: $(nproc)"
+# cuDNN / cuBLAS / NCCL: the toolkit's, else PyTorch's pip packages
+pyroot() { ${PY:-python3} -c "import nvidia.$1, os; print(os.path.dirname(nvidia.$1.__file__))" 2>/dev/null ||
+           ${PY:-python3} -c "import nvidia.$1, os; print(list(nvidia.$1.__path__)[0])" 2>/dev/null; }
+CUDNN_ROOT=""
+for d in /usr/local/cuda/include /usr/include; do [ -f $d/cudnn.h ] && CUDNN_ROOT=$(dirname $d); done
+[ -z "$CUDNN_ROOT" ] && CUDNN_ROOT=$(pyroot cudnn)
+log "cuDNN: ${CUDNN_ROOT:-not found} $(grep -h '#define CUDNN_M[AI][JN]OR\|#define CUDNN_PATCHLEVEL' "$CUDNN_ROOT"/include/cudnn_version.h 2>/dev/null | awk '{printf "%s ", $3}')"
+if [ -n "$CUDNN_ROOT" ] && [ ! -e "$CUDNN_ROOT/lib/libcudnn.so" ] && [ -e "$CUDNN_ROOT/lib/libcudnn.so.9" ]; then
+    export LD_LIBRARY_PATH=$CUDNN_ROOT/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+fi
+# cuBLAS: the toolkit's when it has one, else the pip package's; NCCL from pip
+CUBLAS_ROOT=""
+tk=$(dirname "$(dirname "$(command -v nvcc 2>/dev/null || echo /usr/local/cuda/bin/nvcc)")")
+if ! ls "$tk"/lib64/libcublas.so* "$tk"/lib/libcublas.so* "$tk"/targets/x86_64-linux/lib/libcublas.so* >/dev/null 2>&1; then
+    CUBLAS_ROOT=$(pyroot cublas)
+    log "cuBLAS: not in the toolkit ($tk); pip: ${CUBLAS_ROOT:-not found}"
+fi
+for lib in cublas nccl; do
+    r=$(pyroot $lib)
+    [ -n "$r" ] && export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$r/lib && log "$lib (pip): $r"
+done
+${PY:-python3} -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version(), "gpu", torch.cuda.is_available())' >>"$LOG" 2>&1
+
+# ---------------------------------------------------------------- build
+section "build"
+# the configure line of the GPU run (archs: sm_90 there; sm_80 and sm_90 elsewhere)
+configure() {
+    local dir=$1 gen="" archs="80;90" extra=()
+    command -v ninja >/dev/null && gen="-G Ninja"
+    [ "$MODE" = gpu ] && archs=90
+    [ -n "$SYSROOT" ] && extra+=(-DFT_ONNX_PROTO="$SYSROOT/usr/include/onnx/onnx.proto" -DFT_PROTOC_C="$SYSROOT/usr/bin/protoc-c")
+    [ -n "$CUDNN_ROOT" ] && extra+=(-DFT_CUDNN_ROOT="$CUDNN_ROOT")
+    [ -n "$CUBLAS_ROOT" ] && extra+=(-DFT_CUBLAS_ROOT="$CUBLAS_ROOT")
+    # shellcheck disable=SC2086 # $gen is empty or two words
+    run_logged 300 cmake -S . -B "$dir" $gen -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFT_WERROR=ON \
+        -DFT_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$archs" "${extra[@]}"
+}
+if [ -n "$CARRIED" ]; then
+    BUILD=$CARRIED
+    log "using the carried build $BUILD"
+elif [ "$NO_BUILD" = 1 ] && [ -f "$BUILD/CMakeCache.txt" ]; then
+    log "using the existing build $BUILD (--no-build); the configure line is checked in a scratch folder"
+    if configure "$OUTDIR/configure-check" && grep -q 'CUDA backend: nvcc' "$LOG"; then
+        log "configure: ok, with the CUDA backend"
+    else
+        fail configure "the GPU run's cmake line fails here or finds no CUDA backend"
+    fi
+    rm -rf "$OUTDIR/configure-check"
+else
+    configure "$BUILD" || { fail configure; finish; }
+    run_logged 900 cmake --build "$BUILD" -j"$(nproc)" || { fail build; finish; }
+fi
+GPU_LISTED=$(ctest --test-dir "$BUILD" -N -L gpu 2>/dev/null | awk '/Test *#/ {print $3}')
+if ! echo "$GPU_LISTED" | grep -qx ops_backend_cuda; then
+    fail cuda_build "the build has no CUDA backend (see the configure lines above)"
+    finish
+fi
+BIN=$BUILD/bin
+TBIN=$BUILD/tests
+
+# ---------------------------------------------------------------- dry run stops here
+if [ "$MODE" = dry ]; then
+    section "dry run: what the GPU run would do"
+    log "GPU tests: $(echo $GPU_LISTED)"
+    for t in $GPU_TESTS; do echo "$GPU_LISTED" | grep -qx "$t" || fail gpu_tests "$t is not a ctest case"; done
+    for t in test_backend_ops test_ops_grad; do [ -x "$TBIN/$t" ] || fail "helpers" "$TBIN/$t missing"; done
+    for p in ft-train ft-synth ft-ingest ft-bench-train ft-loadbench; do
+        [ -x "$BIN/$p" ] || fail "programs" "$BIN/$p missing"
+    done
+    # the CUDA binaries must say "no device" here, not crash
+    "$TBIN/test_backend_ops" --backend cuda >>"$LOG" 2>&1
+    rc=$?
+    [ $rc = 77 ] || fail no_device_path "test_backend_ops --backend cuda exited $rc, expected 77"
+    out=$("$BIN/ft-bench-train" --device cuda --steps 1 2>&1)
+    rc=$?
+    log "ft-bench-train --device cuda here: rc $rc: $out"
+    { [ $rc -ne 0 ] && echo "$out" | grep -q 'no CUDA device is visible'; } ||
+        fail no_device_path "ft-bench-train --device cuda did not say that no CUDA device is visible"
+    if [ -n "$PY" ]; then
+        run_logged 120 "$PY" bench/torch_arcface_step.py --check || fail "pytorch_reference" "bench/torch_arcface_step.py --check"
+    else
+        fail "pytorch_reference" "no python3 with torch"
+    fi
+    finish
+fi
+
+# ---------------------------------------------------------------- 1. GPU tests
+section "GPU tests (ctest -L gpu)"
+run_logged 300 ctest --test-dir "$BUILD" -L gpu --output-on-failure --timeout 240 || fail ctest_gpu
+if grep -q 'tests did not run\|Skipped' "$LOG"; then
+    grep -q 'ops_backend_cuda.*Skipped' "$LOG" && fail ctest_gpu "skipped: no device visible to the tests"
+fi
+
+# ---------------------------------------------------------------- 2. compute-sanitizer
+section "compute-sanitizer memcheck (op tests)"
+if command -v compute-sanitizer >/dev/null; then
+    run_logged 300 compute-sanitizer --tool memcheck --error-exitcode 9 --leak-check full \
+        "$TBIN/test_backend_ops" --backend cuda --dtype f32 || fail "memcheck_f32"
+    run_logged 200 compute-sanitizer --tool memcheck --error-exitcode 9 \
+        "$TBIN/test_backend_ops" --backend cuda --dtype bf16 || fail "memcheck_bf16"
+else
+    fail "memcheck" "compute-sanitizer not found"
+fi
+
+# ---------------------------------------------------------------- 3. training checks
+section "training: ft-synth demo data, r18 on the GPU (300 steps) and fp16 overflow handling"
+D=/dev/shm/ft-gpu-check
+rm -rf "$D" && mkdir -p "$D"
+if run_logged 120 "$BIN/ft-synth" "$D/synth" --classes 128 --per-class 20 --seed 1 --threads "$(nproc)" &&
+   run_logged 120 "$BIN/ft-ingest" "$D/synth" "$D/synth/train.lmdb" --shuffle --seed 7; then
+    if run_logged 300 "$BIN/ft-train" configs/synth_r18.py rec="$D/synth" output="$D/r18" device=cuda \
+        max_steps=300; then
+        acc=$(grep -o '\[lfw\]\[[0-9]*\]Accuracy-Flip: [0-9.]*' "$D/r18/training.log" | tail -1 | awk '{print $2}')
+        log "r18 on the GPU, 300 steps: lfw Accuracy-Flip $acc (the CPU run of the same config reaches >= 0.95)"
+        figure "{\"check\": \"train_r18_300\", \"lfw\": ${acc:-null}}"
+        python3 -c "import sys; sys.exit(0 if float('${acc:-0}') >= 0.94 else 1)" || fail "r18_accuracy" "lfw ${acc:-none} < 0.94"
+    else
+        fail "ft-train_r18_cuda"
+    fi
+    if FT_TRAIN_INJECT_INF=3 run_logged 200 "$BIN/ft-train" configs/synth_r18.py rec="$D/synth" \
+        output="$D/r18_fp16" device=cuda fp16=True max_steps=20; then
+        grep -qi 'skipped' "$D/r18_fp16/training.log" && log "fp16 injected overflow: step skipped, logged" ||
+            fail "fp16_overflow" "no skipped-step line in training.log"
+        grep -i 'skip' "$D/r18_fp16/training.log" | head -3 >>"$LOG"
+    else
+        fail "ft-train_fp16_cuda"
+    fi
+else
+    fail "synthetic_data"
+fi
+
+[ "$QUICK" = 1 ] && finish
+
+# ---------------------------------------------------------------- 4. benchmarks
+section "benchmarks: facetrain vs arcface_torch's step, same GPU, same command"
+for depth in 50 100; do
+    for dt in fp16 bf16; do
+        for rate in 1.0 0.3; do
+            line=$(timeout 180 "$BIN/ft-bench-train" --device cuda --depth $depth --batch 128 \
+                --classes 93431 --rate $rate --dtype ${dt/fp/f} --steps 10 2>>"$LOG" | head -1)
+            log "facetrain r$depth $dt rate $rate: ${line:-failed}"
+            [ -n "$line" ] || fail "bench_r${depth}_${dt}_${rate}"
+            sps=$(echo "$line" | grep -o '[0-9.]* samples/s' | awk '{print $1}')
+            figure "{\"impl\": \"facetrain\", \"depth\": $depth, \"dtype\": \"$dt\", \"rate\": $rate, \"samples_per_s\": ${sps:-null}}"
+            tl=$(timeout 240 "${PY:-python3}" bench/torch_arcface_step.py --depth $depth --batch 128 \
+                --classes 93431 --rate $rate --dtype $dt --steps 10 --compile 2>>"$LOG" | tail -1)
+            log "pytorch   r$depth $dt rate $rate: ${tl:-failed}"
+            [ -n "$tl" ] && figure "$tl"
+        done
+    done
+done
+
+section "loader scaling on this machine's cores (LMDB on /dev/shm, u8hwc)"
+for t in 1 2 4 8 16; do
+    line=$(timeout 60 "$BIN/ft-loadbench" "$D/synth/train.lmdb" --threads $t --batch 128 --batches 20 --json 2>>"$LOG" | tail -1)
+    log "threads $t: ${line:-failed}"
+    [ -n "$line" ] && figure "{\"loader_threads\": $t, \"result\": $line}"
+done
+finish

@@ -1,0 +1,246 @@
+/* nccl.cu: the NCCL transport (GPU ranks, one GPU each) of comm.h, on the CUDA backend's
+ * stream: every collective is enqueued there, so it is ordered with the kernels around it.
+ *
+ * Bootstrap: rank 0's ncclUniqueId reaches the other ranks through an MPI comm of the same
+ * ranks when MPI started the job (its broadcast), else through the TCP rendezvous
+ * (rendezvous.h) at master_addr:master_port.
+ * Errors: NCCL's asynchronous errors are polled (ncclCommGetAsyncError) while a collective is
+ * waited for; on an error, or when the wait outlasts timeout_s, the communicator is aborted
+ * (ncclCommAbort) and the call fails with one line naming this rank and the collective.
+ * Synchronous variants wait for their collective (so a lost peer is noticed where it is lost);
+ * the async variants return at once and `wait` completes them.
+ */
+#include <nccl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cuda_runtime.h>
+#include <errno.h>
+
+extern "C" {
+#include "comm.h"
+#include "ft_common.h"
+#include "rendezvous.h"
+void *ft_ops_cuda_stream(const ft_ops *o); /* ops/cuda/backend.cu */
+}
+
+typedef struct nccl_impl {
+    ncclComm_t comm;
+    cudaStream_t stream;
+    double timeout_s;
+    const char *prog;
+    void *scratch; /* one float on the device, for barrier */
+    int aborted;
+    int pending; /* async calls since the last wait */
+} nccl_impl;
+
+static nccl_impl *ni(ft_comm *c) {
+    return (nccl_impl *)c->impl;
+}
+
+static int nccl_err(ft_comm *c, const char *what, ncclResult_t r) {
+    fprintf(stderr, "%s: rank %d of %d: NCCL %s: %s\n", ni(c)->prog, c->rank, c->world, what,
+            ncclGetErrorString(r));
+    return FT_EDEVICE;
+}
+
+/* wait for the stream, polling NCCL's async error; abort on error or timeout */
+static int poll_wait(ft_comm *c, const char *what) {
+    nccl_impl *m = ni(c);
+    if (m->aborted) return FT_EDEVICE;
+    double t0 = ft_now();
+    for (unsigned spin = 0;; spin++) {
+        cudaError_t e = cudaStreamQuery(m->stream);
+        if (e == cudaSuccess) return 0;
+        if (e != cudaErrorNotReady) {
+            fprintf(stderr, "%s: rank %d of %d: %s: %s\n", m->prog, c->rank, c->world, what,
+                    cudaGetErrorString(e));
+            ncclCommAbort(m->comm), m->aborted = 1;
+            return FT_EDEVICE;
+        }
+        ncclResult_t ae = ncclSuccess;
+        ncclCommGetAsyncError(m->comm, &ae);
+        if (ae != ncclSuccess && ae != ncclInProgress) {
+            int rc = nccl_err(c, what, ae);
+            ncclCommAbort(m->comm), m->aborted = 1;
+            return rc;
+        }
+        if (m->timeout_s > 0 && ft_now() - t0 > m->timeout_s) {
+            fprintf(stderr,
+                    "%s: rank %d of %d: %s did not complete within %g s (a peer is gone or "
+                    "stuck); aborting the communicator\n",
+                    m->prog, c->rank, c->world, what, m->timeout_s);
+            ncclCommAbort(m->comm), m->aborted = 1;
+            return FT_EDEVICE;
+        }
+        if (spin > 100) usleep(50);
+    }
+}
+
+static int check_call(ft_comm *c, const char *what, ncclResult_t r, int sync) {
+    if (r != ncclSuccess && r != ncclInProgress) return nccl_err(c, what, r);
+    if (!sync) {
+        ni(c)->pending++;
+        return 0;
+    }
+    return poll_wait(c, what);
+}
+
+static int type_of(ft_dtype dt, ncclDataType_t *t) {
+    if (dt == FT_F32)
+        *t = ncclFloat32;
+    else if (dt == FT_F64)
+        *t = ncclFloat64;
+    else
+        return FT_ENOTSUP;
+    return 0;
+}
+
+static int do_all_reduce(ft_comm *c, void *dev, size_t count, ft_dtype dt, ft_comm_op op,
+                         int sync) {
+    ncclDataType_t t;
+    if (type_of(dt, &t)) return FT_ENOTSUP;
+    if (ni(c)->aborted) return FT_EDEVICE;
+    return check_call(c, "all_reduce",
+                      ncclAllReduce(dev, dev, count, t, op == FT_COMM_MAX ? ncclMax : ncclSum,
+                                    ni(c)->comm, ni(c)->stream),
+                      sync);
+}
+static int n_all_reduce(ft_comm *c, ft_ops *o, void *dev, size_t count, ft_dtype dt,
+                        ft_comm_op op) {
+    return do_all_reduce(c, dev, count, dt, op, 1);
+}
+static int n_all_reduce_async(ft_comm *c, ft_ops *o, void *dev, size_t count, ft_dtype dt,
+                              ft_comm_op op) {
+    return do_all_reduce(c, dev, count, dt, op, 0);
+}
+static int n_all_gather(ft_comm *c, ft_ops *o, const void *send, void *recv, size_t bytes) {
+    if (ni(c)->aborted) return FT_EDEVICE;
+    return check_call(c, "all_gather",
+                      ncclAllGather(send, recv, bytes, ncclUint8, ni(c)->comm, ni(c)->stream), 1);
+}
+static int n_broadcast(ft_comm *c, ft_ops *o, void *dev, size_t bytes, int root) {
+    if (ni(c)->aborted) return FT_EDEVICE;
+    return check_call(c, "broadcast",
+                      ncclBroadcast(dev, dev, bytes, ncclUint8, root, ni(c)->comm, ni(c)->stream),
+                      1);
+}
+static int n_reduce_scatter(ft_comm *c, ft_ops *o, const void *send, void *recv, size_t count,
+                            ft_dtype dt) {
+    ncclDataType_t t;
+    if (type_of(dt, &t)) return FT_ENOTSUP;
+    if (ni(c)->aborted) return FT_EDEVICE;
+    return check_call(c, "reduce_scatter",
+                      ncclReduceScatter(send, recv, count, t, ncclSum, ni(c)->comm, ni(c)->stream),
+                      1);
+}
+static int n_barrier(ft_comm *c) {
+    if (ni(c)->aborted) return FT_EDEVICE;
+    return check_call(c, "barrier",
+                      ncclAllReduce(ni(c)->scratch, ni(c)->scratch, 1, ncclFloat32, ncclSum,
+                                    ni(c)->comm, ni(c)->stream),
+                      1);
+}
+static int n_wait(ft_comm *c) {
+    int rc = poll_wait(c, "wait (async collectives)");
+    ni(c)->pending = 0;
+    return rc;
+}
+static int n_set_timeout(ft_comm *c, double seconds) {
+    ni(c)->timeout_s = seconds;
+    return 0;
+}
+static void n_destroy(ft_comm *c) {
+    nccl_impl *m = ni(c);
+    if (m) {
+        if (m->comm && !m->aborted) {
+            cudaStreamSynchronize(m->stream);
+            ncclCommDestroy(m->comm);
+        }
+        cudaFree(m->scratch);
+        free(m);
+    }
+    free(c);
+}
+
+extern "C" int ft_comm_nccl(ft_comm **out, ft_ops *o, const ft_comm_nccl_options *opt, char *err,
+                            size_t cap) {
+    char dummy[8];
+    if (!err || !cap) err = dummy, cap = sizeof dummy;
+    cudaStream_t stream = (cudaStream_t)ft_ops_cuda_stream(o);
+    if (!stream) {
+        snprintf(err, cap, "the NCCL transport needs the CUDA backend (device=cuda), not '%s'",
+                 o ? o->name : "(null)");
+        return FT_EARG;
+    }
+    int rank = opt->rank, world = opt->world;
+    const char *prog = opt->prog ? opt->prog : "facetrain";
+    ncclUniqueId id;
+    memset(&id, 0, sizeof id);
+    ncclResult_t r;
+    if (rank == 0 && (r = ncclGetUniqueId(&id)) != ncclSuccess) {
+        snprintf(err, cap, "rank 0: ncclGetUniqueId: %s", ncclGetErrorString(r));
+        return FT_EDEVICE;
+    }
+    int rc = 0;
+    if (world > 1 && opt->boot) {
+        /* the id through the MPI comm: a device buffer of the backend, staged by the transport */
+        void *d = NULL;
+        rc = o->alloc(o, sizeof id, &d);
+        if (!rc) rc = o->upload(o, d, &id, sizeof id);
+        if (!rc) rc = opt->boot->broadcast(opt->boot, o, d, sizeof id, 0);
+        if (!rc) rc = o->download(o, &id, d, sizeof id);
+        o->free(o, d);
+        if (rc) {
+            snprintf(err, cap, "rank %d: the NCCL id did not arrive over MPI: %s", rank,
+                     ft_strerror(rc));
+            return rc;
+        }
+    } else if (world > 1) {
+        rc = ft_rendezvous(rank, world, opt->addr, opt->port,
+                           opt->timeout_s > 0 ? opt->timeout_s : 300.0, &id, sizeof id, err, cap);
+        if (rc) return rc;
+    }
+    ft_comm *c = (ft_comm *)calloc(1, sizeof *c);
+    nccl_impl *m = (nccl_impl *)calloc(1, sizeof *m);
+    if (!c || !m) {
+        free(c), free(m);
+        snprintf(err, cap, "out of memory");
+        return -ENOMEM;
+    }
+    c->impl = m, c->name = "nccl", c->rank = rank, c->world = world;
+    c->destroy = n_destroy;
+    c->all_reduce = n_all_reduce;
+    c->all_gather = n_all_gather;
+    c->broadcast = n_broadcast;
+    c->barrier = n_barrier;
+    c->reduce_scatter = n_reduce_scatter;
+    c->all_reduce_async = n_all_reduce_async;
+    c->wait = n_wait;
+    c->set_timeout = n_set_timeout;
+    c->stream = stream;
+    m->stream = stream, m->prog = prog;
+    m->timeout_s = opt->timeout_s > 0 ? opt->timeout_s : 300.0;
+    cudaError_t ce = cudaMalloc(&m->scratch, sizeof(float));
+    if (ce != cudaSuccess) {
+        snprintf(err, cap, "rank %d: cudaMalloc: %s", rank, cudaGetErrorString(ce));
+        n_destroy(c);
+        return FT_EDEVICE;
+    }
+    cudaMemsetAsync(m->scratch, 0, sizeof(float), stream);
+    if ((r = ncclCommInitRank(&m->comm, world, id, rank)) != ncclSuccess) {
+        snprintf(err, cap, "rank %d of %d: ncclCommInitRank: %s", rank, world,
+                 ncclGetErrorString(r));
+        m->comm = NULL;
+        n_destroy(c);
+        return FT_EDEVICE;
+    }
+    *out = c;
+    return 0;
+}
+
+extern "C" int ft_comm_have_nccl(void) {
+    return 1;
+}

@@ -1,0 +1,207 @@
+/* backend.cu: the CUDA backend's table: device choice, creation (stream, cuBLAS, cuDNN),
+ * destruction, the capability query and the error line. Each op family fills its own slots
+ * (cuda_install_<stem>, one file each, the CPU twin's stems). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda.h"
+
+int cuda_fail_(const char *file, int line, const char *call, const char *what) {
+    const char *base = strrchr(file, '/');
+    fprintf(stderr, "ft_ops cuda: %s:%d %s: %s\n", base ? base + 1 : file, line, call, what);
+    return FT_EDEVICE;
+}
+
+void *cuda_scratch(ft_ops *o, int s, size_t bytes) {
+    cuda_backend *b = cuda_of(o);
+    if (bytes <= b->scratch_bytes[s]) return b->scratch[s];
+    /* grow (the first steps only): the old buffer may still be read by queued work */
+    if (b->scratch[s]) {
+        cudaError_t e = cudaStreamSynchronize(b->stream);
+        if (e != cudaSuccess) {
+            cuda_fail_(__FILE__, __LINE__, "cudaStreamSynchronize", cudaGetErrorString(e));
+            return NULL;
+        }
+        cudaFree(b->scratch[s]);
+        b->scratch[s] = NULL, b->scratch_bytes[s] = 0;
+    }
+    size_t sz = (bytes + 255) / 256 * 256;
+    cudaError_t e = cudaMalloc(&b->scratch[s], sz);
+    if (e != cudaSuccess) {
+        b->scratch[s] = NULL;
+        cuda_fail_(__FILE__, __LINE__, "cudaMalloc(scratch)", cudaGetErrorString(e));
+        return NULL;
+    }
+    b->scratch_bytes[s] = sz;
+    return b->scratch[s];
+}
+
+static void cuda_destroy(ft_ops *o) {
+    cuda_backend *b = cuda_of(o);
+    if (b->stream) cudaStreamSynchronize(b->stream);
+    cuda_conv_release(b);
+    for (int i = 0; i < 3; i++) cudaFree(b->scratch[i]);
+    cudaFree(b->red);
+    cudaFreeHost(b->red_host);
+    if (b->dnn) cudnnDestroy(b->dnn);
+    if (b->blas) cublasDestroy(b->blas);
+    if (b->stream) cudaStreamDestroy(b->stream);
+    free(b);
+}
+
+/* the slots whose operands include activations of a storage dtype (as the CPU's) */
+static int takes_dtype(int op) {
+    switch (op) {
+    case FT_OP_cast:
+    case FT_OP_act_import:
+    case FT_OP_act_export:
+    case FT_OP_conv_ws_bytes:
+    case FT_OP_conv_fwd:
+    case FT_OP_conv_bwd_data:
+    case FT_OP_conv_bwd_filter:
+    case FT_OP_bn_fwd_train:
+    case FT_OP_bn_fwd_eval:
+    case FT_OP_bn_bwd:
+    case FT_OP_prelu_fwd:
+    case FT_OP_prelu_bwd:
+    case FT_OP_add:
+    case FT_OP_gemm:
+    case FT_OP_fc_fwd:
+    case FT_OP_fc_bwd:
+    case FT_OP_dropout_fwd:
+    case FT_OP_dropout_bwd:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static int cuda_supports(const ft_ops *o, int op, ft_dtype dt) {
+    if (op < 0 || op >= FT_OP_COUNT) return 0;
+    if (dt == FT_F32) return 1;
+    return (dt == FT_F16 || dt == FT_BF16) && takes_dtype(op);
+}
+
+/* device -1: LOCAL_RANK when set (one GPU per local rank), else 0; when only one GPU is
+ * visible (Slurm or a launcher bound each rank to its own), that one. CUDA_VISIBLE_DEVICES is
+ * applied by the driver before we count. */
+static int pick_device(int device, int count, int *out, char *err, size_t errcap) {
+    if (device < 0) {
+        const char *lr = getenv("LOCAL_RANK");
+        int64_t v = 0;
+        if (lr && *lr && ft_parse_i64(lr, 0, 1 << 20, &v) != 0) {
+            snprintf(err, errcap, "LOCAL_RANK='%s' is not a device number", lr);
+            return FT_EARG;
+        }
+        /* one visible GPU (a launcher bound each rank to its own): that one */
+        device = count == 1 ? 0 : (int)v;
+    }
+    if (device >= count) {
+        snprintf(
+            err, errcap,
+            "device=cuda: CUDA device %d requested but %d %s visible (CUDA_VISIBLE_DEVICES=%s)",
+            device, count, count == 1 ? "is" : "are",
+            getenv("CUDA_VISIBLE_DEVICES") ? getenv("CUDA_VISIBLE_DEVICES") : "unset");
+        return FT_ENODEV;
+    }
+    *out = device;
+    return 0;
+}
+
+extern "C" int ft_ops_cuda_create_(int device, ft_ops **out, char *err, size_t errcap);
+extern "C" int ft_ops_cuda_create_(int device, ft_ops **out, char *err, size_t errcap) {
+    char dummy[8];
+    if (!err || !errcap) err = dummy, errcap = sizeof dummy;
+    int count = 0;
+    cudaError_t e = cudaGetDeviceCount(&count);
+    int drv = 0, rt = 0;
+    cudaDriverGetVersion(&drv);
+    cudaRuntimeGetVersion(&rt);
+    if (drv == 0) {
+        snprintf(err, errcap,
+                 "device=cuda but no CUDA device is visible (no NVIDIA driver is loaded)");
+        return FT_ENODEV;
+    }
+    if (e == cudaErrorInsufficientDriver) {
+        snprintf(err, errcap,
+                 "device=cuda: the NVIDIA driver is too old (it supports CUDA %d.%d, this build "
+                 "needs %d.%d)",
+                 drv / 1000, drv % 1000 / 10, rt / 1000, rt % 1000 / 10);
+        return FT_ENODEV;
+    }
+    if (e == cudaErrorNoDevice || (e == cudaSuccess && count == 0)) {
+        snprintf(err, errcap, "device=cuda but no CUDA device is visible");
+        return FT_ENODEV;
+    }
+    if (e != cudaSuccess) {
+        snprintf(err, errcap, "device=cuda but no CUDA device is usable (cudaGetDeviceCount: %s)",
+                 cudaGetErrorString(e));
+        return FT_ENODEV;
+    }
+    int dev;
+    int rc = pick_device(device, count, &dev, err, errcap);
+    if (rc) return rc;
+    cuda_backend *b = (cuda_backend *)calloc(1, sizeof *b);
+    if (!b) return -ENOMEM;
+    ft_ops *o = &b->ops;
+    o->impl = b;
+    o->name = "cuda";
+    o->destroy = cuda_destroy;
+    o->supports = cuda_supports;
+    b->device = dev;
+    b->ws_limit = (size_t)1 << 30;
+    const char *what = NULL;
+    cudaError_t ce = cudaSetDevice(dev);
+    if (ce != cudaSuccess) what = "cudaSetDevice";
+    if (!what && (ce = cudaStreamCreateWithFlags(&b->stream, cudaStreamNonBlocking)) != cudaSuccess)
+        what = "cudaStreamCreate";
+    if (!what &&
+        (ce = cudaMalloc((void **)&b->red, CUDA_MAX_BLOCKS * sizeof(double))) != cudaSuccess)
+        what = "cudaMalloc";
+    if (!what && (ce = cudaMallocHost((void **)&b->red_host, sizeof(double))) != cudaSuccess)
+        what = "cudaMallocHost";
+    if (what) {
+        snprintf(err, errcap, "device=cuda: device %d: %s: %s", dev, what, cudaGetErrorString(ce));
+        cuda_destroy(o);
+        return FT_EDEVICE;
+    }
+    cublasStatus_t bs = cublasCreate(&b->blas);
+    if (bs == CUBLAS_STATUS_SUCCESS) bs = cublasSetStream(b->blas, b->stream);
+    /* fp32 GEMMs stay fp32 (no TF32): the fp32 path must agree with the CPU to 1e-5 */
+    if (bs == CUBLAS_STATUS_SUCCESS) bs = cublasSetMathMode(b->blas, CUBLAS_DEFAULT_MATH);
+    if (bs != CUBLAS_STATUS_SUCCESS) {
+        snprintf(err, errcap, "device=cuda: cuBLAS: %s", cublasGetStatusString(bs));
+        cuda_destroy(o);
+        return FT_EDEVICE;
+    }
+    cudnnStatus_t ds = cudnnCreate(&b->dnn);
+    if (ds == CUDNN_STATUS_SUCCESS) ds = cudnnSetStream(b->dnn, b->stream);
+    if (ds != CUDNN_STATUS_SUCCESS) {
+        snprintf(err, errcap, "device=cuda: cuDNN: %s (cuDNN %zu)", cudnnGetErrorString(ds),
+                 cudnnGetVersion());
+        cuda_destroy(o);
+        return FT_EDEVICE;
+    }
+    cuda_install_memory(o);
+    cuda_install_cast(o);
+    cuda_install_elementwise(o);
+    cuda_install_gemm(o);
+    cuda_install_dropout(o);
+    cuda_install_sgd(o);
+    cuda_install_conv(o);
+    cuda_install_batchnorm(o);
+    cuda_install_prelu(o);
+    cuda_install_rows(o);
+    cuda_install_margin(o);
+    *out = o;
+    return 0;
+}
+
+/* the backend's stream, for transports that enqueue on it (comm/nccl.cu); NULL for a table
+ * that is not this backend's */
+extern "C" void *ft_ops_cuda_stream(const ft_ops *o);
+extern "C" void *ft_ops_cuda_stream(const ft_ops *o) {
+    if (!o || o->destroy != cuda_destroy) return NULL;
+    return (void *)((const cuda_backend *)o->impl)->stream;
+}

@@ -1,0 +1,212 @@
+/* conv.cu: convolutions with cuDNN (forward, backward data, backward filter), NCHW in every
+ * storage dtype, fp32 accumulation (PSEUDO_HALF / PSEUDO_BFLOAT16 configurations).
+ *
+ * Algorithms are chosen once per shape from cuDNN's heuristics (cudnnGet*Algorithm_v7, no
+ * timing runs, so the choice is reproducible) and cached with the shape's descriptors: the
+ * first deterministic algorithm that succeeds within the workspace bound, with FMA math for
+ * fp32 (no TF32: fp32 must agree with the CPU to 1e-5) and tensor-op math for fp16/bf16.
+ * The workspace of a shape is max(forward, backward data, 16-bit dw + backward filter): for
+ * 16-bit activations cuDNN writes dw in the activation dtype, which is then added to the fp32
+ * gradient, as autocast's weight gradient is. A shape conv_ws_bytes never saw (a smaller eval
+ * batch) gets algorithms within the largest workspace conv_ws_bytes has reported, which is
+ * what the model allocated.
+ */
+#include <string.h>
+
+#include "cuda.h"
+
+static cudnnDataType_t dnn_type(ft_dtype dt) {
+    return dt == FT_F16 ? CUDNN_DATA_HALF : dt == FT_BF16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
+}
+
+#define WS_ALIGN(x) (((x) + 255) / 256 * 256)
+
+static size_t entry_ws(const cuda_conv_entry *e) {
+    size_t f = e->ws_fwd, bd = e->ws_bwd_data, bf = WS_ALIGN(e->ws_dw16) + e->ws_bwd_filter;
+    size_t m = f > bd ? f : bd;
+    return m > bf ? m : bf;
+}
+
+static int same(const ft_conv_desc *a, const ft_conv_desc *b) {
+    return a->n == b->n && a->c == b->c && a->h == b->h && a->w == b->w && a->k == b->k &&
+           a->r == b->r && a->stride == b->stride && a->pad == b->pad;
+}
+
+void cuda_conv_release(cuda_backend *b) {
+    for (int i = 0; i < b->nconv; i++) {
+        cuda_conv_entry *e = &b->conv[i];
+        if (e->x) cudnnDestroyTensorDescriptor(e->x);
+        if (e->y) cudnnDestroyTensorDescriptor(e->y);
+        if (e->w) cudnnDestroyFilterDescriptor(e->w);
+        for (int j = 0; j < 3; j++)
+            if (e->conv[j]) cudnnDestroyConvolutionDescriptor(e->conv[j]);
+    }
+    b->nconv = 0;
+}
+
+/* pick from a heuristic list: the first that succeeds, is deterministic and fits the limit;
+ * a first pass wants math type `want` (tensor ops for 16-bit). fp32 takes FMA or default
+ * entries and its descriptor is pinned to FMA math below (default math may use TF32). */
+#define PICK(perf, count, limit, want, fp32, out_algo, out_ws, out_math)                           \
+    do {                                                                                           \
+        int found_ = 0;                                                                            \
+        for (int pass_ = 0; pass_ < 2 && !found_; pass_++)                                         \
+            for (int i_ = 0; i_ < (count) && !found_; i_++) {                                      \
+                cudnnMathType_t mt_ = (perf)[i_].mathType;                                         \
+                if ((perf)[i_].status != CUDNN_STATUS_SUCCESS) continue;                           \
+                if ((perf)[i_].determinism != CUDNN_DETERMINISTIC) continue;                       \
+                if ((perf)[i_].memory > (limit)) continue;                                         \
+                if (pass_ == 0 && mt_ != (want)) continue;                                         \
+                if ((fp32) && mt_ != CUDNN_FMA_MATH && mt_ != CUDNN_DEFAULT_MATH) continue;        \
+                (out_algo) = (perf)[i_].algo, (out_ws) = (perf)[i_].memory;                        \
+                (out_math) = (fp32) ? CUDNN_FMA_MATH : mt_, found_ = 1;                            \
+            }                                                                                      \
+        if (!found_)                                                                               \
+            return cuda_fail_(__FILE__, __LINE__, "cudnnGet*Algorithm_v7",                         \
+                              "no deterministic algorithm fits the workspace");                    \
+    } while (0)
+
+static int entry_setup(cuda_backend *b, cuda_conv_entry *e, const ft_conv_desc *d, ft_dtype dt,
+                       size_t limit) {
+    memset(e, 0, sizeof *e);
+    e->d = *d, e->dt = dt;
+    cudnnDataType_t t = dnn_type(dt);
+    int fp32 = dt == FT_F32;
+    cudnnMathType_t want = fp32 ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH;
+    CUDNN_CHECK(cudnnCreateTensorDescriptor(&e->x));
+    CUDNN_CHECK(cudnnCreateTensorDescriptor(&e->y));
+    CUDNN_CHECK(cudnnCreateFilterDescriptor(&e->w));
+    CUDNN_CHECK(cudnnSetTensor4dDescriptor(e->x, CUDNN_TENSOR_NCHW, t, d->n, d->c, d->h, d->w));
+    CUDNN_CHECK(cudnnSetTensor4dDescriptor(e->y, CUDNN_TENSOR_NCHW, t, d->n, d->k, d->oh, d->ow));
+    CUDNN_CHECK(cudnnSetFilter4dDescriptor(e->w, t, CUDNN_TENSOR_NCHW, d->k, d->c, d->r, d->r));
+    for (int j = 0; j < 3; j++) {
+        CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&e->conv[j]));
+        CUDNN_CHECK(cudnnSetConvolution2dDescriptor(e->conv[j], d->pad, d->pad, d->stride,
+                                                    d->stride, 1, 1, CUDNN_CROSS_CORRELATION,
+                                                    CUDNN_DATA_FLOAT));
+        CUDNN_CHECK(cudnnSetConvolutionMathType(e->conv[j], want));
+    }
+    int on, oc, ohh, oww;
+    CUDNN_CHECK(
+        cudnnGetConvolution2dForwardOutputDim(e->conv[0], e->x, e->w, &on, &oc, &ohh, &oww));
+    if (on != d->n || oc != d->k || ohh != d->oh || oww != d->ow)
+        return cuda_fail_(__FILE__, __LINE__, "cudnnGetConvolution2dForwardOutputDim",
+                          "output shape differs from ft_conv_desc_init's");
+    e->ws_dw16 = fp32 ? 0 : (size_t)d->k * d->c * d->r * d->r * ft_dtype_size(dt);
+    size_t lim_f = limit, lim_d = limit;
+    size_t lim_w = limit > WS_ALIGN(e->ws_dw16) ? limit - WS_ALIGN(e->ws_dw16) : 0;
+    cudnnMathType_t math;
+    int n;
+    {
+        cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+        CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(
+            b->dnn, e->x, e->w, e->conv[0], e->y, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, perf));
+        PICK(perf, n, lim_f, want, fp32, e->fwd, e->ws_fwd, math);
+        CUDNN_CHECK(cudnnSetConvolutionMathType(e->conv[0], math));
+    }
+    {
+        cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
+        CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(
+            b->dnn, e->w, e->y, e->conv[1], e->x, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, perf));
+        PICK(perf, n, lim_d, want, fp32, e->bwd_data, e->ws_bwd_data, math);
+        CUDNN_CHECK(cudnnSetConvolutionMathType(e->conv[1], math));
+    }
+    {
+        cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
+        CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(
+            b->dnn, e->x, e->y, e->conv[2], e->w, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n,
+            perf));
+        PICK(perf, n, lim_w, want, fp32, e->bwd_filter, e->ws_bwd_filter, math);
+        CUDNN_CHECK(cudnnSetConvolutionMathType(e->conv[2], math));
+    }
+    return 0;
+}
+
+/* the cached entry of (d, dt), set up on first use */
+static int entry_get(ft_ops *o, const ft_conv_desc *d, ft_dtype dt, int planning,
+                     cuda_conv_entry **out) {
+    cuda_backend *b = cuda_of(o);
+    for (int i = 0; i < b->nconv; i++)
+        if (b->conv[i].dt == dt && same(&b->conv[i].d, d)) {
+            *out = &b->conv[i];
+            return 0;
+        }
+    if (b->nconv == CUDA_CONV_CACHE)
+        return cuda_fail_(__FILE__, __LINE__, "conv cache", "more distinct shapes than it holds");
+    size_t limit = planning || !b->ws_planned ? b->ws_limit : b->ws_planned;
+    cuda_conv_entry *e = &b->conv[b->nconv++];
+    int rc = entry_setup(b, e, d, dt, limit);
+    if (rc) return rc; /* the partial entry stays counted so that release frees it */
+    if (planning) {
+        size_t ws = entry_ws(e);
+        if (ws > b->ws_planned) b->ws_planned = ws;
+    }
+    *out = e;
+    return 0;
+}
+
+static size_t cuda_conv_ws_bytes(ft_ops *o, const ft_conv_desc *d, ft_dtype dt) {
+    cuda_conv_entry *e;
+    if (!cuda_float_dt(dt) || entry_get(o, d, dt, 1, &e)) return 0;
+    return entry_ws(e);
+}
+
+static const float ONE = 1.0f, ZERO = 0.0f;
+
+static int cuda_conv_fwd(ft_ops *o, const ft_conv_desc *d, ft_dtype dt, const void *x,
+                         const void *w, void *y, void *ws) {
+    if (!cuda_float_dt(dt)) return FT_ENOTSUP;
+    cuda_conv_entry *e;
+    int rc = entry_get(o, d, dt, 0, &e);
+    if (rc) return rc;
+    CUDNN_CHECK(cudnnConvolutionForward(cuda_of(o)->dnn, &ONE, e->x, x, e->w, w, e->conv[0], e->fwd,
+                                        ws, e->ws_fwd, &ZERO, e->y, y));
+    return 0;
+}
+
+static int cuda_conv_bwd_data(ft_ops *o, const ft_conv_desc *d, ft_dtype dt, const void *dy,
+                              const void *w, void *dx, void *ws) {
+    if (!cuda_float_dt(dt)) return FT_ENOTSUP;
+    cuda_conv_entry *e;
+    int rc = entry_get(o, d, dt, 0, &e);
+    if (rc) return rc;
+    CUDNN_CHECK(cudnnConvolutionBackwardData(cuda_of(o)->dnn, &ONE, e->w, w, e->y, dy, e->conv[1],
+                                             e->bwd_data, ws, e->ws_bwd_data, &ZERO, e->x, dx));
+    return 0;
+}
+
+static __global__ void k_add_dw16(size_t n, ft_dtype dt, const void *src, float *dw) {
+    GRID_LOOP(i, n) dw[i] += cuda_ld(dt, src, i);
+}
+
+static int cuda_conv_bwd_filter(ft_ops *o, const ft_conv_desc *d, ft_dtype dt, const void *x,
+                                const void *dy, float *dw, void *ws) {
+    if (!cuda_float_dt(dt)) return FT_ENOTSUP;
+    cuda_conv_entry *e;
+    int rc = entry_get(o, d, dt, 0, &e);
+    if (rc) return rc;
+    cuda_backend *b = cuda_of(o);
+    if (dt == FT_F32) { /* dw += directly (beta 1) */
+        CUDNN_CHECK(cudnnConvolutionBackwardFilter(b->dnn, &ONE, e->x, x, e->y, dy, e->conv[2],
+                                                   e->bwd_filter, ws, e->ws_bwd_filter, &ONE, e->w,
+                                                   dw));
+        return 0;
+    }
+    /* 16-bit: dw16 at the start of ws, the algorithm's workspace after it */
+    char *w16 = (char *)ws;
+    void *alg_ws = e->ws_bwd_filter ? w16 + WS_ALIGN(e->ws_dw16) : NULL;
+    CUDNN_CHECK(cudnnConvolutionBackwardFilter(b->dnn, &ONE, e->x, x, e->y, dy, e->conv[2],
+                                               e->bwd_filter, alg_ws, e->ws_bwd_filter, &ZERO, e->w,
+                                               w16));
+    size_t n = (size_t)d->k * d->c * d->r * d->r;
+    k_add_dw16<<<cuda_blocks(n), CUDA_THREADS, 0, b->stream>>>(n, dt, w16, dw);
+    CU_LAUNCHED();
+    return 0;
+}
+
+void cuda_install_conv(ft_ops *o) {
+    o->conv_ws_bytes = cuda_conv_ws_bytes;
+    o->conv_fwd = cuda_conv_fwd;
+    o->conv_bwd_data = cuda_conv_bwd_data;
+    o->conv_bwd_filter = cuda_conv_bwd_filter;
+}

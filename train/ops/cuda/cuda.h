@@ -1,0 +1,153 @@
+/* cuda.h: the CUDA backend's private header: the backend state, one CHECK macro family for
+ * CUDA / cuBLAS / cuDNN, launch helpers and the storage-dtype load/store every kernel uses.
+ *
+ * Kernels are the simplest correct decomposition of kmath.h's expressions (one thread per
+ * element, one block per row or channel for reductions, sums in double like the CPU); they
+ * are compiled with --fmad=false so that a*b+c is rounded as the C code rounds it. Layout:
+ * activations are NCHW in every dtype (act_import/act_export are casts), as on the CPU; NHWC
+ * for the tensor cores comes after the first GPU check has passed.
+ *
+ * Errors: a failing CUDA/cuBLAS/cuDNN call prints one line "ft_ops cuda: <file>:<line>
+ * <call>: <error>" to stderr and the op returns FT_EDEVICE.
+ */
+#ifndef FT_OPS_CUDA_H
+#define FT_OPS_CUDA_H
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <cudnn.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* the C headers, with C linkage (kmath.h is static inline only) */
+extern "C" {
+#include "ft_common.h"
+#include "ops.h"
+}
+#include "kmath.h"
+
+#define CUDA_THREADS    256
+#define CUDA_RED        512 /* threads of a reducing block (a power of two) */
+#define CUDA_MAX_BLOCKS 65535
+#define CUDA_CONV_CACHE 256 /* distinct conv shapes remembered */
+
+typedef struct cuda_conv_entry {
+    ft_conv_desc d;
+    ft_dtype dt;
+    cudnnTensorDescriptor_t x, y;
+    cudnnFilterDescriptor_t w;
+    cudnnConvolutionDescriptor_t conv[3]; /* forward, backward data, backward filter */
+    cudnnConvolutionFwdAlgo_t fwd;
+    cudnnConvolutionBwdDataAlgo_t bwd_data;
+    cudnnConvolutionBwdFilterAlgo_t bwd_filter;
+    size_t ws_fwd, ws_bwd_data, ws_bwd_filter;
+    size_t ws_dw16; /* 16-bit dw of bwd_filter before it is added to the fp32 dw */
+} cuda_conv_entry;
+
+typedef struct cuda_backend {
+    ft_ops ops;
+    int device;
+    cudaStream_t stream;
+    cublasHandle_t blas;
+    cudnnHandle_t dnn;
+    /* scratch owned by the backend (fp32 copies around fc, partial sums); grown only when a
+     * larger size is asked for, so the steady state allocates nothing */
+    void *scratch[3];
+    size_t scratch_bytes[3];
+    double *red;      /* device: partial sums of sumsq */
+    double *red_host; /* pinned: the total, read after a stream sync */
+    cuda_conv_entry conv[CUDA_CONV_CACHE];
+    int nconv;
+    size_t ws_limit;   /* largest conv workspace an algorithm may ask for */
+    size_t ws_planned; /* largest workspace conv_ws_bytes has reported */
+} cuda_backend;
+
+static inline cuda_backend *cuda_of(ft_ops *o) {
+    return (cuda_backend *)o->impl;
+}
+
+int cuda_fail_(const char *file, int line, const char *call, const char *what);
+#define CU_CHECK(call)                                                                             \
+    do {                                                                                           \
+        cudaError_t e_ = (call);                                                                   \
+        if (e_ != cudaSuccess)                                                                     \
+            return cuda_fail_(__FILE__, __LINE__, #call, cudaGetErrorString(e_));                  \
+    } while (0)
+#define CUBLAS_CHECK(call)                                                                         \
+    do {                                                                                           \
+        cublasStatus_t s_ = (call);                                                                \
+        if (s_ != CUBLAS_STATUS_SUCCESS)                                                           \
+            return cuda_fail_(__FILE__, __LINE__, #call, cublasGetStatusString(s_));               \
+    } while (0)
+#define CUDNN_CHECK(call)                                                                          \
+    do {                                                                                           \
+        cudnnStatus_t s_ = (call);                                                                 \
+        if (s_ != CUDNN_STATUS_SUCCESS)                                                            \
+            return cuda_fail_(__FILE__, __LINE__, #call, cudnnGetErrorString(s_));                 \
+    } while (0)
+/* after a kernel launch */
+#define CU_LAUNCHED() CU_CHECK(cudaGetLastError())
+
+/* grid for a grid-stride loop over n elements */
+static inline unsigned cuda_blocks(size_t n) {
+    size_t b = (n + CUDA_THREADS - 1) / CUDA_THREADS;
+    if (b < 1) b = 1;
+    return (unsigned)(b > CUDA_MAX_BLOCKS ? CUDA_MAX_BLOCKS : b);
+}
+
+/* a grid-stride loop of i over [0, n) */
+#define GRID_LOOP(i, n)                                                                            \
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n);                        \
+         i += (size_t)gridDim.x * blockDim.x)
+
+/* backend scratch slot s of at least bytes (device); NULL on failure (message printed) */
+void *cuda_scratch(ft_ops *o, int s, size_t bytes);
+
+static inline int cuda_float_dt(ft_dtype dt) {
+    return dt == FT_F32 || dt == FT_F16 || dt == FT_BF16;
+}
+
+/* element i of a storage-dtype array as fp32, and the store that rounds once (kmath.h's
+ * conversions, bit-identical to the CPU backend's) */
+static __device__ __forceinline__ float cuda_ld(ft_dtype dt, const void *p, size_t i) {
+    if (dt == FT_F32) return ((const float *)p)[i];
+    uint16_t h = ((const uint16_t *)p)[i];
+    return dt == FT_F16 ? ft_km_f16_to_f32(h) : ft_km_bf16_to_f32(h);
+}
+static __device__ __forceinline__ void cuda_st(ft_dtype dt, void *p, size_t i, float v) {
+    if (dt == FT_F32)
+        ((float *)p)[i] = v;
+    else
+        ((uint16_t *)p)[i] = dt == FT_F16 ? ft_km_f32_to_f16(v) : ft_km_f32_to_bf16(v);
+}
+
+/* block-wide sum of one double per thread (blockDim.x == CUDA_RED); every thread gets it */
+static __device__ __forceinline__ double cuda_block_sum(double v, double *sh) {
+    sh[threadIdx.x] = v;
+    __syncthreads();
+    for (int s = CUDA_RED / 2; s > 0; s >>= 1) {
+        if ((int)threadIdx.x < s) sh[threadIdx.x] += sh[threadIdx.x + s];
+        __syncthreads();
+    }
+    double r = sh[0];
+    __syncthreads();
+    return r;
+}
+
+/* installers, one per op family (the CPU twin's stems) */
+void cuda_install_memory(ft_ops *o);
+void cuda_install_cast(ft_ops *o);
+void cuda_install_elementwise(ft_ops *o);
+void cuda_install_gemm(ft_ops *o);
+void cuda_install_dropout(ft_ops *o);
+void cuda_install_sgd(ft_ops *o);
+void cuda_install_conv(ft_ops *o);
+void cuda_install_batchnorm(ft_ops *o);
+void cuda_install_prelu(ft_ops *o);
+void cuda_install_rows(ft_ops *o);
+void cuda_install_margin(ft_ops *o);
+void cuda_conv_release(cuda_backend *b); /* conv.cu: the descriptor cache */
+/* cast.cu: the cast op for other files (fc's fp32 copies, bwd_filter's 16-bit dw) */
+int cuda_cast_run(ft_ops *o, size_t count, ft_dtype sdt, const void *src, ft_dtype ddt, void *dst);
+
+#endif
