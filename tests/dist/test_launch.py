@@ -9,7 +9,9 @@
             "4 ranks (ft-launch" summary on stderr)
   failures  a launcher whose master never comes (wrong port, --timeout 3): exit 1 within
             seconds, one line naming the address; a rank of node 1 killed with SIGKILL mid-run:
-            both launchers end non-zero within 30 s (node 0's ranks are ended by its launcher)
+            both launchers end non-zero within 30 s (node 0's ranks are ended by its launcher);
+            SIGTERM to node 0's launcher: every rank stops at one step with a complete
+            checkpoint, both launchers exit 130
 usage: test_launch.py MODE BIN WORK MPIRUN [ARGS...]
 """
 import os
@@ -193,6 +195,26 @@ def failures_mode():
           f"node 0 launcher: {res[0][1][-800:]}")
     print(f"SIGKILL on node 1: launchers exit {[rc for rc, _ in res]} after {took:.1f} s",
           flush=True)
+    # SIGTERM to node 0's launcher: forwarded to its ranks; every rank of both nodes stops at
+    # the same step with a complete checkpoint, both launchers exit 130 (a stop, not a failure)
+    out = os.path.join(WORK, "stopped")
+    fresh(out)
+    procs = launchers(2, 1, free_port(), train_args(data, out, "num_epoch=400"), dict(os.environ))
+    man = os.path.join(out, "checkpoint.json")
+    end = time.monotonic() + 60
+    while time.monotonic() < end and not os.path.exists(man):
+        time.sleep(0.2)
+    time.sleep(0.5)
+    procs[0].send_signal(signal.SIGTERM)
+    res = [q.communicate(timeout=60) for q in procs]
+    rcs = [q.returncode for q in procs]
+    check(rcs == [130, 130], f"SIGTERM: launchers exit {rcs}: {res[0][1][-600:]}")
+    step = int(open(man).read().split('"global_step": ')[1].split(",")[0])
+    for k in range(2):
+        st = load_safetensors(os.path.join(out, "state_rank%d.safetensors" % k))
+        check(int(st["global_step"]) == step, f"SIGTERM: state_rank{k} at "
+              f"{int(st['global_step'])}, manifest {step}")
+    print(f"SIGTERM to node 0's launcher: exit {rcs}, checkpoint at step {step}", flush=True)
 
 
 if MODE == "nodes2x2":

@@ -14,7 +14,8 @@
  * collectives themselves are Open MPI's. The launchers keep their rendezvous connections open:
  * when one node's job fails, every launcher ends its mpirun (SIGTERM, SIGKILL of the process
  * group after 10 s). SIGINT / SIGTERM / SIGHUP are forwarded to mpirun, which forwards them to
- * the ranks (ft-train checkpoints and exits 130). Exit status: the local job's, 1 when another
+ * the ranks (ft-train checkpoints and exits 130; the launchers exit 130 too). Exit status: the
+ * local job's, 1 when another
  * node failed or the rendezvous did, 2 for a usage error.
  */
 #include <arpa/inet.h>
@@ -428,7 +429,7 @@ int main(int argc, char **argv) {
     pid_t job = spawn(av, 1);
     if (job < 0) return die("cannot start mpirun: %s", strerror(errno));
     /* supervise: the job, signals, the other launchers */
-    int status = 0, done = 0, other_failed = 0, forwarded = 0;
+    int status = 0, done = 0, other_failed = 0, forwarded = 0, peer_stopped = 0;
     double kill_at = 0;
     while (!done) {
         if (g_sig && forwarded != g_sig) {
@@ -445,8 +446,14 @@ int main(int argc, char **argv) {
             if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
             char line[64];
             int r = read_line(p[i].fd, line, sizeof line, now_s() + 1);
+            if (!r && !strncmp(line, "STOP", 4)) { /* a signal there: the ranks stop together */
+                peer_stopped = 1;
+                for (int j = 0; j < npeers; j++) /* the master tells every node */
+                    if (peers[j] >= 0 && peers[j] != p[i].fd) send_line(peers[j], "STOP\n");
+                continue;
+            }
             int fail = r != 0 || strncmp(line, "OK", 2) != 0;
-            if (fail && !kill_at) { /* another node failed (or its launcher died) */
+            if (fail && !kill_at && !(r && peer_stopped)) { /* another node failed */
                 other_failed = 1;
                 fprintf(stderr,
                         PROG ": node %d: another node's job ended with an error "
@@ -467,17 +474,18 @@ int main(int argc, char **argv) {
         if (waitpid(job, &status, WNOHANG) == job) done = 1;
     }
     int job_rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    /* tell the others how this node ended */
-    const char *msg = job_rc == 0 ? "OK\n" : "FAIL\n";
+    /* tell the others how this node ended: a stop by a signal is no failure (every rank
+     * agreed on the step to stop at and checkpointed), so nobody is killed for it */
+    int stopped = job_rc && (forwarded || peer_stopped);
+    const char *msg = job_rc == 0 ? "OK\n" : stopped ? "STOP\n" : "FAIL\n";
     if (master >= 0) send_line(master, msg);
     for (int i = 0; i < npeers; i++)
         if (peers[i] >= 0) {
-            if (job_rc)
-                send_line(peers[i], msg);
-            else { /* the master waits for every node before ending the rendezvous server */
+            if (job_rc) send_line(peers[i], msg);
+            if (!job_rc || stopped) { /* the master waits for every node before it ends */
                 char line[64];
                 while (read_line(peers[i], line, sizeof line, now_s() + o.timeout) == 0 &&
-                       strncmp(line, "OK", 2) == 0)
+                       (!strncmp(line, "OK", 2) || !strncmp(line, "STOP", 4)))
                     ;
             }
             close(peers[i]);
@@ -486,6 +494,11 @@ int main(int argc, char **argv) {
     if (server > 0) kill(server, SIGTERM), waitpid(server, NULL, 0);
     ft_rm_rf(dir);
     free(av);
+    if (stopped) {
+        fprintf(stderr, PROG ": node %d: stopped by a signal%s (mpirun status %d)\n", o.node,
+                forwarded ? "" : " on another node", job_rc);
+        return 130;
+    }
     if (job_rc) fprintf(stderr, PROG ": node %d: mpirun exited with status %d\n", o.node, job_rc);
     return job_rc ? job_rc : other_failed ? 1 : 0;
 }
