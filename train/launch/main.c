@@ -14,9 +14,9 @@
  * collectives themselves are Open MPI's. The launchers keep their rendezvous connections open:
  * when one node's job fails, every launcher ends its mpirun (SIGTERM, SIGKILL of the process
  * group after 10 s). SIGINT / SIGTERM / SIGHUP are forwarded to mpirun, which forwards them to
- * the ranks (ft-train checkpoints and exits 130; the launchers exit 130 too). Exit status: the
- * local job's, 1 when another
- * node failed or the rendezvous did, 2 for a usage error.
+ * the ranks (ft-train checkpoints and exits 130); the other launchers hear of it as a stop, not
+ * a failure. Exit status: 0; 130 after a stop by a signal on any node; the local job's after a
+ * failure here; 1 when another node failed or the rendezvous did; 2 for a usage error.
  */
 #include <arpa/inet.h>
 #include <stdarg.h>
