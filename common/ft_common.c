@@ -135,6 +135,20 @@ int ft_fsync_path(const char *path) {
     return rc;
 }
 
+int ft_fsync_parent(const char *path) {
+    char dir[4096];
+    size_t n = strlen(path);
+    if (n >= sizeof dir) return -ENAMETOOLONG;
+    memcpy(dir, path, n + 1);
+    char *slash = strrchr(dir, '/');
+    if (!slash) return ft_fsync_path(".");
+    if (slash == dir)
+        slash[1] = '\0';
+    else
+        *slash = '\0';
+    return ft_fsync_path(dir);
+}
+
 int ft_cli_help_version(int argc, char **argv, const char *prog, const char *usage) {
     if (argc < 2) return 0;
     if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {

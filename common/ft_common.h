@@ -55,6 +55,7 @@ int ft_rm_rf(const char *path);                     /* 0 or -errno; missing path
 int ft_file_size(const char *path, uint64_t *size); /* 0 or -errno */
 int ft_is_dir(const char *path);                    /* 1 dir, 0 otherwise */
 int ft_fsync_path(const char *path);                /* fsync a file or directory */
+int ft_fsync_parent(const char *path); /* fsync the folder holding path (after a rename) */
 int ft_path_join(char *out, size_t cap, const char *a, const char *b); /* 0 or FT_ERANGE */
 /* Read a whole small file (NUL-terminated; *len excludes the NUL). Caller frees. */
 int ft_read_file(const char *path, char **data, size_t *len);

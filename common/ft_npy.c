@@ -18,20 +18,6 @@ static int fail(char *err, size_t cap, int rc, const char *path, const char *why
     return rc;
 }
 
-static int fsync_parent(const char *path) {
-    char dir[4096];
-    size_t n = strlen(path);
-    if (n >= sizeof dir) return -ENAMETOOLONG;
-    memcpy(dir, path, n + 1);
-    char *slash = strrchr(dir, '/');
-    if (!slash) return ft_fsync_path(".");
-    if (slash == dir)
-        slash[1] = '\0';
-    else
-        *slash = '\0';
-    return ft_fsync_path(dir);
-}
-
 int ft_npy_write_f32(const char *path, const float *data, int64_t rows, int64_t cols, char *err,
                      size_t errcap) {
     if (!path || rows < 0 || cols < 1 || (rows && !data))
@@ -78,7 +64,7 @@ int ft_npy_write_f32(const char *path, const float *data, int64_t rows, int64_t 
         unlink(tmp);
         return fail(err, errcap, rc, path, strerror(-rc));
     }
-    rc = fsync_parent(path);
+    rc = ft_fsync_parent(path);
     return rc ? fail(err, errcap, rc, path, strerror(-rc)) : 0;
 }
 

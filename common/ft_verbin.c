@@ -549,20 +549,6 @@ static void write_stream(FILE *f, const ft_verbin *v) {
     fputc(OP_STOP, f);
 }
 
-static int fsync_parent(const char *path) {
-    char dir[4096];
-    size_t n = strlen(path);
-    if (n >= sizeof dir) return -ENAMETOOLONG;
-    memcpy(dir, path, n + 1);
-    char *slash = strrchr(dir, '/');
-    if (!slash) return ft_fsync_path(".");
-    if (slash == dir)
-        slash[1] = '\0';
-    else
-        *slash = '\0';
-    return ft_fsync_path(dir);
-}
-
 int ft_verbin_write(const char *path, const ft_verbin *v) {
     if (!path || !v || (v->n_pairs && (!v->img || !v->img_len || !v->issame))) return FT_EARG;
     if (v->n_pairs > (UINT32_MAX - 3) / 2) return FT_ERANGE;
@@ -584,5 +570,5 @@ int ft_verbin_write(const char *path, const ft_verbin *v) {
         unlink(tmp);
         return rc;
     }
-    return fsync_parent(path);
+    return ft_fsync_parent(path);
 }

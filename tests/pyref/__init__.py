@@ -5,6 +5,8 @@ sharing no code with the C sources. Every Python test imports them from here.
                      writer, strict reader, MXFaceDataset sample order
   pyref.safetensors  safetensors reader (numpy, or torch tensors)
   pyref.verify       the verification .bin protocol (arcface_torch eval/verification.py)
+  pyref.ijb          IJB-C/IJB-B 1:1 (onnx_ijbc.py): Umeyama alignment, pooling, scores,
+                     sklearn's roc_curve and the TAR@FAR table, the meta files
   pyref.iresnet      PyTorch IResNet (insightface layout and state_dict names), the Partial FC
                      margin head, and the mixed-precision ("same casts") variant of both
   pyref.amp          rounding to fp16/bf16 storage (RoundBoth, RoundFwd) and a loss scaler

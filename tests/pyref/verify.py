@@ -1,7 +1,8 @@
 """numpy implementation of arcface_torch's verification protocol (formats.md 3.3), written
-from its description, for the trainer tests: reference() on embeddings; load_bin(),
-decode_rgb() and to_input() read a .bin as arcface_torch does (cv2 decode, RGB,
-((x / 255) - 0.5) / 0.5 in float32, NCHW); evaluate() runs a PyTorch model on it."""
+from its description, for the trainer and ft-eval tests: reference() on embeddings
+(protocol() also gives each fold's threshold); load_bin(), decode_rgb() and to_input() read
+a .bin as arcface_torch does (cv2 decode, RGB, ((x / 255) - 0.5) / 0.5 in float32, NCHW);
+evaluate() runs a PyTorch model on it."""
 import pickle
 
 import numpy as np
@@ -24,7 +25,10 @@ def accuracy(threshold, dist, actual):
     return float(tp + tn) / dist.size
 
 
-def reference(orig, flip, issame):
+def protocol(orig, flip, issame):
+    """The protocol on raw embeddings [2P][dim] of the images and of their mirror images:
+    dict of xnorm, acc, std (Accuracy-Flip), fold_acc and threshold (per fold, the one
+    chosen on the other nine folds)."""
     lst = [orig.astype(np.float64), flip.astype(np.float64)]
     norms = [np.linalg.norm(e) for emb in lst for e in emb]
     xnorm = sum(norms) / len(norms)
@@ -35,13 +39,21 @@ def reference(orig, flip, issame):
     dist = np.sum(np.square(e[0::2] - e[1::2]), 1)
     thr = np.arange(0, 4, 0.01)
     actual = np.asarray(issame, dtype=bool)
-    accs = []
+    accs, best_t = [], []
     for train, test in kfold_indices(len(actual)):
         tr = [accuracy(t, dist[train], actual[train]) for t in thr]
         best = int(np.argmax(tr))
+        best_t.append(thr[best])
         accs.append(accuracy(thr[best], dist[test], actual[test]))
     accs = np.array(accs)
-    return xnorm, accs.mean(), accs.std(), accs
+    return {"xnorm": xnorm, "acc": accs.mean(), "std": accs.std(), "fold_acc": accs,
+            "threshold": np.array(best_t)}
+
+
+def reference(orig, flip, issame):
+    """(xnorm, acc, std, fold accuracies) of protocol()."""
+    r = protocol(orig, flip, issame)
+    return r["xnorm"], r["acc"], r["std"], r["fold_acc"]
 
 
 def decode_rgb(jpeg):

@@ -49,6 +49,32 @@ const char *ft_op_name(int op) {
     return op >= 0 && op < FT_OP_COUNT ? names[op] : NULL;
 }
 
+int ft_op_takes_dtype(int op) {
+    switch (op) {
+    case FT_OP_cast:
+    case FT_OP_act_import:
+    case FT_OP_act_export:
+    case FT_OP_conv_ws_bytes:
+    case FT_OP_conv_fwd:
+    case FT_OP_conv_bwd_data:
+    case FT_OP_conv_bwd_filter:
+    case FT_OP_bn_fwd_train:
+    case FT_OP_bn_fwd_eval:
+    case FT_OP_bn_bwd:
+    case FT_OP_prelu_fwd:
+    case FT_OP_prelu_bwd:
+    case FT_OP_add:
+    case FT_OP_gemm:
+    case FT_OP_fc_fwd:
+    case FT_OP_fc_bwd:
+    case FT_OP_dropout_fwd:
+    case FT_OP_dropout_bwd:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
 int ft_ops_supports(const ft_ops *o, int op, ft_dtype dt) {
     return o && o->supports && o->supports(o, op, dt);
 }

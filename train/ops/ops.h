@@ -128,6 +128,9 @@ typedef enum ft_op_id { FT_OPS_SLOTS(FT_OP_ENUM_) FT_OP_COUNT } ft_op_id;
 #undef FT_OP_ENUM_
 
 const char *ft_op_name(int op); /* "conv_fwd"; NULL outside [0, FT_OP_COUNT) */
+/* 1 for the slots whose operands include activations of a storage dtype (the ones a backend
+ * may support in F16/BF16 besides F32) */
+int ft_op_takes_dtype(int op);
 
 typedef struct ft_ops ft_ops;
 struct ft_ops {

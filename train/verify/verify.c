@@ -27,8 +27,9 @@ static int64_t fold_start(int64_t p, int k) {
     return base * k + (k < extra ? k : extra);
 }
 
-int ft_verify_kfold(const double *dist, const uint8_t *issame, int64_t n_pairs,
-                    double fold_acc[FT_VERIFY_FOLDS], double *mean, double *std) {
+/* best[k]: the threshold chosen on the other folds for fold k (may be NULL) */
+static int kfold(const double *dist, const uint8_t *issame, int64_t n_pairs,
+                 double fold_acc[FT_VERIFY_FOLDS], double *best_t, double *mean, double *std) {
     if (n_pairs < FT_VERIFY_FOLDS) return FT_EARG;
     /* correct[k][t]: pairs of fold k classified right at threshold t */
     int64_t(*correct)[FT_VERIFY_THRESHOLDS] = calloc(FT_VERIFY_FOLDS, sizeof *correct);
@@ -54,6 +55,7 @@ int ft_verify_kfold(const double *dist, const uint8_t *issame, int64_t n_pairs,
             if (acc > best_acc) best_acc = acc, best = t;
         }
         fold_acc[k] = (double)correct[k][best] / (double)n_test;
+        if (best_t) best_t[k] = (double)best * 0.01;
     }
     free(correct);
     double m = 0, v = 0;
@@ -63,6 +65,11 @@ int ft_verify_kfold(const double *dist, const uint8_t *issame, int64_t n_pairs,
     *mean = m;
     *std = sqrt(v / FT_VERIFY_FOLDS);
     return 0;
+}
+
+int ft_verify_kfold(const double *dist, const uint8_t *issame, int64_t n_pairs,
+                    double fold_acc[FT_VERIFY_FOLDS], double *mean, double *std) {
+    return kfold(dist, issame, n_pairs, fold_acc, NULL, mean, std);
 }
 
 int ft_verify_protocol(const float *orig, const float *flip, int64_t n_pairs, int dim,
@@ -104,7 +111,7 @@ int ft_verify_protocol(const float *orig, const float *flip, int64_t n_pairs, in
         }
         dist[p] = s;
     }
-    int rc = ft_verify_kfold(dist, issame, n_pairs, r->fold_acc, &r->acc, &r->std);
+    int rc = kfold(dist, issame, n_pairs, r->fold_acc, r->threshold, &r->acc, &r->std);
     free(fused);
     free(dist);
     return rc;

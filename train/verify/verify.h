@@ -28,6 +28,7 @@ typedef struct ft_verify_result {
     double xnorm;
     double acc, std; /* Accuracy-Flip */
     double fold_acc[FT_VERIFY_FOLDS];
+    double threshold[FT_VERIFY_FOLDS]; /* the threshold fold k was scored with (k * 0.01) */
 } ft_verify_result;
 
 /* The protocol on raw embeddings: orig, flip [2P][dim] float32 as the model produced them;

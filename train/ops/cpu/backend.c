@@ -23,37 +23,10 @@ static void cpu_destroy(ft_ops *o) {
     free(b);
 }
 
-/* the slots whose operands include activations of a storage dtype */
-static int takes_dtype(int op) {
-    switch (op) {
-    case FT_OP_cast:
-    case FT_OP_act_import:
-    case FT_OP_act_export:
-    case FT_OP_conv_ws_bytes:
-    case FT_OP_conv_fwd:
-    case FT_OP_conv_bwd_data:
-    case FT_OP_conv_bwd_filter:
-    case FT_OP_bn_fwd_train:
-    case FT_OP_bn_fwd_eval:
-    case FT_OP_bn_bwd:
-    case FT_OP_prelu_fwd:
-    case FT_OP_prelu_bwd:
-    case FT_OP_add:
-    case FT_OP_gemm:
-    case FT_OP_fc_fwd:
-    case FT_OP_fc_bwd:
-    case FT_OP_dropout_fwd:
-    case FT_OP_dropout_bwd:
-        return 1;
-    default:
-        return 0;
-    }
-}
-
 static int cpu_supports(const ft_ops *o, int op, ft_dtype dt) {
     if (op < 0 || op >= FT_OP_COUNT) return 0;
     if (dt == FT_F32) return 1;
-    return (dt == FT_F16 || dt == FT_BF16) && takes_dtype(op);
+    return (dt == FT_F16 || dt == FT_BF16) && ft_op_takes_dtype(op);
 }
 
 int ft_ops_cpu_create_(int threads, ft_ops **out); /* for ops.c's factory only */
