@@ -33,68 +33,6 @@ int ft_comm_have_mpi(void) {
     return 0;
 }
 
-/* The jobs of join_nodes nodes into one communicator (see comm.h); the watchdog bounds every
- * wait (a node launcher that never comes). */
-static int join_jobs(ft_comm *c, char *err, size_t cap) {
-    mpi_impl *m = c->impl;
-    int me, size, rc = 0;
-    MPI_Comm_rank(MPI_COMM_WORLD, &me);
-    MPI_Comm_size(MPI_COMM_WORLD, &size);
-    char port[MPI_MAX_PORT_NAME] = "";
-    MPI_Comm comm = m->comm;
-    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
-    busy(m, "joining the other nodes' ranks (MPI_Comm_accept/connect)");
-    if (m->opt.join_node == 0) {
-        if (me == 0 && (MPI_Open_port(MPI_INFO_NULL, port) != MPI_SUCCESS ||
-                        MPI_Publish_name(m->opt.join_service, MPI_INFO_NULL, port) != MPI_SUCCESS))
-            rc = -EIO;
-    } else {
-        if (me == 0)
-            while (MPI_Lookup_name(m->opt.join_service, MPI_INFO_NULL, port) != MPI_SUCCESS)
-                usleep(100000); /* node 0 has not published yet; the watchdog bounds this */
-        MPI_Comm inter, merged;
-        if (MPI_Comm_connect(port, MPI_INFO_NULL, 0, comm, &inter) != MPI_SUCCESS ||
-            MPI_Intercomm_merge(inter, 1, &merged) != MPI_SUCCESS)
-            rc = -EIO;
-        else {
-            MPI_Comm_free(&inter);
-            MPI_Comm_free(&comm);
-            comm = merged;
-        }
-    }
-    /* every node joined so far takes part in accepting the next ones */
-    int all = size * m->opt.join_nodes, now = 0;
-    while (!rc && MPI_Comm_size(comm, &now) == MPI_SUCCESS && now < all) {
-        MPI_Comm inter, merged;
-        if (MPI_Comm_accept(port, MPI_INFO_NULL, 0, comm, &inter) != MPI_SUCCESS ||
-            MPI_Intercomm_merge(inter, 0, &merged) != MPI_SUCCESS) {
-            rc = -EIO;
-            break;
-        }
-        MPI_Comm_free(&inter);
-        MPI_Comm_free(&comm);
-        comm = merged;
-    }
-    if (!rc && m->opt.join_node == 0 && me == 0) {
-        MPI_Unpublish_name(m->opt.join_service, MPI_INFO_NULL, port);
-        MPI_Close_port(port);
-    }
-    /* order the ranks node by node */
-    MPI_Comm ordered;
-    if (!rc && MPI_Comm_split(comm, 0, m->opt.join_node * size + me, &ordered) != MPI_SUCCESS)
-        rc = -EIO;
-    idle(m);
-    if (rc) {
-        snprintf(err, cap, "MPI: node %d could not join the other %d nodes' ranks (%s)",
-                 m->opt.join_node, m->opt.join_nodes - 1, m->opt.join_service);
-        return rc;
-    }
-    MPI_Comm_free(&comm);
-    m->comm = ordered;
-    MPI_Comm_set_errhandler(m->comm, MPI_ERRORS_RETURN);
-    return 0;
-}
-
 int ft_comm_mpi(ft_comm **out, const ft_comm_mpi_options *opt, char *err, size_t cap) {
     snprintf(err, cap,
              "this build has no MPI transport (the collectives it has: %s); install "
