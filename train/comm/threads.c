@@ -113,6 +113,42 @@ static int thr_barrier(ft_comm *c) {
     return publish(c, 0);
 }
 
+/* every rank publishes its whole send buffer; rank r sums block r of every slot in rank order */
+static int thr_reduce_scatter(ft_comm *c, ft_ops *o, const void *send, void *recv, size_t count,
+                              ft_dtype dt) {
+    ft_comm_group *g = group_of(c);
+    slot *me = &g->slots[c->rank];
+    size_t es = dt == FT_F64 ? sizeof(double) : sizeof(float), bytes = count * es;
+    size_t all = bytes * (size_t)g->world;
+    int rc = dt != FT_F32 && dt != FT_F64 ? FT_EARG : slot_reserve(me, all + bytes);
+    if (!rc) rc = o->download(o, me->buf, send, all);
+    rc = publish(c, rc);
+    char *res = rc ? NULL : (char *)me->buf + all;
+    size_t base = (size_t)c->rank * count;
+    for (size_t i = 0; res && i < count; i++) {
+        if (dt == FT_F32) {
+            float acc = ((const float *)g->slots[0].buf)[base + i];
+            for (int r = 1; r < g->world; r++) acc += ((const float *)g->slots[r].buf)[base + i];
+            ((float *)res)[i] = acc;
+        } else {
+            double acc = ((const double *)g->slots[0].buf)[base + i];
+            for (int r = 1; r < g->world; r++) acc += ((const double *)g->slots[r].buf)[base + i];
+            ((double *)res)[i] = acc;
+        }
+    }
+    pthread_barrier_wait(&g->bar);
+    if (!rc) rc = o->upload(o, recv, res, bytes);
+    return rc;
+}
+
+/* the async variant runs at once; wait has nothing left to do */
+static int thr_wait(ft_comm *c) {
+    return 0;
+}
+static int thr_set_timeout(ft_comm *c, double seconds) {
+    return 0; /* threads of one process cannot lose a peer */
+}
+
 static void thr_destroy(ft_comm *c) {
     /* owned by the group */
 }
@@ -131,9 +167,19 @@ int ft_comm_threads_create(int world, ft_comm_group **out) {
         return -ENOMEM;
     }
     for (int r = 0; r < world; r++)
-        g->rank[r] = (ft_comm){
-            "threads",     r,          world, g, thr_destroy, thr_all_reduce, thr_all_gather,
-            thr_broadcast, thr_barrier};
+        g->rank[r] = (ft_comm){.name = "threads",
+                               .rank = r,
+                               .world = world,
+                               .impl = g,
+                               .destroy = thr_destroy,
+                               .all_reduce = thr_all_reduce,
+                               .all_gather = thr_all_gather,
+                               .broadcast = thr_broadcast,
+                               .barrier = thr_barrier,
+                               .reduce_scatter = thr_reduce_scatter,
+                               .all_reduce_async = thr_all_reduce,
+                               .wait = thr_wait,
+                               .set_timeout = thr_set_timeout};
     *out = g;
     return 0;
 }

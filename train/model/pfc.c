@@ -99,6 +99,53 @@ static int check_config(const ft_pfc_config *c) {
     return 0;
 }
 
+/* The shard's sizes: num_local, class_start, num_sample, smax (pfc.h "Sharding"). */
+static void shard_sizes(ft_pfc *p, const ft_pfc_config *cfg) {
+    int64_t C = cfg->num_classes, W = cfg->world_size, r = cfg->rank;
+    p->num_local = C / W + (r < C % W);
+    p->class_start = C / W * r + (r < C % W ? r : C % W);
+    p->num_sample = (int)(cfg->sample_rate * (float)p->num_local);
+    p->sampling = cfg->sample_rate < 1.0f;
+    int64_t pos_max = cfg->max_batch < p->num_local ? cfg->max_batch : p->num_local;
+    p->smax =
+        !p->sampling ? (int)p->num_local : (p->num_sample > pos_max ? p->num_sample : (int)pos_max);
+}
+
+/* Carve the arena at base (0: only measure); returns its size. */
+static size_t plan_arena(ft_pfc *p, uintptr_t base) {
+    size_t E = (size_t)p->cfg.emb, B = (size_t)p->cfg.max_batch, S = (size_t)p->smax;
+    size_t NL = (size_t)p->num_local;
+    size_t sizes[] = {NL * E, NL * E, S * E, S * E, S, B * E, B * E, B, B * S, B * S, B, B, B};
+    float **dst[] = {&p->w,     &p->g,    &p->wn,     &p->wbuf, &p->wnorm, &p->en, &p->gen,
+                     &p->enorm, &p->cosv, &p->logits, &p->mx,   &p->sum,   &p->pt};
+    size_t hsizes[] = {B * E, S * E, B * S, S * E, B * E};
+    void **hdst[] = {&p->en_h, &p->wn_h, &p->cos_h, &p->dwn_h, &p->den_h};
+    int nh = p->dt == FT_F32 ? 0 : (int)(sizeof hsizes / sizeof *hsizes);
+    ft_arena a;
+    ft_arena_init(&a, base);
+    for (size_t i = 0; i < sizeof dst / sizeof *dst; i++)
+        *dst[i] = ft_arena_take(&a, FT_F32, sizes[i]);
+    for (int i = 0; i < nh; i++) *hdst[i] = ft_arena_take(&a, p->dt, hsizes[i]);
+    p->d_label = ft_arena_take(&a, FT_I32, B);
+    p->d_index = ft_arena_take(&a, FT_I32, S);
+    return a.off;
+}
+
+int ft_pfc_plan(const ft_pfc_config *cfg, ft_pfc_plan_info *info) {
+    int rc = check_config(cfg);
+    if (rc) return rc;
+    ft_pfc p = {.cfg = *cfg, .dt = (ft_dtype)cfg->dtype};
+    shard_sizes(&p, cfg);
+    size_t E = (size_t)cfg->emb, B = (size_t)cfg->max_batch, S = (size_t)p.smax;
+    *info = (ft_pfc_plan_info){.num_local = p.num_local,
+                               .num_sample = p.smax,
+                               .arena_bytes = plan_arena(&p, 0),
+                               .centre_bytes = (size_t)p.num_local * E * sizeof(float),
+                               .logit_bytes = 2 * B * S * sizeof(float)};
+    if (p.dt != FT_F32) info->logit_bytes += B * S * ft_dtype_size(p.dt);
+    return 0;
+}
+
 int ft_pfc_create(ft_ops *o, const ft_pfc_config *cfg, ft_pfc **out) {
     int rc = check_config(cfg);
     if (rc) return rc;
@@ -114,34 +161,12 @@ int ft_pfc_create(ft_ops *o, const ft_pfc_config *cfg, ft_pfc **out) {
         goto fail;
     }
     if ((rc = margin_of(cfg, &p->mg))) goto fail;
-    int64_t C = cfg->num_classes, W = cfg->world_size, r = cfg->rank;
-    p->num_local = C / W + (r < C % W);
-    p->class_start = C / W * r + (r < C % W ? r : C % W);
-    p->num_sample = (int)(cfg->sample_rate * (float)p->num_local);
-    p->sampling = cfg->sample_rate < 1.0f;
-    int64_t pos_max = cfg->max_batch < p->num_local ? cfg->max_batch : p->num_local;
-    p->smax =
-        !p->sampling ? (int)p->num_local : (p->num_sample > pos_max ? p->num_sample : (int)pos_max);
-    size_t E = (size_t)cfg->emb, B = (size_t)cfg->max_batch, S = (size_t)p->smax;
-    size_t NL = (size_t)p->num_local;
-    size_t sizes[] = {NL * E, NL * E, S * E, S * E, S, B * E, B * E, B, B * S, B * S, B, B, B};
-    float **dst[] = {&p->w,     &p->g,    &p->wn,     &p->wbuf, &p->wnorm, &p->en, &p->gen,
-                     &p->enorm, &p->cosv, &p->logits, &p->mx,   &p->sum,   &p->pt};
-    size_t hsizes[] = {B * E, S * E, B * S, S * E, B * E};
-    void **hdst[] = {&p->en_h, &p->wn_h, &p->cos_h, &p->dwn_h, &p->den_h};
-    int nh = p->dt == FT_F32 ? 0 : (int)(sizeof hsizes / sizeof *hsizes);
+    shard_sizes(p, cfg);
+    size_t B = (size_t)cfg->max_batch, S = (size_t)p->smax, NL = (size_t)p->num_local;
     /* two passes: measure, then carve the allocation */
-    for (int pass = 0; pass < 2; pass++) {
-        ft_arena a;
-        ft_arena_init(&a, pass ? (uintptr_t)p->arena : 0);
-        for (size_t i = 0; i < sizeof dst / sizeof *dst; i++)
-            *dst[i] = ft_arena_take(&a, FT_F32, sizes[i]);
-        for (int i = 0; i < nh; i++) *hdst[i] = ft_arena_take(&a, p->dt, hsizes[i]);
-        p->d_label = ft_arena_take(&a, FT_I32, B);
-        p->d_index = ft_arena_take(&a, FT_I32, S);
-        p->bytes = a.off;
-        if (pass == 0 && (rc = o->alloc(o, p->bytes, &p->arena))) goto fail;
-    }
+    p->bytes = plan_arena(p, 0);
+    if ((rc = o->alloc(o, p->bytes, &p->arena))) goto fail;
+    plan_arena(p, (uintptr_t)p->arena);
     p->h_index = malloc(S * sizeof(int32_t));
     p->h_label = malloc(B * sizeof(int32_t));
     p->h_pt = malloc(B * sizeof(float));

@@ -77,6 +77,18 @@ int64_t ft_pfc_class_start(const ft_pfc *p);
 int ft_pfc_num_sample(const ft_pfc *p); /* int(sample_rate * num_local) */
 size_t ft_pfc_bytes(const ft_pfc *p);   /* device bytes held */
 
+/* The plan of a shard without allocating it (memory figures for any class count): its rows,
+ * the sampled rows per step (smax), the arena ft_pfc_create would allocate (= ft_pfc_bytes),
+ * of which the centres (W; the gradient is as large) and the per-step logits (cos and
+ * logits in fp32 [max_batch, smax], plus the dtype copy of cos with fp16/bf16). The SGD
+ * momentum of the centres (another centre_bytes) lives in the optimizer. */
+typedef struct ft_pfc_plan_info {
+    int64_t num_local;
+    int num_sample;
+    size_t arena_bytes, centre_bytes, logit_bytes;
+} ft_pfc_plan_info;
+int ft_pfc_plan(const ft_pfc_config *cfg, ft_pfc_plan_info *info);
+
 /* Step part 1: take the global labels (host, batch rows, 0 <= label < num_classes) and choose
  * this step's classes. The negatives are a pure function of (seed, step, rank, labels). */
 int ft_pfc_prepare(ft_pfc *p, const int32_t *labels, int batch, uint64_t step);

@@ -382,7 +382,8 @@ static int resume_scaler(ft_run *r, const ft_st_file *st, const char *what, int 
     return 0;
 }
 
-static int resume_state(ft_run *r, const ft_st_file *st, const char *what, int schema) {
+static int resume_state(ft_run *r, const ft_st_file *st, const char *what, int schema,
+                        int saved_world) {
     int64_t step, ep, lstep, opt_steps, seed, world;
     char err[512];
     int rc = ft_ckpt_get_i64(st, what, "global_step", &step, err, sizeof err);
@@ -392,9 +393,11 @@ static int resume_state(ft_run *r, const ft_st_file *st, const char *what, int s
     if (!rc) rc = ft_ckpt_get_i64(st, what, "seed", &seed, err, sizeof err);
     if (!rc) rc = ft_ckpt_get_i64(st, what, "world_size", &world, err, sizeof err);
     if (rc) return ft_run_fail(r, rc, "%s", err);
-    if (world != r->world)
-        return ft_run_fail(r, FT_EFORMAT, "%s: saved by %lld ranks, this run has %d", what,
-                           (long long)world, r->world);
+    if (world != saved_world)
+        return ft_run_fail(r, FT_EFORMAT,
+                           "%s: saved by %lld ranks, this run has %d (a checkpoint resumes on "
+                           "another number of ranks through its %s)",
+                           what, (long long)world, r->world, FT_RUN_MANIFEST);
     if (seed != r->cfg.seed)
         fprintf(stderr,
                 FT_TRAIN_PROG ": note: %s was saved with seed %lld, this run uses %lld; "
@@ -479,7 +482,143 @@ static int resume_window(ft_run *r, const ft_st_file *st, const char *what, int 
     return 0;
 }
 
+/* The manifest rank 0 commits after every rank has written: the state this rank read must be
+ * of its step (else a save was cut short on some rank). A checkpoint of one rank from before
+ * manifests existed has none, which is accepted; several ranks need it. */
+static int check_manifest(ft_run *r, const char *st_name) {
+    int64_t step;
+    int world, rc = ft_run_read_manifest(r, &step, &world);
+    if (rc == -ENOENT && r->world == 1) return 0;
+    if (rc == -ENOENT)
+        return ft_run_fail(r, FT_EFORMAT,
+                           "%s/%s does not exist: the checkpoint of this %d-rank run was never "
+                           "completed on every rank",
+                           r->cfg.output, FT_RUN_MANIFEST, r->world);
+    if (rc) return rc;
+    if (step != r->pos.global_step)
+        return ft_run_fail(r, FT_EFORMAT,
+                           "%s/%s names step %lld (%d ranks) but %s is from step %lld: a save "
+                           "was cut short on some rank; the files of one checkpoint must all be "
+                           "of one step",
+                           r->cfg.output, FT_RUN_MANIFEST, (long long)step, world, st_name,
+                           (long long)r->pos.global_step);
+    return 0;
+}
+
+/* ---- resume on another number of ranks ---- */
+
+/* rows [lo, hi) of the class table from the old shards into host (weight, and momentum when
+ * mom is not NULL), each shard file checked for the step */
+static int gather_old_rows(ft_run *r, int old_world, int64_t step, int64_t lo, int64_t hi, float *w,
+                           float *mom) {
+    int64_t C = r->cfg.num_classes, E = r->cfg.embedding_size;
+    int rc = 0;
+    for (int k = 0; k < old_world && !rc; k++) {
+        int64_t kn = C / old_world + (k < C % old_world);
+        int64_t ks = C / old_world * k + (k < C % old_world ? k : C % old_world);
+        int64_t a = lo > ks ? lo : ks, b = hi < ks + kn ? hi : ks + kn;
+        if (a >= b) continue;
+        char name[64], err[1024];
+        ft_ckpt_pfc_name(name, sizeof name, k, old_world);
+        ft_st_file f = {0};
+        if ((rc = read_part(r, name, &f, step))) break;
+        int64_t shape[2] = {kn, E};
+        float *buf = malloc((size_t)(kn * E) * sizeof(float));
+        if (!buf) rc = ft_run_fail(r, -ENOMEM, "out of memory");
+        for (int t = 0; t < (mom ? 2 : 1) && !rc; t++) {
+            const char *tn = t ? "weight.momentum_buffer" : "weight";
+            rc = ft_ckpt_get_tensor(&f, name, tn, FT_ST_F32, 2, shape, buf,
+                                    (size_t)(kn * E) * sizeof(float), err, sizeof err);
+            if (rc)
+                ft_run_fail(r, rc, "%s (this run has %lld classes, embedding size %lld)", err,
+                            (long long)C, (long long)E);
+            else
+                memcpy((t ? mom : w) + (a - lo) * E, buf + (a - ks) * E,
+                       (size_t)((b - a) * E) * sizeof(float));
+        }
+        free(buf);
+        ft_st_free(&f);
+    }
+    return rc;
+}
+
+/* The checkpoint of old_world ranks (manifest at step) on this run's world: state and
+ * backbone (with its momentum) from rank 0's files, this rank's class centres and their
+ * momentum cut from the old shards (bit for bit), the loader at the same global sample. */
+static int resume_resplit(ft_run *r, int old_world, int64_t step) {
+    char st_name[64], hint[192];
+    ft_ckpt_state_name(st_name, sizeof st_name, 0);
+    snprintf(hint, sizeof hint, "this run builds %s", r->model.arch);
+    ft_st_file st = {0}, bb = {0};
+    int schema = 0;
+    char err[1024];
+    int rc = read_part(r, st_name, &st, step);
+    if (!rc && (rc = ft_ckpt_schema(&st, st_name, &schema, err, sizeof err)))
+        ft_run_fail(r, rc, "%s", err);
+    if (!rc) rc = resume_state(r, &st, st_name, schema, old_world);
+    if (!rc && mid_window(r, r->cfg.gradient_acc))
+        rc = ft_run_fail(r, FT_EFORMAT,
+                         "%s: saved at step %lld inside a gradient-accumulation window; resume it "
+                         "on %d ranks to the window's end first",
+                         st_name, (long long)r->pos.global_step, old_world);
+    /* the same global sample: the old ranks consumed loader_step * batch * old_world of the
+     * epoch's permutation (strided shards: its prefix) */
+    uint64_t B = (uint64_t)r->cfg.batch_size, g = r->pos.epoch_step * B * (uint64_t)old_world;
+    if (!rc && g % (B * (uint64_t)r->world))
+        rc = ft_run_fail(r, FT_EFORMAT,
+                         "%s: saved after %llu samples of epoch %llu by %d ranks of batch %llu; "
+                         "%d ranks can continue at that sample only when it is a multiple of "
+                         "batch_size * world_size = %llu",
+                         st_name, (unsigned long long)g, (unsigned long long)r->pos.epoch,
+                         old_world, (unsigned long long)B, r->world,
+                         (unsigned long long)(B * (uint64_t)r->world));
+    if (!rc) {
+        r->pos.epoch_step = g / (B * (uint64_t)r->world);
+        r->pos.global_step = (int64_t)(r->pos.epoch * r->data.steps_per_epoch + r->pos.epoch_step);
+        int64_t v;
+        if (schema >= 2 && !ft_ckpt_get_i64(&st, st_name, ACC_DROPOUT, &v, err, sizeof err))
+            ft_iresnet_set_rng_state(r->model.net, (uint64_t)v);
+    }
+    if (!rc) rc = read_part(r, FT_CKPT_BACKBONE, &bb, step);
+    ft_ckpt_source sb = src_backbone(r), so = src_opt(r, 0);
+    if (!rc && (rc = ft_ckpt_load_source(&bb, FT_CKPT_BACKBONE, &sb, 1, hint, err, sizeof err)))
+        ft_run_fail(r, rc, "%s", err);
+    int have_opt = !rc && ft_st_find(&st, "conv1.weight.momentum_buffer") != NULL;
+    if (have_opt && (rc = ft_ckpt_load_source(&st, st_name, &so, 0, hint, err, sizeof err)))
+        ft_run_fail(r, rc, "%s", err);
+    int64_t lo = ft_pfc_class_start(r->model.pfc), n = ft_pfc_num_local(r->model.pfc);
+    size_t bytes = (size_t)(n * r->cfg.embedding_size) * sizeof(float);
+    float *w = rc ? NULL : malloc(bytes), *m = rc || !have_opt ? NULL : malloc(bytes);
+    if (!rc && (!w || (have_opt && !m))) rc = ft_run_fail(r, -ENOMEM, "out of memory");
+    if (!rc) rc = gather_old_rows(r, old_world, step, lo, lo + n, w, m);
+    if (!rc && (rc = ft_pfc_tensor_set(r->model.pfc, 0, w)))
+        ft_run_fail(r, rc, "upload: %s", ft_strerror(rc));
+    if (!rc && m && (rc = ft_sgd_state_set(r->model.sgd, ft_sgd_state_count(r->model.sgd) - 1, m)))
+        ft_run_fail(r, rc, "upload: %s", ft_strerror(rc));
+    if (!rc && r->rank == 0)
+        fprintf(stderr,
+                FT_TRAIN_PROG ": note: %s: the checkpoint of %d ranks (step %lld) re-split over "
+                              "%d ranks; epoch %llu continues at sample %llu (step %lld of this "
+                              "world size)\n",
+                r->cfg.output, old_world, (long long)step, r->world,
+                (unsigned long long)r->pos.epoch, (unsigned long long)g,
+                (long long)r->pos.global_step);
+    if (!rc && !have_opt && r->rank == 0)
+        fprintf(stderr,
+                FT_TRAIN_PROG ": note: the checkpoint in %s has no optimizer state "
+                              "(saved with save_all_states = False); momentum restarts from zero\n",
+                r->cfg.output);
+    free(w), free(m);
+    ft_st_free(&st);
+    ft_st_free(&bb);
+    return rc;
+}
+
 int ft_run_resume(ft_run *r) {
+    int64_t mstep = 0;
+    int mworld = r->world, mrc = ft_run_read_manifest(r, &mstep, &mworld);
+    if (mrc && mrc != -ENOENT) return mrc;
+    if (!mrc && mworld != r->world) return resume_resplit(r, mworld, mstep);
     char pfc_name[64], st_name[64], hint[192];
     ft_ckpt_pfc_name(pfc_name, sizeof pfc_name, r->rank, r->world);
     ft_ckpt_state_name(st_name, sizeof st_name, r->rank);
@@ -490,7 +629,8 @@ int ft_run_resume(ft_run *r) {
     int rc = read_part(r, st_name, &st, -1);
     if (!rc && (rc = ft_ckpt_schema(&st, st_name, &schema, serr, sizeof serr)))
         ft_run_fail(r, rc, "%s", serr);
-    if (!rc) rc = resume_state(r, &st, st_name, schema);
+    if (!rc) rc = resume_state(r, &st, st_name, schema, r->world);
+    if (!rc) rc = check_manifest(r, st_name);
     if (!rc) rc = resume_window(r, &st, st_name, schema);
     if (!rc) rc = read_part(r, FT_CKPT_BACKBONE, &bb, r->pos.global_step);
     if (!rc) rc = read_part(r, pfc_name, &pf, r->pos.global_step);

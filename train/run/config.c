@@ -80,6 +80,7 @@ static const keydef KEYS[] = {
     {"device", K_STR, 0, 0, F(device), 0, "'auto'"},
     {"max_skipped_steps", K_INT, 1, 1000000, F(max_skipped_steps), 0, "20"},
     {"export_onnx", K_BOOL, 0, 1, F(export_onnx), 0, "True"},
+    {"dist_timeout", K_FLOAT, 0.1, 1e7, F(dist_timeout), 0, "300"},
 };
 #define NKEYS (sizeof KEYS / sizeof KEYS[0])
 

@@ -77,8 +77,9 @@ typedef struct ft_config {
     int dtype;        /* FT_F32, FT_F16, FT_BF16 (tensor.h) */
     int loss_scaling; /* dtype is fp16 */
     int max_skipped_steps;
-    char device[16]; /* compute backend: 'cpu' ('cuda' when built with it) */
-    int export_onnx; /* write <output>/backbone.onnx at the end of training (ft_graph) */
+    char device[16];     /* compute backend: 'cpu' ('cuda' when built with it) */
+    int export_onnx;     /* write <output>/backbone.onnx at the end of training (ft_graph) */
+    double dist_timeout; /* seconds a collective may wait for the other ranks (300) */
 
     /* derived by ft_config_derive (also appended as keys, as train_v2.py does) */
     int64_t total_batch_size, warmup_step, total_step, steps_per_epoch;

@@ -262,6 +262,9 @@ static int unscale_step(ft_run *r, int *skip) {
     if (rc)
         return ft_run_fail(r, rc, "step %lld: loss scaler: %s", (long long)r->pos.global_step,
                            ft_strerror(rc));
+    /* the backbone's gradients are the same on every rank, the shards' are not: one rank's
+     * inf skips the step everywhere */
+    if ((rc = ft_run_dist_any(r, inf, &inf))) return rc;
     *skip = ft_scaler_update(&r->model.scaler, inf);
     if (!*skip) return 0;
     ft_progress_hide(&r->out.prog);
@@ -284,22 +287,35 @@ static int unscale_step(ft_run *r, int *skip) {
 
 static int train_step(ft_run *r, const loader_batch *b, float *loss) {
     ft_ops *o = r->model.ops;
-    int n = (int)b->n, rc;
+    int n = (int)b->n, rows = n, rc;
     float *in = ft_iresnet_input(r->model.net);
-    const float *emb = NULL;
+    const float *emb = NULL, *emb_all;
+    const int32_t *labels_all = b->labels;
+    float *demb_all = r->model.demb;
     if ((rc = o->upload(o, in, b->data, b->data_bytes)))
         return ft_run_fail(r, rc, "upload: %s", ft_strerror(rc));
     if ((rc = ft_iresnet_forward(r->model.net, in, n, 1, &emb)))
         return ft_run_fail(r, rc, "step %lld: forward: %s", (long long)r->pos.global_step,
                            ft_strerror(rc));
-    if ((rc = ft_pfc_prepare(r->model.pfc, b->labels, n, (uint64_t)r->pos.global_step)))
+    emb_all = emb;
+    /* several ranks: Partial FC sees the global batch (every rank's rows, in rank order) */
+    if (r->dist.dpfc) {
+        rows = n * r->world;
+        if ((rc =
+                 ft_dpfc_gather(r->dist.dpfc, emb, b->labels, n, &emb_all, &labels_all, &demb_all)))
+            return ft_run_fail(r, rc, "step %lld: all-gather of the embeddings: %s",
+                               (long long)r->pos.global_step, ft_strerror(rc));
+    }
+    if ((rc = ft_pfc_prepare(r->model.pfc, labels_all, rows, (uint64_t)r->pos.global_step)))
         return ft_run_fail(r, rc, "step %lld: Partial FC: %s (labels must be < num_classes = %lld)",
                            (long long)r->pos.global_step, ft_strerror(rc),
                            (long long)r->cfg.num_classes);
     mark_sampled_rows(r);
     if ((rc = ft_pfc_set_loss_scale(r->model.pfc, ft_scaler_scale(&r->model.scaler))) ||
-        (rc = ft_pfc_forward_backward(r->model.pfc, emb, r->model.demb, loss)) ||
-        (rc = ft_iresnet_backward(r->model.net, r->model.demb)))
+        (rc = ft_pfc_forward_backward(r->model.pfc, emb_all, demb_all, loss)) ||
+        (r->dist.dpfc && (rc = ft_dpfc_scatter(r->dist.dpfc, r->model.demb))) ||
+        (rc = ft_iresnet_backward(r->model.net, r->model.demb)) ||
+        (r->dist.dp && (rc = ft_dp_reduce_grads(r->dist.dp))))
         return ft_run_fail(r, rc, "step %lld: backward: %s", (long long)r->pos.global_step,
                            ft_strerror(rc));
     if (r->pos.global_step % r->cfg.gradient_acc == 0) {
@@ -347,13 +363,20 @@ static int after_step(ft_run *r, ft_speedlog *sl, float loss, int *rc) {
         ft_tboard_scalar(r->out.tb, "skipped_steps", (float)r->model.scaler.skipped,
                          r->pos.global_step, -1);
     }
-    if (r->rank == 0 && r->pos.global_step % r->cfg.verbose == 0 && (*rc = ft_run_verify_all(r))) {
-        if (*rc == FT_ESTOP) *rc = 0; /* a signal inside the verification: r->stats.stopped */
-        return 1;
+    if (r->pos.global_step % r->cfg.verbose == 0) {
+        int v = ft_run_verify_all(r); /* rank 0 holds the targets; the others note the step */
+        if ((*rc = ft_run_dist_rank0_status(r, v))) {
+            if (*rc == FT_ESTOP) *rc = 0; /* a signal inside the verification: stats.stopped */
+            if (*rc == 0) r->stats.stopped = 1;
+            return 1;
+        }
     }
     /* a signal stops after this step, also inside a gradient-accumulation window: the
-     * checkpoint carries the partial gradient (ft_run_save) */
-    if (ft_stop_requested()) {
+     * checkpoint carries the partial gradient (ft_run_save); every rank stops at the same
+     * step (a signal reaches the ranks at different moments) */
+    int stop = 0;
+    if ((*rc = ft_run_dist_any(r, ft_stop_requested(), &stop))) return 1;
+    if (stop) {
         r->stats.stopped = 1;
         return 1;
     }
@@ -362,9 +385,18 @@ static int after_step(ft_run *r, ft_speedlog *sl, float loss, int *rc) {
     return 0;
 }
 
-/* A checkpoint; remembers its step for the divergence message. */
+/* A checkpoint; remembers its step for the divergence message. Every rank writes its files;
+ * once all have, rank 0 commits the manifest (checkpoint.json) last. */
 static int save(ft_run *r) {
-    int rc = ft_run_save(r);
+    int rc = ft_run_save(r), any = 0;
+    int ra = ft_run_dist_any(r, rc != 0, &any);
+    if (!rc && ra) rc = ra;
+    if (!rc && any)
+        rc = ft_run_fail(r, FT_EARG,
+                         "step %lld: another rank could not write its checkpoint files (see its "
+                         "line); the manifest still names the last complete checkpoint",
+                         (long long)r->pos.global_step);
+    if (!rc && r->rank == 0) rc = ft_run_write_manifest(r);
     if (rc == FT_ERANGE && strstr(r->err, ": not saved")) { /* a NaN or infinity: no file */
         char what[sizeof r->err];
         snprintf(what, sizeof what, "%s", r->err);
@@ -379,7 +411,9 @@ static int train_loop(ft_run *r) {
     ft_speedlog_init(&sl, r->cfg.frequent, r->pos.lr.total, r->cfg.batch_size, r->world,
                      r->pos.global_step, ft_trainlog_now(r->out.log));
     double t0 = ft_now();
-    int rc = 0, stop = 0;
+    /* max_steps already reached (e.g. a resume that only re-splits a checkpoint over another
+     * number of ranks): no step, the checkpoint below is written in this run's layout */
+    int rc = 0, stop = r->cfg.max_steps && r->pos.global_step >= r->cfg.max_steps;
     while (!stop && r->pos.epoch < (uint64_t)r->cfg.num_epoch) {
         while (!stop && r->pos.epoch_step < r->data.steps_per_epoch) {
             loader_batch b;
@@ -409,10 +443,13 @@ static int train_loop(ft_run *r) {
     /* stopped mid-epoch (max_steps or a signal): checkpoint where we are */
     if (r->pos.epoch_step != 0 && (rc = save(r))) return rc;
     /* the final verification; a signal during it (or the save) still stops with exit 130 */
-    if (r->rank == 0 && !r->stats.stopped && !ft_stop_requested() &&
-        r->out.last_verified != r->pos.global_step && (rc = ft_run_verify_all(r)) && rc != FT_ESTOP)
-        return rc;
-    if (ft_stop_requested()) r->stats.stopped = 1;
+    int any_stop = 0;
+    if ((rc = ft_run_dist_any(r, ft_stop_requested(), &any_stop))) return rc;
+    if (!r->stats.stopped && !any_stop && r->out.last_verified != r->pos.global_step) {
+        int v = ft_run_verify_all(r);
+        if ((rc = ft_run_dist_rank0_status(r, v)) && rc != FT_ESTOP) return rc;
+    }
+    if (ft_stop_requested() || any_stop) r->stats.stopped = 1;
     return 0;
 }
 

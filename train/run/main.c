@@ -22,21 +22,29 @@
 #include "ft_dataset.h"
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: " FT_TRAIN_PROG " [--check-config] CONFIG [key=value ...]\n"
-               "Train an IResNet face-embedding model with margin softmax and Partial FC.\n"
-               "CONFIG is an arcface_torch-style Python config (config.key = value lines); each\n"
-               "key=value overrides one key with a Python value (literal, arithmetic, config.k):\n"
-               "lr=0.02 max_steps=500 network='r18' val_targets=\"['lfw']\" num_epoch=2*10\n"
-               "(a bare word is a string: output=/tmp/run).\n"
-               "      --check-config  print the resolved config and exit: 0 if it would\n"
-               "                  train, 1 with the reason (no data read, no model built)\n"
-               "  -h, --help      this help\n"
-               "  -V, --version   print the version\n"
-               "See docs/training.md for the keys, outputs, checkpoints and resume.\n");
+    fprintf(f,
+            "usage: " FT_TRAIN_PROG " [--check-config] CONFIG [key=value ...]\n"
+            "Train an IResNet face-embedding model with margin softmax and Partial FC.\n"
+            "CONFIG is an arcface_torch-style Python config (config.key = value lines); each\n"
+            "key=value overrides one key with a Python value (literal, arithmetic, config.k):\n"
+            "lr=0.02 max_steps=500 network='r18' val_targets=\"['lfw']\" num_epoch=2*10\n"
+            "(a bare word is a string: output=/tmp/run).\n"
+            "      --check-config  print the resolved config and exit: 0 if it would\n"
+            "                  train, 1 with the reason (no data read, no model built)\n"
+            "  -h, --help      this help\n"
+            "  -V, --version   print the version\n"
+            "Distributed: mpirun -np N ft-train CONFIG ... (or srun) runs N ranks: the\n"
+            "backbone data-parallel, Partial FC sharded over the ranks' classes.\n"
+            "Collectives in this build: %s. See docs/distributed.md.\n"
+            "See docs/training.md for the keys, outputs, checkpoints and resume.\n",
+            ft_comm_backends());
 }
 
-static int fail(const char *msg) {
-    fprintf(stderr, FT_TRAIN_PROG ": %s\n", msg);
+static int fail(const ft_run *r, const char *msg) {
+    if (r->world > 1)
+        fprintf(stderr, FT_TRAIN_PROG ": rank %d of %d: %s\n", r->rank, r->world, msg);
+    else
+        fprintf(stderr, FT_TRAIN_PROG ": %s\n", msg);
     return 1;
 }
 
@@ -53,7 +61,7 @@ static int load_config(ft_run *r, int argc, char **argv, int first) {
     if ((rc = ft_config_finalize(c, r->config_path, err, sizeof err)))
         return ft_run_fail(r, rc, "%s", err);
     int pos = 0;
-    while (ft_config_note(c, &pos, err, sizeof err))
+    while (ft_run_env_rank() == 0 && ft_config_note(c, &pos, err, sizeof err))
         fprintf(stderr, FT_TRAIN_PROG ": note: %s\n", err);
     return 0;
 }
@@ -106,7 +114,7 @@ static int open_data(ft_run *r) {
         return ft_run_fail(r, FT_ERANGE, "%s: %llu images, fewer than one batch of %d",
                            r->data.data_path, (unsigned long long)loader_num_samples(r->data.ld),
                            c->batch_size);
-    if ((uint64_t)c->steps_per_epoch != r->data.steps_per_epoch)
+    if ((uint64_t)c->steps_per_epoch != r->data.steps_per_epoch && r->rank == 0)
         fprintf(stderr,
                 FT_TRAIN_PROG ": note: num_image = %lld gives %lld steps per epoch for the "
                               "LR schedule, the dataset has %llu images (%llu steps)\n",
@@ -118,10 +126,17 @@ static int open_data(ft_run *r) {
 
 static int prepare(ft_run *r) {
     ft_config *c = &r->cfg;
-    int rc = ft_mkdir_p(c->output);
+    int rc = ft_mkdir_p(c->output), any = 0;
     if (rc) return ft_run_fail(r, rc, "%s: cannot create: %s", c->output, ft_strerror(rc));
-    if ((rc = ft_run_lock_output(r)) || (rc = ft_run_clean_stale_tmp(r))) return rc;
-    if ((rc = ft_run_build_model(r))) return rc;
+    /* rank 0 holds the output folder's lock and cleans it; the others learn whether it could */
+    if (r->rank == 0) rc = ft_run_lock_output(r);
+    if (!rc && r->rank == 0) rc = ft_run_clean_stale_tmp(r);
+    int ra = ft_run_dist_any(r, rc != 0, &any);
+    if (rc || ra) return rc ? rc : ra;
+    if (any)
+        return ft_run_fail(r, FT_EARG, "rank 0 could not take the output folder %s (see its line)",
+                           c->output);
+    if ((rc = ft_run_build_model(r)) || (rc = ft_run_dist_build(r))) return rc;
     if ((rc = ft_lrsched_init(&r->pos.lr, c->lr, c->warmup_step, c->total_step, 1.0)))
         return ft_run_fail(r, rc, "LR schedule: warmup_step %lld, total_step %lld",
                            (long long)c->warmup_step, (long long)c->total_step);
@@ -134,6 +149,7 @@ static int prepare(ft_run *r) {
 }
 
 static void summary(const ft_run *r) {
+    if (r->rank != 0) return;
     double sps = r->stats.t_train > 0 ? (double)r->stats.steps_run / r->stats.t_train : 0;
     fprintf(stderr,
             FT_TRAIN_PROG ": %s: %lld steps this run (global step %lld of %lld, epoch %llu) in "
@@ -142,6 +158,13 @@ static void summary(const ft_run *r) {
             (long long)r->pos.global_step, (long long)r->cfg.total_step,
             (unsigned long long)r->pos.epoch, r->stats.t_train, sps,
             sps * r->cfg.batch_size * r->world, r->stats.first_loss, r->stats.last_loss);
+    if (r->world > 1)
+        fprintf(stderr,
+                FT_TRAIN_PROG ": %d ranks (%s, %s collectives): %.1f s of rank 0's %.1f s in "
+                              "collectives (%.1f%%)\n",
+                r->world, r->dist.launcher, r->dist.dev ? r->dist.dev->name : r->dist.comm->name,
+                ft_run_dist_comm_seconds(r), r->stats.t_train,
+                r->stats.t_train > 0 ? 100 * ft_run_dist_comm_seconds(r) / r->stats.t_train : 0);
     for (int i = 0; i < r->out.n_targets; i++)
         fprintf(stderr, FT_TRAIN_PROG ": %s: Accuracy-Flip %.5f (highest %.5f)\n",
                 ft_verify_name(r->out.targets[i]), r->out.last_acc[i], r->out.highest[i]);
@@ -183,10 +206,11 @@ int main(int argc, char **argv) {
     int rc = load_config(&r, argc, argv, optind + 1);
     if (check_only) {
         if (!rc) rc = check_config(&r);
-        if (rc) fail(r.err);
+        if (rc) fail(&r, r.err);
         ft_config_free(&r.cfg);
         return rc ? 1 : 0;
     }
+    if (!rc) rc = ft_run_dist_init(&r);
     if (!rc) rc = open_data(&r);
     if (!rc) rc = prepare(&r);
     if (!rc) {
@@ -195,14 +219,18 @@ int main(int argc, char **argv) {
         if (!rc && !r.stats.stopped) rc = ft_run_export_onnx(&r);
     }
     if (rc)
-        fail(r.err);
+        fail(&r, r.err);
     else
         summary(&r);
     ft_run_close_outputs(&r);
     loader_close(r.data.ld);
+    ft_run_dist_free(&r);
     ft_run_free_model(&r);
     ft_run_unlock_output(&r);
     ft_config_free(&r.cfg);
+    /* an error leaves the others to the launcher (mpirun ends the job when a rank exits
+     * non-zero) or to their collectives' timeout: no finalize handshake with them */
+    if (!rc || r.world == 1) ft_run_dist_close(&r);
     if (rc) return 1;
     return r.stats.stopped ? 130 : 0;
 }

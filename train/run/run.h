@@ -11,7 +11,9 @@
 #include <stdint.h>
 
 #include "checkpoint.h" // defines: checkpoint files and tensor sources
+#include "comm.h"       // defines: collectives between ranks
 #include "config.h"     // defines: ft_config (the run's settings)
+#include "dist.h"       // defines: the distributed step (DDP buckets, Partial FC gather)
 #include "ft_common.h"  // defines: ft_progress
 #include "iresnet.h"    // defines: the backbone
 #include "loader.h"     // defines: the batch loader
@@ -86,6 +88,22 @@ typedef struct ft_run_stats {
     int stopped; /* by a signal */
 } ft_run_stats;
 
+/* the distributed job (ranks.c): the collectives, the step's distributed parts, where rank
+ * and world came from */
+typedef struct ft_run_dist {
+    ft_comm *comm;    /* ft_comm_single for one rank, ft_comm_mpi for several */
+    ft_comm *dev;     /* the step's collectives: comm, or NCCL on the CUDA backend */
+    ft_comm *nccl;    /* owned when dev is NCCL */
+    ft_ops *host_ops; /* a CPU table for collectives over host values (world > 1) */
+    ft_dp *dp;        /* gradient buckets (world > 1) */
+    ft_dpfc *dpfc;    /* Partial FC's all-gather / reduce-scatter (world > 1) */
+    int local_rank, local_world;
+    char launcher[16]; /* "mpirun", "srun", "ft-launch", "none" */
+} ft_run_dist;
+
+/* The checkpoint manifest rank 0 writes last, once every rank has written its files. */
+#define FT_RUN_MANIFEST "checkpoint.json"
+
 /* One run of ft-train, by concern. */
 typedef struct ft_run {
     ft_config cfg;
@@ -97,6 +115,7 @@ typedef struct ft_run {
     ft_run_pos pos;
     ft_run_outputs out;
     ft_run_stats stats;
+    ft_run_dist dist;
 } ft_run;
 
 /* build.c */
@@ -124,6 +143,23 @@ int ft_run_export_onnx(ft_run *r);
 int ft_run_lock_output(ft_run *r);
 void ft_run_unlock_output(ft_run *r);
 int ft_run_clean_stale_tmp(ft_run *r);
+
+/* ranks.c: the rank of this process from its launcher's environment (0 when none), before
+ * anything is set up (notes are printed by rank 0 only) */
+int ft_run_env_rank(void);
+/* rank and world from mpirun / srun / ft-launch, the transport, the config hash check */
+int ft_run_dist_init(ft_run *r);
+/* after the model is built: Partial FC's comm, rank 0's weights broadcast, the buffers */
+int ft_run_dist_build(ft_run *r);
+void ft_run_dist_free(ft_run *r);  /* the buffers (before the model) */
+void ft_run_dist_close(ft_run *r); /* the transport (last) */
+/* *any = 1 when any rank passed mine != 0 (stop requests, fp16 skips, save failures) */
+int ft_run_dist_any(ft_run *r, int mine, int *any);
+/* after a phase run by rank 0 alone: every rank learns rank 0's status (and its stop) */
+int ft_run_dist_rank0_status(ft_run *r, int rc0);
+double ft_run_dist_comm_seconds(const ft_run *r);
+int ft_run_write_manifest(ft_run *r);
+int ft_run_read_manifest(ft_run *r, int64_t *step, int *world);
 
 /* Record an error (printf style) in r->err; returns rc. */
 int ft_run_fail(ft_run *r, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

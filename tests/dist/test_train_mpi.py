@@ -1,0 +1,313 @@
+#!/usr/bin/python3
+"""test_train_mpi.py: ft-train as CPU ranks under mpirun (docs/distributed.md).
+
+Modes (each on a small synthetic dataset, 24 classes, width-4 r18, batch 8 per rank):
+  run      2 and 3 ranks (3: uneven class split 8/8/8 of 24 -> use 25 classes): exit 0; every
+           rank reports the same loss at every step (FT_TRAIN_LOSS_FILE gets W equal lines
+           per step); rank 0 alone writes training.log, tensorboard/, backbone.safetensors (and
+           backbone.onnx with export_onnx);
+           every rank its pfc_rank<r>_of<W> and state_rank<r>; checkpoint.json names the step
+           and the world; training.log's Speed is the global rate (batch_size * world_size
+           per step); resume=True continues bit for bit (3 + 3 steps equal 6 straight: losses
+           and every checkpoint tensor)
+  failure  a rank's resolved config differs (mpirun MPMD, lr on rank 1): every rank exits
+           non-zero naming rank 1, no hang; a rank killed with SIGKILL mid-run: mpirun ends the
+           job non-zero within the timeout, naming the rank; the last complete checkpoint
+           (checkpoint.json) resumes; a manifest that disagrees with the state files is
+           refused naming both; 3 ranks on a 2-rank checkpoint whose position is no multiple
+           of the new global batch are refused, naming the numbers
+  resplit  save with 3 ranks (25 classes: shards 9/8/8), resume with 2 (13/12) and with 1:
+           the re-split checkpoint (resume with max_steps already reached writes it) holds
+           the old shards' centres and momentum concatenated bit for bit, the same backbone
+           and backbone momentum, the loader at the same global sample; the next 2 steps from
+           the 3-rank checkpoint equal those from the re-split one (losses and tensors, bit
+           for bit)
+usage: test_train_mpi.py MODE BIN WORK MPIRUN [ARGS...]
+"""
+import glob
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.realpath(__file__)), ".."))
+import pyref  # noqa: E402
+
+np = pyref.need("numpy")
+from pyref.safetensors import load_safetensors  # noqa: E402
+
+MODE, BIN, WORK = sys.argv[1:4]
+MPIRUN = sys.argv[4:]
+REPO = os.path.join(os.path.dirname(os.path.realpath(__file__)), "..", "..")
+CONFIG = os.path.join(REPO, "configs", "synth_r18.py")
+TRAIN = os.path.join(BIN, "ft-train")
+fails = []
+
+
+def check(c, what):
+    if not c:
+        fails.append(what)
+        print("FAIL:", what, flush=True)
+
+
+def make_data(path, classes):
+    if os.path.isdir(os.path.join(path, "train.lmdb")):
+        return
+    shutil.rmtree(path, ignore_errors=True)
+    subprocess.run([os.path.join(BIN, "ft-synth"), path, "--classes", str(classes),
+                    "--per-class", "8", "--seed", "1", "--pairs", "10"], check=True,
+                   stdout=subprocess.DEVNULL)
+    subprocess.run([os.path.join(BIN, "ft-ingest"), path, os.path.join(path, "train.lmdb"),
+                    "--shuffle", "--seed", "7"], check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+
+
+def args(data, classes, out, *extra):
+    return [f"rec={data}", f"num_classes={classes}", "batch_size=8", "width=4",
+            "embedding_size=16", "val_targets=[]", "threads=1", "frequent=2", "num_epoch=2",
+            f"output={out}", *extra]
+
+
+def mpi(np_, a, env=None, timeout=120):
+    e = dict(os.environ)
+    e.update(env or {})
+    return subprocess.run(MPIRUN + ["-np", str(np_), TRAIN, CONFIG] + a, capture_output=True,
+                          text=True, env=e, timeout=timeout)
+
+
+def losses(path):
+    out = {}
+    for line in open(path):
+        s, v = line.split()
+        out.setdefault(int(s), []).append(v)
+    return out
+
+
+def tensors(out):
+    res = {}
+    for name in sorted(os.listdir(out)):
+        if name.endswith(".safetensors"):
+            for k, v in load_safetensors(os.path.join(out, name)).items():
+                res[f"{name}:{k}"] = v
+    return res
+
+
+def run_mode():
+    for world, classes in ((2, 24), (3, 25)):
+        data = os.path.join(WORK, "synth%d" % classes)
+        make_data(data, classes)
+        out = os.path.join(WORK, "run%d" % world)
+        lf = os.path.join(WORK, "loss%d.txt" % world)
+        for p in (out, lf):
+            shutil.rmtree(p, ignore_errors=True) if os.path.isdir(p) else (
+                os.path.exists(p) and os.remove(p))
+        p = mpi(world, args(data, classes, out, "max_steps=6"), {"FT_TRAIN_LOSS_FILE": lf})
+        check(p.returncode == 0, f"{world} ranks: exit {p.returncode}: {p.stderr[-2000:]}")
+        if p.returncode:
+            continue
+        ls = losses(lf)
+        check(sorted(ls) == list(range(1, 7)), f"{world} ranks: steps {sorted(ls)}")
+        for s, v in ls.items():
+            check(len(v) == world and len(set(v)) == 1,
+                  f"{world} ranks: step {s} losses differ between ranks: {v}")
+        names = sorted(os.listdir(out))
+        want = ["backbone.onnx", "backbone.safetensors", "checkpoint.json", "tensorboard",
+                "training.log"] + \
+            ["pfc_rank%d_of%d.safetensors" % (k, world) for k in range(world)] + \
+            ["state_rank%d.safetensors" % k for k in range(world)]
+        check(sorted(n for n in names if not n.startswith(".")) == sorted(want),
+              f"{world} ranks: outputs {names}")
+        man = open(os.path.join(out, "checkpoint.json")).read()
+        check('"global_step": 6' in man and '"world_size": %d' % world in man,
+              f"{world} ranks: manifest {man}")
+        log = open(os.path.join(out, "training.log")).read()
+        check(": total_batch_size         %d" % (8 * world) in log,
+              f"{world} ranks: training.log total_batch_size")
+        check(log.count("Speed") >= 2, f"{world} ranks: no Speed lines")
+        check("%d ranks (mpirun, mpi collectives)" % world in p.stderr,
+              f"{world} ranks: summary line: {p.stderr[-500:]}")
+        # the shards: rank k holds classes [start, start + n) of the split formula
+        for k in range(world):
+            w = load_safetensors(os.path.join(out, "pfc_rank%d_of%d.safetensors" % (k, world)))
+            n = classes // world + (1 if k < classes % world else 0)
+            check(w["weight"].shape == (n, 16), f"rank {k} shard {w['weight'].shape}")
+        # resume: 3 + 3 steps equal 6 straight, bit for bit
+        out2, lf2 = out + "_resumed", lf + ".resumed"
+        shutil.rmtree(out2, ignore_errors=True)
+        if os.path.exists(lf2):
+            os.remove(lf2)
+        p = mpi(world, args(data, classes, out2, "max_steps=3"), {"FT_TRAIN_LOSS_FILE": lf2})
+        check(p.returncode == 0, f"{world} ranks, first half: exit {p.returncode} {p.stderr[-800:]}")
+        p = mpi(world, args(data, classes, out2, "max_steps=6", "resume=True"),
+                {"FT_TRAIN_LOSS_FILE": lf2})
+        check(p.returncode == 0, f"{world} ranks, resumed: exit {p.returncode} {p.stderr[-800:]}")
+        check(losses(lf2) == ls, f"{world} ranks: resumed losses {losses(lf2)} vs {ls}")
+        a, b = tensors(out), tensors(out2)
+        check(sorted(a) == sorted(b), f"{world} ranks: resumed checkpoint tensors differ in names")
+        bad = [k for k in a if k in b and not np.array_equal(a[k], b[k])]
+        check(not bad, f"{world} ranks: resumed tensors differ: {bad[:5]}")
+        print(f"ok: {world} ranks, losses {[ls[s][0] for s in sorted(ls)]}", flush=True)
+
+
+def children(pid):
+    """pids of the processes whose parent is pid (from /proc)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                st = open(f"/proc/{d}/stat").read()
+            except OSError:
+                continue
+            if int(st.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(d))
+    return out
+
+
+def failure_mode():
+    data = os.path.join(WORK, "synth24")
+    make_data(data, 24)
+    # 1. a rank with another config
+    out = os.path.join(WORK, "mismatch")
+    shutil.rmtree(out, ignore_errors=True)
+    a = args(data, 24, out, "max_steps=2")
+    t0 = time.monotonic()
+    p = subprocess.run(MPIRUN + ["-np", "1", TRAIN, CONFIG] + a + [":", "-np", "1", TRAIN,
+                                                                    CONFIG] + a + ["lr=0.2"],
+                       capture_output=True, text=True, timeout=120)
+    check(p.returncode != 0, "config mismatch: exit 0")
+    lines = [l for l in p.stderr.splitlines() if "resolved config differs" in l]
+    check(len(lines) == 2 and all("rank 1's resolved config differs from rank 0's" in l
+                                  for l in lines),
+          f"config mismatch: lines {lines} / {p.stderr[-1500:]}")
+    print(f"config mismatch: exit {p.returncode} after {time.monotonic() - t0:.1f} s", flush=True)
+    # 2. SIGKILL of rank 1 mid-run; dist_timeout 5 s
+    out = os.path.join(WORK, "killed")
+    shutil.rmtree(out, ignore_errors=True)
+    a = args(data, 24, out, "num_epoch=400", "dist_timeout=5")
+    proc = subprocess.Popen(MPIRUN + ["-np", "2", TRAIN, CONFIG] + a, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    man = os.path.join(out, "checkpoint.json")
+    t_end = time.monotonic() + 60
+    while time.monotonic() < t_end and not os.path.exists(man):
+        time.sleep(0.2)
+    check(os.path.exists(man), "no checkpoint within 60 s")
+    time.sleep(0.5)
+    ranks = [c for c in children(proc.pid)
+             if "ft-train" in open(f"/proc/{c}/cmdline").read()]
+    ranks.sort()
+    check(len(ranks) == 2, f"ranks {ranks}")
+    t0 = time.monotonic()
+    if len(ranks) == 2:
+        os.kill(ranks[1], signal.SIGKILL)
+    try:
+        so, se = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        so, se = proc.communicate()
+        check(False, "the job did not end within 60 s of the SIGKILL")
+    took = time.monotonic() - t0
+    check(proc.returncode != 0, "killed run: exit 0")
+    check(took < 30, f"killed run took {took:.1f} s to end")
+    named = [l for l in se.splitlines() if "exited on signal 9" in l or "rank 1" in l]
+    check(named, f"no line naming the killed rank: {se[-1500:]}")
+    print(f"SIGKILL: exit {proc.returncode} after {took:.1f} s: {named[:1]}", flush=True)
+    # the last complete checkpoint resumes
+    step = int(open(man).read().split('"global_step": ')[1].split(",")[0])
+    p = mpi(2, args(data, 24, out, "num_epoch=400", f"max_steps={step + 2}", "resume=True"))
+    check(p.returncode == 0, f"resume after the kill: exit {p.returncode} {p.stderr[-1500:]}")
+    print(f"resumed from step {step}: exit {p.returncode}", flush=True)
+    # 3. a manifest that disagrees with the state files
+    txt = open(man).read()
+    bad = txt.replace('"global_step": %d' % (step + 2), '"global_step": 1')
+    open(man, "w").write(bad)
+    p = mpi(2, args(data, 24, out, "num_epoch=400", f"max_steps={step + 4}", "resume=True"))
+    check(p.returncode != 0 and "a save was cut short on some rank" in p.stderr,
+          f"mixed checkpoint: exit {p.returncode} {p.stderr[-1500:]}")
+    open(man, "w").write(txt)
+    # 4. another world size where the saved position is no multiple of the new global batch
+    p = mpi(3, args(data, 24, out, "num_epoch=400", f"max_steps={step + 4}", "resume=True"))
+    check(p.returncode != 0 and "only when it is a multiple of" in p.stderr,
+          f"3 ranks on a 2-rank checkpoint at step {step}: exit {p.returncode} "
+          f"{p.stderr[-1500:]}")
+    check(not glob.glob(os.path.join(out, "*.tmp.*")), "temporary files left")
+
+
+def shards(out, world, name):
+    return np.concatenate([load_safetensors(os.path.join(
+        out, "pfc_rank%d_of%d.safetensors" % (k, world)))[name] for k in range(world)])
+
+
+def resplit_mode():
+    """Save with 3 ranks (25 classes: shards 9/8/8), resume with 2 (13/12) and 1."""
+    data = os.path.join(WORK, "synth25")
+    make_data(data, 25)
+    out3 = os.path.join(WORK, "w3")
+    shutil.rmtree(out3, ignore_errors=True)
+    p = mpi(3, args(data, 25, out3, "max_steps=4"))
+    check(p.returncode == 0, f"3 ranks: exit {p.returncode} {p.stderr[-1500:]}")
+    st3 = load_safetensors(os.path.join(out3, "state_rank0.safetensors"))
+    g3 = int(st3["loader_step"]) * 8 * 3
+    for world, step in ((2, 6), (1, 12)):
+        run = (lambda a, env=None: mpi(world, a, env)) if world > 1 else (
+            lambda a, env=None: subprocess.run([TRAIN, CONFIG] + a, capture_output=True,
+                                               text=True, env=dict(os.environ, **(env or {})),
+                                               timeout=120))
+        split, direct = (os.path.join(WORK, "w3_on%d_%s" % (world, t)) for t in ("split",
+                                                                                 "direct"))
+        for d in (split, direct):
+            shutil.rmtree(d, ignore_errors=True)
+            shutil.copytree(out3, d)
+        # re-split only (max_steps already reached): the checkpoint in the new layout
+        p = run(args(data, 25, split, "max_steps=1", "resume=True"))
+        check(p.returncode == 0, f"re-split on {world}: exit {p.returncode} {p.stderr[-1500:]}")
+        check("re-split over %d ranks" % world in p.stderr, f"re-split note: {p.stderr[-800:]}")
+        man = open(os.path.join(split, "checkpoint.json")).read()
+        check('"world_size": %d' % world in man and '"global_step": %d' % step in man,
+              f"re-split manifest {man}")
+        for t in ("weight", "weight.momentum_buffer"):
+            a, b = shards(out3, 3, t), shards(split, world, t)
+            check(a.shape == b.shape and a.tobytes() == b.tobytes(),
+                  f"{world} ranks: re-split {t} is not the old shards concatenated")
+        bb3 = load_safetensors(os.path.join(out3, "backbone.safetensors"))
+        bbs = load_safetensors(os.path.join(split, "backbone.safetensors"))
+        check(all(bb3[k].tobytes() == bbs[k].tobytes() for k in bb3), "re-split backbone differs")
+        st = load_safetensors(os.path.join(split, "state_rank0.safetensors"))
+        check(int(st["loader_step"]) * 8 * world == g3 and int(st["global_step"]) == step,
+              f"{world} ranks: loader at {int(st['loader_step'])} (global sample "
+              f"{int(st['loader_step']) * 8 * world}, saved at {g3}), step {int(st['global_step'])}")
+        for k in [n for n in st3 if n.endswith(".momentum_buffer")]:
+            check(st3[k].tobytes() == st[k].tobytes(), f"backbone momentum {k} differs")
+        # the next steps: from the 3-rank checkpoint directly == from the re-split one
+        la, lb = (os.path.join(WORK, "loss_on%d_%s" % (world, t)) for t in ("split", "direct"))
+        for f in (la, lb):
+            if os.path.exists(f):
+                os.remove(f)
+        p = run(args(data, 25, split, "max_steps=%d" % (step + 2), "resume=True"),
+                {"FT_TRAIN_LOSS_FILE": la})
+        check(p.returncode == 0, f"{world} ranks from the re-split: exit {p.returncode}")
+        p = run(args(data, 25, direct, "max_steps=%d" % (step + 2), "resume=True"),
+                {"FT_TRAIN_LOSS_FILE": lb})
+        check(p.returncode == 0, f"{world} ranks from 3: exit {p.returncode} {p.stderr[-800:]}")
+        check(os.path.exists(la) and open(la).read() == open(lb).read(),
+              f"{world} ranks: the next steps differ")
+        a, b = tensors(split), tensors(direct)
+        same = [k for k in a if k in b and a[k].tobytes() == b[k].tobytes()]
+        want = [k for k in a if "_of3" not in k and "state_rank2" not in k and (
+            world > 1 or "state_rank1" not in k)]
+        check(want and set(want) <= set(same), f"{world} ranks: final tensors differ: "
+              f"{sorted(set(want) - set(same))[:4]}")
+        print(f"ok: 3 -> {world} ranks, losses {open(la).read().split()}", flush=True)
+
+
+if MODE == "run":
+    run_mode()
+elif MODE == "failure":
+    failure_mode()
+elif MODE == "resplit":
+    resplit_mode()
+else:
+    sys.exit("unknown mode " + MODE)
+print(f"{len(fails)} failure(s)")
+sys.exit(1 if fails else 0)

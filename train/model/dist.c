@@ -1,0 +1,217 @@
+/* dist.c: data-parallel backbone and model-parallel Partial FC over an ft_comm (see dist.h). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dist.h"
+#include "ft_common.h"
+
+/* ------------------------------------------------------------------ backbone */
+
+int ft_dp_broadcast_model(ft_comm *c, ft_ops *o, ft_iresnet *m) {
+    if (c->world == 1) return 0;
+    int n = ft_iresnet_tensor_count(m), rc = 0;
+    size_t cap = 0;
+    for (int i = 0; i < n; i++) {
+        ft_tensor_info ti;
+        if ((rc = ft_iresnet_tensor_info(m, i, &ti))) return rc;
+        size_t b = ti.numel * (ti.dtype == FT_DT_I64 ? 8 : 4);
+        if (b > cap) cap = b;
+    }
+    void *host = malloc(cap ? cap : 1), *dev = NULL;
+    if (!host) return -ENOMEM;
+    if ((rc = o->alloc(o, cap ? cap : 1, &dev))) {
+        free(host);
+        return rc;
+    }
+    for (int i = 0; i < n && !rc; i++) {
+        ft_tensor_info ti;
+        rc = ft_iresnet_tensor_info(m, i, &ti);
+        size_t b = ti.numel * (ti.dtype == FT_DT_I64 ? 8 : 4);
+        if (!rc && c->rank == 0) rc = ft_iresnet_tensor_get(m, i, host);
+        if (!rc && c->rank == 0) rc = o->upload(o, dev, host, b);
+        /* every rank takes part even after a local error (comm.h) */
+        int rb = c->broadcast(c, o, dev, b, 0);
+        if (!rc) rc = rb;
+        if (!rc && c->rank != 0) rc = o->download(o, host, dev, b);
+        if (!rc && c->rank != 0) rc = ft_iresnet_tensor_set(m, i, host);
+    }
+    o->free(o, dev);
+    free(host);
+    return rc;
+}
+
+typedef struct dp_param {
+    float *g;
+    size_t numel, off; /* offset in the flat buffer (floats) */
+} dp_param;
+
+typedef struct dp_bucket {
+    int first, last; /* params[first..last] (reverse order: first > last is never the case) */
+    size_t off, numel;
+} dp_bucket;
+
+struct ft_dp {
+    ft_comm *c;
+    ft_ops *o;
+    dp_param *p;
+    int np;
+    dp_bucket *b;
+    int nb;
+    float *flat; /* device, all trainable gradients packed in bucket order */
+    double t_comm;
+};
+
+int ft_dp_create(ft_comm *c, ft_ops *o, ft_iresnet *m, size_t bucket_bytes, ft_dp **out) {
+    ft_dp *d = calloc(1, sizeof *d);
+    int n = ft_iresnet_param_count(m), rc = 0;
+    if (!d) return -ENOMEM;
+    d->c = c, d->o = o;
+    d->p = calloc((size_t)n, sizeof *d->p);
+    d->b = calloc((size_t)n, sizeof *d->b);
+    if (!d->p || !d->b) {
+        ft_dp_free(d);
+        return -ENOMEM;
+    }
+    size_t cap = bucket_bytes / sizeof(float), off = 0;
+    if (cap == 0) cap = 1;
+    /* reverse parameter order: the gradients backward finishes first go first */
+    for (int i = n - 1; i >= 0 && !rc; i--) {
+        ft_param pr;
+        if ((rc = ft_iresnet_param(m, i, &pr))) break;
+        if (!pr.trainable || !pr.g) continue;
+        dp_param *q = &d->p[d->np];
+        q->g = pr.g, q->numel = pr.numel, q->off = off;
+        dp_bucket *bk = d->nb ? &d->b[d->nb - 1] : NULL;
+        if (!bk || (bk->numel > 0 && bk->numel + pr.numel > cap)) {
+            bk = &d->b[d->nb++];
+            bk->first = d->np, bk->off = off, bk->numel = 0;
+        }
+        bk->last = d->np;
+        bk->numel += pr.numel;
+        off += pr.numel;
+        d->np++;
+    }
+    if (!rc && off) rc = o->alloc(o, off * sizeof(float), (void **)&d->flat);
+    if (rc) {
+        ft_dp_free(d);
+        return rc;
+    }
+    *out = d;
+    return 0;
+}
+
+void ft_dp_free(ft_dp *d) {
+    if (!d) return;
+    if (d->flat) d->o->free(d->o, d->flat);
+    free(d->p);
+    free(d->b);
+    free(d);
+}
+
+int ft_dp_reduce_grads(ft_dp *d) {
+    ft_comm *c = d->c;
+    ft_ops *o = d->o;
+    if (c->world == 1) return 0;
+    double t0 = ft_now();
+    int rc = 0, rs = 0;
+    for (int k = 0; k < d->nb; k++) {
+        dp_bucket *bk = &d->b[k];
+        for (int i = bk->first; i <= bk->last && !rc; i++)
+            rc = o->copy(o, d->flat + d->p[i].off, d->p[i].g, d->p[i].numel * sizeof(float));
+        /* a local error still takes part in every collective (comm.h) */
+        int ra = c->all_reduce_async(c, o, d->flat + bk->off, bk->numel, FT_F32, FT_COMM_SUM);
+        if (!rs) rs = ra;
+    }
+    int rw = c->wait(c);
+    if (!rc) rc = rs ? rs : rw;
+    float inv = 1.0f / (float)c->world;
+    for (int i = 0; i < d->np && !rc; i++) {
+        rc = o->scale(o, d->p[i].numel, inv, d->flat + d->p[i].off);
+        if (!rc) rc = o->copy(o, d->p[i].g, d->flat + d->p[i].off, d->p[i].numel * sizeof(float));
+    }
+    d->t_comm += ft_now() - t0;
+    return rc;
+}
+
+double ft_dp_comm_seconds(const ft_dp *d) {
+    return d->t_comm;
+}
+int ft_dp_buckets(const ft_dp *d) {
+    return d->nb;
+}
+
+/* ------------------------------------------------------------------ Partial FC */
+
+struct ft_dpfc {
+    ft_comm *c;
+    ft_ops *o;
+    int max_batch, emb, batch;
+    float *emb_all, *demb_all; /* device [W * max_batch, emb] */
+    int32_t *lab_dev;          /* device [W * max_batch] (the gather goes through the comm) */
+    int32_t *lab_all;          /* host [W * max_batch] */
+    double t_comm;
+};
+
+int ft_dpfc_create(ft_comm *c, ft_ops *o, int max_batch, int emb, ft_dpfc **out) {
+    if (max_batch < 1 || emb < 1) return FT_EARG;
+    ft_dpfc *d = calloc(1, sizeof *d);
+    if (!d) return -ENOMEM;
+    d->c = c, d->o = o, d->max_batch = max_batch, d->emb = emb;
+    size_t rows = (size_t)c->world * (size_t)max_batch;
+    int rc = o->alloc(o, rows * emb * sizeof(float), (void **)&d->emb_all);
+    if (!rc) rc = o->alloc(o, rows * emb * sizeof(float), (void **)&d->demb_all);
+    if (!rc) rc = o->alloc(o, rows * sizeof(int32_t), (void **)&d->lab_dev);
+    if (!rc && !(d->lab_all = malloc(rows * sizeof(int32_t)))) rc = -ENOMEM;
+    if (rc) {
+        ft_dpfc_free(d);
+        return rc;
+    }
+    *out = d;
+    return 0;
+}
+
+void ft_dpfc_free(ft_dpfc *d) {
+    if (!d) return;
+    if (d->emb_all) d->o->free(d->o, d->emb_all);
+    if (d->demb_all) d->o->free(d->o, d->demb_all);
+    if (d->lab_dev) d->o->free(d->o, d->lab_dev);
+    free(d->lab_all);
+    free(d);
+}
+
+int ft_dpfc_gather(ft_dpfc *d, const float *emb, const int32_t *labels, int batch,
+                   const float **emb_all, const int32_t **labels_all, float **demb_all) {
+    ft_comm *c = d->c;
+    ft_ops *o = d->o;
+    if (batch < 1 || batch > d->max_batch) return FT_EARG; /* the same on every rank */
+    double t0 = ft_now();
+    size_t rowb = (size_t)d->emb * sizeof(float), W = (size_t)c->world;
+    /* labels: staged in the device buffer's own block, gathered, downloaded */
+    int32_t *mine = d->lab_dev + (size_t)c->rank * batch;
+    int rc = o->upload(o, mine, labels, (size_t)batch * sizeof(int32_t));
+    int rg = c->all_gather(c, o, mine, d->lab_dev, (size_t)batch * sizeof(int32_t));
+    if (!rc) rc = rg;
+    if (!rc) rc = o->download(o, d->lab_all, d->lab_dev, W * batch * sizeof(int32_t));
+    rg = c->all_gather(c, o, emb, d->emb_all, (size_t)batch * rowb);
+    if (!rc) rc = rg;
+    d->batch = batch;
+    d->t_comm += ft_now() - t0;
+    *emb_all = d->emb_all, *labels_all = d->lab_all, *demb_all = d->demb_all;
+    return rc;
+}
+
+int ft_dpfc_scatter(ft_dpfc *d, float *demb) {
+    ft_comm *c = d->c;
+    ft_ops *o = d->o;
+    double t0 = ft_now();
+    size_t n = (size_t)d->batch * d->emb;
+    int rc = c->reduce_scatter(c, o, d->demb_all, demb, n, FT_F32);
+    if (!rc && c->world > 1) rc = o->scale(o, n, (float)c->world, demb);
+    d->t_comm += ft_now() - t0;
+    return rc;
+}
+
+double ft_dpfc_comm_seconds(const ft_dpfc *d) {
+    return d->t_comm;
+}
