@@ -305,6 +305,33 @@ typedef struct one_ctx {
     size_t img;
 } one_ctx;
 
+/* More output channels than output pixels (the 14x14 and 7x7 maps of an IResNet): split by
+ * output channel instead. sgemm packs both operands on every call, and in the row split each
+ * thread packs the whole weight, the larger operand here; in the channel split each thread
+ * packs its share of the weight and builds the whole (smaller) im2col matrix itself. */
+static int split_channels(const ft_conv_desc *d, int nt) {
+    return nt > 1 && (size_t)d->k > out_px(d);
+}
+
+static void fwd_chans_task(void *v, int tid, int nt) {
+    const one_ctx *u = v;
+    const conv_ctx *c = u->c;
+    const ft_conv_desc *d = c->d;
+    size_t k0, k1, px = out_px(d), in_sz = (size_t)d->c * d->h * d->w;
+    cpu_range((size_t)d->k, tid, nt, &k0, &k1);
+    if (k0 >= k1) return;
+    int kk = d->c * d->r * d->r;
+    const float *b = (const float *)c->x + u->img * in_sz;
+    if (!is_pointwise(d)) {
+        float *col = thread_col(c, tid);
+        im2col(d, c->dt, c->x, u->img * in_sz, col, px);
+        b = col;
+    }
+    float *y = (float *)c->y + (u->img * d->k + k0) * px;
+    cpu_sgemm1(0, 0, (int)(k1 - k0), (int)px, kk, 1.0f, c->w + k0 * kk, kk, b, (int)px, 0.0f, y,
+               (int)px);
+}
+
 static void fwd_rows_task(void *v, int tid, int nt) {
     const one_ctx *u = v;
     const conv_ctx *c = u->c;
@@ -352,7 +379,7 @@ static void fwd_rows_task(void *v, int tid, int nt) {
 static int fwd_images_split(ft_ops *o, const conv_ctx *c) {
     for (size_t i = 0; i < (size_t)c->d->n; i++) {
         one_ctx u = {c, i};
-        cpu_run(o, fwd_rows_task, &u);
+        cpu_run(o, split_channels(c->d, c->nthreads) ? fwd_chans_task : fwd_rows_task, &u);
     }
     return 0;
 }

@@ -13,6 +13,7 @@
 #define FT_OPS_CPU_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -33,11 +34,11 @@ typedef struct cpu_pool {
     pthread_t *th;
     pthread_mutex_t mu;
     pthread_cond_t start, done;
-    cpu_task_fn fn;
+    cpu_task_fn fn; /* written before gen is published, read after it is seen */
     void *ctx;
-    uint64_t gen;
-    int pending;
-    int quit;
+    _Atomic uint64_t gen;
+    _Atomic int pending;
+    _Atomic int quit;
 } cpu_pool;
 
 int cpu_pool_init(cpu_pool *p, int n);

@@ -1,37 +1,84 @@
 /* pool.c: the CPU backend's thread pool, its per-thread scratch buffers and the shared
  * conversion buffers (see cpu.h). */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cpu.h"
 #include "ft_common.h"
 
 /* ---- thread pool ---- */
 
+/* A pool call publishes fn/ctx, then bumps gen; a worker that sees the new gen runs fn and
+ * counts pending down. Both sides spin for up to CPU_SPIN_NS on the atomics before sleeping
+ * on the condition variables: a batch-1 forward makes ~180 short pool calls, and a worker
+ * that went to sleep between two of them costs a wake-up (a time slice on a busy machine) per
+ * call. The mutex still guards every sleep, so no wake-up is lost: a thread that sleeps
+ * checks its condition under the mutex, and the side that changes it signals under it. */
+enum { CPU_SPIN_NS = 200000 };
+
 typedef struct worker_arg {
     cpu_pool *p;
     int tid;
 } worker_arg;
+
+static uint64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+/* spin until *gen differs from seen or quit is set; 1 when it did within the budget */
+static int spin_gen(cpu_pool *p, uint64_t seen) {
+    uint64_t t0 = 0;
+    for (unsigned i = 0;; i++) {
+        if (atomic_load_explicit(&p->gen, memory_order_acquire) != seen ||
+            atomic_load_explicit(&p->quit, memory_order_acquire))
+            return 1;
+        cpu_relax();
+        if ((i & 255) == 255) {
+            uint64_t t = now_ns();
+            if (!t0)
+                t0 = t;
+            else if (t - t0 > CPU_SPIN_NS)
+                return 0;
+        }
+    }
+}
 
 static void *pool_worker(void *arg) {
     worker_arg wa = *(worker_arg *)arg;
     free(arg);
     cpu_pool *p = wa.p;
     uint64_t seen = 0;
-    pthread_mutex_lock(&p->mu);
     for (;;) {
-        while (p->gen == seen && !p->quit) pthread_cond_wait(&p->start, &p->mu);
-        if (p->quit) break;
-        seen = p->gen;
+        if (!spin_gen(p, seen)) {
+            pthread_mutex_lock(&p->mu);
+            while (atomic_load(&p->gen) == seen && !atomic_load(&p->quit))
+                pthread_cond_wait(&p->start, &p->mu);
+            pthread_mutex_unlock(&p->mu);
+        }
+        if (atomic_load_explicit(&p->quit, memory_order_acquire)) break;
+        seen = atomic_load_explicit(&p->gen, memory_order_acquire);
         cpu_task_fn fn = p->fn;
         void *ctx = p->ctx;
-        pthread_mutex_unlock(&p->mu);
         fn(ctx, wa.tid, p->n);
-        pthread_mutex_lock(&p->mu);
-        if (--p->pending == 0) pthread_cond_signal(&p->done);
+        if (atomic_fetch_sub_explicit(&p->pending, 1, memory_order_acq_rel) == 1) {
+            pthread_mutex_lock(&p->mu); /* the caller may be about to sleep: signal under mu */
+            pthread_cond_signal(&p->done);
+            pthread_mutex_unlock(&p->mu);
+        }
     }
-    pthread_mutex_unlock(&p->mu);
     return NULL;
 }
 
@@ -63,7 +110,7 @@ int cpu_pool_init(cpu_pool *p, int n) {
 
 void cpu_pool_destroy(cpu_pool *p) {
     pthread_mutex_lock(&p->mu);
-    p->quit = 1;
+    atomic_store(&p->quit, 1);
     pthread_cond_broadcast(&p->start);
     pthread_mutex_unlock(&p->mu);
     for (int i = 1; i < p->n && p->th; i++) pthread_join(p->th[i], NULL);
@@ -79,17 +126,30 @@ void cpu_run(ft_ops *o, cpu_task_fn fn, void *ctx) {
         fn(ctx, 0, 1);
         return;
     }
-    pthread_mutex_lock(&p->mu);
+    /* no worker reads fn/ctx now: the previous call ended with pending at 0 */
     p->fn = fn;
     p->ctx = ctx;
-    p->pending = p->n - 1;
-    p->gen++;
+    atomic_store_explicit(&p->pending, p->n - 1, memory_order_relaxed);
+    pthread_mutex_lock(&p->mu);
+    atomic_fetch_add_explicit(&p->gen, 1, memory_order_release);
     pthread_cond_broadcast(&p->start);
     pthread_mutex_unlock(&p->mu);
     fn(ctx, 0, p->n);
-    pthread_mutex_lock(&p->mu);
-    while (p->pending > 0) pthread_cond_wait(&p->done, &p->mu);
-    pthread_mutex_unlock(&p->mu);
+    uint64_t t0 = 0;
+    for (unsigned i = 0; atomic_load_explicit(&p->pending, memory_order_acquire) > 0; i++) {
+        cpu_relax();
+        if ((i & 255) == 255) {
+            uint64_t t = now_ns();
+            if (!t0) {
+                t0 = t;
+            } else if (t - t0 > CPU_SPIN_NS) {
+                pthread_mutex_lock(&p->mu);
+                while (atomic_load(&p->pending) > 0) pthread_cond_wait(&p->done, &p->mu);
+                pthread_mutex_unlock(&p->mu);
+                break;
+            }
+        }
+    }
 }
 
 void cpu_run_sized(ft_ops *o, size_t work, cpu_task_fn fn, void *ctx) {
