@@ -1,6 +1,7 @@
 /* pool.c: the CPU backend's thread pool, its per-thread scratch buffers and the shared
  * conversion buffers (see cpu.h). */
 #include <errno.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +31,13 @@ static uint64_t now_ns(void) {
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static inline void cpu_relax(void) {
+/* the i-th wait of a spin: a pause for the first ones, then a yield, so a spinning thread
+ * gives its core to a runnable thread (the one it waits for, on a busy machine) */
+static inline void cpu_relax(unsigned i) {
+    if (i >= 64) {
+        sched_yield();
+        return;
+    }
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
 #elif defined(__aarch64__)
@@ -45,8 +52,8 @@ static int spin_gen(cpu_pool *p, uint64_t seen) {
         if (atomic_load_explicit(&p->gen, memory_order_acquire) != seen ||
             atomic_load_explicit(&p->quit, memory_order_acquire))
             return 1;
-        cpu_relax();
-        if ((i & 255) == 255) {
+        cpu_relax(i);
+        if ((i & 15) == 15) {
             uint64_t t = now_ns();
             if (!t0)
                 t0 = t;
@@ -137,8 +144,8 @@ void cpu_run(ft_ops *o, cpu_task_fn fn, void *ctx) {
     fn(ctx, 0, p->n);
     uint64_t t0 = 0;
     for (unsigned i = 0; atomic_load_explicit(&p->pending, memory_order_acquire) > 0; i++) {
-        cpu_relax();
-        if ((i & 255) == 255) {
+        cpu_relax(i);
+        if ((i & 15) == 15) {
             uint64_t t = now_ns();
             if (!t0) {
                 t0 = t;
