@@ -878,6 +878,11 @@ static void run_backend(ft_ops *b, int dt_filter, const char *opf) {
             test_conv(b, (ft_dtype)dt, 1, 4, 10, 6, 1, 2, 0);
             test_conv(b, (ft_dtype)dt, 1, 5, 6, 3, 1, 1, 0);
             test_conv(b, (ft_dtype)dt, 1, 8, 7, 8, 3, 2, 1); /* 4 output rows */
+            /* one image, more output channels than pixels: split by output channel */
+            test_conv(b, (ft_dtype)dt, 1, 6, 4, 21, 3, 1, 1); /* 16 px, 21 channels */
+            test_conv(b, (ft_dtype)dt, 1, 5, 6, 11, 3, 2, 1); /* 9 px, stride 2 */
+            test_conv(b, (ft_dtype)dt, 1, 6, 3, 13, 1, 1, 0); /* pointwise, 9 px */
+            test_conv(b, (ft_dtype)dt, 1, 4, 6, 10, 1, 2, 0); /* downsample 1x1 s2, 9 px */
         }
         if (want_op(opf, "bn")) {
             test_bn(b, (ft_dtype)dt, 3, 5, 49);
