@@ -21,6 +21,20 @@ int ft_run_fail(ft_run *r, int rc, const char *fmt, ...) {
 
 /* ------------------------------------------------------------------ building */
 
+int ft_run_open_device(ft_run *r) {
+    const ft_config *c = &r->cfg;
+    ft_ops_options opts;
+    ft_ops_options_init(&opts);
+    opts.threads = c->threads;
+    opts.device = r->world > 1 ? r->dist.local_rank : -1;
+    char err[512];
+    int rc = ft_ops_create(c->device, &opts, &r->model.ops, err, sizeof err);
+    if (rc) return ft_run_fail(r, rc, "%s", err);
+    /* a CPU backend reads host memory as its own: the loader's float batches go in as they are */
+    r->data.u8_input = strcmp(r->model.ops->name, "cpu") != 0;
+    return 0;
+}
+
 int ft_run_build_model(ft_run *r) {
     const ft_config *c = &r->cfg;
     int depth = atoi(c->network + 1), rc;
@@ -38,12 +52,7 @@ int ft_run_build_model(ft_run *r) {
     snprintf(r->model.arch, sizeof r->model.arch,
              "network %s, width %d, blocks (%d, %d, %d, %d), emb %d", c->network, mc.width,
              mc.blocks[0], mc.blocks[1], mc.blocks[2], mc.blocks[3], mc.emb);
-    ft_ops_options opts;
-    ft_ops_options_init(&opts);
-    opts.threads = c->threads;
-    char err[512];
-    if ((rc = ft_ops_create(c->device, &opts, &r->model.ops, err, sizeof err)))
-        return ft_run_fail(r, rc, "%s", err);
+    if (!r->model.ops && (rc = ft_run_open_device(r))) return rc;
     if ((rc = ft_iresnet_create(r->model.ops, &mc, &r->model.net)) == FT_ENOTSUP)
         return ft_run_fail(r, rc, "device '%s' cannot train with dtype %s", c->device,
                            ft_dtype_name((ft_dtype)c->dtype));
@@ -97,11 +106,17 @@ int ft_run_build_model(ft_run *r) {
     size_t demb_bytes = (size_t)c->batch_size * r->world * c->embedding_size * sizeof(float);
     if ((rc = r->model.ops->alloc(r->model.ops, demb_bytes, (void **)&r->model.demb)))
         return ft_run_fail(r, rc, "out of memory");
+    size_t px = (size_t)c->batch_size * 112 * 112 * 3;
+    if (r->data.u8_input &&
+        (rc = r->model.ops->alloc(r->model.ops, px, (void **)&r->data.pixels_dev)))
+        return ft_run_fail(r, rc, "out of memory");
     return 0;
 }
 
 void ft_run_free_model(ft_run *r) {
     if (r->model.ops && r->model.demb) r->model.ops->free(r->model.ops, r->model.demb);
+    if (r->model.ops && r->data.pixels_dev) r->model.ops->free(r->model.ops, r->data.pixels_dev);
+    r->data.pixels_dev = NULL;
     if (r->model.ops && r->model.row_dev) r->model.ops->free(r->model.ops, r->model.row_dev);
     free(r->model.row_mask);
     free(r->model.row_host);
