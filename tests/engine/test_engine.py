@@ -632,7 +632,8 @@ def mode_embed_landmarks():
            ("a NaN coordinate", " ".join(g[:2] + ["nan"] + g[3:]), "'nan' (left eye y)"),
            ("landmarks at one point", g[0] + " 5 5" * 5, "landmarks coincide"),
            ("a missing image", " ".join([os.path.join(d, "nope.jpg")] + g[1:]), "nope.jpg"),
-           ("an image that is not JPEG", " ".join([txt] + g[1:]), "not a JPEG")]
+           ("an image that is not JPEG", " ".join([txt] + g[1:]), "not a JPEG"),
+           ("a line longer than PATH_MAX + 512", " ".join(["x" * 5000] + g[1:]), "too long")]
     for what, line, needle in bad:
         open(lm, "w").write(lines[0] + "\n\n" + line + "\n" + lines[1] + "\n")
         r = run([emb, good, "--landmarks", lm, "-o", out], ok=False)
