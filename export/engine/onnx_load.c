@@ -45,7 +45,7 @@ typedef struct ld {
     ir_graph *g;
     sym *syms;
     size_t nsym, symcap;
-    cst *c;
+    cst *c = NULL;
     size_t nc, ccap;
     /* the node being read, for messages */
     int node;
@@ -586,7 +586,7 @@ static int op_fc(ld *l, int gemm) {
 static int op_constant(ld *l) {
     const Onnx__AttributeProto *a = attr(l->np, "value");
     if (!a || !a->t) return fail(l, FT_ENOTSUP, "only the 'value' tensor form is supported");
-    cst *c;
+    cst *c = NULL;
     int rc = new_const(l, &c);
     if (!rc) rc = read_tensor(l, a->t, "value", c);
     if (!rc && l->np->n_output != 1) rc = fail(l, FT_EFORMAT, "needs one output");
@@ -750,7 +750,7 @@ int ir_load_onnx(ir_graph *g, const char *path, const void *buf, size_t len, cha
         const Onnx__TensorProto *t = gr->initializer[i];
         char what[160];
         snprintf(what, sizeof what, "initializer '%s'", t->name ? t->name : "");
-        cst *c;
+        cst *c = NULL;
         if (!(rc = new_const(&l, &c))) rc = read_tensor(&l, t, what, c);
         if (!rc) rc = define(&l, t->name, 1, (int)(l.nc - 1));
     }
