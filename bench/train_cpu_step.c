@@ -163,6 +163,13 @@ int main(int argc, char **argv) {
            tot / 1048576.0, pb / 1048576.0, ab / 1048576.0, wb / 1048576.0,
            ft_pfc_bytes(b.p) / 1048576.0, mom / 1048576.0, ru.ru_maxrss / 1024.0);
     printf("backbone plan by dtype: %s\n", ft_iresnet_plan_desc(b.m));
+    double gf = ft_iresnet_flops(b.m) / 1e9;
+    printf("backbone: %.2f GFLOP forward per sample; the step (3x) ran at %.2f TFLOP/s\n", gf,
+           3 * gf * batch * steps / b.t[4] / 1e3);
+    size_t dfree = 0, dtot = 0;
+    if (!b.o->mem_info(b.o, &dfree, &dtot))
+        printf("device memory: %.0f MiB in use of %.0f MiB after the steps\n",
+               (dtot - dfree) / 1048576.0, dtot / 1048576.0);
     free(x), free(lab);
     b.o->free(b.o, b.demb);
     ft_sgd_free(b.s);

@@ -13,6 +13,9 @@ MODE
   check        ft-check passes a good model and fails each bad case with the helper's rule
   check_size   ft-check on a file over the track's 1024 MiB (slow: writes 1 GiB)
   embed        ft-embed's .npy loads in numpy and equals the engine's embeddings of the crops
+  embed_landmarks  ft-embed --landmarks on ft-synth faces warped by known similarities into
+               larger images: equal to the numpy/cv2 alignment (pyref.ijb.align) + the engine,
+               and close to ft-embed on the original crops; bad landmark files refused
 Tolerances: cosine >= 0.99999 per row and max abs error <= 1e-4 * max(1, max |reference|),
 both printed (fp32 everywhere; the sums run in other orders than onnxruntime's)."""
 import os
@@ -535,10 +538,125 @@ def mode_embed():
               "ft-embed refuses %s: %s" % (what, r.stderr.strip()))
 
 
+def mode_embed_landmarks():
+    """Each ft-synth crop is warped into a larger image by a known similarity S (the canvas,
+    saved as JPEG quality 100); its landmarks are S applied to the template, written with 4
+    decimals. ft-embed --landmarks must give
+    (1) on colour canvases, the embeddings of the reference pipeline on the same JPEG: cv2
+        decode, BGR -> RGB, pyref.ijb.align (numpy Umeyama through the SVD +
+        cv2.warpAffine) and the engine, at the usual COS_MIN (plain and --flip);
+    (2) on grey canvases (a grey JPEG has no chroma subsampling, so coding it again at
+        quality 100 moves pixels by a grey level or so), the embeddings ft-embed gives for the
+        original grey crops: at EXACT_COS_MIN where S needs no resampling (integer shift,
+        quarter turn), at RESAMPLED_COS_MIN where the canvas was resampled (bilinear twice:
+        the recovered crop is blurred; the pixel errors are printed)."""
+    cv2 = need("cv2")
+    from pyref.ijb import TEMPLATE, align
+    exact_cos_min, resampled_cos_min = 0.9999, 0.97
+    d = fresh("embed_lm")
+    good, ck = small_model(d)
+    emb = os.path.join(BIN, "ft-embed")
+    out = os.path.join(d, "feats.npy")
+    # (scale, angle in radians): a shift only, a quarter turn, up- and downscaled, turned
+    sims = [(1.0, 0.0), (1.0, np.pi / 2), (1.6, 0.35), (0.85, -0.5), (2.3, 3.0)]
+    n_exact = 2
+    sq = np.array([[0, 0, 1], [112, 0, 1], [0, 112, 1], [112, 112, 1]], float)
+    crops, lines, glines, ref_crops, pix = [], [], [], [], []
+    for i, b in enumerate(face_jpegs(len(sims))):
+        face = cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR)
+        grey = cv2.cvtColor(face, cv2.COLOR_BGR2GRAY)
+        crop = os.path.join(d, "grey_crop%d.jpg" % i)
+        cv2.imwrite(crop, grey, [cv2.IMWRITE_JPEG_QUALITY, 100])
+        crops.append(crop)
+        grey = cv2.imread(crop, cv2.IMREAD_GRAYSCALE)
+        sc, an = sims[i]
+        c, s_ = np.round(sc * np.cos(an), 12), np.round(sc * np.sin(an), 12)
+        m = np.array([[c, -s_, 0], [s_, c, 0]])
+        m[:, 2] = 17 + 13 * i - (sq @ m.T).min(axis=0)  # a margin, different per image
+        size = tuple(int(v) for v in np.ceil((sq @ m.T).max(axis=0) + 23 + 5 * i))
+        lmk = np.c_[TEMPLATE.astype(np.float64), np.ones(5)] @ m.T
+        txt = " ".join("%.4f" % v for v in lmk.ravel())
+        lmk32 = np.array([float(v) for v in txt.split()], np.float32).reshape(5, 2)
+        path = os.path.join(d, "big%d.jpg" % i)
+        cv2.imwrite(path, cv2.warpAffine(face, m, size, borderValue=0.0),
+                    [cv2.IMWRITE_JPEG_QUALITY, 100])
+        lines.append("%s %s" % (path, txt.replace(" ", "\t", 1) if i == 3 else txt))
+        ref_crops.append(align(np.ascontiguousarray(cv2.imread(path)[:, :, ::-1]), lmk32)[0])
+        gpath = os.path.join(d, "grey_big%d.jpg" % i)
+        cv2.imwrite(gpath, cv2.warpAffine(grey, m, size, borderValue=0.0),
+                    [cv2.IMWRITE_JPEG_QUALITY, 100])
+        glines.append("%s %s" % (gpath, txt))
+        rec = align(cv2.imread(gpath, cv2.IMREAD_GRAYSCALE), lmk32)[0]
+        pix.append(np.abs(rec[4:-4, 4:-4].astype(int) - grey[4:-4, 4:-4].astype(int)))
+    for what, p in (("exact", pix[:n_exact]), ("resampled", pix[n_exact:])):
+        p = np.concatenate([q.ravel() for q in p])
+        print("grey crops recovered by pyref.ijb.align vs the originals (%s transforms, 4-pixel "
+              "border left out): mean |err| %.3f, 99th percentile %d, max %d grey levels" %
+              (what, p.mean(), np.percentile(p, 99), p.max()))
+    lm = os.path.join(d, "lm.txt")
+    open(lm, "w").write(lines[0] + "\n\n" + "\n".join(lines[1:]) + "\r\n")  # blank, CRLF
+    r = run([emb, good, "--landmarks", lm, "-o", out, "--batch", 2])
+    check(r.stdout.startswith("ft-embed: %d images" % len(sims)) and "landmarks" in r.stdout,
+          "ft-embed --landmarks summary line: " + r.stdout.strip())
+    feats = np.load(out)
+    check(feats.dtype == np.float32 and feats.shape == (len(sims), 64),
+          "ft-embed --landmarks .npy is float32 [%d, 64]" % len(sims))
+    x = np.stack([(c.transpose(2, 0, 1).astype(np.float32) - 127.5) / 127.5 for c in ref_crops])
+    e = engine(good, x, len(sims))
+    compare("ft-embed --landmarks vs pyref.ijb.align + engine", feats,
+            e / np.linalg.norm(e, axis=1, keepdims=True))
+    ef = e + engine(good, x[:, :, :, ::-1].copy(), len(sims))
+    run([emb, ck, "--landmarks", lm, "-o", out, "--flip"])
+    compare("ft-embed --landmarks --flip (checkpoint folder) vs pyref.ijb.align + engine",
+            np.load(out), ef / np.linalg.norm(ef, axis=1, keepdims=True))
+    orig = os.path.join(d, "orig.npy")
+    run([emb, good, "-o", orig] + crops)
+    open(lm, "w").write("\n".join(glines) + "\n")
+    run([emb, good, "--landmarks", lm, "-o", out])
+    cos = (np.load(out).astype(np.float64) * np.load(orig)).sum(1)
+    for what, cs, lim in (("exact", cos[:n_exact], exact_cos_min),
+                          ("resampled", cos[n_exact:], resampled_cos_min)):
+        check(cs.min() >= lim, "ft-embed --landmarks on grey canvases vs ft-embed on the "
+              "original grey crops, %s transforms: min cosine %.7f (>= %g), per image %s"
+              % (what, cs.min(), lim, " ".join("%.7f" % c for c in cs)))
+
+    # bad landmark files: one line naming the file and line, exit non-zero, nothing written
+    os.remove(out)
+    txt = os.path.join(d, "notjpeg.jpg")
+    open(txt, "w").write("hello")
+    g = lines[0].split()
+    bad = [("a short line", " ".join(g[:8]), "8 fields, expected 11"),
+           ("a line with a detector score (12 fields)", lines[0] + " 0.99", "12 fields"),
+           ("a coordinate that is not a number", " ".join(g[:6] + ["1.5e"] + g[7:]),
+            "field 7 '1.5e' (nose tip y) is not a number"),
+           ("a NaN coordinate", " ".join(g[:2] + ["nan"] + g[3:]), "'nan' (left eye y)"),
+           ("landmarks at one point", g[0] + " 5 5" * 5, "landmarks coincide"),
+           ("a missing image", " ".join([os.path.join(d, "nope.jpg")] + g[1:]), "nope.jpg"),
+           ("an image that is not JPEG", " ".join([txt] + g[1:]), "not a JPEG"),
+           ("a line longer than PATH_MAX + 512", " ".join(["x" * 5000] + g[1:]), "too long")]
+    for what, line, needle in bad:
+        open(lm, "w").write(lines[0] + "\n\n" + line + "\n" + lines[1] + "\n")
+        r = run([emb, good, "--landmarks", lm, "-o", out], ok=False)
+        err = r.stderr.strip()
+        check(r.returncode == 1 and len(err.splitlines()) == 1 and err.startswith(
+            "ft-embed: %s:3: " % lm) and needle in err and not os.path.exists(out),
+            "ft-embed --landmarks refuses %s: %s" % (what, err))
+    open(lm, "w").write("\n \n")
+    for what, args, needle, code in (
+            ("an empty landmarks file", ["--landmarks", lm], lm + ": lists no image", 1),
+            ("a missing landmarks file", ["--landmarks", lm + ".nope"], "No such file", 1),
+            ("--landmarks with an IMAGE", ["--landmarks", lm, crops[0]], "lists the images", 2),
+            ("--landmarks with --folder", ["--landmarks", lm, "--folder", d], "--folder", 2)):
+        r = run([emb, good, "-o", out] + args, ok=False)
+        err = r.stderr.strip()
+        check(r.returncode == code and len(err.splitlines()) == 1 and needle in err
+              and not os.path.exists(out), "ft-embed refuses %s: %s" % (what, err))
+
+
 if __name__ == "__main__":
     modes = {"onnx_r18": lambda: mode_onnx(18, 8, 64), "onnx_r50": lambda: mode_onnx(50, 64, 512),
              "bad": mode_bad, "check": mode_check, "check_size": mode_check_size,
-             "embed": mode_embed}
+             "embed": mode_embed, "embed_landmarks": mode_embed_landmarks}
     if MODE not in modes:
         raise SystemExit("unknown mode %s" % MODE)
     os.makedirs(WORK, exist_ok=True)

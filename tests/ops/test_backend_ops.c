@@ -537,7 +537,7 @@ static void test_elementwise(ft_ops *b, ft_dtype dt) {
     free(a.x), free(a.x2), free(a.dy), free(a.alpha), free(a.da0);
 }
 
-/* ---- fp32 vector ops: axpy, scale, sumsq, unscale_check ---- */
+/* ---- fp32 vector ops: axpy, scale, sumsq, sumsq_acc, unscale_check ---- */
 
 typedef struct vec_arg {
     size_t n;
@@ -551,8 +551,15 @@ static int body_vec(env *e, const void *v, outs *r) {
     int rc = e->o->axpy(e->o, a->n, 0.75f, x, y);
     if (!rc) rc = e->o->scale(e->o, a->n, -1.5f, y);
     if (!rc) rc = e->o->sumsq(e->o, a->n, y, &ss);
+    /* sumsq_acc: a device double, accumulated over two tensors, one download */
+    double acc0 = 0.25, acc = 0;
+    double *dacc = dbytes(e, &acc0, sizeof acc0);
+    if (!rc) rc = e->o->sumsq_acc(e->o, a->n, y, dacc);
+    if (!rc) rc = e->o->sumsq_acc(e->o, a->n / 3, x, dacc);
+    if (!rc && (!dacc || e->o->download(e->o, &acc, dacc, sizeof acc))) e->err = 1;
     dget(e, FT_F32, y, a->n, out_slot(r, "axpy+scale", a->n));
     out_slot(r, "sumsq", 1)[0] = (float)ss;
+    out_slot(r, "sumsq_acc", 1)[0] = (float)acc;
     return rc;
 }
 
@@ -798,6 +805,7 @@ static const int covered[] = {
     FT_OP_axpy,
     FT_OP_scale,
     FT_OP_sumsq,
+    FT_OP_sumsq_acc,
     FT_OP_unscale_check,
     FT_OP_gemm,
     FT_OP_fc_fwd,
@@ -851,12 +859,12 @@ static void run_backend(ft_ops *b, int dt_filter, const char *opf) {
     if (want_op(opf, "host_alloc host_free input_u8")) test_input(b);
     if (want_op(opf, "unscale_check")) test_unscale(b);
     if (want_op(opf, "rows margin sgd")) test_rows(b);
-    if (want_op(opf, "axpy scale sumsq")) {
+    if (want_op(opf, "axpy scale sumsq sumsq_acc")) {
         vec_arg a = {.n = 100003};
         ft_rng g;
         ft_rng_seed(&g, seed, 800);
         a.x = hmk(a.n, &g, -1, 1), a.y = hmk(a.n, &g, -1, 1);
-        compare("axpy, scale, sumsq", b, FT_F32, body_vec, &a, 1);
+        compare("axpy, scale, sumsq, sumsq_acc", b, FT_F32, body_vec, &a, 1);
         free(a.x), free(a.y);
     }
     for (int dt = FT_F32; dt <= FT_BF16; dt++) {

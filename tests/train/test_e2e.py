@@ -374,6 +374,24 @@ def bad():
           f"device=cuda without a GPU: rc {p.returncode}: {p.stderr.strip()[-300:]}")
     check(not os.path.exists(os.path.join(tmp, "nodev", "backbone.safetensors")),
           "device=cuda without a GPU wrote no checkpoint")
+    # a device too small for the batch (cpu-strict with FT_STRICT_MEM): one line with what the
+    # plan needs, what is free and the largest batch_size that fits; that batch_size trains
+    env = dict(os.environ, FT_STRICT_MEM="100M")
+    p = subprocess.run([TRAIN, CONFIG, *common, "device=cpu-strict", f"output={tmp}/oom"],
+                       capture_output=True, text=True, env=env)
+    last = p.stderr.strip().splitlines()[-1] if p.stderr.strip() else ""
+    m = re.search(r"batch_size = (\d+) fits$", last)
+    check(p.returncode == 1 and "out of memory allocating the backbone: the plan needs" in last
+          and "100.0 MiB of 100.0 MiB are free" in last and m is not None,
+          f"a device too small: rc {p.returncode}: {last}")
+    if m:
+        fit = int(m.group(1))
+        check(2 <= fit < 32, f"the batch that fits ({fit}) is below the config's 32")
+        p = subprocess.run([TRAIN, CONFIG, *common, "device=cpu-strict", f"output={tmp}/oomfit",
+                            f"batch_size={fit}", "max_steps=1"], capture_output=True, text=True,
+                           env=env)
+        check(p.returncode == 0, f"batch_size {fit} (what the message said fits) trains: "
+              f"{p.stderr.strip()[-300:]}")
     p = subprocess.run([TRAIN, "--bogus"], capture_output=True, text=True)
     check(p.returncode == 2 and "usage: ft-train" in p.stderr, "unknown option: usage")
     p = subprocess.run([TRAIN], capture_output=True, text=True)

@@ -74,6 +74,7 @@ struct ft_iresnet {
     void *arena;
     size_t bytes, param_bytes, grad_bytes, act_bytes, ws_bytes;
     size_t region[R_COUNT];
+    double flops; /* forward FLOPs per sample: convs and fc */
     char plan_desc[160];
     float *grad_base;
     float *conv_base;  /* every conv weight, contiguous: [conv_numel] f32 */
@@ -114,6 +115,7 @@ typedef struct plan_ctx {
     ft_arena ar[R_COUNT];
     size_t conv_n;          /* conv weight floats so far (R_CONV, unpadded) */
     size_t ws_max, act_max; /* bytes of conv workspace; elements of the largest activation */
+    double flops;           /* forward FLOPs per sample of the convs so far (2 per MAC) */
 } plan_ctx;
 
 static float *take_f32(plan_ctx *pc, int region, size_t n) {
@@ -158,6 +160,7 @@ static void plan_conv(plan_ctx *pc, conv_l *cv, const char *prefix, int batch) {
                           cv->pad) == 0) {
         size_t b = pc->m->o->conv_ws_bytes(pc->m->o, &d, pc->m->dt);
         if (b > pc->ws_max) pc->ws_max = b;
+        pc->flops += 2.0 * cv->cout * cv->cin * cv->r * cv->r * d.oh * d.ow;
     }
 }
 
@@ -304,6 +307,7 @@ static void plan(ft_iresnet *m, uintptr_t arena) {
     if (arena == 0) {
         for (int r = 0; r < R_COUNT; r++) m->region[r] = pc.ar[r].off;
         m->ws_bytes = pc.ws_max;
+        m->flops = pc.flops + 2.0 * m->flat * c->emb; /* + fc */
         /* what the plan holds, by dtype */
         ft_arena all;
         ft_arena_init(&all, 0);
@@ -446,6 +450,10 @@ void ft_iresnet_free(ft_iresnet *m) {
     free(m->blocks);
     free(m->t);
     free(m);
+}
+
+double ft_iresnet_flops(const ft_iresnet *m) {
+    return m->flops;
 }
 
 const ft_iresnet_config *ft_iresnet_get_config(const ft_iresnet *m) {

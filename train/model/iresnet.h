@@ -60,6 +60,9 @@ void ft_iresnet_free(ft_iresnet *m); /* NULL-safe */
 int ft_iresnet_plan_bytes(ft_ops *o, const ft_iresnet_config *cfg, size_t *bytes);
 
 const ft_iresnet_config *ft_iresnet_get_config(const ft_iresnet *m);
+/* Forward FLOPs per sample (2 per multiply-add) of the convolutions and the fc layer; a
+ * training step is about 3x (forward, backward data, backward filter). */
+double ft_iresnet_flops(const ft_iresnet *m);
 /* Bytes of the arena, and of its parts (any pointer may be NULL). */
 size_t ft_iresnet_bytes(const ft_iresnet *m, size_t *param_bytes, size_t *act_bytes,
                         size_t *ws_bytes);

@@ -27,6 +27,7 @@ struct ft_sgd {
     int n, cap;
     uint64_t steps;
     float *found; /* device flag of ft_sgd_unscale */
+    double *norm; /* device accumulator of ft_sgd_clip_grad_norm */
 };
 
 int ft_sgd_create(ft_ops *o, const ft_sgd_config *cfg, ft_sgd **out) {
@@ -36,8 +37,9 @@ int ft_sgd_create(ft_ops *o, const ft_sgd_config *cfg, ft_sgd **out) {
     s->o = o;
     s->cfg = *cfg;
     int rc = o->alloc(o, sizeof(float), (void **)&s->found);
+    if (!rc) rc = o->alloc(o, sizeof(double), (void **)&s->norm);
     if (rc) {
-        free(s);
+        ft_sgd_free(s);
         return rc;
     }
     *out = s;
@@ -49,6 +51,7 @@ void ft_sgd_free(ft_sgd *s) {
     for (int i = 0; i < s->n; i++)
         if (s->ps[i].buf) s->o->free(s->o, s->ps[i].buf);
     if (s->found) s->o->free(s->o, s->found);
+    if (s->norm) s->o->free(s->o, s->norm);
     free(s->ps);
     free(s);
 }
@@ -102,15 +105,17 @@ int ft_sgd_set_rows(ft_sgd *s, int id, int dim, const int32_t *dev_index, int co
 }
 
 int ft_sgd_clip_grad_norm(ft_sgd *s, int group, double max_norm, double *norm) {
+    /* the squares summed on the device, tensor after tensor, one download for the norm */
+    ft_ops *o = s->o;
     double total = 0;
-    for (int i = 0; i < s->n; i++) {
+    int rc = o->zero(o, s->norm, sizeof(double));
+    for (int i = 0; i < s->n && !rc; i++) {
         sgd_param *q = &s->ps[i];
         if (q->group != group || !q->p.trainable) continue;
-        double ss;
-        int rc = s->o->sumsq(s->o, q->p.numel, q->p.g, &ss);
-        if (rc) return rc;
-        total += ss;
+        rc = o->sumsq_acc(o, q->p.numel, q->p.g, s->norm);
     }
+    if (!rc) rc = o->download(o, &total, s->norm, sizeof total);
+    if (rc) return rc;
     double nrm = sqrt(total);
     if (norm) *norm = nrm;
     double coef = max_norm / (nrm + 1e-6);
@@ -118,7 +123,7 @@ int ft_sgd_clip_grad_norm(ft_sgd *s, int group, double max_norm, double *norm) {
     for (int i = 0; i < s->n; i++) {
         sgd_param *q = &s->ps[i];
         if (q->group != group || !q->p.trainable) continue;
-        int rc = s->o->scale(s->o, q->p.numel, (float)coef, q->p.g);
+        rc = s->o->scale(s->o, q->p.numel, (float)coef, q->p.g);
         if (rc) return rc;
     }
     return 0;

@@ -105,6 +105,7 @@ typedef struct ft_margin {
     X(axpy)                                                                                        \
     X(scale)                                                                                       \
     X(sumsq)                                                                                       \
+    X(sumsq_acc)                                                                                   \
     X(unscale_check)                                                                               \
     X(gemm)                                                                                        \
     X(fc_fwd)                                                                                      \
@@ -219,6 +220,9 @@ struct ft_ops {
     int (*scale)(ft_ops *o, size_t count, float alpha, float *x);                /* x*=a */
     /* *host_out = sum of x^2, accumulated in double (synchronizes) */
     int (*sumsq)(ft_ops *o, size_t count, const float *x, double *host_out);
+    /* *acc (device double) += sum of x^2 in double, without synchronizing: a norm over many
+     * tensors costs one download (gradient clipping) */
+    int (*sumsq_acc)(ft_ops *o, size_t count, const float *x, double *acc);
     /* Loss-scaler unscale (torch GradScaler.unscale_): g *= inv_scale; *found (device float,
      * not reset) becomes 1 when any element of g is inf or NaN. */
     int (*unscale_check)(ft_ops *o, size_t count, float inv_scale, float *g, float *found);

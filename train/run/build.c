@@ -21,6 +21,94 @@ int ft_run_fail(ft_run *r, int rc, const char *fmt, ...) {
 
 /* ------------------------------------------------------------------ building */
 
+int ft_run_open_device(ft_run *r) {
+    const ft_config *c = &r->cfg;
+    ft_ops_options opts;
+    ft_ops_options_init(&opts);
+    opts.threads = c->threads;
+    opts.device = r->world > 1 ? r->dist.local_rank : -1;
+    char err[512];
+    int rc = ft_ops_create(c->device, &opts, &r->model.ops, err, sizeof err);
+    if (rc) return ft_run_fail(r, rc, "%s", err);
+    /* a CPU backend reads host memory as its own: the loader's float batches go in as they are */
+    r->data.u8_input = strcmp(r->model.ops->name, "cpu") != 0;
+    return 0;
+}
+
+/* What a batch size needs on the device: backbone arena + its momentum (the size of its
+ * gradients, bounded by the arena's parameter share: the arena itself is counted once more for
+ * it, an upper bound), Partial FC's arena + the centres' momentum, the embedding gradient and
+ * the uint8 pixels. */
+static int plan_bytes(ft_run *r, ft_iresnet_config mc, ft_pfc_config pc, int batch, size_t *total,
+                      size_t *backbone, size_t *head) {
+    mc.max_batch = batch, pc.max_batch = batch * r->world;
+    size_t bb = 0;
+    ft_pfc_plan_info pi;
+    int rc = ft_iresnet_plan_bytes(r->model.ops, &mc, &bb);
+    if (!rc) rc = ft_pfc_plan(&pc, &pi);
+    if (rc) return rc;
+    mc.max_batch = 1;
+    size_t bb1 = 0; /* batch 1: the parameters, gradients and little else: the momentum bound */
+    if ((rc = ft_iresnet_plan_bytes(r->model.ops, &mc, &bb1))) return rc;
+    *backbone = bb + bb1 / 2;
+    *head = pi.arena_bytes + pi.centre_bytes;
+    *total = *backbone + *head + (size_t)batch * r->world * pc.emb * sizeof(float) +
+             (size_t)batch * 112 * 112 * 3;
+    return 0;
+}
+
+static void size_str(char out[32], size_t b) {
+    if (b >= ((size_t)1 << 30))
+        snprintf(out, 32, "%.2f GiB", (double)b / 1073741824.0);
+    else
+        snprintf(out, 32, "%.1f MiB", (double)b / 1048576.0);
+}
+
+/* An allocation failed: say what the plan needs, what the device has free and the largest
+ * batch_size that fits (the parts built so far are freed first, so that free is what the model
+ * can have). */
+static int out_of_memory(ft_run *r, const ft_iresnet_config *mc, const ft_pfc_config *pc,
+                         const char *what) {
+    ft_ops *o = r->model.ops;
+    ft_sgd_free(r->model.sgd), ft_pfc_free(r->model.pfc), ft_iresnet_free(r->model.net);
+    r->model.sgd = NULL, r->model.pfc = NULL, r->model.net = NULL;
+    size_t need = 0, bb = 0, hd = 0, fr = 0, tot = 0;
+    int batch = r->cfg.batch_size;
+    if (plan_bytes(r, *mc, *pc, batch, &need, &bb, &hd) || o->mem_info(o, &fr, &tot))
+        return ft_run_fail(r, -ENOMEM, "device %s: out of memory allocating %s (%s)", o->name, what,
+                           r->model.arch);
+    /* the libraries' handles and workspaces take some too: leave 5% */
+    size_t avail = fr - fr / 20;
+    int lo = 0, hi = batch - 1; /* largest b in [2, batch) with plan(b) <= avail */
+    while (lo < hi) {
+        int mid = lo + (hi - lo + 1) / 2;
+        size_t t, b1, h1;
+        if (mid >= 2 && !plan_bytes(r, *mc, *pc, mid, &t, &b1, &h1) && t <= avail)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    char fits[256], s_need[32], s_bb[32], s_hd[32], s_fr[32], s_tot[32];
+    if (lo >= 2) {
+        snprintf(fits, sizeof fits, "batch_size = %d fits", lo);
+    } else {
+        size_t t2 = 0, b2 = 0, h2 = 0;
+        plan_bytes(r, *mc, *pc, 2, &t2, &b2, &h2);
+        size_str(s_bb, b2), size_str(s_hd, h2);
+        snprintf(fits, sizeof fits,
+                 "not even batch_size = 2 fits (backbone %s, Partial FC %s: a smaller network, "
+                 "a lower sample_rate or more ranks)",
+                 s_bb, s_hd);
+    }
+    size_str(s_need, need), size_str(s_bb, bb), size_str(s_hd, hd), size_str(s_fr, fr);
+    size_str(s_tot, tot);
+    return ft_run_fail(r, -ENOMEM,
+                       "device %s: out of memory allocating %s: the plan needs %s at batch_size "
+                       "= %d (backbone %s, Partial FC %s, with their momentum), %s of %s are "
+                       "free; %s",
+                       o->name, what, s_need, batch, s_bb, s_hd, s_fr, s_tot, fits);
+}
+
 int ft_run_build_model(ft_run *r) {
     const ft_config *c = &r->cfg;
     int depth = atoi(c->network + 1), rc;
@@ -38,21 +126,6 @@ int ft_run_build_model(ft_run *r) {
     snprintf(r->model.arch, sizeof r->model.arch,
              "network %s, width %d, blocks (%d, %d, %d, %d), emb %d", c->network, mc.width,
              mc.blocks[0], mc.blocks[1], mc.blocks[2], mc.blocks[3], mc.emb);
-    ft_ops_options opts;
-    ft_ops_options_init(&opts);
-    opts.threads = c->threads;
-    char err[512];
-    if ((rc = ft_ops_create(c->device, &opts, &r->model.ops, err, sizeof err)))
-        return ft_run_fail(r, rc, "%s", err);
-    if ((rc = ft_iresnet_create(r->model.ops, &mc, &r->model.net)) == FT_ENOTSUP)
-        return ft_run_fail(r, rc, "device '%s' cannot train with dtype %s", c->device,
-                           ft_dtype_name((ft_dtype)c->dtype));
-    if (rc)
-        return ft_run_fail(r, rc, "cannot build the model (%s): %s", r->model.arch,
-                           ft_strerror(rc));
-    ft_scaler_init(&r->model.scaler, c->loss_scaling, FT_TRAIN_INIT_SCALE,
-                   FT_TRAIN_GROWTH_INTERVAL);
-
     ft_pfc_config pc;
     ft_pfc_config_init(&pc, c->num_classes);
     pc.rank = r->rank, pc.world_size = r->world;
@@ -65,7 +138,21 @@ int ft_run_build_model(ft_run *r) {
     pc.interclass_filtering_threshold = (float)c->interclass_filtering_threshold;
     pc.seed = (uint64_t)c->seed;
     pc.dtype = c->dtype;
-    if ((rc = ft_pfc_create(r->model.ops, &pc, &r->model.pfc)))
+    if (!r->model.ops && (rc = ft_run_open_device(r))) return rc;
+    if ((rc = ft_iresnet_create(r->model.ops, &mc, &r->model.net)) == -ENOMEM)
+        return out_of_memory(r, &mc, &pc, "the backbone");
+    if (rc == FT_ENOTSUP)
+        return ft_run_fail(r, rc, "device '%s' cannot train with dtype %s", c->device,
+                           ft_dtype_name((ft_dtype)c->dtype));
+    if (rc)
+        return ft_run_fail(r, rc, "cannot build the model (%s): %s", r->model.arch,
+                           ft_strerror(rc));
+    ft_scaler_init(&r->model.scaler, c->loss_scaling, FT_TRAIN_INIT_SCALE,
+                   FT_TRAIN_GROWTH_INTERVAL);
+
+    if ((rc = ft_pfc_create(r->model.ops, &pc, &r->model.pfc)) == -ENOMEM)
+        return out_of_memory(r, &mc, &pc, "Partial FC");
+    if (rc)
         return ft_run_fail(r, rc, "cannot build Partial FC (%lld classes, emb %d): %s",
                            (long long)c->num_classes, c->embedding_size, ft_strerror(rc));
 
@@ -77,12 +164,14 @@ int ft_run_build_model(ft_run *r) {
         ft_param p;
         if ((rc = ft_iresnet_param(r->model.net, i, &p)) ||
             (rc = ft_sgd_add_param(r->model.sgd, &p, FT_SGD_GROUP_BACKBONE)) < 0)
-            return ft_run_fail(r, rc, "optimizer setup: %s", ft_strerror(rc));
+            return rc == -ENOMEM ? out_of_memory(r, &mc, &pc, "the momentum")
+                                 : ft_run_fail(r, rc, "optimizer setup: %s", ft_strerror(rc));
     }
     ft_param pw; /* the PFC weight goes last, as in train_v2.py's param groups */
     if ((rc = ft_pfc_param(r->model.pfc, &pw)) ||
         (rc = ft_sgd_add_param(r->model.sgd, &pw, FT_SGD_GROUP_HEAD)) < 0)
-        return ft_run_fail(r, rc, "optimizer setup: %s", ft_strerror(rc));
+        return rc == -ENOMEM ? out_of_memory(r, &mc, &pc, "the momentum")
+                             : ft_run_fail(r, rc, "optimizer setup: %s", ft_strerror(rc));
     r->model.pfc_param_id = rc;
     r->model.sampled_update = c->sample_rate < 1.0 && strcmp(c->pfc_update, "sampled") == 0;
     if (r->model.sampled_update) {
@@ -97,11 +186,17 @@ int ft_run_build_model(ft_run *r) {
     size_t demb_bytes = (size_t)c->batch_size * r->world * c->embedding_size * sizeof(float);
     if ((rc = r->model.ops->alloc(r->model.ops, demb_bytes, (void **)&r->model.demb)))
         return ft_run_fail(r, rc, "out of memory");
+    size_t px = (size_t)c->batch_size * 112 * 112 * 3;
+    if (r->data.u8_input &&
+        (rc = r->model.ops->alloc(r->model.ops, px, (void **)&r->data.pixels_dev)))
+        return ft_run_fail(r, rc, "out of memory");
     return 0;
 }
 
 void ft_run_free_model(ft_run *r) {
     if (r->model.ops && r->model.demb) r->model.ops->free(r->model.ops, r->model.demb);
+    if (r->model.ops && r->data.pixels_dev) r->model.ops->free(r->model.ops, r->data.pixels_dev);
+    r->data.pixels_dev = NULL;
     if (r->model.ops && r->model.row_dev) r->model.ops->free(r->model.ops, r->model.row_dev);
     free(r->model.row_mask);
     free(r->model.row_host);

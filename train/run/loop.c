@@ -292,8 +292,16 @@ static int train_step(ft_run *r, const loader_batch *b, float *loss) {
     const float *emb = NULL, *emb_all;
     const int32_t *labels_all = b->labels;
     float *demb_all = r->model.demb;
-    if ((rc = o->upload(o, in, b->data, b->data_bytes)))
+    if (b->layout == LOADER_U8_HWC) {
+        /* one copy of the uint8 pixels (a quarter of the floats), normalized where they land;
+         * the page-locked batch stays untouched until the next loader_next, by which time the
+         * step's downloads have synchronized */
+        if ((rc = o->upload(o, r->data.pixels_dev, b->data, b->data_bytes)) ||
+            (rc = o->input_u8(o, n, (int)b->h, (int)b->w, r->data.pixels_dev, in)))
+            return ft_run_fail(r, rc, "input: %s", ft_strerror(rc));
+    } else if ((rc = o->upload(o, in, b->data, b->data_bytes))) {
         return ft_run_fail(r, rc, "upload: %s", ft_strerror(rc));
+    }
     if ((rc = ft_iresnet_forward(r->model.net, in, n, 1, &emb)))
         return ft_run_fail(r, rc, "step %lld: forward: %s", (long long)r->pos.global_step,
                            ft_strerror(rc));
@@ -339,7 +347,9 @@ static int train_step(ft_run *r, const loader_batch *b, float *loss) {
 /* ------------------------------------------------------------------ the loop */
 
 static int next_batch(ft_run *r, loader_batch *b) {
+    double t0 = ft_now();
     int rc = loader_next(r->data.ld, b);
+    r->data.t_input += ft_now() - t0;
     if (rc) return ft_run_fail(r, rc, "%s", loader_errmsg(r->data.ld));
     if (b->epoch != r->pos.epoch || b->step != r->pos.epoch_step)
         return ft_run_fail(r, FT_EFORMAT,
@@ -439,6 +449,7 @@ static int train_loop(ft_run *r) {
         break;
     }
     r->stats.t_train = ft_now() - t0;
+    r->stats.t_input = r->data.t_input;
     ft_progress_hide(&r->out.prog);
     /* stopped mid-epoch (max_steps or a signal): checkpoint where we are */
     if (r->pos.epoch_step != 0 && (rc = save(r))) return rc;

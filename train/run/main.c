@@ -83,6 +83,17 @@ static int check_config(ft_run *r) {
     return fflush(stdout) == 0 ? 0 : ft_run_fail(r, -EIO, "stdout: write failed");
 }
 
+/* the loader's batch memory from the backend (cudaHostAlloc on the GPU) */
+static void *host_alloc(void *user, size_t bytes) {
+    ft_ops *o = user;
+    void *p = NULL;
+    return o->host_alloc(o, bytes, &p) ? NULL : p;
+}
+static void host_free(void *user, void *ptr, size_t bytes) {
+    ft_ops *o = user;
+    o->host_free(o, ptr);
+}
+
 /* <rec>/train.lmdb when it is a directory, else <rec>/train.rec + .idx (ft_dataset_resolve). */
 static int open_data(ft_run *r) {
     ft_config *c = &r->cfg;
@@ -99,6 +110,10 @@ static int open_data(ft_run *r) {
     lc.seed = (uint64_t)c->seed;
     lc.threads = c->num_workers > 0 ? (uint32_t)c->num_workers : 1;
     lc.layout = LOADER_F32_CHW;
+    if (r->data.u8_input) { /* pixels into the backend's page-locked memory */
+        lc.layout = LOADER_U8_HWC;
+        lc.alloc = host_alloc, lc.free = host_free, lc.alloc_user = r->model.ops;
+    }
     if ((rc = loader_open(&r->data.ld, &lc, err, sizeof err))) return ft_run_fail(r, rc, "%s", err);
     uint32_t h, w;
     loader_image_shape(r->data.ld, &h, &w);
@@ -158,6 +173,13 @@ static void summary(const ft_run *r) {
             (long long)r->pos.global_step, (long long)r->cfg.total_step,
             (unsigned long long)r->pos.epoch, r->stats.t_train, sps,
             sps * r->cfg.batch_size * r->world, r->stats.first_loss, r->stats.last_loss);
+    if (r->stats.t_train > 0)
+        fprintf(stderr,
+                FT_TRAIN_PROG ": input: %s waited %.2f s for the loader (%.1f%% of the training "
+                              "time); batches %s\n",
+                r->model.ops->name, r->stats.t_input, 100 * r->stats.t_input / r->stats.t_train,
+                r->data.u8_input ? "as uint8 in page-locked memory, normalized on the device"
+                                 : "as float");
     if (r->world > 1)
         fprintf(stderr,
                 FT_TRAIN_PROG ": %d ranks (%s, %s collectives): %.1f s of rank 0's %.1f s in "
@@ -211,6 +233,7 @@ int main(int argc, char **argv) {
         return rc ? 1 : 0;
     }
     if (!rc) rc = ft_run_dist_init(&r);
+    if (!rc) rc = ft_run_open_device(&r);
     if (!rc) rc = open_data(&r);
     if (!rc) rc = prepare(&r);
     if (!rc) {

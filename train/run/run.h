@@ -38,6 +38,13 @@ typedef struct ft_run_data {
     char data_path[FT_CFG_PATHCAP];
     loader *ld;
     uint64_t steps_per_epoch; /* batches per epoch and rank (drop_last) */
+    /* a backend with memory of its own (cuda, cpu-strict): the loader fills page-locked uint8
+     * HWC batches (the backend's host_alloc), one upload per step into pixels_dev, and the
+     * backend makes the network input (input_u8); the CPU backend takes the loader's float
+     * CHW batches as they are */
+    int u8_input;
+    uint8_t *pixels_dev;
+    double t_input; /* seconds the step waited for the loader (loader_next) */
 } ft_run_data;
 
 /* the model: backend, backbone, head, optimizer, loss scaler (build.c) */
@@ -85,7 +92,8 @@ typedef struct ft_run_stats {
     double last_loss, first_loss;
     int64_t steps_run;
     double t_train;
-    int stopped; /* by a signal */
+    double t_input; /* of t_train: waiting for the loader's next batch */
+    int stopped;    /* by a signal */
 } ft_run_stats;
 
 /* the distributed job (ranks.c): the collectives, the step's distributed parts, where rank
@@ -117,6 +125,10 @@ typedef struct ft_run {
     ft_run_stats stats;
     ft_run_dist dist;
 } ft_run;
+
+/* The compute backend (config key device), made before the data so that the loader can fill
+ * the backend's page-locked batches (build.c). */
+int ft_run_open_device(ft_run *r);
 
 /* build.c */
 int ft_run_build_model(ft_run *r);

@@ -89,6 +89,13 @@ static int cpu_sumsq(ft_ops *o, size_t count, const float *x, double *out) {
     return 0;
 }
 
+static int cpu_sumsq_acc(ft_ops *o, size_t count, const float *x, double *acc) {
+    double s;
+    int rc = cpu_sumsq(o, count, x, &s);
+    if (!rc) *acc += s;
+    return rc;
+}
+
 static void unscale_task(void *c, int tid, int nt) {
     ew_ctx *e = c;
     size_t b, en;
@@ -120,5 +127,6 @@ void cpu_install_elementwise(ft_ops *o) {
     o->axpy = cpu_axpy;
     o->scale = cpu_scale;
     o->sumsq = cpu_sumsq;
+    o->sumsq_acc = cpu_sumsq_acc;
     o->unscale_check = cpu_unscale_check;
 }

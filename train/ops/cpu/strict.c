@@ -285,6 +285,13 @@ static int s_sumsq(ft_ops *o, size_t count, const float *x, double *host_out) {
     if (bad) return FT_EARG;
     return IN->sumsq(IN, count, tx, host_out);
 }
+static int s_sumsq_acc(ft_ops *o, size_t count, const float *x, double *acc) {
+    int bad = 0;
+    const float *tx = T(x);
+    double *ta = T(acc);
+    if (bad) return FT_EARG;
+    return IN->sumsq_acc(IN, count, tx, ta);
+}
 static int s_unscale_check(ft_ops *o, size_t count, float inv_scale, float *g, float *found) {
     int bad = 0;
     float *tg = T(g), *tf = T(found);
@@ -502,6 +509,7 @@ int ft_ops_cpu_strict_create_(int threads, ft_ops **out, char *err, size_t errca
     o->axpy = s_axpy;
     o->scale = s_scale;
     o->sumsq = s_sumsq;
+    o->sumsq_acc = s_sumsq_acc;
     o->unscale_check = s_unscale_check;
     o->gemm = s_gemm;
     o->fc_fwd = s_fc_fwd;

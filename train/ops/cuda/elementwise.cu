@@ -29,6 +29,14 @@ static __global__ void k_sum_parts(int nparts, double *part) {
     s = cuda_block_sum(s, sh);
     if (threadIdx.x == 0) part[0] = s;
 }
+/* acc[0] += the parts' sum (one block, fixed order) */
+static __global__ void k_acc_parts(int nparts, const double *part, double *acc) {
+    __shared__ double sh[CUDA_RED];
+    double s = 0;
+    for (int i = threadIdx.x; i < nparts; i += CUDA_RED) s += part[i];
+    s = cuda_block_sum(s, sh);
+    if (threadIdx.x == 0) acc[0] += s;
+}
 static __global__ void k_unscale(size_t n, float inv, float *g, float *found) {
     int bad = 0;
     GRID_LOOP(i, n) {
@@ -71,6 +79,18 @@ static int cuda_sumsq(ft_ops *o, size_t count, const float *x, double *host_out)
     *host_out = *b->red_host;
     return 0;
 }
+static int cuda_sumsq_acc(ft_ops *o, size_t count, const float *x, double *acc) {
+    cuda_backend *b = cuda_of(o);
+    size_t nb = (count + CUDA_RED - 1) / CUDA_RED;
+    int parts = (int)(nb < 1 ? 1 : nb > 1024 ? 1024 : nb);
+    /* the partial sums live in scratch of this call's stream order: b->red is reused by the
+     * next call only after this one's k_acc_parts has read it (same stream) */
+    k_sumsq_part<<<parts, CUDA_RED, 0, b->stream>>>(count, x, b->red);
+    CU_LAUNCHED();
+    k_acc_parts<<<1, CUDA_RED, 0, b->stream>>>(parts, b->red, acc);
+    CU_LAUNCHED();
+    return 0;
+}
 static int cuda_unscale_check(ft_ops *o, size_t count, float inv_scale, float *g, float *found) {
     if (!count) return 0;
     k_unscale<<<cuda_blocks(count), CUDA_THREADS, 0, cuda_of(o)->stream>>>(count, inv_scale, g,
@@ -84,5 +104,6 @@ void cuda_install_elementwise(ft_ops *o) {
     o->axpy = cuda_axpy;
     o->scale = cuda_scale;
     o->sumsq = cuda_sumsq;
+    o->sumsq_acc = cuda_sumsq_acc;
     o->unscale_check = cuda_unscale_check;
 }
