@@ -45,7 +45,7 @@ typedef struct ld {
     ir_graph *g;
     sym *syms;
     size_t nsym, symcap;
-    cst *c = NULL;
+    cst *c;
     size_t nc, ccap;
     /* the node being read, for messages */
     int node;
