@@ -23,6 +23,7 @@ typedef struct ft_check_opts {
     int ort;           /* also time onnxruntime (python3 -c ...; FT_PYTHON names the binary) */
     int threads;       /* engine CPU threads, 0 = all (onnxruntime gets the same count) */
     const char *device;
+    double max_latency_ms; /* > 0: this limit instead of the track's (other hardware) */
 } ft_check_opts;
 
 /* 0 PASS, 1 FAIL (the reason is the last line of out), < 0 when the checks themselves could

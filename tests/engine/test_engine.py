@@ -302,10 +302,14 @@ CHECK_ORDER = ["track", "model", "input rank", "input batch dim", "outputs", "no
                "feature", "latency", "check stat:", "PASS"]
 
 
-def ft_check(folder, *args):
+def ft_check(folder, *args, latency=True):
+    """ft-check on folder; the latency is held against a limit no machine misses (a loaded
+    or sanitized test machine says nothing of the model's speed) unless latency=False asks for
+    the track's own limit"""
     env = dict(os.environ, FT_PYTHON=sys.executable)
-    return run([os.path.join(BIN, "ft-check"), folder, "--threads", 2] + list(args), ok=False,
-               env=env)
+    lim = ["--max-latency", "1000000"] if latency else []
+    return run([os.path.join(BIN, "ft-check"), folder, "--threads", 2] + lim + list(args),
+               ok=False, env=env)
 
 
 def expect_fail(what, folder, rule, *args, needle=None):
@@ -453,6 +457,12 @@ def mode_check():
           "ft-check good pixel_norm.txt: PASS with its mean/std")
     r = ft_check(folder("crop_ms1m", onnx.load(good), {"crop.txt": "bad\n"}), "--track", "ms1m")
     check(r.returncode == 0, "ft-check --track ms1m ignores crop.txt (cfat only)")
+    # the latency rule: a limit no model meets fails it, and says which limit it was
+    r = ft_check(ok, "--max-latency", "0.001", latency=False)
+    check(r.returncode == 1 and r.stdout.strip().endswith("FAIL: latency") and
+          "<= 0 (--max-latency) FAIL" in r.stdout, "ft-check --max-latency 0.001 -> FAIL: latency")
+    r = ft_check(ok, "--max-latency", "-3", latency=False)
+    check(r.returncode == 2 and "--max-latency" in r.stderr, "a bad --max-latency is a usage error")
     expect_fail("a folder with no .onnx", folder("none"), "no onnx")
     expect_fail("an unknown track", ok, "track", "--track", "webface")
 

@@ -430,6 +430,8 @@ int main(int argc, char **argv) {
     if (job < 0) return die("cannot start mpirun: %s", strerror(errno));
     /* supervise: the job, signals, the other launchers */
     int status = 0, done = 0, other_failed = 0, forwarded = 0, peer_stopped = 0;
+    /* a launcher whose job ended well says OK before it goes: its hang-up is no failure then */
+    int said_ok[MAXNODES + 1] = {0}; /* [0]: the master, [1 + i]: peers[i] */
     double kill_at = 0;
     while (!done) {
         if (g_sig && forwarded != g_sig) {
@@ -446,13 +448,17 @@ int main(int argc, char **argv) {
             if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
             char line[64];
             int r = read_line(p[i].fd, line, sizeof line, now_s() + 1);
+            int slot = p[i].fd == master ? 0 : -1;
+            for (int j = 0; slot < 0 && j < npeers; j++)
+                if (peers[j] == p[i].fd) slot = 1 + j;
+            if (!r && !strncmp(line, "OK", 2) && slot >= 0) said_ok[slot] = 1;
             if (!r && !strncmp(line, "STOP", 4)) { /* a signal there: the ranks stop together */
                 peer_stopped = 1;
                 for (int j = 0; j < npeers; j++) /* the master tells every node */
                     if (peers[j] >= 0 && peers[j] != p[i].fd) send_line(peers[j], "STOP\n");
                 continue;
             }
-            int fail = r != 0 || strncmp(line, "OK", 2) != 0;
+            int fail = r != 0 ? !(slot >= 0 && said_ok[slot]) : strncmp(line, "OK", 2) != 0;
             if (fail && !kill_at && !(r && peer_stopped)) { /* another node failed */
                 other_failed = 1;
                 fprintf(stderr,
