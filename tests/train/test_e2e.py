@@ -239,6 +239,17 @@ def resume():
     finish()
 
 
+def resume_lean():
+    """The sanitizer pass's share of resume(): one stop mid-epoch + resume, and a Ctrl-C stop,
+    bit-equal to the uninterrupted run (resume() runs every case in the release pass)."""
+    data = os.path.join(WORK, "synth16")
+    make_data(data, 16, 20, seed=3)
+    common = [f"rec={data}", *SMALL]
+    stops("lean", common, [7])
+    stop_by_sigint("lean", common)
+    finish()
+
+
 def resume_mixed():
     """Stop + resume with 16-bit storage equals an uninterrupted run bit for bit. fp16: the loss
     scaler's state (scale, growth count, skips) travels in the checkpoint; the first steps
@@ -602,4 +613,5 @@ def robust():
 
 
 {"learn": learn, "learn_mixed": learn_mixed, "resume": resume, "resume_mixed": resume_mixed,
- "bad": bad, "robust": robust, "strict": strict}[MODE]()
+ "bad": bad, "robust": robust, "strict": strict,
+ "resume_lean": resume_lean}[MODE]()
