@@ -35,22 +35,18 @@ int ft_run_open_device(ft_run *r) {
     return 0;
 }
 
-/* What a batch size needs on the device: backbone arena + its momentum (the size of its
- * gradients, bounded by the arena's parameter share: the arena itself is counted once more for
- * it, an upper bound), Partial FC's arena + the centres' momentum, the embedding gradient and
- * the uint8 pixels. */
-static int plan_bytes(ft_run *r, ft_iresnet_config mc, ft_pfc_config pc, int batch, size_t *total,
-                      size_t *backbone, size_t *head) {
+/* What a batch size needs on the device: the backbone's arena plus its momentum (the size of
+ * its gradients; momentum is passed in, it does not depend on the batch), Partial FC's arena plus
+ * the centres' momentum, the embedding gradient and the uint8 pixels. */
+static int plan_bytes(ft_run *r, ft_iresnet_config mc, ft_pfc_config pc, int batch, size_t momentum,
+                      size_t *total, size_t *backbone, size_t *head) {
     mc.max_batch = batch, pc.max_batch = batch * r->world;
     size_t bb = 0;
     ft_pfc_plan_info pi;
     int rc = ft_iresnet_plan_bytes(r->model.ops, &mc, &bb);
     if (!rc) rc = ft_pfc_plan(&pc, &pi);
     if (rc) return rc;
-    mc.max_batch = 1;
-    size_t bb1 = 0; /* batch 1: the parameters, gradients and little else: the momentum bound */
-    if ((rc = ft_iresnet_plan_bytes(r->model.ops, &mc, &bb1))) return rc;
-    *backbone = bb + bb1 / 2;
+    *backbone = bb + momentum;
     *head = pi.arena_bytes + pi.centre_bytes;
     *total = *backbone + *head + (size_t)batch * r->world * pc.emb * sizeof(float) +
              (size_t)batch * 112 * 112 * 3;
@@ -72,9 +68,15 @@ static int out_of_memory(ft_run *r, const ft_iresnet_config *mc, const ft_pfc_co
     ft_ops *o = r->model.ops;
     ft_sgd_free(r->model.sgd), ft_pfc_free(r->model.pfc), ft_iresnet_free(r->model.net);
     r->model.sgd = NULL, r->model.pfc = NULL, r->model.net = NULL;
-    size_t need = 0, bb = 0, hd = 0, fr = 0, tot = 0;
+    size_t need = 0, bb = 0, hd = 0, fr = 0, tot = 0, mom = 0;
     int batch = r->cfg.batch_size;
-    if (plan_bytes(r, *mc, *pc, batch, &need, &bb, &hd) || o->mem_info(o, &fr, &tot))
+    /* the backbone's momentum, bounded by half its batch-1 arena (parameters and gradients,
+     * the same size, dominate it) */
+    ft_iresnet_config m1 = *mc;
+    m1.max_batch = 1;
+    int prc = ft_iresnet_plan_bytes(o, &m1, &mom);
+    mom /= 2;
+    if (prc || plan_bytes(r, *mc, *pc, batch, mom, &need, &bb, &hd) || o->mem_info(o, &fr, &tot))
         return ft_run_fail(r, -ENOMEM, "device %s: out of memory allocating %s (%s)", o->name, what,
                            r->model.arch);
     /* the libraries' handles and workspaces take some too: leave 5% */
@@ -83,7 +85,7 @@ static int out_of_memory(ft_run *r, const ft_iresnet_config *mc, const ft_pfc_co
     while (lo < hi) {
         int mid = lo + (hi - lo + 1) / 2;
         size_t t, b1, h1;
-        if (mid >= 2 && !plan_bytes(r, *mc, *pc, mid, &t, &b1, &h1) && t <= avail)
+        if (mid >= 2 && !plan_bytes(r, *mc, *pc, mid, mom, &t, &b1, &h1) && t <= avail)
             lo = mid;
         else
             hi = mid - 1;
@@ -93,7 +95,7 @@ static int out_of_memory(ft_run *r, const ft_iresnet_config *mc, const ft_pfc_co
         snprintf(fits, sizeof fits, "batch_size = %d fits", lo);
     } else {
         size_t t2 = 0, b2 = 0, h2 = 0;
-        plan_bytes(r, *mc, *pc, 2, &t2, &b2, &h2);
+        plan_bytes(r, *mc, *pc, 2, mom, &t2, &b2, &h2);
         size_str(s_bb, b2), size_str(s_hd, h2);
         snprintf(fits, sizeof fits,
                  "not even batch_size = 2 fits (backbone %s, Partial FC %s: a smaller network, "
