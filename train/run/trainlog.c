@@ -60,11 +60,12 @@ void ft_trainlog_asctime(double t, char *out, size_t cap) {
     time_t sec = (time_t)floor(t);
     int ms = (int)((t - (double)sec) * 1000.0);
     if (ms > 999) ms = 999;
+    if (ms < 0) ms = 0;
     struct tm tm;
     localtime_r(&sec, &tm);
-    char buf[64];
+    char buf[32];
     strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
-    snprintf(out, cap, "%s,%03d", buf, ms);
+    snprintf(out, cap, "%s,%03u", buf, (unsigned)ms % 1000u);
 }
 
 void ft_trainlog_msg(ft_trainlog *l, const char *fmt, ...) {
