@@ -11,6 +11,8 @@
  * batch) gets algorithms within the largest workspace conv_ws_bytes has reported, which is
  * what the model allocated.
  */
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cuda.h"
@@ -34,14 +36,17 @@ static int same(const ft_conv_desc *a, const ft_conv_desc *b) {
 
 void cuda_conv_release(cuda_backend *b) {
     for (int i = 0; i < b->nconv; i++) {
-        cuda_conv_entry *e = &b->conv[i];
+        cuda_conv_entry *e = b->conv[i];
         if (e->x) cudnnDestroyTensorDescriptor(e->x);
         if (e->y) cudnnDestroyTensorDescriptor(e->y);
         if (e->w) cudnnDestroyFilterDescriptor(e->w);
         for (int j = 0; j < 3; j++)
             if (e->conv[j]) cudnnDestroyConvolutionDescriptor(e->conv[j]);
+        free(e);
     }
-    b->nconv = 0;
+    free(b->conv);
+    b->conv = NULL;
+    b->nconv = b->conv_cap = 0;
 }
 
 /* pick from a heuristic list: the first that succeeds, is deterministic and fits the limit;
@@ -127,14 +132,20 @@ static int entry_get(ft_ops *o, const ft_conv_desc *d, ft_dtype dt, int planning
                      cuda_conv_entry **out) {
     cuda_backend *b = cuda_of(o);
     for (int i = 0; i < b->nconv; i++)
-        if (b->conv[i].dt == dt && same(&b->conv[i].d, d)) {
-            *out = &b->conv[i];
+        if (b->conv[i]->dt == dt && same(&b->conv[i]->d, d)) {
+            *out = b->conv[i];
             return 0;
         }
-    if (b->nconv == CUDA_CONV_CACHE)
-        return cuda_fail_(__FILE__, __LINE__, "conv cache", "more distinct shapes than it holds");
+    if (b->nconv == b->conv_cap) {
+        int cap = b->conv_cap ? 2 * b->conv_cap : 64;
+        cuda_conv_entry **grown = (cuda_conv_entry **)realloc(b->conv, (size_t)cap * sizeof *grown);
+        if (!grown) return -ENOMEM;
+        b->conv = grown, b->conv_cap = cap;
+    }
+    cuda_conv_entry *e = (cuda_conv_entry *)calloc(1, sizeof *e);
+    if (!e) return -ENOMEM;
     size_t limit = planning || !b->ws_planned ? b->ws_limit : b->ws_planned;
-    cuda_conv_entry *e = &b->conv[b->nconv++];
+    b->conv[b->nconv++] = e;
     int rc = entry_setup(b, e, d, dt, limit);
     if (rc) return rc; /* the partial entry stays counted so that release frees it */
     if (planning) {

@@ -29,7 +29,6 @@ extern "C" {
 #define CUDA_THREADS    256
 #define CUDA_RED        512 /* threads of a reducing block (a power of two) */
 #define CUDA_MAX_BLOCKS 65535
-#define CUDA_CONV_CACHE 256 /* distinct conv shapes remembered */
 
 typedef struct cuda_conv_entry {
     ft_conv_desc d;
@@ -56,8 +55,10 @@ typedef struct cuda_backend {
     size_t scratch_bytes[3];
     double *red;      /* device: partial sums of sumsq */
     double *red_host; /* pinned: the total, read after a stream sync */
-    cuda_conv_entry conv[CUDA_CONV_CACHE];
-    int nconv;
+    /* one entry per distinct conv shape seen (held by pointer: callers keep them across calls);
+     * grown on demand, so a long eval over many batch sizes never runs out */
+    cuda_conv_entry **conv;
+    int nconv, conv_cap;
     size_t ws_limit;   /* largest conv workspace an algorithm may ask for */
     size_t ws_planned; /* largest workspace conv_ws_bytes has reported */
 } cuda_backend;
