@@ -134,6 +134,35 @@ def replay(meta, d, dtype=None, compute=torch.float32, rounding=True):
     return ref, {"net": net, "names": names, "cfg": cfg}
 
 
+def prelu_kink_margin(meta, d):
+    """The step-0 forward of the initial model in float64: the PReLU input closest to the kink
+    at 0, as (|value|, module name). PReLU's derivative jumps there, so an input within the
+    engines' rounding (~1e-6 of unit-scale BN outputs) of it flips with the summation order of
+    the preceding conv and moves that channel's gradients by a few percent: a comparison of
+    step-0 gradients is only meaningful when the margin is clear of that."""
+    cfg = config(meta)
+    net = Net(cfg["width"], cfg["blocks"], cfg["emb"])
+    names = list(net.state_dict().keys())
+    net.load_state_dict({k: d["init." + k] for k in names}, strict=True)
+    net.double().train()
+    best = [float("inf"), ""]
+
+    def hook(name):
+        def f(mod, inp, out):
+            m = inp[0].detach().abs().min().item()
+            if m < best[0]:
+                best[0], best[1] = m, name
+        return f
+
+    hs = [m.register_forward_hook(hook(n)) for n, m in net.named_modules()
+          if isinstance(m, nn.PReLU)]
+    with torch.no_grad():
+        net(d["step0.x"].double())
+    for h in hs:
+        h.remove()
+    return best[0], best[1]
+
+
 def group_of(key, t=None):
     """The tolerance group of a dump tensor name (and, for the storage modes, its shape:
     see split_1d)."""
