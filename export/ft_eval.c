@@ -186,6 +186,7 @@ static int ckpt_open(eval_model *em, const char *path, const char *device, int t
     ft_ops_options opts;
     ft_ops_options_init(&opts);
     opts.threads = threads;
+    opts.inference = 1; /* the checkpoint is loaded before the first forward */
     if (!c) {
         rc = -ENOMEM;
         snprintf(err, errcap, "%s: out of memory", file);

@@ -57,7 +57,7 @@ PKGS="liblmdb0 liblmdb-dev liburing2 liburing-dev libturbojpeg0 libturbojpeg0-de
 libjpeg62-turbo libjpeg62-turbo-dev libxxhash0 libxxhash-dev libopenblas0-pthread
 libopenblas-pthread-dev libopenblas-dev libgfortran5 libquadmath0 libcjson1 libcjson-dev
 libprotobuf-c1 libprotobuf-c-dev protobuf-c-compiler libprotoc32 libprotobuf32 libonnx-dev
-pkgconf pkgconf-bin libpkgconf3"
+pkgconf pkgconf-bin libpkgconf3 libdnnl2 libdnnl-dev ocl-icd-libopencl1"
 # the GPU tests tools/gpu-check.sh runs (ctest label gpu); each must exist in a CUDA build
 GPU_TESTS="ops_backend_cuda train_core_grad_cuda"
 
@@ -194,7 +194,8 @@ configure() {
     local dir=$1 gen="" archs="80;90" extra=()
     command -v ninja >/dev/null && gen="-G Ninja"
     [ "$MODE" = gpu ] && archs=90
-    [ -n "$SYSROOT" ] && extra+=(-DFT_ONNX_PROTO="$SYSROOT/usr/include/onnx/onnx.proto" -DFT_PROTOC_C="$SYSROOT/usr/bin/protoc-c")
+    [ -n "$SYSROOT" ] && extra+=(-DFT_ONNX_PROTO="$SYSROOT/usr/include/onnx/onnx.proto" -DFT_PROTOC_C="$SYSROOT/usr/bin/protoc-c"
+        -DFT_ONEDNN_INCLUDE="$SYSROOT/usr/include" -DFT_ONEDNN_LIB="$SYSROOT/usr/lib/x86_64-linux-gnu/libdnnl.so")
     [ -n "$CUDNN_ROOT" ] && extra+=(-DFT_CUDNN_ROOT="$CUDNN_ROOT")
     [ -n "$CUBLAS_ROOT" ] && extra+=(-DFT_CUBLAS_ROOT="$CUBLAS_ROOT")
     # shellcheck disable=SC2086 # $gen is empty or two words

@@ -265,6 +265,7 @@ int ft_engine_open(ft_engine **out, const char *path, const ft_engine_opts *opts
     ft_ops_options oo;
     ft_ops_options_init(&oo);
     oo.threads = opts->threads;
+    oo.inference = 1; /* weights are loaded once, before the first forward */
     char oerr[256];
     const char *dev = opts->device && *opts->device ? opts->device : "cpu";
     if ((rc = ft_ops_create(dev, &oo, &e->o, oerr, sizeof oerr))) {

@@ -31,7 +31,7 @@
 #include "kmath.h"
 #include "ops.h"
 
-static int verbose, failures, checks;
+static int verbose, failures, checks, ref_im2col;
 static uint64_t seed = 1;
 
 /* ---- host helpers ---- */
@@ -845,8 +845,10 @@ static int check_coverage(void) {
 
 #define USAGE                                                                                      \
     "usage: test_backend_ops [--backend NAME] [--dtype f32|f16|bf16] [--op NAME] [--seed S] "      \
-    "[-v]\n"                                                                                       \
-    "Every op of the ops table on every compiled backend and dtype against the CPU's fp32.\n"
+    "[--ref-im2col] [-v]\n"                                                                        \
+    "Every op of the ops table on every compiled backend and dtype against the CPU's fp32.\n"      \
+    "--ref-im2col: the reference's convolutions take the im2col path (FT_CPU_CONV=im2col), so\n"   \
+    "the backends' oneDNN convolutions are checked against an independent implementation.\n"
 
 static int want_op(const char *filter, const char *group) {
     return !filter || strstr(group, filter) != NULL;
@@ -880,6 +882,12 @@ static void run_backend(ft_ops *b, int dt_filter, const char *opf) {
             test_conv(b, (ft_dtype)dt, 3, 4, 10, 6, 1, 2, 0); /* downsample 1x1 s2 */
             test_conv(b, (ft_dtype)dt, 2, 5, 6, 3, 1, 1, 0);  /* pointwise (direct path) */
             test_conv(b, (ft_dtype)dt, 12, 8, 7, 8, 3, 1, 1); /* 7x7 maps: image blocks */
+            /* channel counts of 16 and more: oneDNN's blocked kernels (nChw16c) */
+            test_conv(b, (ft_dtype)dt, 2, 32, 14, 64, 3, 2, 1);
+            test_conv(b, (ft_dtype)dt, 3, 17, 11, 33, 3, 2, 1); /* odd: partial blocks */
+            test_conv(b, (ft_dtype)dt, 2, 16, 9, 32, 1, 2, 0);  /* 1x1 s2, odd map */
+            test_conv(b, (ft_dtype)dt, 2, 32, 10, 48, 1, 2, 0); /* 1x1 s2, last row unread */
+            test_conv(b, (ft_dtype)dt, 4, 64, 7, 64, 3, 1, 1);
             /* one image on two threads (batch-1 inference): split by output rows */
             test_conv(b, (ft_dtype)dt, 1, 3, 9, 4, 3, 1, 1);
             test_conv(b, (ft_dtype)dt, 1, 4, 10, 5, 3, 2, 1);
@@ -891,6 +899,7 @@ static void run_backend(ft_ops *b, int dt_filter, const char *opf) {
             test_conv(b, (ft_dtype)dt, 1, 5, 6, 11, 3, 2, 1); /* 9 px, stride 2 */
             test_conv(b, (ft_dtype)dt, 1, 6, 3, 13, 1, 1, 0); /* pointwise, 9 px */
             test_conv(b, (ft_dtype)dt, 1, 4, 6, 10, 1, 2, 0); /* downsample 1x1 s2, 9 px */
+            test_conv(b, (ft_dtype)dt, 1, 64, 14, 128, 3, 2, 1);
         }
         if (want_op(opf, "bn")) {
             test_bn(b, (ft_dtype)dt, 3, 5, 49);
@@ -907,7 +916,9 @@ int main(int argc, char **argv) {
     int dt_filter = -1;
     if (ft_cli_help_version(argc, argv, "test_backend_ops", USAGE)) return 0;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-v")) {
+        if (!strcmp(argv[i], "--ref-im2col")) {
+            ref_im2col = 1;
+        } else if (!strcmp(argv[i], "-v")) {
             verbose = 1;
         } else if (i + 1 < argc && !strcmp(argv[i], "--backend")) {
             backend = argv[++i];
@@ -930,7 +941,9 @@ int main(int argc, char **argv) {
      * which the backends' threaded splits (images across threads, one image split by output
      * rows when there are fewer images than threads) are checked */
     opts.threads = 1;
+    if (ref_im2col) setenv("FT_CPU_CONV", "im2col", 1);
     if (ft_ops_create("cpu", &opts, &REF, err, sizeof err)) return fprintf(stderr, "%s\n", err), 1;
+    if (ref_im2col) unsetenv("FT_CPU_CONV");
     opts.threads = 2;
     check_coverage();
     /* the backends under test: the one asked for, else every compiled one */

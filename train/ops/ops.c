@@ -6,8 +6,8 @@
 #include "ft_common.h"
 #include "ops.h"
 
-int ft_ops_cpu_create_(int threads, ft_ops **out); /* cpu/backend.c */
-int ft_ops_cpu_strict_create_(int threads, ft_ops **out, char *err,
+int ft_ops_cpu_create_(int threads, int inference, ft_ops **out); /* cpu/backend.c */
+int ft_ops_cpu_strict_create_(int threads, int inference, ft_ops **out, char *err,
                               size_t errcap); /* cpu/strict.c */
 #if defined(FT_HAVE_CUDA)
 int ft_ops_cuda_create_(int device, ft_ops **out, char *err, size_t errcap); /* cuda/ */
@@ -95,6 +95,7 @@ int ft_conv_desc_init(ft_conv_desc *d, int n, int c, int h, int w, int k, int r,
 void ft_ops_options_init(ft_ops_options *opts) {
     opts->threads = 0;
     opts->device = -1;
+    opts->inference = 0;
 }
 
 const char *ft_ops_backends(void) {
@@ -111,14 +112,14 @@ int ft_ops_create(const char *name, const ft_ops_options *opts, ft_ops **out, ch
     if (!opts) ft_ops_options_init(&def), opts = &def;
     if (errcap) err[0] = '\0';
     if (name && strcmp(name, "cpu") == 0) {
-        int rc = ft_ops_cpu_create_(opts->threads, out);
+        int rc = ft_ops_cpu_create_(opts->threads, opts->inference, out);
         if (rc && errcap)
             snprintf(err, errcap, "cannot start the CPU backend (%d threads): %s", opts->threads,
                      ft_strerror(rc));
         return rc;
     }
     if (name && strcmp(name, "cpu-strict") == 0)
-        return ft_ops_cpu_strict_create_(opts->threads, out, err, errcap);
+        return ft_ops_cpu_strict_create_(opts->threads, opts->inference, out, err, errcap);
     if (name && strcmp(name, "auto") == 0) {
 #if defined(FT_HAVE_CUDA)
         /* a GPU when one is visible, else the CPU */

@@ -297,9 +297,13 @@ struct ft_ops {
 typedef struct ft_ops_options {
     int threads; /* CPU: worker threads (0 = online CPUs); the OpenBLAS calls run under them */
     int device;  /* CUDA: device ordinal (-1 = LOCAL_RANK, else 0) */
+    /* 1: forward passes only, and no weight changes after its first use in conv_fwd
+     * (inference engines): the backend may pick inference kernels and keep the weights in its
+     * own layout from the first call on; conv_bwd_* may then fail with FT_EARG. */
+    int inference;
 } ft_ops_options;
 
-void ft_ops_options_init(ft_ops_options *opts); /* threads 0, device -1 */
+void ft_ops_options_init(ft_ops_options *opts); /* threads 0, device -1, inference 0 */
 
 /* Create backend `name` ("cpu", "cuda", or "auto": cuda when it is built and a device is
  * visible, else cpu; o->name tells which). "cpu-strict" is the CPU backend behind memory the

@@ -14,6 +14,9 @@
 
 static void cpu_destroy(ft_ops *o) {
     cpu_backend *b = o->impl;
+#ifdef FT_HAVE_ONEDNN
+    cpu_dnnl_close(b);
+#endif
     cpu_pool_destroy(&b->pool);
     if (b->scratch)
         for (int t = 0; t < b->pool.n; t++)
@@ -29,8 +32,7 @@ static int cpu_supports(const ft_ops *o, int op, ft_dtype dt) {
     return (dt == FT_F16 || dt == FT_BF16) && ft_op_takes_dtype(op);
 }
 
-int ft_ops_cpu_create_(int threads, ft_ops **out); /* for ops.c's factory only */
-int ft_ops_cpu_create_(int threads, ft_ops **out) {
+int ft_ops_cpu_create_(int threads, int inference, ft_ops **out) {
     if (threads < 0 || threads > 1024) return FT_EARG;
     if (threads == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -38,7 +40,12 @@ int ft_ops_cpu_create_(int threads, ft_ops **out) {
     }
     cpu_backend *b = calloc(1, sizeof *b);
     if (!b) return -ENOMEM;
-    int rc = cpu_pool_init(&b->pool, threads);
+    int rc = 0, omp = 0;
+#ifdef FT_HAVE_ONEDNN
+    rc = cpu_dnnl_open(b, threads, inference);
+    omp = b->dnnl != NULL;
+#endif
+    if (!rc) rc = cpu_pool_init(&b->pool, threads, omp);
     if (!rc && !(b->scratch = calloc((size_t)b->pool.n, sizeof *b->scratch))) rc = -ENOMEM;
     ft_ops *o = &b->ops;
     o->impl = b;

@@ -17,6 +17,7 @@
  * fp32 image and rounded once, and the weight copy (dtype dt) is converted to fp32 once per
  * call into the shared tail of the workspace. The GEMMs are the fp32 path's.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "ft_common.h"
@@ -60,7 +61,28 @@ static int is_pointwise(const ft_conv_desc *d) {
 }
 
 /* [per thread: col | stage | img] x t, [private dw] x (t-1), [fp32 weight] (16-bit only) */
+static size_t cpu_conv_ws_bytes_im2col(ft_ops *o, const ft_conv_desc *d, ft_dtype dt);
 static size_t cpu_conv_ws_bytes(ft_ops *o, const ft_conv_desc *d, ft_dtype dt) {
+    size_t b = 0;
+#ifdef FT_HAVE_ONEDNN
+    if (!cpu_float_dt(dt) || !cpu_dnnl_conv_ws(o, d, dt, &b))
+#endif
+        b = cpu_conv_ws_bytes_im2col(o, d, dt);
+    if (b > cpu_of(o)->conv_ws_max) cpu_of(o)->conv_ws_max = b;
+    return b;
+}
+
+/* the im2col path's workspace fits what the caller holds (see cpu_backend.conv_ws_max) */
+static int im2col_fits(ft_ops *o, const ft_conv_desc *d, ft_dtype dt) {
+    size_t need = cpu_conv_ws_bytes_im2col(o, d, dt);
+    if (need <= cpu_of(o)->conv_ws_max) return 0;
+    fprintf(stderr,
+            "conv n %d, c %d, %dx%d, k %d: needs %zu bytes of workspace, more than any "
+            "conv_ws_bytes reply (%zu)\n",
+            d->n, d->c, d->h, d->w, d->k, need, cpu_of(o)->conv_ws_max);
+    return FT_EARG;
+}
+static size_t cpu_conv_ws_bytes_im2col(ft_ops *o, const ft_conv_desc *d, ft_dtype dt) {
     int t = cpu_pool_of(o)->n;
     size_t w32 = dt == FT_F32 ? 0 : wgt_floats(d);
     return ((size_t)t * per_thread(d, t, dt) + (size_t)(t - 1) * wgt_floats(d) + w32) *
@@ -291,7 +313,7 @@ static const float *weight_f32(ft_ops *o, const ft_conv_desc *d, ft_dtype dt, co
                                void *ws, int *rc) {
     *rc = 0;
     if (dt == FT_F32) return w;
-    float *w32 = (float *)((char *)ws + cpu_conv_ws_bytes(o, d, dt)) - wgt_floats(d);
+    float *w32 = (float *)((char *)ws + cpu_conv_ws_bytes_im2col(o, d, dt)) - wgt_floats(d);
     *rc = o->cast(o, (size_t)d->k * d->c * d->r * d->r, dt, w, FT_F32, w32);
     return w32;
 }
@@ -387,7 +409,12 @@ static int fwd_images_split(ft_ops *o, const conv_ctx *c) {
 static int cpu_conv_fwd(ft_ops *o, const ft_conv_desc *d, ft_dtype dt, const void *x, const void *w,
                         void *y, void *ws) {
     if (!cpu_float_dt(dt)) return FT_ENOTSUP;
-    int rc;
+#ifdef FT_HAVE_ONEDNN
+    int dn = cpu_dnnl_conv(o, 0, d, dt, x, w, y, ws);
+    if (dn != FT_ENOTSUP) return dn;
+#endif
+    int rc = im2col_fits(o, d, dt);
+    if (rc) return rc;
     const float *w32 = weight_f32(o, d, dt, w, ws, &rc);
     if (rc) return rc;
     conv_ctx c = {
@@ -400,7 +427,12 @@ static int cpu_conv_fwd(ft_ops *o, const ft_conv_desc *d, ft_dtype dt, const voi
 static int cpu_conv_bwd_data(ft_ops *o, const ft_conv_desc *d, ft_dtype dt, const void *dy,
                              const void *w, void *dx, void *ws) {
     if (!cpu_float_dt(dt)) return FT_ENOTSUP;
-    int rc;
+#ifdef FT_HAVE_ONEDNN
+    int dn = cpu_dnnl_conv(o, 1, d, dt, dy, w, dx, ws);
+    if (dn != FT_ENOTSUP) return dn;
+#endif
+    int rc = im2col_fits(o, d, dt);
+    if (rc) return rc;
     const float *w32 = weight_f32(o, d, dt, w, ws, &rc);
     if (rc) return rc;
     conv_ctx c = {
@@ -412,6 +444,12 @@ static int cpu_conv_bwd_data(ft_ops *o, const ft_conv_desc *d, ft_dtype dt, cons
 static int cpu_conv_bwd_filter(ft_ops *o, const ft_conv_desc *d, ft_dtype dt, const void *x,
                                const void *dy, float *dw, void *ws) {
     if (!cpu_float_dt(dt)) return FT_ENOTSUP;
+#ifdef FT_HAVE_ONEDNN
+    int dn = cpu_dnnl_conv(o, 2, d, dt, x, dy, dw, ws);
+    if (dn != FT_ENOTSUP) return dn;
+#endif
+    int rc = im2col_fits(o, d, dt);
+    if (rc) return rc;
     conv_ctx c = {
         .d = d, .dt = dt, .x = x, .dy = dy, .dw = dw, .ws = ws, .nthreads = cpu_pool_of(o)->n};
     cpu_run(o, bwd_filter_task, &c);

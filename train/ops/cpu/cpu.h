@@ -21,7 +21,7 @@
 #include "ops.h"
 
 /* the CPU backend itself (backend.c), also the engine of cpu-strict (strict.c) */
-int ft_ops_cpu_create_(int threads, ft_ops **out);
+int ft_ops_cpu_create_(int threads, int inference, ft_ops **out);
 
 /* ---- thread pool (pool.c) ---- */
 
@@ -39,9 +39,13 @@ typedef struct cpu_pool {
     _Atomic uint64_t gen;
     _Atomic int pending;
     _Atomic int quit;
+    int omp; /* 1: calls run on an OpenMP team of n (the one oneDNN uses), no own threads */
 } cpu_pool;
 
-int cpu_pool_init(cpu_pool *p, int n);
+/* A pool of n; with omp set (oneDNN builds), cpu_run opens an OpenMP parallel region instead
+ * of waking own workers, so the convolutions and every other op share one set of threads
+ * (two spinning teams on the same cores slow each other down). */
+int cpu_pool_init(cpu_pool *p, int n, int omp);
 void cpu_pool_destroy(cpu_pool *p);
 
 /* Per-thread scratch: CPU_SCRATCH_SLOTS growable fp32 buffers per worker, reserved by the
@@ -59,6 +63,10 @@ typedef struct cpu_backend {
     /* shared fp32 buffers for whole-operand conversions (gemm, fc, conv weights) */
     float *shared[3];
     size_t shared_cap[3];
+    struct cpu_dnnl *dnnl; /* oneDNN convolutions (conv_onednn.c); NULL: im2col only */
+    /* the largest conv_ws_bytes reply: a call may pass that workspace for a smaller batch
+     * than the one it planned with (ops.h), so no path may need more */
+    size_t conv_ws_max;
 } cpu_backend;
 
 static inline cpu_backend *cpu_of(ft_ops *o) {
@@ -150,6 +158,21 @@ void cpu_sgemm1(int trans_a, int trans_b, int m, int n, int k, float alpha, cons
 int cpu_gemm_f32(ft_ops *o, int ta, int tb, int m, int n, int k, float alpha, const float *a,
                  int lda, const float *b, int ldb, float beta, float *c, int ldc);
 int cpu_copy(ft_ops *o, void *dst, const void *src, size_t bytes); /* memory.c */
+
+/* ---- oneDNN convolutions (conv_onednn.c, when FT_HAVE_ONEDNN) ---- */
+
+/* Open at backend creation, before the pool, for a pool of nthreads (FT_CPU_CONV=im2col
+ * leaves b->dnnl NULL); 0 or an error. */
+int cpu_dnnl_open(cpu_backend *b, int nthreads, int inference);
+void cpu_dnnl_close(cpu_backend *b);
+/* 1 and *bytes when oneDNN runs d for dt (building its plan), 0 when conv.c's path does */
+int cpu_dnnl_conv_ws(ft_ops *o, const ft_conv_desc *d, ft_dtype dt, size_t *bytes);
+/* pass 0 forward (x, w -> y), 1 data gradient (dy, w -> dx), 2 weight gradient (x, dy ->
+ * dw +=); FT_ENOTSUP when oneDNN declines d or needs more workspace than conv_ws_max */
+int cpu_dnnl_conv(ft_ops *o, int pass, const ft_conv_desc *d, ft_dtype dt, const void *in0,
+                  const void *in1, void *out, void *ws);
+/* the forward kernel's name ("brgconv:avx512_core", ..., or "im2col") */
+const char *cpu_dnnl_conv_impl(ft_ops *o, const ft_conv_desc *d, ft_dtype dt);
 
 /* Installers: each file fills its slots of the table. */
 void cpu_install_memory(ft_ops *o);

@@ -6,6 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#ifdef FT_HAVE_ONEDNN
+#include <omp.h>
+#endif
 
 #include "cpu.h"
 #include "ft_common.h"
@@ -89,13 +92,14 @@ static void *pool_worker(void *arg) {
     return NULL;
 }
 
-int cpu_pool_init(cpu_pool *p, int n) {
+int cpu_pool_init(cpu_pool *p, int n, int omp) {
     memset(p, 0, sizeof *p);
     p->n = n;
+    p->omp = omp;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->start, NULL);
     pthread_cond_init(&p->done, NULL);
-    if (n == 1) return 0;
+    if (n == 1 || omp) return 0;
     p->th = calloc((size_t)n, sizeof *p->th);
     if (!p->th) return -ENOMEM;
     for (int i = 1; i < n; i++) {
@@ -133,6 +137,19 @@ void cpu_run(ft_ops *o, cpu_task_fn fn, void *ctx) {
         fn(ctx, 0, 1);
         return;
     }
+#ifdef FT_HAVE_ONEDNN
+    if (p->omp) {
+        int n = p->n;
+        /* every tid in [0, n) runs exactly once even when the runtime grants fewer threads,
+         * so the splits (and the results) stay those of n */
+#pragma omp parallel num_threads(n)
+        {
+            int got = omp_get_num_threads();
+            for (int tid = omp_get_thread_num(); tid < n; tid += got) fn(ctx, tid, n);
+        }
+        return;
+    }
+#endif
     /* no worker reads fn/ctx now: the previous call ended with pending at 0 */
     p->fn = fn;
     p->ctx = ctx;

@@ -435,15 +435,15 @@ static int s_sgd_update_rows(ft_ops *o, int rows, int dim, const int32_t *idx, f
     return IN->sgd_update_rows(IN, rows, dim, ti, lr, momentum, wd, tw, tg, tb);
 }
 
-int ft_ops_cpu_strict_create_(int threads, ft_ops **out, char *err, size_t errcap);
-int ft_ops_cpu_strict_create_(int threads, ft_ops **out, char *err, size_t errcap) {
+int ft_ops_cpu_strict_create_(int threads, int inference, ft_ops **out, char *err, size_t errcap);
+int ft_ops_cpu_strict_create_(int threads, int inference, ft_ops **out, char *err, size_t errcap) {
     strict_backend *b = calloc(1, sizeof *b);
     if (!b) return -ENOMEM;
     b->fd = -1;
     pthread_mutex_init(&b->mu, NULL);
     ft_ops *o = &b->ops;
     o->impl = b;
-    int rc = ft_ops_cpu_create_(threads, &b->in);
+    int rc = ft_ops_cpu_create_(threads, inference, &b->in);
     const char *what = rc ? "the CPU backend" : NULL;
     if (!rc && (b->fd = memfd_create("ft-cpu-strict", MFD_CLOEXEC)) < 0) what = "memfd_create";
     if (!what && ftruncate(b->fd, (off_t)FT_STRICT_SPAN) != 0) what = "ftruncate";
