@@ -12,7 +12,9 @@
  *
  * Precision: F32 computes in fp32; BF16 computes in bf16 with fp32 accumulation where oneDNN
  * has a kernel for the CPU (AVX-512 BF16 natively, AVX-512 emulated), else in fp32 with the
- * conversion done by the reorders; F16 computes in fp32 (the reorders convert). Reference
+ * conversion done by the reorders; F16 computes in fp32 on operands staged in fp32 by the
+ * backend's F16C casts (oneDNN 2.6's f16 reorders are its generic, slow ones on this ISA).
+ * Reference
  * ("ref:") implementations are refused: such a shape takes the im2col path instead.
  *
  * Threads: oneDNN runs its own OpenMP team of the pool's size, started from the calling
@@ -48,8 +50,10 @@ typedef struct dn_pass {
 typedef struct dn_plan {
     ft_conv_desc d;
     ft_dtype dt;
-    int ok;   /* 0: oneDNN declined this shape (conv.c falls back) */
-    int crop; /* the input's last rows/columns are never read (see plan_build) */
+    int ok;      /* 0: oneDNN declined this shape (conv.c falls back) */
+    int crop;    /* the input's last rows/columns are never read (see plan_build) */
+    int stage;   /* F16: the passes run on fp32 copies in the workspace (after core bytes) */
+    size_t core; /* workspace bytes of the passes themselves */
     dn_pass pass[DN_PASSES];
     size_t ws;
 } dn_plan;
@@ -145,7 +149,7 @@ static int pass_finish(struct cpu_dnnl *c, dn_pass *p, const dnnl_query_t q[3], 
 /* Build the three passes of d for compute type cdt (the user layouts are of dt). */
 static int plan_passes(struct cpu_dnnl *c, dn_plan *pl, dnnl_data_type_t cdt) {
     const ft_conv_desc *d = &pl->d;
-    dnnl_data_type_t udt = dn_type(pl->dt);
+    dnnl_data_type_t udt = pl->stage ? dnnl_f32 : dn_type(pl->dt);
     /* oneDNN wants oh = (h + pl + pr - r) / s + 1 exactly; when (h + 2p - r) is not a multiple
      * of s, pr = p would overshoot: the input's last rows (columns) are then never read, so
      * describe the input without them (a strided view) and pad by p on the left only. */
@@ -212,16 +216,28 @@ out:
     return rc;
 }
 
+/* element counts of x (0), w (1) and y (2) */
+static size_t stage_n(const ft_conv_desc *d, int which) {
+    return which == 0   ? (size_t)d->n * d->c * d->h * d->w
+           : which == 1 ? (size_t)d->k * d->c * d->r * d->r
+                        : (size_t)d->n * d->k * d->oh * d->ow;
+}
+
 static dn_plan *plan_build(struct cpu_dnnl *c, const ft_conv_desc *d, ft_dtype dt) {
     dn_plan *pl = calloc(1, sizeof *pl);
     if (!pl) return NULL;
     pl->d = *d, pl->dt = dt;
     omp_set_num_threads(c->nthreads); /* kernels are partitioned for the team they will get */
     /* bf16 storage computes in bf16 where the CPU has the kernels, else in fp32 */
+    pl->stage = dt == FT_F16;
     pl->ok = !plan_passes(c, pl, dt == FT_BF16 ? dnnl_bf16 : dnnl_f32);
     if (!pl->ok && dt == FT_BF16) pl->ok = !plan_passes(c, pl, dnnl_f32);
     for (int k = 0; pl->ok && k < DN_PASSES; k++)
-        if (pl->pass[k].bytes > pl->ws) pl->ws = pl->pass[k].bytes;
+        if (pl->pass[k].bytes > pl->core) pl->core = pl->pass[k].bytes;
+    pl->ws = pl->core;
+    if (pl->stage) /* x, w and y (or their gradients) as fp32, 64-byte aligned each */
+        pl->ws +=
+            align64(stage_n(d, 0) * 4) + align64(stage_n(d, 1) * 4) + align64(stage_n(d, 2) * 4);
     return pl;
 }
 
@@ -275,7 +291,7 @@ static int pass_run(struct cpu_dnnl *c, const dn_plan *pl, int k, const void *in
         return FT_EARG;
     }
     void *wbuf = NULL;
-    if (k == DN_FWD && c->inference && p->ro[1]) {
+    if (k == DN_FWD && c->inference && p->ro[1] && !pl->stage) { /* staged: w is a copy */
         pthread_mutex_lock(&c->mu);
         int fresh;
         wbuf = cached_weight(c, pl, in1, &fresh);
@@ -301,7 +317,7 @@ static int pass_run(struct cpu_dnnl *c, const dn_plan *pl, int k, const void *in
     }
     /* the cropped input's unread rows/columns have a zero data gradient */
     if (k == DN_BWD_DATA && pl->crop)
-        memset(out, 0, (size_t)pl->d.n * pl->d.c * pl->d.h * pl->d.w * cpu_esize(pl->dt));
+        memset(out, 0, stage_n(&pl->d, 0) * (pl->stage ? 4 : cpu_esize(pl->dt)));
     static const int args[DN_PASSES][3] = {
         {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST},
         {DNNL_ARG_DIFF_DST, DNNL_ARG_WEIGHTS, DNNL_ARG_DIFF_SRC},
@@ -397,5 +413,19 @@ int cpu_dnnl_conv(ft_ops *o, int pass, const ft_conv_desc *d, ft_dtype dt, const
      * runs on oneDNN when that fits the largest workspace the caller was told about */
     dn_plan *pl = c ? plan_get(c, d, dt, 1) : NULL;
     if (!pl || !pl->ok || pl->ws > cpu_of(o)->conv_ws_max) return FT_ENOTSUP;
-    return pass_run(c, pl, pass, in0, in1, out, ws);
+    if (!pl->stage) return pass_run(c, pl, pass, in0, in1, out, ws);
+    /* F16: operands of the pass (fwd x, w -> y; bwd_data dy, w -> dx; bwd_w x, dy -> dw f32) */
+    static const int which[DN_PASSES][3] = {{0, 1, 2}, {2, 1, 0}, {0, 2, -1}};
+    const int *wh = which[pass];
+    char *at = (char *)ws + pl->core;
+    float *s[3];
+    for (int i = 0; i < 3; i++) {
+        s[i] = (float *)at;
+        if (wh[i] >= 0) at += align64(stage_n(d, wh[i]) * 4);
+    }
+    int rc = o->cast(o, stage_n(d, wh[0]), FT_F16, in0, FT_F32, s[0]);
+    if (!rc) rc = o->cast(o, stage_n(d, wh[1]), FT_F16, in1, FT_F32, s[1]);
+    if (!rc) rc = pass_run(c, pl, pass, s[0], s[1], wh[2] < 0 ? out : s[2], ws);
+    if (!rc && wh[2] >= 0) rc = o->cast(o, stage_n(d, wh[2]), FT_F32, s[2], FT_F16, out);
+    return rc;
 }
