@@ -59,7 +59,7 @@ libopenblas-pthread-dev libopenblas-dev libgfortran5 libquadmath0 libcjson1 libc
 libprotobuf-c1 libprotobuf-c-dev protobuf-c-compiler libprotoc32 libprotobuf32 libonnx-dev
 pkgconf pkgconf-bin libpkgconf3 libdnnl2 libdnnl-dev ocl-icd-libopencl1"
 # the GPU tests tools/gpu-check.sh runs (ctest label gpu); each must exist in a CUDA build
-GPU_TESTS="ops_backend_cuda train_core_grad_cuda"
+GPU_TESTS="ops_backend_cuda train_core_grad_cuda engine_cuda"
 
 # ---------------------------------------------------------------- prepare (here)
 if [ "$MODE" = prepare ]; then
@@ -230,8 +230,8 @@ if [ "$MODE" = dry ]; then
     section "dry run: what the GPU run would do"
     log "GPU tests: $(echo $GPU_LISTED)"
     for t in $GPU_TESTS; do echo "$GPU_LISTED" | grep -qx "$t" || fail gpu_tests "$t is not a ctest case"; done
-    for t in test_backend_ops test_ops_grad; do [ -x "$TBIN/$t" ] || fail "helpers" "$TBIN/$t missing"; done
-    for p in ft-train ft-synth ft-ingest ft-bench-train ft-loadbench; do
+    for t in test_backend_ops test_ops_grad eng_tool; do [ -x "$TBIN/$t" ] || fail "helpers" "$TBIN/$t missing"; done
+    for p in ft-train ft-synth ft-ingest ft-bench-train ft-loadbench ft-export ft-check; do
         [ -x "$BIN/$p" ] || fail "programs" "$BIN/$p missing"
     done
     # the CUDA binaries must say "no device" here, not crash
@@ -295,6 +295,26 @@ if run_logged 120 "$BIN/ft-synth" "$D/synth" --classes 128 --per-class 20 --seed
 else
     fail "synthetic_data"
 fi
+
+# ---------------------------------------------------------------- 3b. inference engine
+section "inference engine on the GPU: ft-check latency (6th fastest of 50, batch 1), r50 and r100"
+for depth in 50 100; do
+    E=$D/engine_r$depth
+    mkdir -p "$E/model"
+    if run_logged 120 "$TBIN/eng_tool" make "$E/ckpt" $depth 64 512 2048 &&
+       run_logged 120 "$BIN/ft-export" "$E/ckpt" -o "$E/model/backbone.onnx"; then
+        for dev in cuda cpu; do
+            out=$(timeout 300 "$BIN/ft-check" "$E/model" --device $dev --max-latency 100000 2>>"$LOG")
+            echo "$out" >>"$LOG"
+            ms=$(echo "$out" | grep -o 'latency [0-9.]* ms' | awk '{print $2}')
+            log "engine r$depth on $dev: batch-1 latency ${ms:-failed} ms"
+            figure "{\"check\": \"engine_latency\", \"depth\": $depth, \"device\": \"$dev\", \"ms\": ${ms:-null}}"
+            [ -n "$ms" ] || fail "engine_r${depth}_${dev}"
+        done
+    else
+        fail "engine_model_r$depth"
+    fi
+done
 
 [ "$QUICK" = 1 ] && finish
 

@@ -158,9 +158,10 @@ static int run(int argc, char **argv) {
                          argc > 5 ? atoi(argv[5]) : 32};
     ft_engine *e;
     char err[1024];
-    if (ft_engine_open(&e, argv[2], &eo, err, sizeof err)) {
+    int rc = ft_engine_open(&e, argv[2], &eo, err, sizeof err);
+    if (rc) {
         fprintf(stderr, "%s\n", err);
-        return 2;
+        return rc == FT_ENODEV ? 77 : 2; /* 77: the backend is built, no device is visible */
     }
     float *x;
     int64_t n, cols;

@@ -160,6 +160,31 @@ def small_model(d):
     return export(ck, os.path.join(d, "good.onnx")), ck
 
 
+def mode_cuda(depth, width, emb):
+    """The engine on the CUDA backend against onnxruntime (CPU) and the engine on the CPU: an
+    exported file at batch 1 and 7, a checkpoint folder at 7. 77 where no GPU is visible."""
+    from pyref.onnx_export import ort_run
+    d = fresh("cuda_r%d" % depth)
+    ck = os.path.join(d, "ckpt")
+    make_ckpt(ck, depth, width, emb, 13)
+    path = export(ck, os.path.join(d, "model.onnx"))
+    x = inputs(7, seed=3)
+    xin, out = os.path.join(d, "x.npy"), os.path.join(d, "y.npy")
+    np.save(xin, x[:1].reshape(1, -1))
+    r = run([TOOL, "run", path, xin, out, 1, 2, "cuda"], ok=False)
+    said = r.stdout + r.stderr
+    if r.returncode == 77 or (r.returncode != 0 and "no CUDA backend" in said):
+        print("engine on cuda: %s: skipped" % said.strip())
+        sys.exit(77)
+    ref7 = ort_run(path, x)
+    compare("onnx batch 1 on cuda vs onnxruntime", engine(path, x[:1], 1, device="cuda"),
+            ort_run(path, x[:1]))
+    compare("onnx batch 7 on cuda vs onnxruntime", engine(path, x, 7, device="cuda"), ref7)
+    compare("onnx batch 7 in chunks of 3 on cuda vs the CPU engine",
+            engine(path, x, 3, device="cuda"), engine(path, x, 7))
+    compare("checkpoint batch 7 on cuda vs onnxruntime", engine(ck, x, 7, device="cuda"), ref7)
+
+
 def mode_bad():
     onnx = need("onnx")
     from onnx import helper, numpy_helper
@@ -666,7 +691,8 @@ def mode_embed_landmarks():
 if __name__ == "__main__":
     modes = {"onnx_r18": lambda: mode_onnx(18, 8, 64), "onnx_r50": lambda: mode_onnx(50, 64, 512),
              "bad": mode_bad, "check": mode_check, "check_size": mode_check_size,
-             "embed": mode_embed, "embed_landmarks": mode_embed_landmarks}
+             "embed": mode_embed, "embed_landmarks": mode_embed_landmarks,
+             "cuda": lambda: mode_cuda(50, 64, 512)}
     if MODE not in modes:
         raise SystemExit("unknown mode %s" % MODE)
     os.makedirs(WORK, exist_ok=True)
