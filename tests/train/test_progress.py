@@ -107,7 +107,9 @@ def train():
     check(redraws_clean(raw), "a redraw without \\033[K")
     bars = re.findall(r"step \[[#.]{30}\] (\d+)/20  [\d.]+ samples/s  loss [\d.]+  lr [\d.]+  "
                       r"ETA \d\d:\d\d:\d\d", raw)
-    check(len(bars) >= 3 and "11" in bars, f"training bar lines {bars}")
+    # the bar redraws at most every 0.1 s, so which steps show depends on the speed; what must
+    # hold: it is drawn, and it comes back after the verification of step 6 hid it
+    check(len(bars) >= 3 and any(int(x) > 6 for x in bars), f"training bar lines {bars}")
     ver = re.findall(r"verifying lfw \[[#.]{30}\] (\d+)/(\d+)", raw)
     check(ver and ver[-1][0] != "0" and ver[-1][1] == "38", f"verification bar {ver[-3:]}")
     # on the screen: only log lines and ft-train's own lines, none mixed with a bar
