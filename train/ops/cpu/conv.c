@@ -406,15 +406,24 @@ static int fwd_images_split(ft_ops *o, const conv_ctx *c) {
     return 0;
 }
 
+/* The part every pass shares: the dtype check, oneDNN when it takes the shape, else the
+ * im2col path's workspace check. 1 (and *rc) when that settled the call, 0 when the im2col
+ * path runs. pass and the operands as cpu_dnnl_conv. */
+static int conv_settled(ft_ops *o, int pass, const ft_conv_desc *d, ft_dtype dt, const void *in0,
+                        const void *in1, void *out, void *ws, int *rc) {
+    if (!cpu_float_dt(dt)) return *rc = FT_ENOTSUP, 1;
+#ifdef FT_HAVE_ONEDNN
+    if ((*rc = cpu_dnnl_conv(o, pass, d, dt, in0, in1, out, ws)) != FT_ENOTSUP) return 1;
+#else
+    (void)pass, (void)in0, (void)in1, (void)out, (void)ws;
+#endif
+    return (*rc = im2col_fits(o, d, dt)) != 0;
+}
+
 static int cpu_conv_fwd(ft_ops *o, const ft_conv_desc *d, ft_dtype dt, const void *x, const void *w,
                         void *y, void *ws) {
-    if (!cpu_float_dt(dt)) return FT_ENOTSUP;
-#ifdef FT_HAVE_ONEDNN
-    int dn = cpu_dnnl_conv(o, 0, d, dt, x, w, y, ws);
-    if (dn != FT_ENOTSUP) return dn;
-#endif
-    int rc = im2col_fits(o, d, dt);
-    if (rc) return rc;
+    int rc;
+    if (conv_settled(o, 0, d, dt, x, w, y, ws, &rc)) return rc;
     const float *w32 = weight_f32(o, d, dt, w, ws, &rc);
     if (rc) return rc;
     conv_ctx c = {
@@ -426,13 +435,8 @@ static int cpu_conv_fwd(ft_ops *o, const ft_conv_desc *d, ft_dtype dt, const voi
 
 static int cpu_conv_bwd_data(ft_ops *o, const ft_conv_desc *d, ft_dtype dt, const void *dy,
                              const void *w, void *dx, void *ws) {
-    if (!cpu_float_dt(dt)) return FT_ENOTSUP;
-#ifdef FT_HAVE_ONEDNN
-    int dn = cpu_dnnl_conv(o, 1, d, dt, dy, w, dx, ws);
-    if (dn != FT_ENOTSUP) return dn;
-#endif
-    int rc = im2col_fits(o, d, dt);
-    if (rc) return rc;
+    int rc;
+    if (conv_settled(o, 1, d, dt, dy, w, dx, ws, &rc)) return rc;
     const float *w32 = weight_f32(o, d, dt, w, ws, &rc);
     if (rc) return rc;
     conv_ctx c = {
@@ -443,13 +447,8 @@ static int cpu_conv_bwd_data(ft_ops *o, const ft_conv_desc *d, ft_dtype dt, cons
 
 static int cpu_conv_bwd_filter(ft_ops *o, const ft_conv_desc *d, ft_dtype dt, const void *x,
                                const void *dy, float *dw, void *ws) {
-    if (!cpu_float_dt(dt)) return FT_ENOTSUP;
-#ifdef FT_HAVE_ONEDNN
-    int dn = cpu_dnnl_conv(o, 2, d, dt, x, dy, dw, ws);
-    if (dn != FT_ENOTSUP) return dn;
-#endif
-    int rc = im2col_fits(o, d, dt);
-    if (rc) return rc;
+    int rc;
+    if (conv_settled(o, 2, d, dt, x, dy, dw, ws, &rc)) return rc;
     conv_ctx c = {
         .d = d, .dt = dt, .x = x, .dy = dy, .dw = dw, .ws = ws, .nthreads = cpu_pool_of(o)->n};
     cpu_run(o, bwd_filter_task, &c);

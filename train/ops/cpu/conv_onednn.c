@@ -388,16 +388,6 @@ void cpu_dnnl_close(cpu_backend *b) {
     b->dnnl = NULL;
 }
 
-const char *cpu_dnnl_conv_impl(ft_ops *o, const ft_conv_desc *d, ft_dtype dt) {
-    struct cpu_dnnl *c = cpu_of(o)->dnnl;
-    dn_plan *pl = c ? plan_get(c, d, dt, 1) : NULL;
-    const char *impl = NULL;
-    if (!pl || !pl->ok ||
-        dnnl_primitive_desc_query(pl->pass[DN_FWD].pd, dnnl_query_impl_info_str, 0, &impl))
-        return "im2col";
-    return impl;
-}
-
 int cpu_dnnl_conv_ws(ft_ops *o, const ft_conv_desc *d, ft_dtype dt, size_t *bytes) {
     struct cpu_dnnl *c = cpu_of(o)->dnnl;
     dn_plan *pl = c ? plan_get(c, d, dt, 1) : NULL;

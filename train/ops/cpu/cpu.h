@@ -171,8 +171,6 @@ int cpu_dnnl_conv_ws(ft_ops *o, const ft_conv_desc *d, ft_dtype dt, size_t *byte
  * dw +=); FT_ENOTSUP when oneDNN declines d or needs more workspace than conv_ws_max */
 int cpu_dnnl_conv(ft_ops *o, int pass, const ft_conv_desc *d, ft_dtype dt, const void *in0,
                   const void *in1, void *out, void *ws);
-/* the forward kernel's name ("brgconv:avx512_core", ..., or "im2col") */
-const char *cpu_dnnl_conv_impl(ft_ops *o, const ft_conv_desc *d, ft_dtype dt);
 
 /* Installers: each file fills its slots of the table. */
 void cpu_install_memory(ft_ops *o);
