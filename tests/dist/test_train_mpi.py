@@ -22,6 +22,11 @@ Modes (each on a small synthetic dataset, 24 classes, width-4 r18, batch 8 per r
            and backbone momentum, the loader at the same global sample; the next 2 steps from
            the 3-rank checkpoint equal those from the re-split one (losses and tensors, bit
            for bit)
+  crashsave  a rank killed inside a checkpoint save (FT_TRAIN_INJECT_CRASH), on 2 ranks and
+           on 1: before the commit the previous checkpoint stays whole and resumes (the staged
+           files are removed), after it the next start renames the staged files into place
+           and resumes from the new one; either way the losses and the final tensors equal an
+           uninterrupted run's, bit for bit
 usage: test_train_mpi.py MODE BIN WORK MPIRUN [ARGS...]
 """
 import glob
@@ -301,12 +306,81 @@ def resplit_mode():
         print(f"ok: 3 -> {world} ranks, losses {open(la).read().split()}", flush=True)
 
 
+def pending(out):
+    return sorted(n for n in os.listdir(out) if ".pending-" in n)
+
+
+def saved_steps(out, world):
+    return [int(load_safetensors(os.path.join(out, "state_rank%d.safetensors" % k))
+                ["global_step"]) for k in range(world)]
+
+
+def crashsave_mode():
+    """A crash inside a checkpoint save, before and after the commit, on 2 ranks and on 1."""
+    data = os.path.join(WORK, "synth24")
+    make_data(data, 24)
+    for world in (2, 1):
+        # 192 images: 12 steps per epoch on 2 ranks of 8, 24 on 1; saves at each epoch's end
+        spe = 192 // (8 * world)
+        run = (lambda a, env=None: mpi(world, a, env)) if world > 1 else (
+            lambda a, env=None: subprocess.run([TRAIN, CONFIG] + a, capture_output=True,
+                                               text=True, env=dict(os.environ, **(env or {})),
+                                               timeout=120))
+        ref, lref = os.path.join(WORK, "straight%d" % world), os.path.join(WORK, "ls%d" % world)
+        shutil.rmtree(ref, ignore_errors=True)
+        if os.path.exists(lref):
+            os.remove(lref)
+        a = ["num_epoch=3", "dist_timeout=5"]
+        p = run(args(data, 24, ref, *a), {"FT_TRAIN_LOSS_FILE": lref})
+        check(p.returncode == 0, f"{world} ranks straight: exit {p.returncode} {p.stderr[-1500:]}")
+        if p.returncode:
+            continue
+        want = losses(lref)
+        crank = world - 1  # the last rank dies
+        for point, resumes_at in (("staged", spe), ("committed", 2 * spe)):
+            out, lf = (os.path.join(WORK, "crash%d_%s" % (world, point)),
+                       os.path.join(WORK, "lc%d_%s" % (world, point)))
+            shutil.rmtree(out, ignore_errors=True)
+            if os.path.exists(lf):
+                os.remove(lf)
+            t0 = time.monotonic()
+            p = run(args(data, 24, out, *a),
+                    {"FT_TRAIN_INJECT_CRASH": "%d:%s:%d" % (2 * spe, point, crank)})
+            took = time.monotonic() - t0
+            what = f"{world} ranks, killed at step {2 * spe} ({point})"
+            check(p.returncode != 0, f"{what}: exit 0")
+            check(took < 60, f"{what}: took {took:.1f} s to end")
+            man = open(os.path.join(out, "checkpoint.json")).read()
+            check('"global_step": %d' % resumes_at in man, f"{what}: manifest {man}")
+            left = pending(out)
+            check(left, f"{what}: no staged file left (the crash came too late?)")
+            if point == "staged":  # the previous checkpoint is whole
+                check(saved_steps(out, world) == [spe] * world,
+                      f"{what}: state files at {saved_steps(out, world)}")
+            p = run(args(data, 24, out, *a, "resume=True"), {"FT_TRAIN_LOSS_FILE": lf})
+            check(p.returncode == 0, f"{what}: resume: exit {p.returncode} {p.stderr[-1500:]}")
+            note = "renamed into place" if point == "committed" else "never committed"
+            check(note in p.stderr, f"{what}: no note '{note}': {p.stderr[-800:]}")
+            check(not pending(out), f"{what}: staged files left after the resume: {pending(out)}")
+            got = losses(lf) if os.path.exists(lf) else {}
+            check(sorted(got) == list(range(resumes_at + 1, 3 * spe + 1)),
+                  f"{what}: resumed steps {sorted(got)[:3]}.. (want from {resumes_at + 1})")
+            check(all(got[s] == want[s] for s in got), f"{what}: resumed losses differ")
+            x, y = tensors(ref), tensors(out)
+            bad = [k for k in x if k not in y or not np.array_equal(x[k], y[k])]
+            check(not bad, f"{what}: final tensors differ from the straight run: {bad[:4]}")
+            print(f"ok: {what}: ended in {took:.1f} s with {len(left)} staged files, resumed "
+                  f"from step {resumes_at}", flush=True)
+
+
 if MODE == "run":
     run_mode()
 elif MODE == "failure":
     failure_mode()
 elif MODE == "resplit":
     resplit_mode()
+elif MODE == "crashsave":
+    crashsave_mode()
 else:
     sys.exit("unknown mode " + MODE)
 print(f"{len(fails)} failure(s)")

@@ -188,16 +188,24 @@ static int check_finite_parts(const ft_ckpt_part *parts, int n, char *err, size_
     return 0;
 }
 
-int ft_ckpt_write(const char *dir, ft_ckpt_part *parts, int n, char *err, size_t errcap) {
+/* Write parts to dir under their names + suffix (step >= 0: ".pending-<step>"): every
+ * temporary first, then the renames in order; on a failure nothing of this call stays. */
+static int write_parts(const char *dir, ft_ckpt_part *parts, int n, int64_t step, char *err,
+                       size_t errcap) {
     if (n < 1) return ckerr(err, errcap, FT_EARG, "%s: nothing to save", dir);
     int frc = check_finite_parts(parts, n, err, errcap);
     if (frc) return frc;
     char(*tmp)[PATH_MAX] = calloc((size_t)n, sizeof *tmp);
     char(*dst)[PATH_MAX] = calloc((size_t)n, sizeof *dst);
-    int rc = (!tmp || !dst) ? -ENOMEM : 0, written = 0;
+    int rc = (!tmp || !dst) ? -ENOMEM : 0, written = 0, renamed = 0;
     if (rc) ckerr(err, errcap, rc, "out of memory");
     for (int i = 0; i < n && !rc; i++) {
-        if (ft_path_join(dst[i], PATH_MAX, dir, parts[i].file)) {
+        char name[128];
+        if (step >= 0)
+            ft_ckpt_pending_name(name, sizeof name, parts[i].file, step);
+        else
+            snprintf(name, sizeof name, "%s", parts[i].file);
+        if (ft_path_join(dst[i], PATH_MAX, dir, name)) {
             rc = ckerr(err, errcap, FT_ERANGE, "%s: path too long", dir);
             break;
         }
@@ -210,13 +218,65 @@ int ft_ckpt_write(const char *dir, ft_ckpt_part *parts, int n, char *err, size_t
     } else {
         for (int i = 0; i < n && !rc; i++) {
             rc = ft_st_commit(tmp[i], dst[i], err, errcap);
+            if (!rc) renamed = i + 1;
             if (rc)
                 for (int k = i + 1; k < n; k++) unlink(tmp[k]);
         }
+        /* staged files of a failed stage are nobody's: a final name stays as renamed */
+        for (int i = 0; rc && step >= 0 && i < renamed; i++) unlink(dst[i]);
     }
     free(tmp);
     free(dst);
     return rc;
+}
+
+int ft_ckpt_write(const char *dir, ft_ckpt_part *parts, int n, char *err, size_t errcap) {
+    return write_parts(dir, parts, n, -1, err, errcap);
+}
+
+void ft_ckpt_pending_name(char *out, size_t cap, const char *file, int64_t step) {
+    snprintf(out, cap, "%s" FT_CKPT_PENDING "%lld", file, (long long)step);
+}
+
+int ft_ckpt_parse_pending(const char *name, char *file, size_t cap, int64_t *step) {
+    const char *p = strstr(name, FT_CKPT_PENDING);
+    if (!p || p == name) return 0;
+    for (const char *q; (q = strstr(p + 1, FT_CKPT_PENDING)); p = q) continue;
+    const char *d = p + strlen(FT_CKPT_PENDING);
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(d, &end, 10);
+    if (*d < '0' || *d > '9' || !end || *end || errno || (size_t)(p - name) >= cap) return 0;
+    memcpy(file, name, (size_t)(p - name));
+    file[p - name] = '\0';
+    *step = v;
+    return 1;
+}
+
+int ft_ckpt_stage(const char *dir, ft_ckpt_part *parts, int n, int64_t step, char *err,
+                  size_t errcap) {
+    if (step < 0) return ckerr(err, errcap, FT_EARG, "%s: step %lld", dir, (long long)step);
+    return write_parts(dir, parts, n, step, err, errcap);
+}
+
+int ft_ckpt_promote(const char *dir, const char *file, int64_t step, char *err, size_t errcap) {
+    char name[128], from[PATH_MAX], to[PATH_MAX];
+    ft_ckpt_pending_name(name, sizeof name, file, step);
+    if (ft_path_join(from, sizeof from, dir, name) || ft_path_join(to, sizeof to, dir, file))
+        return ckerr(err, errcap, FT_ERANGE, "%s: path too long", dir);
+    if (rename(from, to) != 0) {
+        int e = errno;
+        return ckerr(err, errcap, -e, "%s: cannot rename into place as %s: %s", from, file,
+                     strerror(e));
+    }
+    return 0;
+}
+
+int ft_ckpt_unstage(const char *dir, const char *file, int64_t step) {
+    char name[128], path[PATH_MAX];
+    ft_ckpt_pending_name(name, sizeof name, file, step);
+    if (ft_path_join(path, sizeof path, dir, name)) return FT_ERANGE;
+    return unlink(path) == 0 || errno == ENOENT ? 0 : -errno;
 }
 
 void ft_ckpt_pfc_name(char *out, size_t cap, int rank, int world) {

@@ -9,9 +9,10 @@
  *                                   warmup, total, last step), seed; with save_all_states the
  *                                   backbone's "<param>.momentum_buffer" tensors
  *
- * Every file carries __metadata__ "global_step"; all files of one save are first written under
- * temporary names and fsync'd, and only then renamed into place, state last. A reader refuses
- * a set whose files disagree on the step (a save cut short between renames).
+ * Every file carries __metadata__ "global_step"; ft-train stages the files of one save under
+ * ".pending-<step>" names, commits the step in checkpoint.json once every rank has staged its
+ * files, and only then renames them into place (ft_ckpt_stage below). A reader refuses a set
+ * whose files disagree on the step.
  *
  * Loading checks names, dtypes and shapes against what the model expects and names the first
  * tensor that differs (a checkpoint of another architecture or size is refused). A NaN or an
@@ -82,6 +83,23 @@ int ft_ckpt_part_add_tensor(ft_ckpt_part *p, const char *name, int st_dtype, int
 /* Write parts to dir: all temporaries first, then renames in order (put state last).
  * FT_ERANGE, writing nothing, when a floating-point tensor holds a NaN or an infinity. */
 int ft_ckpt_write(const char *dir, ft_ckpt_part *parts, int n, char *err, size_t errcap);
+
+/* A save of several files (and several ranks) in two phases. ft_ckpt_stage writes parts as
+ * "<file>.pending-<step>" (temporaries, fsync, renames; nothing of a failed call stays); once
+ * every file of the save is staged the caller commits (ft-train: checkpoint.json names the
+ * step), then ft_ckpt_promote renames each staged file over its final name. A crash before the
+ * commit leaves the last checkpoint whole (the staged files are removed at the next start), a
+ * crash after it leaves staged files of the committed step, which the next start promotes. */
+#define FT_CKPT_PENDING ".pending-"
+int ft_ckpt_stage(const char *dir, ft_ckpt_part *parts, int n, int64_t step, char *err,
+                  size_t errcap);
+/* "<dir>/<file>.pending-<step>" -> "<dir>/<file>"; -errno with err (-ENOENT: none staged) */
+int ft_ckpt_promote(const char *dir, const char *file, int64_t step, char *err, size_t errcap);
+/* remove "<dir>/<file>.pending-<step>" (absent is fine); 0 or -errno */
+int ft_ckpt_unstage(const char *dir, const char *file, int64_t step);
+void ft_ckpt_pending_name(char *out, size_t cap, const char *file, int64_t step);
+/* 1 when name is "<file>.pending-<step>" (file and step filled), else 0 */
+int ft_ckpt_parse_pending(const char *name, char *file, size_t cap, int64_t *step);
 
 /* File names. */
 void ft_ckpt_pfc_name(char *out, size_t cap, int rank, int world);

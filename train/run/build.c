@@ -422,11 +422,41 @@ int ft_run_save(ft_run *r) {
         char err[1024];
         /* rank 0 writes the backbone; every rank its PFC shard and state, state last */
         ft_ckpt_part *first = r->rank == 0 ? &parts[0] : &parts[1];
-        rc = ft_ckpt_write(r->cfg.output, first, (int)(&parts[3] - first), err, sizeof err);
+        rc = ft_ckpt_stage(r->cfg.output, first, (int)(&parts[3] - first), r->pos.global_step, err,
+                           sizeof err);
         if (rc) ft_run_fail(r, rc, "checkpoint: %s", err);
     }
     for (int i = 0; i < 3; i++) ft_ckpt_part_free(&parts[i]);
     return rc;
+}
+
+/* The files this rank writes: rank 0 the backbone, every rank its shard and state. */
+static int own_files(const ft_run *r, char names[3][64]) {
+    int n = 0;
+    if (r->rank == 0) snprintf(names[n++], 64, "%s", FT_CKPT_BACKBONE);
+    ft_ckpt_pfc_name(names[n++], 64, r->rank, r->world);
+    ft_ckpt_state_name(names[n++], 64, r->rank);
+    return n;
+}
+
+int ft_run_promote(ft_run *r) {
+    char names[3][64], err[PATH_MAX + 128];
+    int n = own_files(r, names);
+    for (int i = 0; i < n; i++) {
+        int rc = ft_ckpt_promote(r->cfg.output, names[i], r->pos.global_step, err, sizeof err);
+        if (rc)
+            return ft_run_fail(r, rc,
+                               "checkpoint of step %lld: %s (the step is committed in %s: the "
+                               "next start with resume = True completes the rename)",
+                               (long long)r->pos.global_step, err, FT_RUN_MANIFEST);
+    }
+    return 0;
+}
+
+void ft_run_unstage(ft_run *r) {
+    char names[3][64];
+    int n = own_files(r, names);
+    for (int i = 0; i < n; i++) ft_ckpt_unstage(r->cfg.output, names[i], r->pos.global_step);
 }
 
 /* ------------------------------------------------------------------ resume */

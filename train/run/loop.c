@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -395,25 +396,59 @@ static int after_step(ft_run *r, ft_speedlog *sl, float loss, int *rc) {
     return 0;
 }
 
-/* A checkpoint; remembers its step for the divergence message. Every rank writes its files;
- * once all have, rank 0 commits the manifest (checkpoint.json) last. */
+/* Tests: FT_TRAIN_INJECT_CRASH=STEP:POINT[:RANK] kills this process (SIGKILL, rank 0 unless
+ * RANK is given) inside the save of global step STEP, at POINT "staged" (its files staged,
+ * nothing committed) or "committed" (the manifest names the step, nothing renamed yet). */
+static void inject_crash(const ft_run *r, const char *point) {
+    const char *v = getenv("FT_TRAIN_INJECT_CRASH");
+    char at[16] = "";
+    long long step = -1;
+    int rank = 0;
+    if (!v || sscanf(v, "%lld:%15[a-z]:%d", &step, at, &rank) < 2) return;
+    if (step == r->pos.global_step && rank == r->rank && strcmp(at, point) == 0) {
+        fprintf(stderr, FT_TRAIN_PROG ": rank %d: FT_TRAIN_INJECT_CRASH: killed at step %lld, %s\n",
+                r->rank, step, point);
+        raise(SIGKILL);
+    }
+}
+
+/* A checkpoint, in two phases (checkpoint.h): every rank stages its files; once all have,
+ * rank 0 commits the step in the manifest (checkpoint.json); once every rank knows the commit
+ * happened, each renames its staged files into place. A crash before the commit keeps the last
+ * checkpoint whole, one after it is completed at the next start (ft_run_recover_ckpt).
+ * Remembers the step for the divergence message. */
 static int save(ft_run *r) {
     int rc = ft_run_save(r), any = 0;
+    if (!rc) inject_crash(r, "staged");
     int ra = ft_run_dist_any(r, rc != 0, &any);
-    if (!rc && ra) rc = ra;
-    if (!rc && any)
-        rc = ft_run_fail(r, FT_EARG,
-                         "step %lld: another rank could not write its checkpoint files (see its "
-                         "line); the manifest still names the last complete checkpoint",
-                         (long long)r->pos.global_step);
-    if (!rc && r->rank == 0) rc = ft_run_write_manifest(r);
-    if (rc == FT_ERANGE && strstr(r->err, ": not saved")) { /* a NaN or infinity: no file */
-        char what[sizeof r->err];
-        snprintf(what, sizeof what, "%s", r->err);
-        return diverged(r, what);
+    if (ra) return rc ? rc : ra; /* no agreement is possible: the staged files stay uncommitted */
+    if (any) {
+        ft_run_unstage(r);
+        if (rc == FT_ERANGE && strstr(r->err, ": not saved")) { /* a NaN or infinity: no file */
+            char what[sizeof r->err];
+            snprintf(what, sizeof what, "%s", r->err);
+            return diverged(r, what);
+        }
+        return rc ? rc
+                  : ft_run_fail(r, FT_EARG,
+                                "step %lld: another rank could not write its checkpoint files (see "
+                                "its line); the manifest still names the last complete checkpoint",
+                                (long long)r->pos.global_step);
     }
-    if (!rc) r->out.last_saved = r->pos.global_step;
-    return rc;
+    int mrc = r->rank == 0 ? ft_run_write_manifest(r) : 0, mbad = 0;
+    if (!mrc) inject_crash(r, "committed");
+    if ((ra = ft_run_dist_any(r, mrc != 0, &mbad))) return mrc ? mrc : ra;
+    if (mbad) {
+        ft_run_unstage(r);
+        return mrc ? mrc
+                   : ft_run_fail(r, FT_EARG,
+                                 "step %lld: rank 0 could not commit the checkpoint (see its "
+                                 "line); the manifest still names the last complete checkpoint",
+                                 (long long)r->pos.global_step);
+    }
+    if ((rc = ft_run_promote(r))) return rc;
+    r->out.last_saved = r->pos.global_step;
+    return 0;
 }
 
 static int train_loop(ft_run *r) {

@@ -146,6 +146,7 @@ static int prepare(ft_run *r) {
     /* rank 0 holds the output folder's lock and cleans it; the others learn whether it could */
     if (r->rank == 0) rc = ft_run_lock_output(r);
     if (!rc && r->rank == 0) rc = ft_run_clean_stale_tmp(r);
+    if (!rc && r->rank == 0) rc = ft_run_recover_ckpt(r);
     int ra = ft_run_dist_any(r, rc != 0, &any);
     if (rc || ra) return rc ? rc : ra;
     if (any)

@@ -2,7 +2,8 @@
  * is held for the whole run, so a second ft-train into the same output (or one started while a
  * dying run still writes) is refused; the lock goes with the process however it ends. Holding
  * it, ft-train removes the `<file>.tmp.<pid>` files (safetensors.c's temporary names) that
- * writers which are no longer alive left behind. See run.h. */
+ * writers which are no longer alive left behind, and finishes or rolls back a checkpoint save
+ * that a crash cut short (the `<file>.pending-<step>` files, checkpoint.h). See run.h. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -14,6 +15,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include "checkpoint.h"
 #include "ft_common.h"
 #include "run.h"
 
@@ -93,5 +95,73 @@ int ft_run_clean_stale_tmp(ft_run *r) {
                 FT_TRAIN_PROG ": note: %s: removed %d temporary file%s of an interrupted "
                               "checkpoint save (%s%s)\n",
                 r->cfg.output, removed, removed > 1 ? "s" : "", first, removed > 1 ? ", ..." : "");
+    return rc;
+}
+
+/* 1 when file is one of the checkpoint files of a save by world ranks. */
+static int committed_file(const char *file, int world) {
+    if (strcmp(file, FT_CKPT_BACKBONE) == 0) return 1;
+    char want[64];
+    int k, w, n = 0;
+    if (sscanf(file, "pfc_rank%d_of%d.safetensors%n", &k, &w, &n) == 2 && n > 0 && w == world &&
+        k >= 0 && k < world) {
+        ft_ckpt_pfc_name(want, sizeof want, k, w);
+        return strcmp(want, file) == 0;
+    }
+    n = 0;
+    if (sscanf(file, "state_rank%d.safetensors%n", &k, &n) == 1 && n > 0 && k >= 0 && k < world) {
+        ft_ckpt_state_name(want, sizeof want, k);
+        return strcmp(want, file) == 0;
+    }
+    return 0;
+}
+
+int ft_run_recover_ckpt(ft_run *r) {
+    int64_t mstep = -1;
+    int mworld = 0, rc = ft_run_read_manifest(r, &mstep, &mworld);
+    if (rc == -ENOENT) {
+        mstep = -1; /* nothing committed: every staged file is of an unfinished save */
+    } else if (rc) {
+        if (r->cfg.resume) return rc;
+        r->err[0] = '\0'; /* a new run: the old checkpoint is not read */
+        return 0;
+    }
+    DIR *d = opendir(r->cfg.output);
+    if (!d) return ft_run_fail(r, -errno, "%s: cannot list: %s", r->cfg.output, strerror(errno));
+    struct dirent *e;
+    int promoted = 0, removed = 0;
+    rc = 0;
+    while ((e = readdir(d)) && !rc) {
+        char file[256], path[PATH_MAX], err[PATH_MAX + 128];
+        int64_t step;
+        if (!ft_ckpt_parse_pending(e->d_name, file, sizeof file, &step)) continue;
+        if (step == mstep && committed_file(file, mworld)) {
+            if ((rc = ft_ckpt_promote(r->cfg.output, file, step, err, sizeof err)))
+                ft_run_fail(r, rc, "%s", err);
+            else
+                promoted++;
+            continue;
+        }
+        if (ft_path_join(path, sizeof path, r->cfg.output, e->d_name)) continue;
+        if (unlink(path) != 0 && errno != ENOENT) {
+            rc = ft_run_fail(r, -errno, "%s: cannot remove a file of an unfinished save: %s", path,
+                             strerror(errno));
+            break;
+        }
+        removed++;
+    }
+    closedir(d);
+    if (promoted || removed) ft_fsync_path(r->cfg.output);
+    if (promoted)
+        fprintf(stderr,
+                FT_TRAIN_PROG ": note: %s: the checkpoint of step %lld was committed but a crash "
+                              "cut its renames short; %d file%s renamed into place\n",
+                r->cfg.output, (long long)mstep, promoted, promoted > 1 ? "s" : "");
+    if (removed)
+        fprintf(stderr,
+                FT_TRAIN_PROG ": note: %s: removed %d staged file%s of a checkpoint save that was "
+                              "never committed; %s\n",
+                r->cfg.output, removed, removed > 1 ? "s" : "",
+                mstep >= 0 ? "the last complete checkpoint stays" : "there is no checkpoint");
     return rc;
 }

@@ -133,8 +133,13 @@ int ft_run_open_device(ft_run *r);
 /* build.c */
 int ft_run_build_model(ft_run *r);
 void ft_run_free_model(ft_run *r);
-/* Save backbone, PFC shard and state (optimizer buffers with save_all_states). */
+/* Stage this rank's files of a checkpoint at the current step (backbone on rank 0, PFC shard,
+ * state with the optimizer buffers under save_all_states) as "<file>.pending-<step>"; once
+ * rank 0 has committed the step in the manifest, ft_run_promote renames them into place;
+ * ft_run_unstage removes them when the save is abandoned (see checkpoint.h). */
 int ft_run_save(ft_run *r);
+int ft_run_promote(ft_run *r);
+void ft_run_unstage(ft_run *r);
 /* Load <output>'s checkpoint for resume = True: weights, optimizer, position. */
 int ft_run_resume(ft_run *r);
 /* ft_embed_fn for verification: eval-mode forward in chunks of the model's max batch. */
@@ -155,6 +160,9 @@ int ft_run_export_onnx(ft_run *r);
 int ft_run_lock_output(ft_run *r);
 void ft_run_unlock_output(ft_run *r);
 int ft_run_clean_stale_tmp(ft_run *r);
+/* After a crash inside a save (rank 0, holding the lock): staged files of the step the
+ * manifest commits are renamed into place, any other staged file is removed. */
+int ft_run_recover_ckpt(ft_run *r);
 
 /* ranks.c: the rank of this process from its launcher's environment (0 when none), before
  * anything is set up (notes are printed by rank 0 only) */
