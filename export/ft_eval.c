@@ -30,6 +30,7 @@
 #else
 #include "checkpoint.h" // defines: ft_ckpt_load_source, safetensors reader
 #include "iresnet.h"    // defines: ft_iresnet_* (the checkpoint model)
+#include "sources.h"    // defines: ft_ckpt_src_backbone
 #endif
 
 #define PROG "ft-eval"
@@ -124,19 +125,6 @@ typedef struct ckpt_model {
     int dim;
 } ckpt_model;
 
-static int st_count(void *o) {
-    return ft_iresnet_tensor_count(o);
-}
-static int st_info(void *o, int i, ft_tensor_info *t) {
-    return ft_iresnet_tensor_info(o, i, t);
-}
-static int st_get(void *o, int i, void *h) {
-    return ft_iresnet_tensor_get(o, i, h);
-}
-static int st_set(void *o, int i, const void *h) {
-    return ft_iresnet_tensor_set(o, i, h);
-}
-
 static int ckpt_run(void *impl, const float *x, int n, float *out) {
     ckpt_model *c = impl;
     size_t img = (size_t)3 * FT_ALIGN_SIZE * FT_ALIGN_SIZE;
@@ -194,7 +182,7 @@ static int ckpt_open(eval_model *em, const char *path, const char *device, int t
                (rc = ft_iresnet_create(c->ops, &cfg, &c->net))) {
         snprintf(err, errcap, "%s: cannot build the model (%s): %s", file, arch, ft_strerror(rc));
     }
-    ft_ckpt_source src = {c ? c->net : NULL, st_count, st_info, st_get, st_set, NULL};
+    ft_ckpt_source src = ft_ckpt_src_backbone(c ? c->net : NULL);
     if (!rc) rc = ft_ckpt_load_source(&f, file, &src, 1, arch, err, errcap);
     ft_st_free(&f);
     if (rc) {

@@ -15,31 +15,19 @@
 usage: test_launch.py MODE BIN WORK MPIRUN [ARGS...]
 """
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.realpath(__file__)), ".."))
-import pyref  # noqa: E402
-
-np = pyref.need("numpy")
-from pyref.safetensors import load_safetensors  # noqa: E402
+from distrun import (CONFIG, check, descendants, fresh, load_safetensors, make_data,  # noqa: E402
+                     tensors)
+import distrun  # noqa: E402
 
 MODE, BIN, WORK = sys.argv[1:4]
 MPIRUN = sys.argv[4:]
-REPO = os.path.join(os.path.dirname(os.path.realpath(__file__)), "..", "..")
-CONFIG = os.path.join(REPO, "configs", "synth_r18.py")
 LAUNCH = os.path.join(BIN, "ft-launch")
-fails = []
-
-
-def check(c, what):
-    if not c:
-        fails.append(what)
-        print("FAIL:", what, flush=True)
 
 
 def free_port():
@@ -50,38 +38,8 @@ def free_port():
     return p
 
 
-def make_data(path):
-    if os.path.isdir(os.path.join(path, "train.lmdb")):
-        return
-    shutil.rmtree(path, ignore_errors=True)
-    subprocess.run([os.path.join(BIN, "ft-synth"), path, "--classes", "24", "--per-class", "8",
-                    "--seed", "1", "--pairs", "10"], check=True, stdout=subprocess.DEVNULL)
-    subprocess.run([os.path.join(BIN, "ft-ingest"), path, os.path.join(path, "train.lmdb"),
-                    "--shuffle", "--seed", "7"], check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
-
-
 def train_args(data, out, *extra):
-    return ["ft-train", CONFIG, f"rec={data}", "num_classes=24", "batch_size=8", "width=4",
-            "embedding_size=16", "val_targets=[]", "threads=1", "frequent=2", "num_epoch=2",
-            f"output={out}", *extra]
-
-
-def fresh(*paths):
-    for p in paths:
-        if os.path.isdir(p):
-            shutil.rmtree(p)
-        elif os.path.exists(p):
-            os.remove(p)
-
-
-def tensors(out):
-    res = {}
-    for name in sorted(os.listdir(out)):
-        if name.endswith(".safetensors"):
-            for k, v in load_safetensors(os.path.join(out, name)).items():
-                res[f"{name}:{k}"] = v
-    return res
+    return ["ft-train", CONFIG] + distrun.train_args(data, 24, out, *extra)
 
 
 def launchers(nodes, nproc, port, targs, env, extra=()):
@@ -101,7 +59,7 @@ def launchers(nodes, nproc, port, targs, env, extra=()):
 
 def nodes_mode():
     data = os.path.join(WORK, "synth24")
-    make_data(data)
+    make_data(BIN, data)
     for nodes, nproc in ((2, 2), (1, 2)):
         world = nodes * nproc
         ref, out = (os.path.join(WORK, "%s%d" % (t, world)) for t in ("mpirun", "launch"))
@@ -127,31 +85,9 @@ def nodes_mode():
         print(f"ok: {nodes} x {nproc} ranks by ft-launch == mpirun -np {world}", flush=True)
 
 
-def children(pid):
-    out = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                st = open(f"/proc/{d}/stat").read()
-            except OSError:
-                continue
-            if int(st.rsplit(")", 1)[1].split()[1]) == pid:
-                out.append(int(d))
-    return out
-
-
-def descendants(pid):
-    todo, out = [pid], []
-    while todo:
-        c = children(todo.pop())
-        out += c
-        todo += c
-    return out
-
-
 def failures_mode():
     data = os.path.join(WORK, "synth24")
-    make_data(data)
+    make_data(BIN, data)
     # a master that never comes
     t0 = time.monotonic()
     p = subprocess.run([LAUNCH, "--nproc_per_node", "1", "--nnodes", "2", "--node_rank", "1",
@@ -223,5 +159,4 @@ elif MODE == "failures":
     failures_mode()
 else:
     sys.exit("unknown mode " + MODE)
-print(f"{len(fails)} failure(s)")
-sys.exit(1 if fails else 0)
+distrun.finish()

@@ -37,42 +37,20 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.realpath(__file__)), ".."))
-import pyref  # noqa: E402
-
-np = pyref.need("numpy")
-from pyref.safetensors import load_safetensors  # noqa: E402
+from distrun import (CONFIG, check, children, load_safetensors, losses, np,  # noqa: E402
+                     tensors)
+import distrun  # noqa: E402
 
 MODE, BIN, WORK = sys.argv[1:4]
 MPIRUN = sys.argv[4:]
-REPO = os.path.join(os.path.dirname(os.path.realpath(__file__)), "..", "..")
-CONFIG = os.path.join(REPO, "configs", "synth_r18.py")
 TRAIN = os.path.join(BIN, "ft-train")
-fails = []
-
-
-def check(c, what):
-    if not c:
-        fails.append(what)
-        print("FAIL:", what, flush=True)
 
 
 def make_data(path, classes):
-    if os.path.isdir(os.path.join(path, "train.lmdb")):
-        return
-    shutil.rmtree(path, ignore_errors=True)
-    subprocess.run([os.path.join(BIN, "ft-synth"), path, "--classes", str(classes),
-                    "--per-class", "8", "--seed", "1", "--pairs", "10"], check=True,
-                   stdout=subprocess.DEVNULL)
-    subprocess.run([os.path.join(BIN, "ft-ingest"), path, os.path.join(path, "train.lmdb"),
-                    "--shuffle", "--seed", "7"], check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
+    distrun.make_data(BIN, path, classes)
 
 
-def args(data, classes, out, *extra):
-    return [f"rec={data}", f"num_classes={classes}", "batch_size=8", "width=4",
-            "embedding_size=16", "val_targets=[]", "threads=1", "frequent=2", "num_epoch=2",
-            f"output={out}", *extra]
+args = distrun.train_args
 
 
 def mpi(np_, a, env=None, timeout=120):
@@ -80,23 +58,6 @@ def mpi(np_, a, env=None, timeout=120):
     e.update(env or {})
     return subprocess.run(MPIRUN + ["-np", str(np_), TRAIN, CONFIG] + a, capture_output=True,
                           text=True, env=e, timeout=timeout)
-
-
-def losses(path):
-    out = {}
-    for line in open(path):
-        s, v = line.split()
-        out.setdefault(int(s), []).append(v)
-    return out
-
-
-def tensors(out):
-    res = {}
-    for name in sorted(os.listdir(out)):
-        if name.endswith(".safetensors"):
-            for k, v in load_safetensors(os.path.join(out, name)).items():
-                res[f"{name}:{k}"] = v
-    return res
 
 
 def run_mode():
@@ -154,20 +115,6 @@ def run_mode():
         bad = [k for k in a if k in b and not np.array_equal(a[k], b[k])]
         check(not bad, f"{world} ranks: resumed tensors differ: {bad[:5]}")
         print(f"ok: {world} ranks, losses {[ls[s][0] for s in sorted(ls)]}", flush=True)
-
-
-def children(pid):
-    """pids of the processes whose parent is pid (from /proc)."""
-    out = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                st = open(f"/proc/{d}/stat").read()
-            except OSError:
-                continue
-            if int(st.rsplit(")", 1)[1].split()[1]) == pid:
-                out.append(int(d))
-    return out
 
 
 def failure_mode():
@@ -383,5 +330,4 @@ elif MODE == "crashsave":
     crashsave_mode()
 else:
     sys.exit("unknown mode " + MODE)
-print(f"{len(fails)} failure(s)")
-sys.exit(1 if fails else 0)
+distrun.finish()

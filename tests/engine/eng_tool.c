@@ -24,6 +24,7 @@
 #include "ft_common.h"
 #include "ft_npy.h"
 #include "iresnet.h"
+#include "sources.h"
 
 #define IMG (3 * 112 * 112)
 
@@ -35,19 +36,6 @@ static int die(const char *msg) {
 static int cmp_f(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
-}
-
-static int bb_count(void *o) {
-    return ft_iresnet_tensor_count(o);
-}
-static int bb_info(void *o, int i, ft_tensor_info *t) {
-    return ft_iresnet_tensor_info(o, i, t);
-}
-static int bb_get(void *o, int i, void *h) {
-    return ft_iresnet_tensor_get(o, i, h);
-}
-static int bb_set(void *o, int i, const void *h) {
-    return ft_iresnet_tensor_set(o, i, h);
 }
 
 static int make(int argc, char **argv) {
@@ -97,7 +85,7 @@ static int make(int argc, char **argv) {
     }
     ft_ckpt_part p;
     ft_ckpt_part_init(&p, FT_CKPT_BACKBONE);
-    ft_ckpt_source s = {m, bb_count, bb_info, bb_get, NULL, NULL};
+    ft_ckpt_source s = ft_ckpt_src_backbone(m);
     char arch[160];
     snprintf(arch, sizeof arch, "network r%s, width %d, blocks (%d, %d, %d, %d), emb %d", argv[3],
              mc.width, mc.blocks[0], mc.blocks[1], mc.blocks[2], mc.blocks[3], mc.emb);
@@ -136,7 +124,7 @@ static int ref(int argc, char **argv) {
     ft_iresnet *m;
     if (ft_ops_create("cpu", NULL, &o, err, sizeof err)) return die(err);
     if (ft_iresnet_create(o, &mc, &m)) return die("cannot build the model");
-    ft_ckpt_source s = {m, bb_count, bb_info, bb_get, bb_set, NULL};
+    ft_ckpt_source s = ft_ckpt_src_backbone(m);
     if (ft_ckpt_load_source(&f, path, &s, 1, "", err, sizeof err)) return die(err);
     float *in = ft_iresnet_input(m), *out = malloc((size_t)n * e * sizeof(float));
     const float *emb;

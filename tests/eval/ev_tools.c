@@ -18,19 +18,10 @@
 #include "ft_common.h"
 #include "ft_npy.h"
 #include "iresnet.h"
+#include "sources.h"
 
 static const char *usage = "usage: ev_tools ckpt DIR DEPTH WIDTH B1 B2 B3 B4 EMB SEED [overflow]\n"
                            "       ev_tools roc SCORES.npy LABELS.npy\n";
-
-static int t_count(void *o) {
-    return ft_iresnet_tensor_count(o);
-}
-static int t_info(void *o, int i, ft_tensor_info *t) {
-    return ft_iresnet_tensor_info(o, i, t);
-}
-static int t_get(void *o, int i, void *h) {
-    return ft_iresnet_tensor_get(o, i, h);
-}
 
 static int overflow_fc(ft_iresnet *net) {
     int i = ft_iresnet_tensor_find(net, "fc.weight");
@@ -81,7 +72,7 @@ static int make_ckpt(char **a, int overflow) {
              cfg.width, cfg.blocks[0], cfg.blocks[1], cfg.blocks[2], cfg.blocks[3], cfg.emb);
     ft_ckpt_part p;
     ft_ckpt_part_init(&p, FT_CKPT_BACKBONE);
-    ft_ckpt_source src = {net, t_count, t_info, t_get, NULL, NULL};
+    ft_ckpt_source src = ft_ckpt_src_backbone(net);
     rc = ft_ckpt_part_add_source(&p, &src);
     if (!rc) rc = ft_ckpt_part_add_meta(&p, "architecture", arch);
     if (!rc) rc = ft_ckpt_part_add_meta(&p, "global_step", "0");

@@ -23,6 +23,7 @@
 #include "ft_common.h"
 #include "graph.h"
 #include "iresnet.h"
+#include "sources.h"
 
 #define PROG "ex_tool"
 
@@ -37,19 +38,6 @@ static int die(const char *fmt, const char *a, const char *b) {
     fprintf(stderr, fmt, a, b);
     fprintf(stderr, "\n");
     return 1;
-}
-
-static int bb_count(void *o) {
-    return ft_iresnet_tensor_count(o);
-}
-static int bb_info(void *o, int i, ft_tensor_info *t) {
-    return ft_iresnet_tensor_info(o, i, t);
-}
-static int bb_get(void *o, int i, void *h) {
-    return ft_iresnet_tensor_get(o, i, h);
-}
-static int bb_set(void *o, int i, const void *h) {
-    return ft_iresnet_tensor_set(o, i, h);
 }
 
 static int ends(const char *s, const char *suffix) {
@@ -145,7 +133,7 @@ static int mkckpt(int argc, char **argv) {
     if (!rc && (rc = ft_mkdir_p(dir))) rc = die("%s: %s", dir, ft_strerror(rc));
     ft_ckpt_part p;
     ft_ckpt_part_init(&p, FT_CKPT_BACKBONE);
-    ft_ckpt_source src = {m, bb_count, bb_info, bb_get, bb_set, NULL};
+    ft_ckpt_source src = ft_ckpt_src_backbone(m);
     char schema[16];
     snprintf(schema, sizeof schema, "%d", FT_CKPT_SCHEMA);
     if (!rc &&
@@ -188,7 +176,7 @@ static int embed(int argc, char **argv) {
     ft_ops *o = NULL;
     ft_iresnet *m = NULL;
     if (!rc) rc = build(&o, &m, &cfg, (int)threads);
-    ft_ckpt_source src = {m, bb_count, bb_info, bb_get, bb_set, NULL};
+    ft_ckpt_source src = ft_ckpt_src_backbone(m);
     if (!rc && ft_ckpt_load_source(&ck.st, ck.path, &src, 1, ck.arch, err, sizeof err))
         rc = die("%s%s", err, "");
     const float *emb = NULL;

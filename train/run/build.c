@@ -10,6 +10,7 @@
 
 #include "ft_common.h"
 #include "run.h"
+#include "sources.h"
 
 int ft_run_fail(ft_run *r, int rc, const char *fmt, ...) {
     va_list ap;
@@ -231,63 +232,15 @@ int ft_run_embed(void *ctx, const float *x, int n, float *out) {
 
 /* ------------------------------------------------------------------ tensor sources */
 
-static int bb_count(void *o) {
-    return ft_iresnet_tensor_count(o);
-}
-static int bb_info(void *o, int i, ft_tensor_info *t) {
-    return ft_iresnet_tensor_info(o, i, t);
-}
-static int bb_get(void *o, int i, void *h) {
-    return ft_iresnet_tensor_get(o, i, h);
-}
-static int bb_set(void *o, int i, const void *h) {
-    return ft_iresnet_tensor_set(o, i, h);
-}
-static int pfc_count(void *o) {
-    return ft_pfc_tensor_count(o);
-}
-static int pfc_info(void *o, int i, ft_tensor_info *t) {
-    return ft_pfc_tensor_info(o, i, t);
-}
-static int pfc_get(void *o, int i, void *h) {
-    return ft_pfc_tensor_get(o, i, h);
-}
-static int pfc_set(void *o, int i, const void *h) {
-    return ft_pfc_tensor_set(o, i, h);
-}
-static int opt_count(void *o) {
-    return ft_sgd_state_count(o);
-}
-static int opt_info(void *o, int i, ft_tensor_info *t) {
-    return ft_sgd_state_info(o, i, t);
-}
-static int opt_get(void *o, int i, void *h) {
-    return ft_sgd_state_get(o, i, h);
-}
-static int opt_set(void *o, int i, const void *h) {
-    return ft_sgd_state_set(o, i, h);
-}
-/* The PFC weight is registered last: its momentum buffer is the last optimizer state. */
-static int opt_is_head(void *o, int i) {
-    return i == ft_sgd_state_count(o) - 1;
-}
-static int opt_is_backbone(void *o, int i) {
-    return !opt_is_head(o, i);
-}
-
 static ft_ckpt_source src_backbone(ft_run *r) {
-    ft_ckpt_source s = {r->model.net, bb_count, bb_info, bb_get, bb_set, NULL};
-    return s;
+    return ft_ckpt_src_backbone(r->model.net);
 }
 static ft_ckpt_source src_pfc(ft_run *r) {
-    ft_ckpt_source s = {r->model.pfc, pfc_count, pfc_info, pfc_get, pfc_set, NULL};
-    return s;
+    return ft_ckpt_src_pfc(r->model.pfc);
 }
 /* head: the PFC momentum buffer only; otherwise the backbone's buffers only */
 static ft_ckpt_source src_opt(ft_run *r, int head) {
-    ft_ckpt_source s = {r->model.sgd, opt_count, opt_info,
-                        opt_get,      opt_set,   head ? opt_is_backbone : opt_is_head};
-    return s;
+    return ft_ckpt_src_momentum(r->model.sgd, head);
 }
 
 /* ------------------------------------------------------------------ save */
