@@ -22,7 +22,8 @@
  *
  * Usage: mpirun -np W dist_train --out DIR [--width 4] [--blocks 1,1,1,1] [--emb 16]
  *        [--batch 4] [--classes 23] [--rate 1] [--steps 3] [--lr 0.01] [--wd 5e-4]
- *        [--seed 1] [--bucket-bytes N]
+ *        [--seed 1] [--bucket-bytes N] [--overlap 1|0]
+ * (--overlap 0: every bucket starts after backward; the results must not change)
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,10 +43,11 @@ typedef struct opts {
     double rate, lr, wd;
     uint64_t seed;
     size_t bucket;
+    int overlap;
 } opts;
 
 static int parse(int argc, char **argv, opts *o) {
-    *o = (opts){NULL, 4, {1, 1, 1, 1}, 16, 4, 23, 3, 1.0, 0.01, 5e-4, 1, FT_DP_BUCKET_BYTES};
+    *o = (opts){NULL, 4, {1, 1, 1, 1}, 16, 4, 23, 3, 1.0, 0.01, 5e-4, 1, FT_DP_BUCKET_BYTES, 1};
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *k = argv[i], *v = argv[i + 1];
         if (!strcmp(k, "--out"))
@@ -72,6 +74,8 @@ static int parse(int argc, char **argv, opts *o) {
             o->seed = strtoull(v, NULL, 10);
         else if (!strcmp(k, "--bucket-bytes"))
             o->bucket = (size_t)strtoull(v, NULL, 10);
+        else if (!strcmp(k, "--overlap"))
+            o->overlap = atoi(v);
         else
             return fprintf(stderr, "dist_train: unknown option %s\n", k), 1;
     }
@@ -177,6 +181,7 @@ int main(int argc, char **argv) {
     if (!rc) ft_pfc_param(p, &pw), rc = ft_sgd_add_param(s, &pw, FT_SGD_GROUP_HEAD) < 0;
     if (!rc) rc = ft_dp_broadcast_model(c, o, m);
     if (!rc) rc = ft_dp_create(c, o, m, op.bucket, &dp);
+    if (!rc) ft_dp_set_overlap(dp, op.overlap);
     if (!rc) rc = ft_dpfc_create(c, o, B, op.emb, &dpfc);
     float *demb = NULL;
     if (!rc) rc = o->alloc(o, (size_t)B * op.emb * sizeof(float), (void **)&demb);
@@ -240,8 +245,9 @@ int main(int argc, char **argv) {
                 rc = 1;
             }
         if (!rc && R == 0)
-            printf("step %d loss %.6f gradnorm %.6f (backbone identical on %d ranks)\n", st,
-                   (double)loss, norm, W);
+            printf("step %d loss %.6f gradnorm %.6f (backbone identical on %d ranks); buckets "
+                   "started inside backward: %d of %d\n",
+                   st, (double)loss, norm, W, ft_dp_early_buckets(dp), ft_dp_buckets(dp));
     }
     if (!rc) rc = dump_backbone(m, "final.");
     if (!rc) rc = add_dev(o, "final.pfc.weight", pw.ndim, pw.shape, pw.w);

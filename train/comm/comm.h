@@ -50,6 +50,10 @@ struct ft_comm {
                             ft_comm_op op);
     /* completes every async call started so far; returns the first error among them */
     int (*wait)(ft_comm *c);
+    /* optional (NULL: nothing to do): lets the async calls started so far advance without
+     * waiting for them (MPI_Testall: Open MPI moves a non-blocking collective on only inside
+     * MPI calls); the data-parallel buckets call it between backward's layers */
+    int (*progress)(ft_comm *c);
     /* the timeout of later collectives (seconds, <= 0: none), e.g. lifted while rank 0 alone
      * runs a long verification; a no-op where no peer can be lost */
     int (*set_timeout)(ft_comm *c, double seconds);

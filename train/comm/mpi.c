@@ -267,6 +267,14 @@ static int mpi_wait(ft_comm *c) {
     return rc;
 }
 
+static int mpi_progress(ft_comm *c) {
+    mpi_impl *m = c->impl;
+    int done = 0;
+    if (!m->nreq) return 0;
+    /* completed requests become MPI_REQUEST_NULL, which the final MPI_Waitall takes */
+    return mpi_status(MPI_Testall(m->nreq, m->req, &done, MPI_STATUSES_IGNORE));
+}
+
 static int mpi_set_timeout(ft_comm *c, double seconds) {
     mpi_impl *m = c->impl;
     pthread_mutex_lock(&m->mu);
@@ -396,6 +404,7 @@ int ft_comm_mpi(ft_comm **out, const ft_comm_mpi_options *opt, char *err, size_t
                    .reduce_scatter = mpi_reduce_scatter,
                    .all_reduce_async = mpi_all_reduce_async,
                    .wait = mpi_wait,
+                   .progress = mpi_progress,
                    .set_timeout = mpi_set_timeout};
     if (MPI_Comm_dup(MPI_COMM_WORLD, &m->comm) != MPI_SUCCESS ||
         MPI_Comm_set_errhandler(m->comm, MPI_ERRORS_RETURN) != MPI_SUCCESS) {

@@ -1,5 +1,10 @@
 /* nccl.cu: the NCCL transport (GPU ranks, one GPU each) of comm.h, on the CUDA backend's
- * stream: every collective is enqueued there, so it is ordered with the kernels around it.
+ * stream: every blocking collective is enqueued there, so it is ordered with the kernels around
+ * it. The async all-reduce (the gradient buckets) runs on a side stream that first waits for
+ * an event recorded on the backend's stream, so that backward's kernels go on while NCCL
+ * reduces; `wait`, and any blocking collective issued while async ones are pending, makes the
+ * backend's stream wait for the side stream (one stream of NCCL work at a time: the ranks'
+ * order of operations on the communicator stays the order of the calls).
  *
  * Bootstrap: rank 0's ncclUniqueId reaches the other ranks through an MPI comm of the same
  * ranks when MPI started the job (its broadcast), else through the TCP rendezvous
@@ -29,6 +34,8 @@ void *ft_ops_cuda_stream(const ft_ops *o); /* ops/cuda/backend.cu */
 typedef struct nccl_impl {
     ncclComm_t comm;
     cudaStream_t stream;
+    cudaStream_t side;             /* the async all-reduces */
+    cudaEvent_t ev_ready, ev_done; /* backend stream -> side, side -> backend stream */
     double timeout_s;
     const char *prog;
     void *scratch; /* one float on the device, for barrier */
@@ -46,13 +53,13 @@ static int nccl_err(ft_comm *c, const char *what, ncclResult_t r) {
     return FT_EDEVICE;
 }
 
-/* wait for the stream, polling NCCL's async error; abort on error or timeout */
-static int poll_wait(ft_comm *c, const char *what) {
+/* wait for stream st, polling NCCL's async error; abort on error or timeout */
+static int poll_stream(ft_comm *c, cudaStream_t st, const char *what) {
     nccl_impl *m = ni(c);
     if (m->aborted) return FT_EDEVICE;
     double t0 = ft_now();
     for (unsigned spin = 0;; spin++) {
-        cudaError_t e = cudaStreamQuery(m->stream);
+        cudaError_t e = cudaStreamQuery(st);
         if (e == cudaSuccess) return 0;
         if (e != cudaErrorNotReady) {
             fprintf(stderr, "%s: rank %d of %d: %s: %s\n", m->prog, c->rank, c->world, what,
@@ -79,6 +86,26 @@ static int poll_wait(ft_comm *c, const char *what) {
     }
 }
 
+static int poll_wait(ft_comm *c, const char *what) {
+    return poll_stream(c, ni(c)->stream, what);
+}
+
+static int cuda_fail(ft_comm *c, const char *what, cudaError_t e) {
+    nccl_impl *m = ni(c);
+    fprintf(stderr, "%s: rank %d of %d: %s: %s\n", m->prog, c->rank, c->world, what,
+            cudaGetErrorString(e));
+    return FT_EDEVICE;
+}
+
+/* the backend's stream waits for the async all-reduces started so far */
+static int join_side(ft_comm *c) {
+    nccl_impl *m = ni(c);
+    if (!m->pending) return 0;
+    cudaError_t e = cudaEventRecord(m->ev_done, m->side);
+    if (e == cudaSuccess) e = cudaStreamWaitEvent(m->stream, m->ev_done, 0);
+    return e == cudaSuccess ? 0 : cuda_fail(c, "joining the async all-reduces", e);
+}
+
 static int check_call(ft_comm *c, const char *what, ncclResult_t r, int sync) {
     if (r != ncclSuccess && r != ncclInProgress) return nccl_err(c, what, r);
     if (!sync) {
@@ -101,12 +128,24 @@ static int type_of(ft_dtype dt, ncclDataType_t *t) {
 static int do_all_reduce(ft_comm *c, void *dev, size_t count, ft_dtype dt, ft_comm_op op,
                          int sync) {
     ncclDataType_t t;
+    nccl_impl *m = ni(c);
     if (type_of(dt, &t)) return FT_ENOTSUP;
-    if (ni(c)->aborted) return FT_EDEVICE;
-    return check_call(c, "all_reduce",
-                      ncclAllReduce(dev, dev, count, t, op == FT_COMM_MAX ? ncclMax : ncclSum,
-                                    ni(c)->comm, ni(c)->stream),
-                      sync);
+    if (m->aborted) return FT_EDEVICE;
+    cudaStream_t st = m->stream;
+    if (sync) {
+        int rc = join_side(c);
+        if (rc) return rc;
+    } else {
+        /* the side stream starts when the backend's stream has packed the bucket */
+        cudaError_t e = cudaEventRecord(m->ev_ready, m->stream);
+        if (e == cudaSuccess) e = cudaStreamWaitEvent(m->side, m->ev_ready, 0);
+        if (e != cudaSuccess) return cuda_fail(c, "starting an async all_reduce", e);
+        st = m->side;
+    }
+    return check_call(
+        c, "all_reduce",
+        ncclAllReduce(dev, dev, count, t, op == FT_COMM_MAX ? ncclMax : ncclSum, m->comm, st),
+        sync);
 }
 static int n_all_reduce(ft_comm *c, ft_ops *o, void *dev, size_t count, ft_dtype dt,
                         ft_comm_op op) {
@@ -118,11 +157,13 @@ static int n_all_reduce_async(ft_comm *c, ft_ops *o, void *dev, size_t count, ft
 }
 static int n_all_gather(ft_comm *c, ft_ops *o, const void *send, void *recv, size_t bytes) {
     if (ni(c)->aborted) return FT_EDEVICE;
+    if (join_side(c)) return FT_EDEVICE;
     return check_call(c, "all_gather",
                       ncclAllGather(send, recv, bytes, ncclUint8, ni(c)->comm, ni(c)->stream), 1);
 }
 static int n_broadcast(ft_comm *c, ft_ops *o, void *dev, size_t bytes, int root) {
     if (ni(c)->aborted) return FT_EDEVICE;
+    if (join_side(c)) return FT_EDEVICE;
     return check_call(c, "broadcast",
                       ncclBroadcast(dev, dev, bytes, ncclUint8, root, ni(c)->comm, ni(c)->stream),
                       1);
@@ -132,20 +173,26 @@ static int n_reduce_scatter(ft_comm *c, ft_ops *o, const void *send, void *recv,
     ncclDataType_t t;
     if (type_of(dt, &t)) return FT_ENOTSUP;
     if (ni(c)->aborted) return FT_EDEVICE;
+    if (join_side(c)) return FT_EDEVICE;
     return check_call(c, "reduce_scatter",
                       ncclReduceScatter(send, recv, count, t, ncclSum, ni(c)->comm, ni(c)->stream),
                       1);
 }
 static int n_barrier(ft_comm *c) {
     if (ni(c)->aborted) return FT_EDEVICE;
+    if (join_side(c)) return FT_EDEVICE;
     return check_call(c, "barrier",
                       ncclAllReduce(ni(c)->scratch, ni(c)->scratch, 1, ncclFloat32, ncclSum,
                                     ni(c)->comm, ni(c)->stream),
                       1);
 }
 static int n_wait(ft_comm *c) {
-    int rc = poll_wait(c, "wait (async collectives)");
-    ni(c)->pending = 0;
+    nccl_impl *m = ni(c);
+    if (!m->pending) return m->aborted ? FT_EDEVICE : 0;
+    /* the side stream polled here (NCCL's errors and the timeout), then joined */
+    int rc = poll_stream(c, m->side, "wait (async all_reduce)");
+    if (!rc) rc = join_side(c);
+    m->pending = 0;
     return rc;
 }
 static int n_set_timeout(ft_comm *c, double seconds) {
@@ -157,8 +204,12 @@ static void n_destroy(ft_comm *c) {
     if (m) {
         if (m->comm && !m->aborted) {
             cudaStreamSynchronize(m->stream);
+            if (m->side) cudaStreamSynchronize(m->side);
             ncclCommDestroy(m->comm);
         }
+        if (m->ev_ready) cudaEventDestroy(m->ev_ready);
+        if (m->ev_done) cudaEventDestroy(m->ev_done);
+        if (m->side) cudaStreamDestroy(m->side);
         cudaFree(m->scratch);
         free(m);
     }
@@ -224,8 +275,12 @@ extern "C" int ft_comm_nccl(ft_comm **out, ft_ops *o, const ft_comm_nccl_options
     m->stream = stream, m->prog = prog;
     m->timeout_s = opt->timeout_s > 0 ? opt->timeout_s : 300.0;
     cudaError_t ce = cudaMalloc(&m->scratch, sizeof(float));
+    if (ce == cudaSuccess) ce = cudaStreamCreateWithFlags(&m->side, cudaStreamNonBlocking);
+    if (ce == cudaSuccess) ce = cudaEventCreateWithFlags(&m->ev_ready, cudaEventDisableTiming);
+    if (ce == cudaSuccess) ce = cudaEventCreateWithFlags(&m->ev_done, cudaEventDisableTiming);
     if (ce != cudaSuccess) {
-        snprintf(err, cap, "rank %d: cudaMalloc: %s", rank, cudaGetErrorString(ce));
+        snprintf(err, cap, "rank %d: the NCCL transport's stream and buffers: %s", rank,
+                 cudaGetErrorString(ce));
         n_destroy(c);
         return FT_EDEVICE;
     }

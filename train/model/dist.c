@@ -44,6 +44,7 @@ int ft_dp_broadcast_model(ft_comm *c, ft_ops *o, ft_iresnet *m) {
 typedef struct dp_param {
     float *g;
     size_t numel, off; /* offset in the flat buffer (floats) */
+    int index;         /* ft_iresnet_param's index */
 } dp_param;
 
 typedef struct dp_bucket {
@@ -54,19 +55,57 @@ typedef struct dp_bucket {
 struct ft_dp {
     ft_comm *c;
     ft_ops *o;
+    ft_iresnet *m;
     dp_param *p;
     int np;
     dp_bucket *b;
     int nb;
     float *flat; /* device, all trainable gradients packed in bucket order */
     double t_comm;
+    /* this backward: buckets started so far, the first error of a copy / of a start */
+    int next, rc_copy, rc_start;
+    int early, overlap; /* buckets the last reduce had started inside backward; hook on */
 };
+
+/* Pack bucket k's gradients and start its all-reduce. A local error is kept for
+ * ft_dp_reduce_grads: every rank still starts every bucket (comm.h). */
+static void start_bucket(ft_dp *d, int k) {
+    dp_bucket *bk = &d->b[k];
+    ft_ops *o = d->o;
+    for (int i = bk->first; i <= bk->last && !d->rc_copy; i++)
+        d->rc_copy = o->copy(o, d->flat + d->p[i].off, d->p[i].g, d->p[i].numel * sizeof(float));
+    int ra = d->c->all_reduce_async(d->c, o, d->flat + bk->off, bk->numel, FT_F32, FT_COMM_SUM);
+    if (!d->rc_start) d->rc_start = ra;
+}
+
+/* the backbone's grad hook: start every bucket whose parameters are all final (a bucket's
+ * last entry has its lowest index), then let the started ones advance */
+static int grads_ready(void *ctx, int first) {
+    ft_dp *d = ctx;
+    double t0 = ft_now();
+    while (d->next < d->nb && d->p[d->b[d->next].last].index >= first) start_bucket(d, d->next++);
+    if (d->next && d->c->progress) {
+        int rp = d->c->progress(d->c);
+        if (!d->rc_start) d->rc_start = rp;
+    }
+    d->t_comm += ft_now() - t0;
+    return 0;
+}
+
+void ft_dp_set_overlap(ft_dp *d, int on) {
+    d->overlap = on && d->c->world > 1;
+    ft_iresnet_set_grad_hook(d->m, d->overlap ? grads_ready : NULL, d);
+}
+
+int ft_dp_early_buckets(const ft_dp *d) {
+    return d->early;
+}
 
 int ft_dp_create(ft_comm *c, ft_ops *o, ft_iresnet *m, size_t bucket_bytes, ft_dp **out) {
     ft_dp *d = calloc(1, sizeof *d);
     int n = ft_iresnet_param_count(m), rc = 0;
     if (!d) return -ENOMEM;
-    d->c = c, d->o = o;
+    d->c = c, d->o = o, d->m = m;
     d->p = calloc((size_t)n, sizeof *d->p);
     d->b = calloc((size_t)n, sizeof *d->b);
     if (!d->p || !d->b) {
@@ -81,7 +120,7 @@ int ft_dp_create(ft_comm *c, ft_ops *o, ft_iresnet *m, size_t bucket_bytes, ft_d
         if ((rc = ft_iresnet_param(m, i, &pr))) break;
         if (!pr.trainable || !pr.g) continue;
         dp_param *q = &d->p[d->np];
-        q->g = pr.g, q->numel = pr.numel, q->off = off;
+        q->g = pr.g, q->numel = pr.numel, q->off = off, q->index = i;
         dp_bucket *bk = d->nb ? &d->b[d->nb - 1] : NULL;
         if (!bk || (bk->numel > 0 && bk->numel + pr.numel > cap)) {
             bk = &d->b[d->nb++];
@@ -97,12 +136,14 @@ int ft_dp_create(ft_comm *c, ft_ops *o, ft_iresnet *m, size_t bucket_bytes, ft_d
         ft_dp_free(d);
         return rc;
     }
+    ft_dp_set_overlap(d, 1);
     *out = d;
     return 0;
 }
 
 void ft_dp_free(ft_dp *d) {
     if (!d) return;
+    if (d->overlap) ft_iresnet_set_grad_hook(d->m, NULL, NULL);
     if (d->flat) d->o->free(d->o, d->flat);
     free(d->p);
     free(d->b);
@@ -114,17 +155,11 @@ int ft_dp_reduce_grads(ft_dp *d) {
     ft_ops *o = d->o;
     if (c->world == 1) return 0;
     double t0 = ft_now();
-    int rc = 0, rs = 0;
-    for (int k = 0; k < d->nb; k++) {
-        dp_bucket *bk = &d->b[k];
-        for (int i = bk->first; i <= bk->last && !rc; i++)
-            rc = o->copy(o, d->flat + d->p[i].off, d->p[i].g, d->p[i].numel * sizeof(float));
-        /* a local error still takes part in every collective (comm.h) */
-        int ra = c->all_reduce_async(c, o, d->flat + bk->off, bk->numel, FT_F32, FT_COMM_SUM);
-        if (!rs) rs = ra;
-    }
+    d->early = d->next;
+    while (d->next < d->nb) start_bucket(d, d->next++); /* the rest (all without overlap) */
     int rw = c->wait(c);
-    if (!rc) rc = rs ? rs : rw;
+    int rc = d->rc_copy ? d->rc_copy : d->rc_start ? d->rc_start : rw;
+    d->next = 0, d->rc_copy = 0, d->rc_start = 0;
     float inv = 1.0f / (float)c->world;
     for (int i = 0; i < d->np && !rc; i++) {
         rc = o->scale(o, d->p[i].numel, inv, d->flat + d->p[i].off);

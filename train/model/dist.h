@@ -9,6 +9,12 @@
  *                           of bucket_bytes (reverse parameter order, as DDP's buckets are
  *                           filled during backward), each started with all_reduce_async and
  *                           completed with one wait; BN running statistics stay per rank.
+ *                           With overlap (the default), the buckets start inside backward,
+ *                           as DDP's do: the backbone's grad hook (iresnet.h) starts each
+ *                           bucket as soon as its gradients are final, and
+ *                           ft_dp_reduce_grads starts the rest (the stem's) and waits. The
+ *                           buckets, their order and so every result are the same either
+ *                           way; overlap only moves the starts earlier.
  * Model-parallel Partial FC (PartialFC_V2):
  *   ft_dpfc_gather          all-gathers the ranks' embeddings [B, E] and labels [B] into the
  *                           global batch [W*B] (rank r's rows at r*B), which every rank's shard
@@ -39,6 +45,11 @@ typedef struct ft_dp ft_dp;
 int ft_dp_create(ft_comm *c, ft_ops *o, ft_iresnet *m, size_t bucket_bytes, ft_dp **out);
 void ft_dp_free(ft_dp *d); /* NULL-safe */
 int ft_dp_reduce_grads(ft_dp *d);
+/* Overlap the buckets' all-reduce with backward (on by default; the model's grad hook belongs
+ * to this ft_dp until ft_dp_free). Every rank must choose the same. */
+void ft_dp_set_overlap(ft_dp *d, int on);
+/* How many buckets the last ft_dp_reduce_grads found already started inside backward. */
+int ft_dp_early_buckets(const ft_dp *d);
 /* Seconds spent in collectives (reduce_grads and the dpfc calls that were given this ft_dp's
  * counters) since create, for the throughput figures. */
 double ft_dp_comm_seconds(const ft_dp *d);

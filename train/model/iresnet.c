@@ -60,6 +60,7 @@ typedef struct block_l {
     conv_l ds;
     bn_l ds_bn;
     int cin, cout, h, w, oh, ow;
+    int p_first;                             /* its first parameter's index (grad hook) */
     const void *x;                           /* block input: previous output (activation) */
     void *a1, *a2, *a3, *a4, *a5, *d1, *out; /* see block_fwd */
 } block_l;
@@ -106,6 +107,10 @@ struct ft_iresnet {
     /* state_dict */
     tensor_ent *t;
     int nt, tcap;
+    /* ft_iresnet_set_grad_hook; p_bn2: bn2's first parameter index */
+    ft_iresnet_grad_hook hook;
+    void *hook_ctx;
+    int p_bn2;
 };
 
 /* ---- planning ---- */
@@ -623,11 +628,58 @@ int ft_iresnet_backward(ft_iresnet *m, const float *demb) {
     if (!rc && c->dropout > 0)
         rc = o->dropout_bwd(o, dt, (size_t)B * m->flat, c->dropout, m->mask, Q, Q);
     if (!rc) rc = bn_bwd(m, &m->bn2, dt, m->blocks[m->nblocks - 1].out, Q, P);
-    for (int i = m->nblocks - 1; i >= 0 && !rc; i--) rc = block_bwd(m, &m->blocks[i], &P, &Q, &R);
+    if (!rc && m->hook) rc = m->hook(m->hook_ctx, m->p_bn2);
+    for (int i = m->nblocks - 1; i >= 0 && !rc; i--) {
+        rc = block_bwd(m, &m->blocks[i], &P, &Q, &R);
+        if (!rc && m->hook) rc = m->hook(m->hook_ctx, m->blocks[i].p_first);
+    }
     if (!rc) rc = o->prelu_bwd(o, dt, B, c->width, IMG * IMG, m->b1, m->prelu.a, P, P, m->prelu.ga);
     if (!rc) rc = bn_bwd(m, &m->bn1, dt, m->c1, P, P);
     if (!rc) rc = conv_bwd(m, &m->conv1, m->xin, P, NULL);
     return rc;
+}
+
+/* The parameter index (ft_iresnet_param's order) of the tensor whose gradient is g, or a
+ * large number when none is (frozen weights have no gradient). */
+static int param_index(const ft_iresnet *m, const float *g) {
+    for (int k = 0, i = 0; k < m->nt; k++) {
+        if (!m->t[k].is_param) continue;
+        if (g && m->t[k].g == g) return i;
+        i++;
+    }
+    return 1 << 30;
+}
+
+static int min_index(const ft_iresnet *m, const float *const *g, int n) {
+    int lo = 1 << 30;
+    for (int i = 0; i < n; i++) {
+        int k = param_index(m, g[i]);
+        if (k < lo) lo = k;
+    }
+    return lo;
+}
+
+void ft_iresnet_set_grad_hook(ft_iresnet *m, ft_iresnet_grad_hook fn, void *ctx) {
+    m->hook = fn, m->hook_ctx = ctx;
+    if (!fn) return;
+    const float *bn2[] = {m->bn2.gw, m->bn2.gb};
+    m->p_bn2 = min_index(m, bn2, 2);
+    for (int i = 0; i < m->nblocks; i++) {
+        block_l *b = &m->blocks[i];
+        const float *g[] = {b->bn1.gw,
+                            b->bn1.gb,
+                            b->conv1.g,
+                            b->bn2.gw,
+                            b->bn2.gb,
+                            b->prelu.ga,
+                            b->conv2.g,
+                            b->bn3.gw,
+                            b->bn3.gb,
+                            b->has_ds ? b->ds.g : NULL,
+                            b->has_ds ? b->ds_bn.gw : NULL,
+                            b->has_ds ? b->ds_bn.gb : NULL};
+        b->p_first = min_index(m, g, (int)(sizeof g / sizeof g[0]));
+    }
 }
 
 int ft_iresnet_zero_grad(ft_iresnet *m) {

@@ -88,6 +88,14 @@ int ft_iresnet_forward(ft_iresnet *m, const float *x, int batch, int train, cons
  * accumulated ("+="); call ft_iresnet_zero_grad between optimizer steps. demb is not
  * modified. */
 int ft_iresnet_backward(ft_iresnet *m, const float *demb);
+/* Called inside ft_iresnet_backward whenever the gradients of a suffix of the parameters are
+ * final for this backward: every parameter i >= first (ft_iresnet_param's order) holds its
+ * gradient. Called after the head (bn2, fc, features) and after each residual block, the last
+ * block first; the stem's gradients are final when backward returns. The data-parallel
+ * buckets start their all-reduce from it (dist.h). A non-zero return ends backward with it.
+ * fn NULL removes the hook. */
+typedef int (*ft_iresnet_grad_hook)(void *ctx, int first);
+void ft_iresnet_set_grad_hook(ft_iresnet *m, ft_iresnet_grad_hook fn, void *ctx);
 int ft_iresnet_zero_grad(ft_iresnet *m);
 
 /* Dropout mask generator state: the number of train-mode forwards done so far (the mask of

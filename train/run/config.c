@@ -81,6 +81,7 @@ static const keydef KEYS[] = {
     {"max_skipped_steps", K_INT, 1, 1000000, F(max_skipped_steps), 0, "20"},
     {"export_onnx", K_BOOL, 0, 1, F(export_onnx), 0, "True"},
     {"dist_timeout", K_FLOAT, 0.1, 1e7, F(dist_timeout), 0, "300"},
+    {"ddp_overlap", K_BOOL, 0, 1, F(ddp_overlap), 0, "True"},
 };
 #define NKEYS (sizeof KEYS / sizeof KEYS[0])
 

@@ -193,6 +193,7 @@ int ft_run_dist_build(ft_run *r) {
     if ((rc = ft_dp_create(c, o, r->model.net, FT_DP_BUCKET_BYTES, &r->dist.dp)) ||
         (rc = ft_dpfc_create(c, o, r->cfg.batch_size, r->cfg.embedding_size, &r->dist.dpfc)))
         return ft_run_fail(r, rc, "distributed buffers: %s", ft_strerror(rc));
+    ft_dp_set_overlap(r->dist.dp, r->cfg.ddp_overlap);
     return 0;
 }
 
