@@ -279,6 +279,14 @@ int ft_ckpt_unstage(const char *dir, const char *file, int64_t step) {
     return unlink(path) == 0 || errno == ENOENT ? 0 : -errno;
 }
 
+int ft_ckpt_rank_files(char names[3][FT_CKPT_NAME_CAP], int rank, int world) {
+    int n = 0;
+    if (rank == 0) snprintf(names[n++], FT_CKPT_NAME_CAP, "%s", FT_CKPT_BACKBONE);
+    ft_ckpt_pfc_name(names[n++], FT_CKPT_NAME_CAP, rank, world);
+    ft_ckpt_state_name(names[n++], FT_CKPT_NAME_CAP, rank);
+    return n;
+}
+
 void ft_ckpt_pfc_name(char *out, size_t cap, int rank, int world) {
     snprintf(out, cap, "pfc_rank%d_of%d.safetensors", rank, world);
 }

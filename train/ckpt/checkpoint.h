@@ -104,6 +104,10 @@ int ft_ckpt_parse_pending(const char *name, char *file, size_t cap, int64_t *ste
 /* File names. */
 void ft_ckpt_pfc_name(char *out, size_t cap, int rank, int world);
 void ft_ckpt_state_name(char *out, size_t cap, int rank);
+/* The files rank writes in a save of world ranks, in write order (rank 0: the backbone, then
+ * every rank its PFC shard and its state); returns how many (2 or 3). */
+#define FT_CKPT_NAME_CAP 64
+int ft_ckpt_rank_files(char names[3][FT_CKPT_NAME_CAP], int rank, int world);
 
 /* Load f's tensors into src: each tensor of src (not skipped) must exist in f with the same
  * dtype and shape. strict: f must hold no other tensor. what names the file in messages; hint is

@@ -383,18 +383,9 @@ int ft_run_save(ft_run *r) {
     return rc;
 }
 
-/* The files this rank writes: rank 0 the backbone, every rank its shard and state. */
-static int own_files(const ft_run *r, char names[3][64]) {
-    int n = 0;
-    if (r->rank == 0) snprintf(names[n++], 64, "%s", FT_CKPT_BACKBONE);
-    ft_ckpt_pfc_name(names[n++], 64, r->rank, r->world);
-    ft_ckpt_state_name(names[n++], 64, r->rank);
-    return n;
-}
-
 int ft_run_promote(ft_run *r) {
-    char names[3][64], err[PATH_MAX + 128];
-    int n = own_files(r, names);
+    char names[3][FT_CKPT_NAME_CAP], err[PATH_MAX + 128];
+    int n = ft_ckpt_rank_files(names, r->rank, r->world);
     for (int i = 0; i < n; i++) {
         int rc = ft_ckpt_promote(r->cfg.output, names[i], r->pos.global_step, err, sizeof err);
         if (rc)
@@ -407,8 +398,8 @@ int ft_run_promote(ft_run *r) {
 }
 
 void ft_run_unstage(ft_run *r) {
-    char names[3][64];
-    int n = own_files(r, names);
+    char names[3][FT_CKPT_NAME_CAP];
+    int n = ft_ckpt_rank_files(names, r->rank, r->world);
     for (int i = 0; i < n; i++) ft_ckpt_unstage(r->cfg.output, names[i], r->pos.global_step);
 }
 

@@ -100,18 +100,11 @@ int ft_run_clean_stale_tmp(ft_run *r) {
 
 /* 1 when file is one of the checkpoint files of a save by world ranks. */
 static int committed_file(const char *file, int world) {
-    if (strcmp(file, FT_CKPT_BACKBONE) == 0) return 1;
-    char want[64];
-    int k, w, n = 0;
-    if (sscanf(file, "pfc_rank%d_of%d.safetensors%n", &k, &w, &n) == 2 && n > 0 && w == world &&
-        k >= 0 && k < world) {
-        ft_ckpt_pfc_name(want, sizeof want, k, w);
-        return strcmp(want, file) == 0;
-    }
-    n = 0;
-    if (sscanf(file, "state_rank%d.safetensors%n", &k, &n) == 1 && n > 0 && k >= 0 && k < world) {
-        ft_ckpt_state_name(want, sizeof want, k);
-        return strcmp(want, file) == 0;
+    for (int k = 0; k < world; k++) {
+        char names[3][FT_CKPT_NAME_CAP];
+        int n = ft_ckpt_rank_files(names, k, world);
+        for (int i = 0; i < n; i++)
+            if (strcmp(names[i], file) == 0) return 1;
     }
     return 0;
 }

@@ -256,12 +256,11 @@ int ft_run_write_manifest(ft_run *r) {
     if (!f) return ft_run_fail(r, -errno, "%s: cannot create: %s", tmp, strerror(errno));
     fprintf(f, "{\"format\": \"facetrain-checkpoint\", \"global_step\": %lld, \"world_size\": %d, ",
             (long long)r->pos.global_step, r->world);
-    fprintf(f, "\"files\": [\"%s\"", FT_CKPT_BACKBONE);
+    fprintf(f, "\"files\": [");
     for (int k = 0; k < r->world; k++) {
-        char a[64], b[64];
-        ft_ckpt_pfc_name(a, sizeof a, k, r->world);
-        ft_ckpt_state_name(b, sizeof b, k);
-        fprintf(f, ", \"%s\", \"%s\"", a, b);
+        char names[3][FT_CKPT_NAME_CAP];
+        int n = ft_ckpt_rank_files(names, k, r->world);
+        for (int i = 0; i < n; i++) fprintf(f, "%s\"%s\"", k || i ? ", " : "", names[i]);
     }
     fprintf(f, "]}\n");
     int bad = fflush(f) != 0 || fsync(fileno(f)) != 0;
