@@ -773,6 +773,127 @@ static void test_rows(ft_ops *b) {
     free(a.x), free(a.dy), free(a.src), free(a.w), free(a.g), free(a.buf);
 }
 
+/* ---- tensor lists: the multi-tensor ops (the optimizer's passes in one launch each) ---- */
+
+enum { MT = 7 };
+static const size_t mt_len[MT] = {1, 63, 8192, 8193, 20001, 3, 30011}; /* chunk edges, odd ends */
+
+typedef struct multi_arg {
+    float *w[MT], *g[MT], *m[MT];
+    size_t total;
+    int per_tensor; /* 1: the single-tensor ops in a loop, the multi ops' definition */
+} multi_arg;
+
+/* unscale + inf check, sum of squares, clip scale, SGD, then zero: what ft_sgd runs per step */
+static int body_multi(env *e, const void *v, outs *r) {
+    const multi_arg *a = v;
+    ft_ops *o = e->o;
+    ft_tentry te[MT];
+    for (int i = 0; i < MT; i++)
+        te[i] = (ft_tentry){din(e, FT_F32, a->w[i], mt_len[i]), din(e, FT_F32, a->g[i], mt_len[i]),
+                            din(e, FT_F32, a->m[i], mt_len[i]), mt_len[i]};
+    float zero = 0, found = -1;
+    double acc0 = 0.5, acc = 0;
+    float *dfound = dbytes(e, &zero, sizeof zero);
+    double *dacc = dbytes(e, &acc0, sizeof acc0);
+    if (e->err) return 0;
+    ft_tlist *t = NULL;
+    int rc = o->tlist_make(o, MT, te, &t);
+    if (!rc && (t->n != MT || t->total != a->total)) rc = FT_EARG;
+    const float inv = 1.0f / 1024, lr = 0.1f, mom = 0.9f, wd = 5e-4f, coef = 0.37f;
+    if (!rc && a->per_tensor) {
+        for (int i = 0; i < MT && !rc; i++)
+            rc = o->unscale_check(o, mt_len[i], inv, te[i].g, dfound);
+        for (int i = 0; i < MT && !rc; i++) rc = o->sumsq_acc(o, mt_len[i], te[i].g, dacc);
+        for (int i = 0; i < MT && !rc; i++) rc = o->scale(o, mt_len[i], coef, te[i].g);
+        for (int i = 0; i < MT && !rc; i++)
+            rc = o->sgd_update(o, mt_len[i], lr, mom, wd, te[i].w, te[i].g, te[i].m);
+    } else if (!rc) {
+        rc = o->multi_unscale_check(o, t, inv, dfound);
+        if (!rc) rc = o->multi_sumsq_acc(o, t, dacc);
+        if (!rc) rc = o->multi_scale(o, t, coef);
+        if (!rc) rc = o->multi_sgd(o, t, lr, mom, wd);
+    }
+    float *ow = out_slot(r, "w", a->total), *om = out_slot(r, "momentum", a->total),
+          *og = out_slot(r, "g", a->total), *oz = out_slot(r, "g after zero", a->total);
+    size_t off = 0;
+    for (int i = 0; i < MT && !rc; off += mt_len[i], i++) {
+        dget(e, FT_F32, te[i].w, mt_len[i], ow + off);
+        dget(e, FT_F32, te[i].m, mt_len[i], om + off);
+        dget(e, FT_F32, te[i].g, mt_len[i], og + off);
+    }
+    if (!rc && a->per_tensor)
+        for (int i = 0; i < MT && !rc; i++) rc = o->zero(o, te[i].g, mt_len[i] * sizeof(float));
+    else if (!rc)
+        rc = o->multi_zero(o, t);
+    off = 0;
+    for (int i = 0; i < MT && !rc; off += mt_len[i], i++)
+        dget(e, FT_F32, te[i].g, mt_len[i], oz + off);
+    if (!rc) rc = o->download(o, &found, dfound, sizeof found);
+    if (!rc) rc = o->download(o, &acc, dacc, sizeof acc);
+    float *of = out_slot(r, "found, sum of squares", 2);
+    of[0] = found, of[1] = (float)acc;
+    o->tlist_free(o, t);
+    return rc;
+}
+
+/* both paths on one backend: equal bit for bit, the sum of squares to 1e-12 (order) */
+static void multi_vs_loop(ft_ops *b, multi_arg *a, const char *what, float want_found) {
+    env e1 = {b, FT_F32, {0}, 0, 0}, e2 = {b, FT_F32, {0}, 0, 0};
+    outs r1 = {0}, r2 = {0};
+    a->per_tensor = 0;
+    int rc1 = body_multi(&e1, a, &r1);
+    a->per_tensor = 1;
+    int rc2 = body_multi(&e2, a, &r2);
+    a->per_tensor = 0;
+    int ok = !rc1 && !rc2 && !e1.err && !e2.err && r1.n == 5 && r2.n == 5;
+    size_t diff = 0;
+    for (int k = 0; ok && k < 4; k++)
+        diff += memcmp(r1.v[k], r2.v[k], a->total * sizeof(float)) != 0;
+    for (size_t i = 0; ok && i < a->total; i++) diff += r1.v[3][i] != 0.0f;
+    double s1 = ok ? r1.v[4][1] : 0, s2 = ok ? r2.v[4][1] : 0;
+    ok = ok && !diff && r1.v[4][0] == want_found && r2.v[4][0] == want_found &&
+         (want_found != 0.0f || fabs(s1 - s2) <= 1e-12 * fabs(s2));
+    char d[160];
+    snprintf(d, sizeof d, "(status %s / %s, %zu outputs differ, found %g / %g, sumsq %.9g / %.9g)",
+             ft_strerror(rc1), ft_strerror(rc2), diff, ok || r1.n == 5 ? r1.v[4][0] : -1,
+             ok || r2.n == 5 ? r2.v[4][0] : -1, s1, s2);
+    verdict(what, ok, d);
+    env_release(&e1), env_release(&e2);
+    outs_free(&r1), outs_free(&r2);
+}
+
+static void test_multi(ft_ops *b) {
+    multi_arg a = {.total = 0};
+    ft_rng g;
+    ft_rng_seed(&g, seed, 900);
+    for (int i = 0; i < MT; i++) {
+        a.w[i] = hmk(mt_len[i], &g, -1, 1), a.g[i] = hmk(mt_len[i], &g, -300, 300);
+        a.m[i] = hmk(mt_len[i], &g, -0.5f, 0.5f), a.total += mt_len[i];
+    }
+    compare("multi_unscale_check, multi_sumsq_acc, multi_scale, multi_sgd, multi_zero", b, FT_F32,
+            body_multi, &a, 1);
+    multi_vs_loop(b, &a, "multi ops equal their per-tensor loops", 0.0f);
+    /* an inf in the middle of a chunk of one tensor, a NaN at the very end of the last */
+    a.g[4][10001] = INFINITY, a.g[MT - 1][mt_len[MT - 1] - 1] = NAN;
+    multi_vs_loop(b, &a, "multi_unscale_check: an inf and a NaN set the flag", 1.0f);
+    /* an empty list is valid and touches nothing */
+    ft_tlist *t = NULL;
+    env e = {b, FT_F32, {0}, 0, 0};
+    double acc = 0, *dacc = dbytes(&e, &acc, sizeof acc);
+    int rc = b->tlist_make(b, 0, NULL, &t);
+    if (!rc) rc = b->multi_zero(b, t);
+    if (!rc) rc = b->multi_sgd(b, t, 0.1f, 0.9f, 0.0f);
+    if (!rc) rc = b->multi_sumsq_acc(b, t, dacc);
+    acc = -1;
+    if (!rc) rc = b->download(b, &acc, dacc, sizeof acc);
+    verdict("tensor list of no tensors", !rc && !e.err && t && t->n == 0 && acc == 0.0, "");
+    b->tlist_free(b, t);
+    b->tlist_free(b, NULL);
+    env_release(&e);
+    for (int i = 0; i < MT; i++) free(a.w[i]), free(a.g[i]), free(a.m[i]);
+}
+
 /* ---- coverage: every slot has a case ---- */
 
 static const int covered[] = {
@@ -822,7 +943,14 @@ static const int covered[] = {
     FT_OP_row_exp_sum,
     FT_OP_softmax_xent_bwd,
     FT_OP_sgd_update,
-    FT_OP_sgd_update_rows};
+    FT_OP_sgd_update_rows,
+    FT_OP_tlist_make,
+    FT_OP_tlist_free,
+    FT_OP_multi_zero,
+    FT_OP_multi_scale,
+    FT_OP_multi_sumsq_acc,
+    FT_OP_multi_unscale_check,
+    FT_OP_multi_sgd};
 
 static int check_coverage(void) {
     int ok = 1;
@@ -861,6 +989,7 @@ static void run_backend(ft_ops *b, int dt_filter, const char *opf) {
     if (want_op(opf, "host_alloc host_free input_u8")) test_input(b);
     if (want_op(opf, "unscale_check")) test_unscale(b);
     if (want_op(opf, "rows margin sgd")) test_rows(b);
+    if (want_op(opf, "tlist multi")) test_multi(b);
     if (want_op(opf, "axpy scale sumsq sumsq_acc")) {
         vec_arg a = {.n = 100003};
         ft_rng g;

@@ -1,5 +1,10 @@
 /* optim.c: SGD (momentum, weight decay; torch.optim.SGD semantics) and global grad-norm
  * clipping (torch.nn.utils.clip_grad_norm_) over registered parameters. See optim.h.
+ *
+ * Each pass over the parameters (zero, unscale, norm, clip, update) is one multi-tensor op on
+ * a tensor list (ops.h ft_tlist), so a GPU step launches a handful of kernels for the
+ * optimizer instead of a few per parameter tensor. The lists are made on first use and again
+ * after a change of membership (a parameter added, a row restriction set or lifted).
  */
 #include <errno.h>
 #include <math.h>
@@ -20,6 +25,16 @@ typedef struct sgd_param {
     const int32_t *rows_idx;
 } sgd_param;
 
+/* the tensor lists of the passes */
+enum {
+    L_ZERO,     /* every parameter with a gradient */
+    L_TRAIN,    /* the trainable ones (unscale) */
+    L_BACKBONE, /* the trainable ones of a group (clip) */
+    L_HEAD,
+    L_WHOLE, /* the trainable ones without a row restriction (the whole-tensor update) */
+    L_COUNT
+};
+
 struct ft_sgd {
     ft_ops *o;
     ft_sgd_config cfg;
@@ -28,7 +43,55 @@ struct ft_sgd {
     uint64_t steps;
     float *found; /* device flag of ft_sgd_unscale */
     double *norm; /* device accumulator of ft_sgd_clip_grad_norm */
+    ft_tlist *list[L_COUNT];
+    int lists_stale;
 };
+
+static void drop_lists(ft_sgd *s) {
+    for (int l = 0; l < L_COUNT; l++) {
+        if (s->list[l]) s->o->tlist_free(s->o, s->list[l]);
+        s->list[l] = NULL;
+    }
+    s->lists_stale = 1;
+}
+
+static int in_list(const sgd_param *q, int l) {
+    switch (l) {
+    case L_ZERO:
+        return q->p.g != NULL;
+    case L_TRAIN:
+        return q->p.trainable;
+    case L_BACKBONE:
+        return q->p.trainable && q->group == FT_SGD_GROUP_BACKBONE;
+    case L_HEAD:
+        return q->p.trainable && q->group == FT_SGD_GROUP_HEAD;
+    default:
+        return q->p.trainable && !q->rows_idx;
+    }
+}
+
+/* the lists, (re)made when stale */
+static int lists(ft_sgd *s) {
+    if (!s->lists_stale) return 0;
+    drop_lists(s);
+    ft_tentry *e = malloc((size_t)(s->n ? s->n : 1) * sizeof *e);
+    if (!e) return -ENOMEM;
+    int rc = 0;
+    for (int l = 0; l < L_COUNT && !rc; l++) {
+        int k = 0;
+        for (int i = 0; i < s->n; i++)
+            if (in_list(&s->ps[i], l))
+                e[k++] = (ft_tentry){s->ps[i].p.w, s->ps[i].p.g, s->ps[i].buf, s->ps[i].p.numel};
+        rc = s->o->tlist_make(s->o, k, e, &s->list[l]);
+    }
+    free(e);
+    if (rc) {
+        drop_lists(s);
+        return rc;
+    }
+    s->lists_stale = 0;
+    return 0;
+}
 
 int ft_sgd_create(ft_ops *o, const ft_sgd_config *cfg, ft_sgd **out) {
     if (!(cfg->momentum >= 0.0f) || !(cfg->weight_decay >= 0.0f)) return FT_EARG;
@@ -36,6 +99,7 @@ int ft_sgd_create(ft_ops *o, const ft_sgd_config *cfg, ft_sgd **out) {
     if (!s) return -ENOMEM;
     s->o = o;
     s->cfg = *cfg;
+    s->lists_stale = 1;
     int rc = o->alloc(o, sizeof(float), (void **)&s->found);
     if (!rc) rc = o->alloc(o, sizeof(double), (void **)&s->norm);
     if (rc) {
@@ -48,6 +112,7 @@ int ft_sgd_create(ft_ops *o, const ft_sgd_config *cfg, ft_sgd **out) {
 
 void ft_sgd_free(ft_sgd *s) {
     if (!s) return;
+    drop_lists(s);
     for (int i = 0; i < s->n; i++)
         if (s->ps[i].buf) s->o->free(s->o, s->ps[i].buf);
     if (s->found) s->o->free(s->o, s->found);
@@ -67,6 +132,7 @@ int ft_sgd_add_param(ft_sgd *s, const ft_param *p, int group) {
     }
     sgd_param *q = &s->ps[s->n];
     memset(q, 0, sizeof *q);
+    s->lists_stale = 1;
     snprintf(q->name, sizeof q->name, "%s", p->name);
     snprintf(q->bufname, sizeof q->bufname, "%s.momentum_buffer", p->name);
     q->p = *p;
@@ -94,48 +160,42 @@ int ft_sgd_set_rows(ft_sgd *s, int id, int dim, const int32_t *dev_index, int co
     if (id < 0 || id >= s->n) return FT_EARG;
     sgd_param *q = &s->ps[id];
     if (!dev_index) {
+        if (q->rows_idx) s->lists_stale = 1;
         q->rows_idx = NULL;
         return 0;
     }
     if (dim < 1 || q->p.numel % (size_t)dim || count < 0 ||
         (size_t)count > q->p.numel / (size_t)dim)
         return FT_EARG;
+    if (!q->rows_idx) s->lists_stale = 1;
     q->rows_idx = dev_index, q->dim = dim, q->rows = count;
     return 0;
 }
 
 int ft_sgd_clip_grad_norm(ft_sgd *s, int group, double max_norm, double *norm) {
-    /* the squares summed on the device, tensor after tensor, one download for the norm */
+    /* the squares summed on the device in one pass over the group, one download for the norm */
     ft_ops *o = s->o;
+    if (group != FT_SGD_GROUP_BACKBONE && group != FT_SGD_GROUP_HEAD) return FT_EARG;
+    int rc = lists(s);
+    if (rc) return rc;
+    const ft_tlist *t = s->list[group == FT_SGD_GROUP_BACKBONE ? L_BACKBONE : L_HEAD];
     double total = 0;
-    int rc = o->zero(o, s->norm, sizeof(double));
-    for (int i = 0; i < s->n && !rc; i++) {
-        sgd_param *q = &s->ps[i];
-        if (q->group != group || !q->p.trainable) continue;
-        rc = o->sumsq_acc(o, q->p.numel, q->p.g, s->norm);
-    }
+    rc = o->zero(o, s->norm, sizeof(double));
+    if (!rc) rc = o->multi_sumsq_acc(o, t, s->norm);
     if (!rc) rc = o->download(o, &total, s->norm, sizeof total);
     if (rc) return rc;
     double nrm = sqrt(total);
     if (norm) *norm = nrm;
     double coef = max_norm / (nrm + 1e-6);
     if (!(coef < 1.0)) return 0;
-    for (int i = 0; i < s->n; i++) {
-        sgd_param *q = &s->ps[i];
-        if (q->group != group || !q->p.trainable) continue;
-        rc = s->o->scale(s->o, q->p.numel, (float)coef, q->p.g);
-        if (rc) return rc;
-    }
-    return 0;
+    return o->multi_scale(o, t, (float)coef);
 }
 
 int ft_sgd_unscale(ft_sgd *s, float inv_scale, int *found_inf) {
     ft_ops *o = s->o;
-    int rc = o->zero(o, s->found, sizeof(float));
-    for (int i = 0; i < s->n && !rc; i++) {
-        sgd_param *q = &s->ps[i];
-        if (q->p.trainable) rc = o->unscale_check(o, q->p.numel, inv_scale, q->p.g, s->found);
-    }
+    int rc = lists(s);
+    if (!rc) rc = o->zero(o, s->found, sizeof(float));
+    if (!rc) rc = o->multi_unscale_check(o, s->list[L_TRAIN], inv_scale, s->found);
     float f = 0;
     if (!rc) rc = o->download(o, &f, s->found, sizeof f);
     if (!rc) *found_inf = f != 0.0f;
@@ -144,27 +204,22 @@ int ft_sgd_unscale(ft_sgd *s, float inv_scale, int *found_inf) {
 
 int ft_sgd_step(ft_sgd *s, float lr) {
     float m = s->cfg.momentum, wd = s->cfg.weight_decay;
-    for (int i = 0; i < s->n; i++) {
+    int rc = lists(s);
+    if (!rc) rc = s->o->multi_sgd(s->o, s->list[L_WHOLE], lr, m, wd);
+    for (int i = 0; i < s->n && !rc; i++) {
         sgd_param *q = &s->ps[i];
-        if (!q->p.trainable) continue;
-        int rc = q->rows_idx
-                     ? s->o->sgd_update_rows(s->o, q->rows, q->dim, q->rows_idx, lr, m, wd, q->p.w,
-                                             q->p.g, q->buf)
-                     : s->o->sgd_update(s->o, q->p.numel, lr, m, wd, q->p.w, q->p.g, q->buf);
-        if (rc) return rc;
+        if (q->p.trainable && q->rows_idx)
+            rc = s->o->sgd_update_rows(s->o, q->rows, q->dim, q->rows_idx, lr, m, wd, q->p.w,
+                                       q->p.g, q->buf);
     }
+    if (rc) return rc;
     s->steps++;
     return 0;
 }
 
 int ft_sgd_zero_grad(ft_sgd *s) {
-    for (int i = 0; i < s->n; i++) {
-        sgd_param *q = &s->ps[i];
-        if (!q->p.g) continue;
-        int rc = s->o->zero(s->o, q->p.g, q->p.numel * sizeof(float));
-        if (rc) return rc;
-    }
-    return 0;
+    int rc = lists(s);
+    return rc ? rc : s->o->multi_zero(s->o, s->list[L_ZERO]);
 }
 
 uint64_t ft_sgd_steps(const ft_sgd *s) {

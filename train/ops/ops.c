@@ -1,6 +1,8 @@
 /* ops.c: what every backend shares: the backend factory (the one place a backend is chosen),
  * the capability query, the slot names, convolution geometry, dtypes and the arena planner. */
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ft_common.h"
@@ -106,8 +108,8 @@ const char *ft_ops_backends(void) {
 #endif
 }
 
-int ft_ops_create(const char *name, const ft_ops_options *opts, ft_ops **out, char *err,
-                  size_t errcap) {
+static int create_named(const char *name, const ft_ops_options *opts, ft_ops **out, char *err,
+                        size_t errcap) {
     ft_ops_options def;
     if (!opts) ft_ops_options_init(&def), opts = &def;
     if (errcap) err[0] = '\0';
@@ -127,7 +129,7 @@ int ft_ops_create(const char *name, const ft_ops_options *opts, ft_ops **out, ch
         if (rc != FT_ENODEV) return rc;
         if (errcap) err[0] = '\0';
 #endif
-        return ft_ops_create("cpu", opts, out, err, errcap);
+        return create_named("cpu", opts, out, err, errcap);
     }
     if (name && strcmp(name, "cuda") == 0) {
 #if defined(FT_HAVE_CUDA)
@@ -145,6 +147,80 @@ int ft_ops_create(const char *name, const ft_ops_options *opts, ft_ops **out, ch
         snprintf(err, errcap, "device '%s' is not a backend (this build has: %s)",
                  name ? name : "(null)", ft_ops_backends());
     return FT_EARG;
+}
+
+int ft_ops_create(const char *name, const ft_ops_options *opts, ft_ops **out, char *err,
+                  size_t errcap) {
+    int rc = create_named(name, opts, out, err, errcap);
+    if (!rc) ft_ops_fill_multi(*out);
+    return rc;
+}
+
+/* ---- tensor lists: the host part, and the multi ops as per-tensor loops ---- */
+
+int ft_tlist_host_make(int n, const ft_tentry *e, ft_tlist **out) {
+    if (n < 0 || (n && !e)) return FT_EARG;
+    ft_tlist *t = calloc(1, sizeof *t);
+    if (!t || !(t->e = malloc((size_t)(n ? n : 1) * sizeof *t->e))) {
+        free(t);
+        return -ENOMEM;
+    }
+    t->n = n;
+    for (int i = 0; i < n; i++) t->e[i] = e[i], t->total += e[i].numel;
+    *out = t;
+    return 0;
+}
+
+void ft_tlist_host_free(ft_tlist *t) {
+    if (!t) return;
+    free(t->e);
+    free(t);
+}
+
+static int gen_tlist_make(ft_ops *o, int n, const ft_tentry *e, ft_tlist **out) {
+    (void)o;
+    return ft_tlist_host_make(n, e, out);
+}
+static void gen_tlist_free(ft_ops *o, ft_tlist *t) {
+    (void)o;
+    ft_tlist_host_free(t);
+}
+static int gen_multi_zero(ft_ops *o, const ft_tlist *t) {
+    int rc = 0;
+    for (int i = 0; i < t->n && !rc; i++) rc = o->zero(o, t->e[i].g, t->e[i].numel * sizeof(float));
+    return rc;
+}
+static int gen_multi_scale(ft_ops *o, const ft_tlist *t, float alpha) {
+    int rc = 0;
+    for (int i = 0; i < t->n && !rc; i++) rc = o->scale(o, t->e[i].numel, alpha, t->e[i].g);
+    return rc;
+}
+static int gen_multi_sumsq_acc(ft_ops *o, const ft_tlist *t, double *acc) {
+    int rc = 0;
+    for (int i = 0; i < t->n && !rc; i++) rc = o->sumsq_acc(o, t->e[i].numel, t->e[i].g, acc);
+    return rc;
+}
+static int gen_multi_unscale_check(ft_ops *o, const ft_tlist *t, float inv_scale, float *found) {
+    int rc = 0;
+    for (int i = 0; i < t->n && !rc; i++)
+        rc = o->unscale_check(o, t->e[i].numel, inv_scale, t->e[i].g, found);
+    return rc;
+}
+static int gen_multi_sgd(ft_ops *o, const ft_tlist *t, float lr, float momentum, float wd) {
+    int rc = 0;
+    for (int i = 0; i < t->n && !rc; i++)
+        rc = o->sgd_update(o, t->e[i].numel, lr, momentum, wd, t->e[i].w, t->e[i].g, t->e[i].m);
+    return rc;
+}
+
+void ft_ops_fill_multi(ft_ops *o) {
+    if (!o->tlist_make || !o->tlist_free)
+        o->tlist_make = gen_tlist_make, o->tlist_free = gen_tlist_free;
+    if (!o->multi_zero) o->multi_zero = gen_multi_zero;
+    if (!o->multi_scale) o->multi_scale = gen_multi_scale;
+    if (!o->multi_sumsq_acc) o->multi_sumsq_acc = gen_multi_sumsq_acc;
+    if (!o->multi_unscale_check) o->multi_unscale_check = gen_multi_unscale_check;
+    if (!o->multi_sgd) o->multi_sgd = gen_multi_sgd;
 }
 
 void ft_ops_free(ft_ops *o) {

@@ -122,7 +122,14 @@ typedef struct ft_margin {
     X(row_exp_sum)                                                                                 \
     X(softmax_xent_bwd)                                                                            \
     X(sgd_update)                                                                                  \
-    X(sgd_update_rows)
+    X(sgd_update_rows)                                                                             \
+    X(tlist_make)                                                                                  \
+    X(tlist_free)                                                                                  \
+    X(multi_zero)                                                                                  \
+    X(multi_scale)                                                                                 \
+    X(multi_sumsq_acc)                                                                             \
+    X(multi_unscale_check)                                                                         \
+    X(multi_sgd)
 
 #define FT_OP_ENUM_(name) FT_OP_##name,
 typedef enum ft_op_id { FT_OPS_SLOTS(FT_OP_ENUM_) FT_OP_COUNT } ft_op_id;
@@ -132,6 +139,25 @@ const char *ft_op_name(int op); /* "conv_fwd"; NULL outside [0, FT_OP_COUNT) */
 /* 1 for the slots whose operands include activations of a storage dtype (the ones a backend
  * may support in F16/BF16 besides F32) */
 int ft_op_takes_dtype(int op);
+
+/* ---- tensor lists, for the multi-tensor ops ----
+ * The optimizer touches every parameter tensor several times a step (zero, unscale, norm,
+ * clip, update): a few hundred tensors in an IResNet-100, each a kernel launch on a GPU. A
+ * tensor list is made once (a model's pointers are stable), and each multi-tensor op then
+ * covers the whole list in one launch on the CUDA backend (PyTorch's foreach /
+ * multi_tensor_apply). Every element gets exactly the single-tensor op's expression, so a
+ * multi op equals its per-tensor loop bit for bit, except multi_sumsq_acc's summation order. */
+typedef struct ft_tentry {
+    float *w, *g, *m; /* weights, gradients, momentum (device, fp32); an op reads only those
+                         it names, the others may be NULL */
+    size_t numel;
+} ft_tentry;
+typedef struct ft_tlist {
+    int n;        /* tensors */
+    size_t total; /* their elements */
+    ft_tentry *e; /* host copy of the entries */
+    void *impl;   /* the backend's form of the list (CUDA: a device table), or NULL */
+} ft_tlist;
 
 typedef struct ft_ops ft_ops;
 struct ft_ops {
@@ -290,6 +316,16 @@ struct ft_ops {
     /* the same on rows idx[0..rows) of [*, dim] matrices only */
     int (*sgd_update_rows)(ft_ops *o, int rows, int dim, const int32_t *idx, float lr,
                            float momentum, float wd, float *w, const float *g, float *buf);
+
+    /* tensor lists (see ft_tlist): make copies e[0..n) (n >= 0); free is NULL-safe */
+    int (*tlist_make)(ft_ops *o, int n, const ft_tentry *e, ft_tlist **out);
+    void (*tlist_free)(ft_ops *o, ft_tlist *t);
+    /* over every entry of t, as the single-tensor op of the same name on each: */
+    int (*multi_zero)(ft_ops *o, const ft_tlist *t);                   /* g = 0 */
+    int (*multi_scale)(ft_ops *o, const ft_tlist *t, float alpha);     /* g *= alpha */
+    int (*multi_sumsq_acc)(ft_ops *o, const ft_tlist *t, double *acc); /* acc += sum g^2 */
+    int (*multi_unscale_check)(ft_ops *o, const ft_tlist *t, float inv_scale, float *found);
+    int (*multi_sgd)(ft_ops *o, const ft_tlist *t, float lr, float momentum, float wd); /* w,g,m */
 };
 
 /* ---- the backend factory ---- */
@@ -314,6 +350,12 @@ void ft_ops_options_init(ft_ops_options *opts); /* threads 0, device -1, inferen
 int ft_ops_create(const char *name, const ft_ops_options *opts, ft_ops **out, char *err,
                   size_t errcap);
 void ft_ops_free(ft_ops *o); /* NULL-safe */
+/* The multi-tensor slots as loops over the single-tensor ones, for a backend that has no
+ * faster form (the factory fills the slots a backend left NULL); and the host part of a list,
+ * which a backend's own tlist_make extends. */
+void ft_ops_fill_multi(ft_ops *o);
+int ft_tlist_host_make(int n, const ft_tentry *e, ft_tlist **out);
+void ft_tlist_host_free(ft_tlist *t);
 /* The backends compiled into this build, space-separated ("cpu" or "cpu cuda"). */
 const char *ft_ops_backends(void);
 /* CPU backend: its worker count; 0 for another backend */

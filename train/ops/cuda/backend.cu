@@ -167,6 +167,7 @@ extern "C" int ft_ops_cuda_create_(int device, ft_ops **out, char *err, size_t e
     cuda_install_prelu(o);
     cuda_install_rows(o);
     cuda_install_margin(o);
+    cuda_install_multi(o);
     *out = o;
     return 0;
 }

@@ -147,7 +147,10 @@ void cuda_install_batchnorm(ft_ops *o);
 void cuda_install_prelu(ft_ops *o);
 void cuda_install_rows(ft_ops *o);
 void cuda_install_margin(ft_ops *o);
+void cuda_install_multi(ft_ops *o);
 void cuda_conv_release(cuda_backend *b); /* conv.cu: the descriptor cache */
+/* elementwise.cu: *acc (device) += the sum of b->red[0..parts), in a fixed order */
+int cuda_acc_parts(ft_ops *o, int parts, double *acc);
 /* cast.cu: the cast op for other files (fc's fp32 copies, bwd_filter's 16-bit dw) */
 int cuda_cast_run(ft_ops *o, size_t count, ft_dtype sdt, const void *src, ft_dtype ddt, void *dst);
 

@@ -87,6 +87,10 @@ static int cuda_sumsq_acc(ft_ops *o, size_t count, const float *x, double *acc) 
      * next call only after this one's k_acc_parts has read it (same stream) */
     k_sumsq_part<<<parts, CUDA_RED, 0, b->stream>>>(count, x, b->red);
     CU_LAUNCHED();
+    return cuda_acc_parts(o, parts, acc);
+}
+int cuda_acc_parts(ft_ops *o, int parts, double *acc) {
+    cuda_backend *b = cuda_of(o);
     k_acc_parts<<<1, CUDA_RED, 0, b->stream>>>(parts, b->red, acc);
     CU_LAUNCHED();
     return 0;
