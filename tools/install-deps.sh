@@ -6,6 +6,7 @@ PKGS="build-essential cmake pkg-config clang clang-format util-linux
 liblmdb-dev lmdb-utils liburing-dev libturbojpeg0-dev libjpeg62-turbo-dev libxxhash-dev
 libopenblas-dev libopenblas0-openmp libcjson-dev libdnnl-dev
 protobuf-c-compiler libprotobuf-c-dev libonnx-dev openmpi-bin libopenmpi-dev
+slurmd slurmctld slurm-client munge
 python3 python3-numpy python3-torch python3-opencv python3-onnx python3-pip"
 
 missing=""

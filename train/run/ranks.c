@@ -141,6 +141,14 @@ int ft_run_dist_init(ft_run *r) {
                            "by mpirun, srun or ft-launch: start CPU ranks with ft-launch or "
                            "mpirun -np N ft-train ... (docs/distributed.md)",
                            e.rank, e.world);
+    /* srun starts the ranks itself; Open MPI's MPI_Init then needs Slurm's PMIx server, and
+     * without it aborts with a page about rebuilding MPI */
+    if (strcmp(e.launcher, "srun") == 0 && !getenv("PMIX_NAMESPACE") && !getenv("PMIX_RANK"))
+        return ft_run_fail(r, FT_ENOTSUP,
+                           "started by srun as rank %d of %d without PMIx (PMIX_NAMESPACE is "
+                           "unset): run srun --mpi=pmix ft-train ... (or set MpiDefault=pmix in "
+                           "slurm.conf)",
+                           e.rank, e.world);
     ft_comm_mpi_options mo;
     ft_comm_mpi_options_init(&mo);
     mo.prog = FT_TRAIN_PROG;
