@@ -256,9 +256,27 @@ static void test_input(ft_ops *b) {
                     printf("    input_u8 image %d channel %d pixel %d: %a, want %a\n", i, c, p, g,
                            want);
             }
+    /* upload_ahead: a second batch copied beside a queued op, seen by the op queued after it */
+    uint8_t *dx2 = ok ? dalloc(&e, cnt) : NULL, *pin2 = NULL;
+    int ok2 = ok && dx2 && !b->host_alloc(b, cnt, (void **)&pin2);
+    for (size_t i = 0; ok2 && i < cnt; i++) pin2[i] = (uint8_t)(pin[i] ^ 0x5a);
+    float *dst2 = dpoison(&e, FT_F32, cnt), *dst3 = dpoison(&e, FT_F32, cnt), got2[N * H * W * C];
+    ok2 = ok2 && !b->input_u8(b, N, H, W, dx, dst2) && !b->upload_ahead(b, dx2, pin2, cnt) &&
+          !b->input_u8(b, N, H, W, dx2, dst3);
+    dget(&e, FT_F32, dst3, cnt, got2);
+    dget(&e, FT_F32, dst2, cnt, got);
+    ok2 = ok2 && !e.err;
+    for (size_t i = 0; ok2 && i < cnt; i++) {
+        size_t img = i / ((size_t)H * W * C), p = i / C % ((size_t)H * W), c = i % C;
+        size_t at = (img * C + c) * H * W + p;
+        float want = ft_km_pixel_norm(pin2[i]), want1 = ft_km_pixel_norm(pin[i]);
+        ok2 = memcmp(&want, &got2[at], sizeof want) == 0 && memcmp(&want1, &got[at], 4) == 0;
+    }
     b->host_free(b, pin);
+    b->host_free(b, pin2);
     b->host_free(b, NULL); /* NULL is a no-op */
     verdict("host_alloc upload host_free, input_u8 (exact, NCHW)", ok, "");
+    verdict("upload_ahead: seen by the ops queued after it, earlier ops intact", ok2, "");
     env_release(&e);
 }
 
@@ -909,6 +927,7 @@ static const int covered[] = {
     FT_OP_mem_info,
     FT_OP_host_alloc,
     FT_OP_host_free,
+    FT_OP_upload_ahead,
     FT_OP_cast,
     FT_OP_act_import,
     FT_OP_act_export,

@@ -152,7 +152,7 @@ static int create_named(const char *name, const ft_ops_options *opts, ft_ops **o
 int ft_ops_create(const char *name, const ft_ops_options *opts, ft_ops **out, char *err,
                   size_t errcap) {
     int rc = create_named(name, opts, out, err, errcap);
-    if (!rc) ft_ops_fill_multi(*out);
+    if (!rc) ft_ops_fill_defaults(*out);
     return rc;
 }
 
@@ -213,7 +213,8 @@ static int gen_multi_sgd(ft_ops *o, const ft_tlist *t, float lr, float momentum,
     return rc;
 }
 
-void ft_ops_fill_multi(ft_ops *o) {
+void ft_ops_fill_defaults(ft_ops *o) {
+    if (!o->upload_ahead) o->upload_ahead = o->upload;
     if (!o->tlist_make || !o->tlist_free)
         o->tlist_make = gen_tlist_make, o->tlist_free = gen_tlist_free;
     if (!o->multi_zero) o->multi_zero = gen_multi_zero;

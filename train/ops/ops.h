@@ -88,6 +88,7 @@ typedef struct ft_margin {
     X(mem_info)                                                                                    \
     X(host_alloc)                                                                                  \
     X(host_free)                                                                                   \
+    X(upload_ahead)                                                                                \
     X(cast)                                                                                        \
     X(act_import)                                                                                  \
     X(act_export)                                                                                  \
@@ -187,6 +188,12 @@ struct ft_ops {
      * unchanged until the next synchronizing op (download, sync, sumsq). */
     int (*host_alloc)(ft_ops *o, size_t bytes, void **host);
     void (*host_free)(ft_ops *o, void *host); /* NULL is a no-op */
+    /* upload on a copy stream of the backend's own: ops queued after it see the data, ops
+     * queued before it may still be running while it copies (CUDA: the copy runs beside the
+     * previous step's tail). The caller makes sure nothing queued before it still uses
+     * dev_dst (a synchronizing op since its last use); host_src as for upload. Backends
+     * without a second stream: upload. */
+    int (*upload_ahead)(ft_ops *o, void *dev_dst, const void *host_src, size_t bytes);
 
     /* dst = src converted element by element (count elements; F32, F16, BF16 either way;
      * equal dtypes copy) */
@@ -350,10 +357,10 @@ void ft_ops_options_init(ft_ops_options *opts); /* threads 0, device -1, inferen
 int ft_ops_create(const char *name, const ft_ops_options *opts, ft_ops **out, char *err,
                   size_t errcap);
 void ft_ops_free(ft_ops *o); /* NULL-safe */
-/* The multi-tensor slots as loops over the single-tensor ones, for a backend that has no
- * faster form (the factory fills the slots a backend left NULL); and the host part of a list,
- * which a backend's own tlist_make extends. */
-void ft_ops_fill_multi(ft_ops *o);
+/* The slots a backend may leave NULL, filled by the factory: upload_ahead as upload, the
+ * multi-tensor slots as loops over the single-tensor ones; and the host part of a list, which
+ * a backend's own tlist_make extends. */
+void ft_ops_fill_defaults(ft_ops *o);
 int ft_tlist_host_make(int n, const ft_tentry *e, ft_tlist **out);
 void ft_tlist_host_free(ft_tlist *t);
 /* The backends compiled into this build, space-separated ("cpu" or "cpu cuda"). */

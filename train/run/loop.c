@@ -294,10 +294,12 @@ static int train_step(ft_run *r, const loader_batch *b, float *loss) {
     const int32_t *labels_all = b->labels;
     float *demb_all = r->model.demb;
     if (b->layout == LOADER_U8_HWC) {
-        /* one copy of the uint8 pixels (a quarter of the floats), normalized where they land;
-         * the page-locked batch stays untouched until the next loader_next, by which time the
-         * step's downloads have synchronized */
-        if ((rc = o->upload(o, r->data.pixels_dev, b->data, b->data_bytes)) ||
+        /* one copy of the uint8 pixels (a quarter of the floats), normalized where they land,
+         * on the backend's copy stream beside the previous step's optimizer pass. Safe: the
+         * previous step's input_u8 (the last user of pixels_dev) was followed by its loss
+         * download, and the page-locked batch stays untouched until the next loader_next, by
+         * which time this step's downloads have waited for the copy */
+        if ((rc = o->upload_ahead(o, r->data.pixels_dev, b->data, b->data_bytes)) ||
             (rc = o->input_u8(o, n, (int)b->h, (int)b->w, r->data.pixels_dev, in)))
             return ft_run_fail(r, rc, "input: %s", ft_strerror(rc));
     } else if ((rc = o->upload(o, in, b->data, b->data_bytes))) {

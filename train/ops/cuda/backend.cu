@@ -40,12 +40,15 @@ void *cuda_scratch(ft_ops *o, int s, size_t bytes) {
 static void cuda_destroy(ft_ops *o) {
     cuda_backend *b = cuda_of(o);
     if (b->stream) cudaStreamSynchronize(b->stream);
+    if (b->copy) cudaStreamSynchronize(b->copy);
     cuda_conv_release(b);
     for (int i = 0; i < 3; i++) cudaFree(b->scratch[i]);
     cudaFree(b->red);
     cudaFreeHost(b->red_host);
     if (b->dnn) cudnnDestroy(b->dnn);
     if (b->blas) cublasDestroy(b->blas);
+    if (b->copied) cudaEventDestroy(b->copied);
+    if (b->copy) cudaStreamDestroy(b->copy);
     if (b->stream) cudaStreamDestroy(b->stream);
     free(b);
 }
@@ -129,6 +132,10 @@ extern "C" int ft_ops_cuda_create_(int device, ft_ops **out, char *err, size_t e
     if (ce != cudaSuccess) what = "cudaSetDevice";
     if (!what && (ce = cudaStreamCreateWithFlags(&b->stream, cudaStreamNonBlocking)) != cudaSuccess)
         what = "cudaStreamCreate";
+    if (!what && (ce = cudaStreamCreateWithFlags(&b->copy, cudaStreamNonBlocking)) != cudaSuccess)
+        what = "cudaStreamCreate(copy)";
+    if (!what && (ce = cudaEventCreateWithFlags(&b->copied, cudaEventDisableTiming)) != cudaSuccess)
+        what = "cudaEventCreate";
     if (!what &&
         (ce = cudaMalloc((void **)&b->red, CUDA_MAX_BLOCKS * sizeof(double))) != cudaSuccess)
         what = "cudaMalloc";

@@ -47,6 +47,8 @@ typedef struct cuda_backend {
     ft_ops ops;
     int device;
     cudaStream_t stream;
+    cudaStream_t copy;  /* upload_ahead's copies */
+    cudaEvent_t copied; /* recorded on copy after each, waited for by stream */
     cublasHandle_t blas;
     cudnnHandle_t dnn;
     /* scratch owned by the backend (fp32 copies around fc, partial sums); grown only when a

@@ -1,5 +1,6 @@
 /* memory.cu: the CUDA backend's memory slots. Device memory from cudaMalloc (256-byte
- * aligned); every copy is queued on the backend's stream, download waits for it. */
+ * aligned); every copy is queued on the backend's stream, download waits for it, except
+ * upload_ahead's, which run on the copy stream and are joined by an event. */
 #include <errno.h>
 
 #include "cuda.h"
@@ -22,6 +23,7 @@ static int cuda_alloc(ft_ops *o, size_t bytes, void **dev) {
 static void cuda_free(ft_ops *o, void *dev) {
     if (!dev) return;
     cudaStreamSynchronize(cuda_of(o)->stream); /* queued work may still read it */
+    cudaStreamSynchronize(cuda_of(o)->copy);   /* or a copy write it */
     cudaFree(dev);
 }
 static int cuda_upload(ft_ops *o, void *dst, const void *src, size_t bytes) {
@@ -29,6 +31,16 @@ static int cuda_upload(ft_ops *o, void *dst, const void *src, size_t bytes) {
     /* pageable host memory: the copy is staged before cudaMemcpyAsync returns, so the caller
      * may reuse src at once; pinned memory (the loader's batches) overlaps with compute */
     CU_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, cuda_of(o)->stream));
+    return 0;
+}
+static int cuda_upload_ahead(ft_ops *o, void *dst, const void *src, size_t bytes) {
+    if (!bytes) return 0;
+    cuda_backend *b = cuda_of(o);
+    CU_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, b->copy));
+    CU_CHECK(cudaEventRecord(b->copied, b->copy));
+    /* what is queued on stream from now on waits for the copy; what is queued already does
+     * not, and runs beside it */
+    CU_CHECK(cudaStreamWaitEvent(b->stream, b->copied, 0));
     return 0;
 }
 static int cuda_download(ft_ops *o, void *dst, const void *src, size_t bytes) {
@@ -73,6 +85,7 @@ static int cuda_host_alloc(ft_ops *o, size_t bytes, void **host) {
 static void cuda_host_free(ft_ops *o, void *host) {
     if (!host) return;
     cudaStreamSynchronize(cuda_of(o)->stream); /* a queued upload may still read it */
+    cudaStreamSynchronize(cuda_of(o)->copy);
     cudaFreeHost(host);
 }
 
@@ -83,6 +96,7 @@ void cuda_install_memory(ft_ops *o) {
     o->alloc = cuda_alloc;
     o->free = cuda_free;
     o->upload = cuda_upload;
+    o->upload_ahead = cuda_upload_ahead;
     o->download = cuda_download;
     o->copy = cuda_copy;
     o->zero = cuda_zero;
