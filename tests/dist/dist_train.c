@@ -22,8 +22,9 @@
  *
  * Usage: mpirun -np W dist_train --out DIR [--width 4] [--blocks 1,1,1,1] [--emb 16]
  *        [--batch 4] [--classes 23] [--rate 1] [--steps 3] [--lr 0.01] [--wd 5e-4]
- *        [--seed 1] [--bucket-bytes N] [--overlap 1|0]
- * (--overlap 0: every bucket starts after backward; the results must not change)
+ *        [--seed 1] [--bucket-bytes N] [--overlap 1|0] [--inplace 1|0]
+ * (--overlap 0: every bucket starts after backward; --inplace 0: the buckets are packed into
+ * a staging buffer instead of reduced in the gradients' memory; the results must not change)
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,11 +44,11 @@ typedef struct opts {
     double rate, lr, wd;
     uint64_t seed;
     size_t bucket;
-    int overlap;
+    int overlap, inplace;
 } opts;
 
 static int parse(int argc, char **argv, opts *o) {
-    *o = (opts){NULL, 4, {1, 1, 1, 1}, 16, 4, 23, 3, 1.0, 0.01, 5e-4, 1, FT_DP_BUCKET_BYTES, 1};
+    *o = (opts){NULL, 4, {1, 1, 1, 1}, 16, 4, 23, 3, 1.0, 0.01, 5e-4, 1, FT_DP_BUCKET_BYTES, 1, 1};
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *k = argv[i], *v = argv[i + 1];
         if (!strcmp(k, "--out"))
@@ -76,6 +77,8 @@ static int parse(int argc, char **argv, opts *o) {
             o->bucket = (size_t)strtoull(v, NULL, 10);
         else if (!strcmp(k, "--overlap"))
             o->overlap = atoi(v);
+        else if (!strcmp(k, "--inplace"))
+            o->inplace = atoi(v);
         else
             return fprintf(stderr, "dist_train: unknown option %s\n", k), 1;
     }
@@ -182,6 +185,7 @@ int main(int argc, char **argv) {
     if (!rc) rc = ft_dp_broadcast_model(c, o, m);
     if (!rc) rc = ft_dp_create(c, o, m, op.bucket, &dp);
     if (!rc) ft_dp_set_overlap(dp, op.overlap);
+    if (!rc) rc = ft_dp_set_inplace(dp, op.inplace);
     if (!rc) rc = ft_dpfc_create(c, o, B, op.emb, &dpfc);
     float *demb = NULL;
     if (!rc) rc = o->alloc(o, (size_t)B * op.emb * sizeof(float), (void **)&demb);
@@ -246,8 +250,9 @@ int main(int argc, char **argv) {
             }
         if (!rc && R == 0)
             printf("step %d loss %.6f gradnorm %.6f (backbone identical on %d ranks); buckets "
-                   "started inside backward: %d of %d\n",
-                   st, (double)loss, norm, W, ft_dp_early_buckets(dp), ft_dp_buckets(dp));
+                   "reduced %s, started inside backward: %d of %d\n",
+                   st, (double)loss, norm, W, ft_dp_inplace(dp) ? "in place" : "packed",
+                   ft_dp_early_buckets(dp), ft_dp_buckets(dp));
     }
     if (!rc) rc = dump_backbone(m, "final.");
     if (!rc) rc = add_dev(o, "final.pfc.weight", pw.ndim, pw.shape, pw.w);

@@ -22,8 +22,9 @@ and compares, per rank:
   centres       the rank's final shard and its momentum <= 1e-3 / 2e-3
 The C side checks itself that all ranks hold bit-identical backbone parameters after every
 step (dist_train exits 1 otherwise). The gradient buckets overlap backward: all but the
-stem's must start inside it (dist_train's lines say how many), and with --bucket-bytes (many
-buckets) a second run with --overlap 0 must write the same bytes.
+stem's must start inside it (dist_train's lines say how many), and they are reduced in the
+gradients' own memory ("in place"); with --bucket-bytes (many buckets) a run with --overlap 0
+and one with --inplace 0 (packed into a staging buffer) must write the same bytes.
 
 usage: test_ddp.py DIST_TRAIN WORKDIR NP MPIRUN [ARGS...] -- [dist_train options]
 exit 0 pass, 1 fail, 77 skip (no torch outside CI; a missing oracle fails in CI)
@@ -79,24 +80,33 @@ def main():
     # the buckets overlap backward: all but the stem's start inside it, and the same run with
     # every bucket started after backward gives the same bytes
     started = [tuple(map(int, line.rsplit(": ", 1)[1].split(" of ")))
-               for line in p.stdout.splitlines() if "buckets started inside backward" in line]
+               for line in p.stdout.splitlines() if "started inside backward" in line]
     if not started or any(n > 1 and not 1 <= k < n for k, n in started):
         fail("buckets started inside backward (of all): %s" % started)
+    if "buckets reduced in place" not in p.stdout:
+        fail("the buckets were not reduced in the gradients' memory (in place)")
     if "--bucket-bytes" in args:
-        seq = work + "_sequential"
-        shutil.rmtree(seq, ignore_errors=True)
-        os.makedirs(seq)
-        q = subprocess.run(mpirun + ["-np", str(np_), helper, "--out", seq] + args +
-                           ["--overlap", "0"], timeout=240, capture_output=True, text=True)
-        if q.returncode != 0:
-            fail("dist_train --overlap 0 exited %d: %s" % (q.returncode, q.stderr[-800:]))
-        for r in range(np_ if q.returncode == 0 else 0):
-            a, b = (open(os.path.join(d, "rank%d.safetensors" % r), "rb").read()
-                    for d in (work, seq))
-            if a != b:
-                fail("rank %d: the overlapped buckets changed the results" % r)
-        print("overlap: %s buckets started inside backward; --overlap 0 gives the same bytes"
-              % started[0][0], flush=True)
+        # every bucket started after backward, and buckets packed into a staging buffer:
+        # the same bytes as the overlapped in-place run
+        for name, extra in (("sequential", ["--overlap", "0"]), ("packed", ["--inplace", "0"])):
+            alt = work + "_" + name
+            shutil.rmtree(alt, ignore_errors=True)
+            os.makedirs(alt)
+            q = subprocess.run(mpirun + ["-np", str(np_), helper, "--out", alt] + args + extra,
+                               timeout=240, capture_output=True, text=True)
+            if q.returncode != 0:
+                fail("dist_train %s exited %d: %s" % (" ".join(extra), q.returncode,
+                                                      q.stderr[-800:]))
+                continue
+            if name == "packed" and "buckets reduced packed" not in q.stdout:
+                fail("dist_train --inplace 0 did not pack the buckets")
+            for r in range(np_):
+                a, b = (open(os.path.join(d, "rank%d.safetensors" % r), "rb").read()
+                        for d in (work, alt))
+                if a != b:
+                    fail("rank %d: %s changed the results" % (r, " ".join(extra)))
+        print("overlap: %s buckets started inside backward; --overlap 0 and --inplace 0 give "
+              "the same bytes" % started[0][0], flush=True)
     from pyref import ddp  # noqa: E402 (after need("torch"))
     dumps = []
     for r in range(np_):

@@ -50,6 +50,8 @@ typedef struct dp_param {
 typedef struct dp_bucket {
     int first, last; /* params[first..last] (reverse order: first > last is never the case) */
     size_t off, numel;
+    float *span;   /* in place: the gradients' own memory, from params[last].g ... */
+    size_t span_n; /* ... to the end of params[first].g (the arena's padding included) */
 } dp_bucket;
 
 struct ft_dp {
@@ -60,7 +62,11 @@ struct ft_dp {
     int np;
     dp_bucket *b;
     int nb;
-    float *flat; /* device, all trainable gradients packed in bucket order */
+    float *flat; /* device, all trainable gradients packed in bucket order (packed mode) */
+    size_t flat_n;
+    /* in place: every bucket's gradients lie back to back in the model's arena, so a bucket
+     * is all-reduced and averaged where backward wrote it (no packing copies, no staging) */
+    int can_inplace, inplace;
     double t_comm;
     /* this backward: buckets started so far, the first error of a copy / of a start */
     int next, rc_copy, rc_start;
@@ -72,6 +78,11 @@ struct ft_dp {
 static void start_bucket(ft_dp *d, int k) {
     dp_bucket *bk = &d->b[k];
     ft_ops *o = d->o;
+    if (d->inplace) {
+        int ra = d->c->all_reduce_async(d->c, o, bk->span, bk->span_n, FT_F32, FT_COMM_SUM);
+        if (!d->rc_start) d->rc_start = ra;
+        return;
+    }
     for (int i = bk->first; i <= bk->last && !d->rc_copy; i++)
         d->rc_copy = o->copy(o, d->flat + d->p[i].off, d->p[i].g, d->p[i].numel * sizeof(float));
     int ra = d->c->all_reduce_async(d->c, o, d->flat + bk->off, bk->numel, FT_F32, FT_COMM_SUM);
@@ -131,7 +142,18 @@ int ft_dp_create(ft_comm *c, ft_ops *o, ft_iresnet *m, size_t bucket_bytes, ft_d
         off += pr.numel;
         d->np++;
     }
-    if (!rc && off) rc = o->alloc(o, off * sizeof(float), (void **)&d->flat);
+    /* in place when each bucket's gradients follow each other as the arena lays them out
+     * (64-byte padding between tensors, nothing else) */
+    d->can_inplace = !rc && d->nb > 0;
+    for (int k = 0; k < d->nb && d->can_inplace; k++) {
+        dp_bucket *bk = &d->b[k];
+        for (int j = bk->first; j < bk->last && d->can_inplace; j++)
+            d->can_inplace = d->p[j + 1].g + (d->p[j + 1].numel + 15) / 16 * 16 == d->p[j].g;
+        bk->span = d->p[bk->last].g;
+        bk->span_n = (size_t)(d->p[bk->first].g - bk->span) + d->p[bk->first].numel;
+    }
+    d->flat_n = off;
+    if (!rc) rc = ft_dp_set_inplace(d, 1);
     if (rc) {
         ft_dp_free(d);
         return rc;
@@ -139,6 +161,16 @@ int ft_dp_create(ft_comm *c, ft_ops *o, ft_iresnet *m, size_t bucket_bytes, ft_d
     ft_dp_set_overlap(d, 1);
     *out = d;
     return 0;
+}
+
+int ft_dp_set_inplace(ft_dp *d, int on) {
+    d->inplace = on && d->can_inplace;
+    if (d->inplace || d->flat || !d->flat_n) return 0;
+    return d->o->alloc(d->o, d->flat_n * sizeof(float), (void **)&d->flat);
+}
+
+int ft_dp_inplace(const ft_dp *d) {
+    return d->inplace;
 }
 
 void ft_dp_free(ft_dp *d) {
@@ -161,7 +193,9 @@ int ft_dp_reduce_grads(ft_dp *d) {
     int rc = d->rc_copy ? d->rc_copy : d->rc_start ? d->rc_start : rw;
     d->next = 0, d->rc_copy = 0, d->rc_start = 0;
     float inv = 1.0f / (float)c->world;
-    for (int i = 0; i < d->np && !rc; i++) {
+    for (int k = 0; k < d->nb && !rc && d->inplace; k++)
+        rc = o->scale(o, d->b[k].span_n, inv, d->b[k].span);
+    for (int i = 0; i < d->np && !rc && !d->inplace; i++) {
         rc = o->scale(o, d->p[i].numel, inv, d->flat + d->p[i].off);
         if (!rc) rc = o->copy(o, d->p[i].g, d->flat + d->p[i].off, d->p[i].numel * sizeof(float));
     }

@@ -41,13 +41,20 @@
 int ft_dp_broadcast_model(ft_comm *c, ft_ops *o, ft_iresnet *m);
 
 typedef struct ft_dp ft_dp;
-/* Buckets over the trainable backbone parameters of m (device staging of their size). */
+/* Buckets over the trainable backbone parameters of m (reduced in place, see
+ * ft_dp_set_inplace; else a device staging buffer of their size). */
 int ft_dp_create(ft_comm *c, ft_ops *o, ft_iresnet *m, size_t bucket_bytes, ft_dp **out);
 void ft_dp_free(ft_dp *d); /* NULL-safe */
 int ft_dp_reduce_grads(ft_dp *d);
 /* Overlap the buckets' all-reduce with backward (on by default; the model's grad hook belongs
  * to this ft_dp until ft_dp_free). Every rank must choose the same. */
 void ft_dp_set_overlap(ft_dp *d, int on);
+/* Reduce each bucket in the gradients' own memory (on by default where the model's arena
+ * lays a bucket's gradients back to back, as ft_iresnet's does), or pack them into a staging
+ * buffer first (off, or a layout that does not allow it). Same bytes either way. Every rank
+ * must choose the same; not inside a reduce. */
+int ft_dp_set_inplace(ft_dp *d, int on);
+int ft_dp_inplace(const ft_dp *d); /* 1 when the buckets are reduced in place */
 /* How many buckets the last ft_dp_reduce_grads found already started inside backward. */
 int ft_dp_early_buckets(const ft_dp *d);
 /* Seconds spent in collectives (reduce_grads and the dpfc calls that were given this ft_dp's
