@@ -912,6 +912,48 @@ static void test_multi(ft_ops *b) {
     for (int i = 0; i < MT; i++) free(a.w[i]), free(a.g[i]), free(a.m[i]);
 }
 
+/* ---- the CPU backend's own refusals ---- */
+
+static void test_cpu_errors(void) {
+    ft_ops_options opts;
+    ft_ops_options_init(&opts);
+    opts.threads = 2;
+    char err[256];
+    /* FT_CPU_CONV names the convolution path: anything but onednn / im2col is refused */
+    const char *saved = getenv("FT_CPU_CONV");
+    char keep[64];
+    snprintf(keep, sizeof keep, "%s", saved ? saved : "");
+    setenv("FT_CPU_CONV", "winograd", 1);
+    ft_ops *o = NULL;
+    int rc = ft_ops_create("cpu", &opts, &o, err, sizeof err);
+    verdict("FT_CPU_CONV=winograd: the CPU backend refuses to start, saying why",
+            rc == FT_EARG && !o && strstr(err, "FT_CPU_CONV='winograd'"), err);
+    ft_ops_free(o), o = NULL;
+    /* the im2col path: a conv whose workspace no conv_ws_bytes reply covered is refused, not
+     * run over the end of the caller's buffer */
+    setenv("FT_CPU_CONV", "im2col", 1);
+    rc = ft_ops_create("cpu", &opts, &o, err, sizeof err);
+    if (saved)
+        setenv("FT_CPU_CONV", keep, 1);
+    else
+        unsetenv("FT_CPU_CONV");
+    ft_conv_desc small, big;
+    int ok = !rc && !ft_conv_desc_init(&small, 1, 3, 8, 8, 4, 3, 1, 1) &&
+             !ft_conv_desc_init(&big, 2, 16, 32, 32, 16, 3, 1, 1);
+    env e = {o, FT_F32, {0}, 0, 0};
+    if (ok) {
+        size_t ws_small = o->conv_ws_bytes(o, &small, FT_F32);
+        float *x = dpoison(&e, FT_F32, conv_nx(&big)), *w = dpoison(&e, FT_F32, conv_nw(&big)),
+              *y = dpoison(&e, FT_F32, conv_ny(&big));
+        void *ws = dalloc(&e, ws_small);
+        ok = !e.err && o->conv_fwd(o, &big, FT_F32, x, w, y, ws) == FT_EARG &&
+             o->conv_bwd_data(o, &big, FT_F32, y, w, x, ws) == FT_EARG;
+    }
+    verdict("im2col: a conv larger than every conv_ws_bytes reply is refused", ok, "");
+    env_release(&e);
+    ft_ops_free(o);
+}
+
 /* ---- coverage: every slot has a case ---- */
 
 static const int covered[] = {
@@ -1094,6 +1136,7 @@ int main(int argc, char **argv) {
     if (ref_im2col) unsetenv("FT_CPU_CONV");
     opts.threads = 2;
     check_coverage();
+    if (!backend || !strcmp(backend, "cpu")) test_cpu_errors();
     /* the backends under test: the one asked for, else every compiled one */
     char list[64];
     snprintf(list, sizeof list, "%s", backend ? backend : ft_ops_backends());

@@ -113,6 +113,12 @@ static int create_named(const char *name, const ft_ops_options *opts, ft_ops **o
     ft_ops_options def;
     if (!opts) ft_ops_options_init(&def), opts = &def;
     if (errcap) err[0] = '\0';
+    int is_cpu = name && (!strcmp(name, "cpu") || !strcmp(name, "cpu-strict"));
+    const char *conv = getenv("FT_CPU_CONV");
+    if (is_cpu && conv && *conv && strcmp(conv, "onednn") && strcmp(conv, "im2col")) {
+        if (errcap) snprintf(err, errcap, "FT_CPU_CONV='%s': expected 'onednn' or 'im2col'", conv);
+        return FT_EARG;
+    }
     if (name && strcmp(name, "cpu") == 0) {
         int rc = ft_ops_cpu_create_(opts->threads, opts->inference, out);
         if (rc && errcap)

@@ -353,10 +353,7 @@ out:
 int cpu_dnnl_open(cpu_backend *b, int nthreads, int inference) {
     const char *env = getenv("FT_CPU_CONV");
     if (env && !strcmp(env, "im2col")) return 0;
-    if (env && *env && strcmp(env, "onednn")) {
-        fprintf(stderr, "FT_CPU_CONV='%s': expected 'onednn' or 'im2col'\n", env);
-        return FT_EARG;
-    }
+    if (env && *env && strcmp(env, "onednn")) return FT_EARG; /* ft_ops_create says why */
     struct cpu_dnnl *c = calloc(1, sizeof *c);
     if (!c) return -ENOMEM;
     c->nthreads = nthreads;
