@@ -30,13 +30,8 @@ FT_BIN, TOOLS, WORK = sys.argv[1], sys.argv[2], sys.argv[3]
 EVAL = os.path.join(FT_BIN, "ft-eval")
 shutil.rmtree(WORK, ignore_errors=True)
 os.makedirs(WORK)
-fail = []
-
-
-def check(c, what):
-    if not c:
-        fail.append(what)
-        print("FAIL:", what)
+fail = pyref.FAILS  # pyref.check records here
+check = pyref.check
 
 
 def run(*args, rc=0):

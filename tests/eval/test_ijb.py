@@ -39,13 +39,8 @@ ONNX = "--onnx" in sys.argv[5:]  # ft-export is built: also compare with onnxrun
 EVAL = os.path.join(FT_BIN, "ft-eval")
 shutil.rmtree(WORK, ignore_errors=True)
 os.makedirs(WORK)
-fail = []
-
-
-def check(c, what):
-    if not c:
-        fail.append(what)
-        print("FAIL:", what)
+fail = pyref.FAILS  # pyref.check records here
+check = pyref.check
 
 
 def run(*args, rc=0):

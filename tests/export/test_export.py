@@ -42,7 +42,8 @@ from pyref.safetensors import load as load_st  # noqa: E402
 MODE, BIN, TOOL, WORK = sys.argv[1:5]
 REPO = sys.argv[5] if len(sys.argv) > 5 else None
 EXPORT = os.path.join(BIN, "ft-export")
-fail = []
+fail = pyref.FAILS  # pyref.check records here
+check = pyref.check
 
 # tolerances, relative to the largest |embedding| of the reference
 TOL_FP32 = 2e-5   # fp32 graph vs ft-train's fp32 forward (summation order only)
@@ -51,16 +52,7 @@ TOL_FP16 = 1e-2   # float16 graph vs fp32 (11-bit mantissa through every layer)
 COS_FP32, COS_FP16 = 0.99999, 0.999
 
 
-def check(c, what):
-    if not c:
-        fail.append(what)
-        print("FAIL:", what, flush=True)
-    return c
-
-
-def finish():
-    print(f"{len(fail)} failure(s)")
-    sys.exit(1 if fail else 0)
+finish = pyref.finish
 
 
 def run(*args, check_rc=0):

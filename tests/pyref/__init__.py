@@ -17,7 +17,8 @@ sharing no code with the C sources. Every Python test imports them from here.
 
 A test finds the package with sys.path.insert(0, <its folder>/..) (tests/ is the parent of
 every test folder), then calls need() for the third-party modules its oracle uses (numpy,
-torch, cv2) before importing them.
+torch, cv2) before importing them. check() / FAILS / finish() are the shared pass/fail
+bookkeeping of the test scripts.
 """
 import importlib
 import os
@@ -41,6 +42,24 @@ def _missing(name, err):
     print("skip: oracle module %s is missing (%s); tools/install-deps.sh installs it"
           % (name, err), flush=True)
     sys.exit(SKIP_RC)
+
+
+# The checks every test script makes: check() records a failure as one "FAIL: <what>" line
+# and goes on, so a run reports every broken property at once; the script ends with
+# finish() (or exits 1 itself when FAILS is not empty).
+FAILS = []
+
+
+def check(cond, what):
+    if not cond:
+        FAILS.append(what)
+        print("FAIL:", what, flush=True)
+    return cond
+
+
+def finish():
+    print("%d failure(s)" % len(FAILS), flush=True)
+    sys.exit(1 if FAILS else 0)
 
 
 def need(*names):

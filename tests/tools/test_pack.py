@@ -19,13 +19,8 @@ cv2, np = pyref.need("cv2", "numpy")
 
 BIN, WORK = sys.argv[1], sys.argv[2]
 PACK = os.path.join(BIN, "ft-pack")
-failures = []
-
-
-def check(cond, what):
-    if not cond:
-        failures.append(what)
-        print("FAIL:", what)
+failures = pyref.FAILS  # pyref.check records here
+check = pyref.check
 
 
 def pack(*args):

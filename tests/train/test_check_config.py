@@ -17,13 +17,11 @@ from test_config_ref import reference  # noqa: E402
 BIN, REPO, WORK = sys.argv[1:4]
 TRAIN = os.path.join(BIN, "ft-train")
 CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "arcface_configs")
-fail = []
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.realpath(__file__)), ".."))
+import pyref  # noqa: E402
 
-
-def check(c, what):
-    if not c:
-        fail.append(what)
-        print("FAIL:", what, flush=True)
+fail = pyref.FAILS  # pyref.check records here
+check = pyref.check
 
 
 def check_config(path, *args):

@@ -19,13 +19,11 @@ from test_config_ref import reference  # noqa: E402
 
 TOOL, REPO = sys.argv[1], sys.argv[2]
 
-failures = []
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.realpath(__file__)), ".."))
+import pyref  # noqa: E402
 
-
-def check(cond, what):
-    if not cond:
-        failures.append(what)
-        print("FAIL:", what)
+failures = pyref.FAILS  # pyref.check records here
+check = pyref.check
 
 
 def run(*args):

@@ -41,18 +41,11 @@ from pyref.safetensors import load_safetensors  # noqa: E402
 MODE, BIN, REPO, WORK = sys.argv[1:5]
 TRAIN = os.path.join(BIN, "ft-train")
 CONFIG = os.path.join(REPO, "configs", "synth_r18.py")
-fail = []
+fail = pyref.FAILS  # pyref.check records here
+check = pyref.check
 
 
-def check(c, what):
-    if not c:
-        fail.append(what)
-        print("FAIL:", what, flush=True)
-
-
-def finish():
-    print(f"{len(fail)} failure(s)")
-    sys.exit(1 if fail else 0)
+finish = pyref.finish
 
 
 def make_data(path, classes, per_class, seed=1):

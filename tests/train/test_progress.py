@@ -16,13 +16,11 @@ import shutil
 import subprocess
 import sys
 
-fail = []
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.realpath(__file__)), ".."))
+import pyref  # noqa: E402
 
-
-def check(c, what):
-    if not c:
-        fail.append(what)
-        print("FAIL:", what, flush=True)
+fail = pyref.FAILS  # pyref.check records here
+check = pyref.check
 
 
 def run_on_pty(argv, cwd=None):

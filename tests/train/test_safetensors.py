@@ -19,16 +19,11 @@ from pyref.safetensors import DTYPE_ORDER as ORDER, parse  # noqa: E402
 
 TOOL, WORK = sys.argv[1], sys.argv[2]
 os.makedirs(WORK, exist_ok=True)
-failures = []
+failures = pyref.FAILS  # pyref.check records here
+check = pyref.check
 
 TORCH = {"F32": torch.float32, "F64": torch.float64, "I64": torch.int64, "I32": torch.int32,
          "U8": torch.uint8, "BF16": torch.bfloat16}
-
-
-def check(cond, what):
-    if not cond:
-        failures.append(what)
-        print("FAIL:", what)
 
 
 # ---- 1. our file

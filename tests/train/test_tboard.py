@@ -15,13 +15,11 @@ from tb_reader import event, masked  # noqa: E402
 
 TOOL, WORK = sys.argv[1], sys.argv[2]
 shutil.rmtree(WORK, ignore_errors=True)
-fail = []
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.realpath(__file__)), ".."))
+import pyref  # noqa: E402
 
-
-def check(c, what):
-    if not c:
-        fail.append(what)
-        print("FAIL:", what)
+fail = pyref.FAILS  # pyref.check records here
+check = pyref.check
 
 
 r = subprocess.run([TOOL, "vectors"], capture_output=True, text=True)
