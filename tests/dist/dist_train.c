@@ -113,7 +113,7 @@ static int dump_backbone(ft_iresnet *m, const char *prefix) {
         char name[200];
         snprintf(name, sizeof name, "%s%s", prefix, ti.name);
         void *dst;
-        rc = ft_ckpt_part_add_tensor(&part, name, ti.dtype == FT_DT_I64 ? FT_ST_I64 : FT_ST_F32,
+        rc = ft_ckpt_part_add_tensor(&part, name, ti.dtype == FT_I64 ? FT_ST_I64 : FT_ST_F32,
                                      ti.ndim, ti.shape, &dst);
         if (!rc) rc = ft_iresnet_tensor_get(m, i, dst);
     }

@@ -176,7 +176,7 @@ static int dump_backbone(ft_iresnet *m, const char *prefix) {
     for (int i = 0; i < ft_iresnet_tensor_count(m); i++) {
         ft_tensor_info ti;
         ft_iresnet_tensor_info(m, i, &ti);
-        size_t es = ti.dtype == FT_DT_I64 ? 8 : 4;
+        size_t es = ft_dtype_size(ti.dtype);
         void *h = malloc(ti.numel * es);
         if (!h || ft_iresnet_tensor_get(m, i, h)) return 1;
         char name[160];

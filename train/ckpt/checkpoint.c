@@ -93,7 +93,7 @@ static int first_nonfinite(int dtype, const void *data, size_t nbytes, size_t *a
 }
 
 static int st_dtype(int dt) {
-    return dt == FT_DT_I64 ? FT_ST_I64 : FT_ST_F32;
+    return dt == FT_I64 ? FT_ST_I64 : FT_ST_F32;
 }
 
 int ft_ckpt_part_add_source(ft_ckpt_part *p, ft_ckpt_source *src) {
@@ -104,8 +104,7 @@ int ft_ckpt_part_add_source(ft_ckpt_part *p, ft_ckpt_source *src) {
         int rc = src->info(src->obj, i, &info);
         if (rc) return rc;
         void *buf = NULL;
-        ft_st_tensor *t =
-            new_tensor(p, info.name, info.numel * 4 * (info.dtype == FT_DT_I64 ? 2 : 1), &buf);
+        ft_st_tensor *t = new_tensor(p, info.name, info.numel * ft_dtype_size(info.dtype), &buf);
         if (!t) return -ENOMEM;
         t->dtype = st_dtype(info.dtype);
         t->ndim = info.ndim;

@@ -15,7 +15,7 @@ int ft_dp_broadcast_model(ft_comm *c, ft_ops *o, ft_iresnet *m) {
     for (int i = 0; i < n; i++) {
         ft_tensor_info ti;
         if ((rc = ft_iresnet_tensor_info(m, i, &ti))) return rc;
-        size_t b = ti.numel * (ti.dtype == FT_DT_I64 ? 8 : 4);
+        size_t b = ti.numel * ft_dtype_size(ti.dtype);
         if (b > cap) cap = b;
     }
     void *host = malloc(cap ? cap : 1), *dev = NULL;
@@ -27,7 +27,7 @@ int ft_dp_broadcast_model(ft_comm *c, ft_ops *o, ft_iresnet *m) {
     for (int i = 0; i < n && !rc; i++) {
         ft_tensor_info ti;
         rc = ft_iresnet_tensor_info(m, i, &ti);
-        size_t b = ti.numel * (ti.dtype == FT_DT_I64 ? 8 : 4);
+        size_t b = ti.numel * ft_dtype_size(ti.dtype);
         if (!rc && c->rank == 0) rc = ft_iresnet_tensor_get(m, i, host);
         if (!rc && c->rank == 0) rc = o->upload(o, dev, host, b);
         /* every rank takes part even after a local error (comm.h) */

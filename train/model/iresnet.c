@@ -178,7 +178,7 @@ static void plan_bn(plan_ctx *pc, bn_l *bn, const char *prefix, int frozen_w) {
     tensor_ent *e = &pc->m->t[pc->m->nt++];
     memset(e, 0, sizeof *e);
     snprintf(e->name, sizeof e->name, "%s.num_batches_tracked", prefix);
-    e->dtype = FT_DT_I64;
+    e->dtype = FT_I64;
     e->numel = 1;
     e->i64 = &bn->nbt;
     bn->sm = take_f32(pc, R_ACT, (size_t)bn->c);
@@ -348,7 +348,7 @@ int ft_iresnet_config_init(ft_iresnet_config *cfg, int depth) {
 
 static int init_tensor(ft_iresnet *m, int i) {
     tensor_ent *e = &m->t[i];
-    if (e->dtype == FT_DT_I64) {
+    if (e->dtype == FT_I64) {
         *e->i64 = 0;
         return 0;
     }
@@ -717,7 +717,7 @@ int ft_iresnet_tensor_info(const ft_iresnet *m, int i, ft_tensor_info *info) {
 int ft_iresnet_tensor_get(ft_iresnet *m, int i, void *host) {
     if (i < 0 || i >= m->nt) return FT_EARG;
     tensor_ent *e = &m->t[i];
-    if (e->dtype == FT_DT_I64) {
+    if (e->dtype == FT_I64) {
         memcpy(host, e->i64, sizeof(int64_t));
         return 0;
     }
@@ -727,7 +727,7 @@ int ft_iresnet_tensor_get(ft_iresnet *m, int i, void *host) {
 int ft_iresnet_tensor_set(ft_iresnet *m, int i, const void *host) {
     if (i < 0 || i >= m->nt) return FT_EARG;
     tensor_ent *e = &m->t[i];
-    if (e->dtype == FT_DT_I64) {
+    if (e->dtype == FT_I64) {
         memcpy(e->i64, host, sizeof(int64_t));
         return 0;
     }

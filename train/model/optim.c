@@ -248,7 +248,7 @@ int ft_sgd_state_count(const ft_sgd *s) {
 int ft_sgd_state_info(const ft_sgd *s, int i, ft_tensor_info *info) {
     sgd_param *q = state_at(s, i);
     if (!q) return FT_EARG;
-    *info = (ft_tensor_info){q->bufname, FT_DT_F32, q->p.ndim, {0, 0, 0, 0}, q->p.numel};
+    *info = (ft_tensor_info){q->bufname, FT_F32, q->p.ndim, {0, 0, 0, 0}, q->p.numel};
     for (int d = 0; d < q->p.ndim && d < 4; d++) info->shape[d] = q->p.shape[d];
     if (q->p.ndim == 0) info->ndim = 1, info->shape[0] = (int64_t)q->p.numel;
     return 0;

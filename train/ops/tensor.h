@@ -23,10 +23,6 @@ typedef enum ft_dtype {
     FT_NDTYPES
 } ft_dtype;
 
-/* compatibility names for the two dtypes of ft_tensor_info */
-#define FT_DT_F32 FT_F32
-#define FT_DT_I64 FT_I64
-
 size_t ft_dtype_size(ft_dtype dt);      /* bytes per element; 0 for an invalid dtype */
 const char *ft_dtype_name(ft_dtype dt); /* "f32", "f16", "bf16", "i64", "i32", "u8", "f64" */
 /* "f32"/"fp32"/"float32", "f16"/"fp16"/"float16", "bf16"/"bfloat16" -> dtype; -1 otherwise */
