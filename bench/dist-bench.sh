@@ -2,8 +2,9 @@
 # dist-bench.sh: CPU training throughput, 1 rank x 1 thread, 2 ranks x 1 thread (mpirun) and
 # 1 rank x 2 threads, on the synthetic set, with the share of rank 0's training time spent in
 # collectives (ft-train's summary line); then the gradient buckets' overlap with backward
-# (ddp_overlap True / False, alternated twice) on a full-width r18 (4 buckets of 25 MiB), 2 ranks
-# x 1 thread. Figures in docs/benchmarks.md.
+# (ddp_overlap True / False, alternated twice) and the buckets reduced in the gradients' memory
+# or packed into a staging buffer (ddp_bucket_view True / False, alternated twice) on a
+# full-width r18 (4 buckets of 25 MiB), 2 ranks x 1 thread. Figures in docs/benchmarks.md.
 #   bench/dist-bench.sh [BUILD_DIR] [STEPS] [OVERLAP_STEPS]
 set -eu
 B=${1:-build}
@@ -44,4 +45,8 @@ R18="width=64 blocks=(2,2,2,2) embedding_size=512 batch_size=16 num_workers=1 ma
 for ov in True False False True; do
     # shellcheck disable=SC2086
     run "ddp_overlap = $ov" 2 1 $R18 ddp_overlap=$ov export_onnx=False
+done
+for bv in True False False True; do
+    # shellcheck disable=SC2086
+    run "ddp_bucket_view = $bv" 2 1 $R18 ddp_bucket_view=$bv export_onnx=False
 done

@@ -9,7 +9,8 @@ Modes (each on a small synthetic dataset, 24 classes, width-4 r18, batch 8 per r
            every rank its pfc_rank<r>_of<W> and state_rank<r>; checkpoint.json names the step
            and the world; training.log's Speed is the global rate (batch_size * world_size
            per step); resume=True continues bit for bit (3 + 3 steps equal 6 straight: losses
-           and every checkpoint tensor)
+           and every checkpoint tensor; the first 3 with ddp_bucket_view=False and
+           ddp_overlap=False, which must give the same bytes)
   failure  a rank's resolved config differs (mpirun MPMD, lr on rank 1): every rank exits
            non-zero naming rank 1, no hang; a rank killed with SIGKILL mid-run: mpirun ends the
            job non-zero within the timeout, naming the rank; the last complete checkpoint
@@ -92,19 +93,24 @@ def run_mode():
         check(": total_batch_size         %d" % (8 * world) in log,
               f"{world} ranks: training.log total_batch_size")
         check(log.count("Speed") >= 2, f"{world} ranks: no Speed lines")
-        check("%d ranks (mpirun, mpi collectives)" % world in p.stderr,
+        check("%d ranks (mpirun, mpi collectives)" % world in p.stderr and
+              "gradient buckets reduced in place" in p.stderr,
               f"{world} ranks: summary line: {p.stderr[-500:]}")
         # the shards: rank k holds classes [start, start + n) of the split formula
         for k in range(world):
             w = load_safetensors(os.path.join(out, "pfc_rank%d_of%d.safetensors" % (k, world)))
             n = classes // world + (1 if k < classes % world else 0)
             check(w["weight"].shape == (n, 16), f"rank {k} shard {w['weight'].shape}")
-        # resume: 3 + 3 steps equal 6 straight, bit for bit
+        # resume: 3 + 3 steps equal 6 straight, bit for bit; the first 3 with the gradient
+        # buckets packed into a staging buffer and started after backward (same bytes)
         out2, lf2 = out + "_resumed", lf + ".resumed"
         shutil.rmtree(out2, ignore_errors=True)
         if os.path.exists(lf2):
             os.remove(lf2)
-        p = mpi(world, args(data, classes, out2, "max_steps=3"), {"FT_TRAIN_LOSS_FILE": lf2})
+        p = mpi(world, args(data, classes, out2, "max_steps=3", "ddp_bucket_view=False",
+                            "ddp_overlap=False"), {"FT_TRAIN_LOSS_FILE": lf2})
+        check("reduced packed, 0 started inside backward" in p.stderr,
+              f"{world} ranks, packed: summary: {p.stderr[-400:]}")
         check(p.returncode == 0, f"{world} ranks, first half: exit {p.returncode} {p.stderr[-800:]}")
         p = mpi(world, args(data, classes, out2, "max_steps=6", "resume=True"),
                 {"FT_TRAIN_LOSS_FILE": lf2})

@@ -15,7 +15,8 @@ LATE = [("rec", None), ("num_classes", None), ("num_image", None), ("num_epoch",
         ("dali_aug", False), ("max_steps", None), ("width", None), ("blocks", None),
         ("dropout", 0.0), ("threads", 0), ("pfc_update", "sampled"), ("strict_targets", False),
         ("dtype", None), ("device", "auto"), ("max_skipped_steps", 20),
-        ("export_onnx", True), ("dist_timeout", 300), ("ddp_overlap", True)]
+        ("export_onnx", True), ("dist_timeout", 300), ("ddp_overlap", True),
+        ("ddp_bucket_view", True)]
 
 class EDict(dict):
     def __setattr__(self, k, v):

@@ -82,6 +82,7 @@ static const keydef KEYS[] = {
     {"export_onnx", K_BOOL, 0, 1, F(export_onnx), 0, "True"},
     {"dist_timeout", K_FLOAT, 0.1, 1e7, F(dist_timeout), 0, "300"},
     {"ddp_overlap", K_BOOL, 0, 1, F(ddp_overlap), 0, "True"},
+    {"ddp_bucket_view", K_BOOL, 0, 1, F(ddp_bucket_view), 0, "True"},
 };
 #define NKEYS (sizeof KEYS / sizeof KEYS[0])
 

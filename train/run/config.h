@@ -81,6 +81,7 @@ typedef struct ft_config {
     int export_onnx;     /* write <output>/backbone.onnx at the end of training (ft_graph) */
     double dist_timeout; /* seconds a collective may wait for the other ranks (300) */
     int ddp_overlap;     /* the gradient buckets' all-reduce starts inside backward (True) */
+    int ddp_bucket_view; /* the buckets are reduced in the gradients' own memory (True) */
 
     /* derived by ft_config_derive (also appended as keys, as train_v2.py does) */
     int64_t total_batch_size, warmup_step, total_step, steps_per_epoch;

@@ -181,13 +181,21 @@ static void summary(const ft_run *r) {
                 r->model.ops->name, r->stats.t_input, 100 * r->stats.t_input / r->stats.t_train,
                 r->data.u8_input ? "as uint8 in page-locked memory, normalized on the device"
                                  : "as float");
-    if (r->world > 1)
+    if (r->world > 1) {
+        char buckets[128] = "";
+        if (r->dist.dp)
+            snprintf(buckets, sizeof buckets,
+                     "; %d gradient buckets reduced %s, %d started inside backward",
+                     ft_dp_buckets(r->dist.dp), ft_dp_inplace(r->dist.dp) ? "in place" : "packed",
+                     ft_dp_early_buckets(r->dist.dp));
         fprintf(stderr,
                 FT_TRAIN_PROG ": %d ranks (%s, %s collectives): %.1f s of rank 0's %.1f s in "
-                              "collectives (%.1f%%)\n",
+                              "collectives (%.1f%%)%s\n",
                 r->world, r->dist.launcher, r->dist.dev ? r->dist.dev->name : r->dist.comm->name,
                 ft_run_dist_comm_seconds(r), r->stats.t_train,
-                r->stats.t_train > 0 ? 100 * ft_run_dist_comm_seconds(r) / r->stats.t_train : 0);
+                r->stats.t_train > 0 ? 100 * ft_run_dist_comm_seconds(r) / r->stats.t_train : 0,
+                buckets);
+    }
     for (int i = 0; i < r->out.n_targets; i++)
         fprintf(stderr, FT_TRAIN_PROG ": %s: Accuracy-Flip %.5f (highest %.5f)\n",
                 ft_verify_name(r->out.targets[i]), r->out.last_acc[i], r->out.highest[i]);

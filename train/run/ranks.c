@@ -202,6 +202,8 @@ int ft_run_dist_build(ft_run *r) {
         (rc = ft_dpfc_create(c, o, r->cfg.batch_size, r->cfg.embedding_size, &r->dist.dpfc)))
         return ft_run_fail(r, rc, "distributed buffers: %s", ft_strerror(rc));
     ft_dp_set_overlap(r->dist.dp, r->cfg.ddp_overlap);
+    if ((rc = ft_dp_set_inplace(r->dist.dp, r->cfg.ddp_bucket_view)))
+        return ft_run_fail(r, rc, "distributed buffers: %s", ft_strerror(rc));
     return 0;
 }
 
