@@ -108,8 +108,11 @@ def learn():
         for e in read_events(ev[0])[1:]:
             for v in e.get("summary", []):
                 tags.setdefault(v["tag"], []).append((e["step"], v["simple_value"]))
-        check(set(tags) == {"loss", "learning_rate", "time_for_end", "lfw", "cfp_fp", "agedb_30"},
-              f"tags {sorted(tags)}")
+        check(set(tags) == {"loss", "learning_rate", "time_for_end", "input_wait", "lfw",
+                            "cfp_fp", "agedb_30"}, f"tags {sorted(tags)}")
+        wait = [v for _, v in tags.get("input_wait", [])]
+        check(wait and all(0 <= v <= 100 for v in wait),
+              f"input_wait scalars (percent of the time since the last progress step): {wait}")
         check([s for s, _ in tags.get("loss", [])][:2] == [20, 30], "loss scalar steps")
         check(abs(tags["lfw"][-1][1] - acc["lfw"]) < 1e-5, "lfw scalar")
     # PyTorch side: load_state_dict(strict=True) and reproduce the logged verification

@@ -370,11 +370,21 @@ static int after_step(ft_run *r, ft_speedlog *sl, float loss, int *rc) {
     if (r->rank == 0 &&
         ft_speedlog_step(sl, r->out.log, r->out.tb, r->pos.global_step, (int)r->pos.epoch, lr_now,
                          r->model.scaler.enabled, ft_scaler_scale(&r->model.scaler)) &&
-        r->out.tb && r->model.scaler.enabled) {
-        ft_tboard_scalar(r->out.tb, "grad_scale", ft_scaler_scale(&r->model.scaler),
-                         r->pos.global_step, -1);
-        ft_tboard_scalar(r->out.tb, "skipped_steps", (float)r->model.scaler.skipped,
-                         r->pos.global_step, -1);
+        r->out.tb) {
+        /* the share of the time since the last progress step that the steps waited for the
+         * loader (the input pipeline's health, per logged step) */
+        double now = ft_now(), wall = now - r->out.wait_t0;
+        if (wall > 0)
+            ft_tboard_scalar(r->out.tb, "input_wait",
+                             (float)(100 * (r->data.t_input - r->out.wait_in0) / wall),
+                             r->pos.global_step, -1);
+        r->out.wait_t0 = now, r->out.wait_in0 = r->data.t_input;
+        if (r->model.scaler.enabled) {
+            ft_tboard_scalar(r->out.tb, "grad_scale", ft_scaler_scale(&r->model.scaler),
+                             r->pos.global_step, -1);
+            ft_tboard_scalar(r->out.tb, "skipped_steps", (float)r->model.scaler.skipped,
+                             r->pos.global_step, -1);
+        }
     }
     if (r->pos.global_step % r->cfg.verbose == 0) {
         int v = ft_run_verify_all(r); /* rank 0 holds the targets; the others note the step */
@@ -458,6 +468,7 @@ static int train_loop(ft_run *r) {
     ft_speedlog_init(&sl, r->cfg.frequent, r->pos.lr.total, r->cfg.batch_size, r->world,
                      r->pos.global_step, ft_trainlog_now(r->out.log));
     double t0 = ft_now();
+    r->out.wait_t0 = t0, r->out.wait_in0 = r->data.t_input;
     /* max_steps already reached (e.g. a resume that only re-splits a checkpoint over another
      * number of ranks): no step, the checkpoint below is written in this run's layout */
     int rc = 0, stop = r->cfg.max_steps && r->pos.global_step >= r->cfg.max_steps;

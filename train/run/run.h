@@ -85,6 +85,8 @@ typedef struct ft_run_outputs {
     ft_progress prog, vprog; /* the training and verification displays */
     char vwhat[96];          /* "verifying lfw" */
     int lock_fd;             /* the output folder's lock, -1 none */
+    /* the input_wait scalar: wall clock and loader wait at the last progress step */
+    double wait_t0, wait_in0;
 } ft_run_outputs;
 
 /* results for the summary */
