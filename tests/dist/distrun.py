@@ -1,8 +1,10 @@
-"""distrun.py: what the ft-train tests under mpirun and ft-launch share (test_train_mpi.py,
-test_launch.py): the check list, the synthetic data set, ft-train's arguments for the small
-model, and the outputs read back (per-step losses, every checkpoint tensor)."""
+"""distrun.py: what the ft-train tests under mpirun, ft-launch and Slurm share
+(test_train_mpi.py, test_launch.py, test_srun.py): the check list, the synthetic data set,
+ft-train's arguments for the small model, a free local port, and the outputs read back
+(per-step losses, every checkpoint tensor)."""
 import os
 import shutil
+import socket
 import subprocess
 import sys
 
@@ -36,6 +38,14 @@ def train_args(data, classes, out, *extra):
     return [f"rec={data}", f"num_classes={classes}", "batch_size=8", "width=4",
             "embedding_size=16", "val_targets=[]", "threads=1", "frequent=2", "num_epoch=2",
             f"output={out}", *extra]
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
 
 
 def fresh(*paths):

@@ -16,26 +16,17 @@ usage: test_launch.py MODE BIN WORK MPIRUN [ARGS...]
 """
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 
-from distrun import (CONFIG, check, descendants, fresh, load_safetensors, make_data,  # noqa: E402
-                     tensors)
+from distrun import (CONFIG, check, descendants, free_port, fresh, load_safetensors,  # noqa: E402
+                     make_data, tensors)
 import distrun  # noqa: E402
 
 MODE, BIN, WORK = sys.argv[1:4]
 MPIRUN = sys.argv[4:]
 LAUNCH = os.path.join(BIN, "ft-launch")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def train_args(data, out, *extra):

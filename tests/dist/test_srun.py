@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 
-from distrun import CONFIG, check, fresh, make_data, tensors  # noqa: E402
+from distrun import CONFIG, check, free_port, fresh, make_data, tensors  # noqa: E402
 import distrun  # noqa: E402
 
 BIN, WORK = sys.argv[1:3]
@@ -33,14 +33,6 @@ def skip(why):
     # the CI machine installs Slurm (tools/install-deps.sh): there a missing piece is a failure
     print(("FAIL: " if os.environ.get("CI") == "true" else "skipped: ") + why)
     sys.exit(1 if os.environ.get("CI") == "true" else 77)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 class Cluster:
