@@ -5,7 +5,6 @@ ft-train's arguments for the small model, a free local port, and the outputs rea
 import os
 import shutil
 import socket
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.realpath(__file__)), ".."))
@@ -18,19 +17,12 @@ REPO = os.path.join(os.path.dirname(os.path.realpath(__file__)), "..", "..")
 CONFIG = os.path.join(REPO, "configs", "synth_r18.py")
 fails = pyref.FAILS  # pyref.check records here
 check = pyref.check
+finish = pyref.finish
 
 
 def make_data(bin_dir, path, classes=24):
     """ft-synth faces (8 per class) ingested into path/train.lmdb, made once per work folder."""
-    if os.path.isdir(os.path.join(path, "train.lmdb")):
-        return
-    shutil.rmtree(path, ignore_errors=True)
-    subprocess.run([os.path.join(bin_dir, "ft-synth"), path, "--classes", str(classes),
-                    "--per-class", "8", "--seed", "1", "--pairs", "10"], check=True,
-                   stdout=subprocess.DEVNULL)
-    subprocess.run([os.path.join(bin_dir, "ft-ingest"), path, os.path.join(path, "train.lmdb"),
-                    "--shuffle", "--seed", "7"], check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
+    pyref.synth_data(bin_dir, path, classes, 8, seed=1, pairs=10)
 
 
 def train_args(data, classes, out, *extra):
@@ -74,8 +66,6 @@ def tensors(out):
                 res[f"{name}:{k}"] = v
     return res
 
-
-finish = pyref.finish
 
 
 def children(pid):

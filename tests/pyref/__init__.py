@@ -62,6 +62,27 @@ def finish():
     sys.exit(1 if FAILS else 0)
 
 
+def synth_data(bin_dir, path, classes, per_class, seed=1, pairs=None):
+    """ft-synth faces ingested (shuffled, seed 7) into path/train.lmdb, made once per folder:
+    the training set of the ft-train tests. Exit 77 (skip) when the tools are not built."""
+    import shutil
+    import subprocess
+    for tool in ("ft-synth", "ft-ingest"):
+        if not os.access(os.path.join(bin_dir, tool), os.X_OK):
+            print(f"skip: {tool} is not built", flush=True)
+            sys.exit(SKIP_RC)
+    if os.path.isdir(os.path.join(path, "train.lmdb")):
+        return
+    shutil.rmtree(path, ignore_errors=True)
+    subprocess.run([os.path.join(bin_dir, "ft-synth"), path, "--classes", str(classes),
+                    "--per-class", str(per_class), "--seed", str(seed)] +
+                   (["--pairs", str(pairs)] if pairs else []), check=True,
+                   stdout=subprocess.DEVNULL)
+    subprocess.run([os.path.join(bin_dir, "ft-ingest"), path, os.path.join(path, "train.lmdb"),
+                    "--shuffle", "--seed", "7"], check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+
+
 def need(*names):
     """Import the named modules and return them (one module, or a tuple for several). A
     missing one ends the test: exit 1 in CI (an oracle must not be skipped there), exit 77

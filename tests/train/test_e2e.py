@@ -43,25 +43,11 @@ TRAIN = os.path.join(BIN, "ft-train")
 CONFIG = os.path.join(REPO, "configs", "synth_r18.py")
 fail = pyref.FAILS  # pyref.check records here
 check = pyref.check
-
-
 finish = pyref.finish
 
 
 def make_data(path, classes, per_class, seed=1):
-    for tool in ("ft-synth", "ft-ingest"):
-        if not os.access(os.path.join(BIN, tool), os.X_OK):
-            print(f"skip: {tool} is not built")
-            sys.exit(77)
-    if os.path.isdir(os.path.join(path, "train.lmdb")):
-        return
-    shutil.rmtree(path, ignore_errors=True)
-    subprocess.run([os.path.join(BIN, "ft-synth"), path, "--classes", str(classes),
-                    "--per-class", str(per_class), "--seed", str(seed)], check=True,
-                   stdout=subprocess.DEVNULL)
-    subprocess.run([os.path.join(BIN, "ft-ingest"), path, os.path.join(path, "train.lmdb"),
-                    "--shuffle", "--seed", "7"], check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
+    pyref.synth_data(BIN, path, classes, per_class, seed=seed)
 
 
 def train(out, *args, loss_file=None, check_rc=0):
@@ -275,7 +261,7 @@ def strict():
     fresh(ref, ref_losses, out, lf)
     train(ref, *args, "device=cpu", loss_file=ref_losses)
     train(out, *args, "device=cpu-strict", "max_steps=3", loss_file=lf)
-    p = train(out, *args, "device=cpu-strict", "resume=True", loss_file=lf)
+    train(out, *args, "device=cpu-strict", "resume=True", loss_file=lf)
     check("Accuracy-Flip" in open(os.path.join(out, "training.log")).read(),
           "cpu-strict: verification ran")
     compare_runs("cpu-strict vs cpu, stop at 3 + resume", ref, ref_losses, out, lf)
