@@ -16,24 +16,17 @@
 #include <unistd.h>
 
 #include "ft_common.h"
+#include "ft_net.h"
 
 #define RDV_MAGIC 0x46545244u /* "FTRD" */
 enum { ST_OK = 0, ST_WORLD = 1, ST_RANK = 2, ST_DUP = 3, ST_BYTES = 4 };
-
-static double left(double deadline) {
-    double l = deadline - ft_now();
-    return l > 0 ? l : 0;
-}
 
 /* all of buf, or -ETIMEDOUT / -errno / -ECONNRESET (peer closed) */
 static int io_all(int fd, void *buf, size_t n, int out, double deadline) {
     char *p = buf;
     while (n) {
-        struct pollfd pf = {fd, out ? POLLOUT : POLLIN, 0};
-        int ms = (int)(left(deadline) * 1000);
-        int pr = poll(&pf, 1, ms);
-        if (pr < 0 && errno == EINTR) continue;
-        if (pr < 0) return -errno;
+        int pr = ft_fd_wait(fd, out ? POLLOUT : POLLIN, deadline);
+        if (pr < 0) return pr;
         if (pr == 0) return -ETIMEDOUT;
         ssize_t k = out ? send(fd, p, n, MSG_NOSIGNAL) : recv(fd, p, n, 0);
         if (k < 0 && (errno == EINTR || errno == EAGAIN)) continue;
@@ -47,32 +40,9 @@ static int io_all(int fd, void *buf, size_t n, int out, double deadline) {
 static int serve(int world, int port, double timeout_s, const void *blob, size_t bytes, char *err,
                  size_t errcap) {
     double deadline = ft_now() + timeout_s;
-    int ls = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0), v6 = 1;
-    if (ls < 0) v6 = 0, ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (ls < 0) {
-        snprintf(err, errcap, "rank 0: socket: %s", strerror(errno));
-        return -errno;
-    }
-    int one = 1, zero = 0, rc = 0;
-    setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (v6) setsockopt(ls, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
-    struct sockaddr_storage sa;
-    memset(&sa, 0, sizeof sa);
-    socklen_t sl;
-    if (v6) {
-        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&sa;
-        a->sin6_family = AF_INET6, a->sin6_port = htons((uint16_t)port), a->sin6_addr = in6addr_any;
-        sl = sizeof *a;
-    } else {
-        struct sockaddr_in *a = (struct sockaddr_in *)&sa;
-        a->sin_family = AF_INET, a->sin_port = htons((uint16_t)port);
-        a->sin_addr.s_addr = htonl(INADDR_ANY);
-        sl = sizeof *a;
-    }
-    if (bind(ls, (struct sockaddr *)&sa, sl) != 0 || listen(ls, world) != 0) {
-        rc = -errno;
-        snprintf(err, errcap, "rank 0: cannot listen on port %d: %s", port, strerror(errno));
-        close(ls);
+    int ls = -1, one = 1, rc = ft_tcp_listen(NULL, port, world, &ls);
+    if (rc) {
+        snprintf(err, errcap, "rank 0: cannot listen on port %d: %s", port, strerror(-rc));
         return rc;
     }
     int *fds = malloc((size_t)world * sizeof *fds);
@@ -84,14 +54,9 @@ static int serve(int world, int port, double timeout_s, const void *blob, size_t
     }
     int n = 0;
     for (; n < world - 1 && !rc; n++) {
-        struct pollfd pf = {ls, POLLIN, 0};
-        int pr = poll(&pf, 1, (int)(left(deadline) * 1000));
-        if (pr < 0 && errno == EINTR) {
-            n--;
-            continue;
-        }
+        int pr = ft_fd_wait(ls, POLLIN, deadline);
         if (pr <= 0) {
-            rc = pr == 0 ? -ETIMEDOUT : -errno;
+            rc = pr == 0 ? -ETIMEDOUT : pr;
             snprintf(err, errcap, "rank 0: %d of %d ranks arrived on port %d within %g s", n + 1,
                      world, port, timeout_s);
             break;
@@ -153,34 +118,16 @@ static int serve(int world, int port, double timeout_s, const void *blob, size_t
 static int join(int rank, int world, const char *addr, int port, double timeout_s, void *blob,
                 size_t bytes, char *err, size_t errcap) {
     double deadline = ft_now() + timeout_s;
-    char ps[16];
-    snprintf(ps, sizeof ps, "%d", port);
-    struct addrinfo hints, *ai = NULL;
-    memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_UNSPEC, hints.ai_socktype = SOCK_STREAM;
-    int g = getaddrinfo(addr, ps, &hints, &ai);
-    if (g != 0) {
-        snprintf(err, errcap, "rank %d: master address '%s': %s", rank, addr, gai_strerror(g));
+    char gai[128];
+    int fd = -1, c = ft_tcp_connect(addr, port, deadline, &fd, gai, sizeof gai);
+    if (c == FT_EARG) {
+        snprintf(err, errcap, "rank %d: master address '%s': %s", rank, addr, gai);
         return FT_EARG;
     }
-    int fd = -1, last = ECONNREFUSED;
-    while (fd < 0) {
-        for (struct addrinfo *p = ai; p && fd < 0; p = p->ai_next) {
-            int s = socket(p->ai_family, p->ai_socktype | SOCK_CLOEXEC, p->ai_protocol);
-            if (s < 0) continue;
-            if (connect(s, p->ai_addr, p->ai_addrlen) == 0)
-                fd = s;
-            else
-                last = errno, close(s);
-        }
-        if (fd >= 0 || left(deadline) <= 0) break;
-        usleep(200000); /* rank 0 may not listen yet */
-    }
-    freeaddrinfo(ai);
-    if (fd < 0) {
+    if (c) {
         snprintf(err, errcap, "rank %d: cannot reach rank 0 at %s:%d within %g s (%s)", rank, addr,
-                 port, timeout_s, strerror(last));
-        return -last;
+                 port, timeout_s, strerror(-c));
+        return c;
     }
     unsigned char h[16], s4[4];
     ft_wr_le32(h, RDV_MAGIC), ft_wr_le32(h + 4, (uint32_t)rank), ft_wr_le32(h + 8, (uint32_t)world);

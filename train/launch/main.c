@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "ft_common.h"
+#include "ft_net.h"
 
 #define PROG     "ft-launch"
 #define MAXNODES 1024
@@ -63,12 +64,6 @@ static int die(const char *fmt, ...) {
     fprintf(stderr, "\n");
     va_end(ap);
     return 1;
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 /* ------------------------------------------------------------------ rank shim */
@@ -99,9 +94,8 @@ static int rank_shim(char **cmd) {
 static int read_line(int fd, char *buf, size_t cap, double deadline) {
     size_t n = 0;
     while (n + 1 < cap) {
-        struct pollfd p = {fd, POLLIN, 0};
-        int ms = (int)((deadline - now_s()) * 1000);
-        if (ms <= 0 || poll(&p, 1, ms) <= 0) return -ETIMEDOUT;
+        int pr = ft_fd_wait(fd, POLLIN, deadline);
+        if (pr <= 0) return pr ? pr : -ETIMEDOUT;
         ssize_t k = read(fd, buf + n, 1);
         if (k <= 0) return k == 0 ? -ECONNRESET : -errno;
         if (buf[n] == '\n') break;
@@ -116,30 +110,16 @@ static int send_line(int fd, const char *s) {
     return write(fd, s, n) == (ssize_t)n ? 0 : -errno;
 }
 
-static int resolve(const char *addr, int port, struct sockaddr_in *sa) {
-    struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *res = NULL;
-    if (getaddrinfo(addr, NULL, &hints, &res) || !res) return -1;
-    *sa = *(struct sockaddr_in *)res->ai_addr;
-    sa->sin_port = htons((uint16_t)port);
-    freeaddrinfo(res);
-    return 0;
-}
-
 /* node 0: accept the K-1 launchers, check them, send each the ompi-server's address */
 static int master_rendezvous(const char *addr, int port, int nnodes, int nproc, const char *uri,
                              double timeout, int *peers) {
-    struct sockaddr_in sa;
-    if (resolve(addr, port, &sa)) return die("--master_addr %s: cannot resolve", addr);
-    int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
-    setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (ls < 0 || bind(ls, (struct sockaddr *)&sa, sizeof sa) || listen(ls, MAXNODES))
-        return die("%s:%d: cannot listen: %s", addr, port, strerror(errno));
-    double deadline = now_s() + timeout;
+    int ls = -1, rc = ft_tcp_listen(addr, port, MAXNODES, &ls);
+    if (rc == FT_EARG) return die("--master_addr %s: cannot resolve", addr);
+    if (rc) return die("%s:%d: cannot listen: %s", addr, port, strerror(-rc));
+    double deadline = ft_now() + timeout;
     int have = 0, seen[MAXNODES] = {0};
     while (have < nnodes - 1) {
-        struct pollfd p = {ls, POLLIN, 0};
-        int ms = (int)((deadline - now_s()) * 1000);
-        if (ms <= 0 || poll(&p, 1, ms) <= 0) {
+        if (ft_fd_wait(ls, POLLIN, deadline) <= 0) {
             close(ls);
             return die("%s:%d: %d of %d node launchers arrived within %.0f s", addr, port, have,
                        nnodes - 1, timeout);
@@ -179,22 +159,14 @@ static int master_rendezvous(const char *addr, int port, int nnodes, int nproc, 
 /* node R > 0: reach the master (retrying until the timeout), get the ompi-server's address */
 static int worker_rendezvous(const char *addr, int port, int node, int nproc, double timeout,
                              char *uri, size_t cap, int *peer) {
-    struct sockaddr_in sa;
-    if (resolve(addr, port, &sa)) return die("--master_addr %s: cannot resolve", addr);
-    double deadline = now_s() + timeout;
-    int fd = -1, last = 0;
-    while (now_s() < deadline) {
-        fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) break;
-        last = errno;
-        if (fd >= 0) close(fd);
-        fd = -1;
-        usleep(200000);
-    }
-    if (fd < 0)
+    double deadline = ft_now() + timeout;
+    char why[128];
+    int fd = -1, rc = ft_tcp_connect(addr, port, deadline, &fd, why, sizeof why);
+    if (rc == FT_EARG) return die("--master_addr %s: cannot resolve (%s)", addr, why);
+    if (rc)
         return die("cannot reach the master at %s:%d within %.0f s: %s (is node_rank 0's "
                    "ft-launch running with the same --master_addr/--master_port?)",
-                   addr, port, timeout, strerror(last));
+                   addr, port, timeout, strerror(-rc));
     char line[2048];
     snprintf(line, sizeof line, "HELLO %d %d\n", node, nproc);
     if (send_line(fd, line) || read_line(fd, line, sizeof line, deadline)) {
@@ -242,7 +214,7 @@ static pid_t start_ompi_server(const char *dir, char *uri, size_t cap) {
     char *argv[] = {"ompi-server", "--no-daemonize", "-r", file, NULL};
     pid_t pid = spawn(argv, 1);
     if (pid < 0) return -1;
-    for (double end = now_s() + 30; now_s() < end; usleep(100000)) {
+    for (double end = ft_now() + 30; ft_now() < end; usleep(100000)) {
         FILE *f = fopen(file, "r");
         if (f) {
             size_t n = fread(uri, 1, cap - 1, f);
@@ -447,7 +419,7 @@ int main(int argc, char **argv) {
         for (int i = 0; i < n; i++) {
             if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
             char line[64];
-            int r = read_line(p[i].fd, line, sizeof line, now_s() + 1);
+            int r = read_line(p[i].fd, line, sizeof line, ft_now() + 1);
             int slot = p[i].fd == master ? 0 : -1;
             for (int j = 0; slot < 0 && j < npeers; j++)
                 if (peers[j] == p[i].fd) slot = 1 + j;
@@ -466,7 +438,7 @@ int main(int argc, char **argv) {
                              "(%s); ending this node's ranks\n",
                         o.node, r ? "its launcher is gone" : line);
                 kill(job, SIGTERM);
-                kill_at = now_s() + 10;
+                kill_at = ft_now() + 10;
                 for (int j = 0; j < npeers; j++) /* the master tells every node */
                     if (peers[j] >= 0 && peers[j] != p[i].fd) send_line(peers[j], "FAIL\n");
             }
@@ -476,7 +448,7 @@ int main(int argc, char **argv) {
                 if (p[i].fd == master) close(master), master = -1;
             }
         }
-        if (kill_at && now_s() > kill_at) kill(-job, SIGKILL), kill_at = now_s() + 1e9;
+        if (kill_at && ft_now() > kill_at) kill(-job, SIGKILL), kill_at = ft_now() + 1e9;
         if (waitpid(job, &status, WNOHANG) == job) done = 1;
     }
     int job_rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
@@ -490,7 +462,7 @@ int main(int argc, char **argv) {
             if (job_rc) send_line(peers[i], msg);
             if (!job_rc || stopped) { /* the master waits for every node before it ends */
                 char line[64];
-                while (read_line(peers[i], line, sizeof line, now_s() + o.timeout) == 0 &&
+                while (read_line(peers[i], line, sizeof line, ft_now() + o.timeout) == 0 &&
                        (!strncmp(line, "OK", 2) || !strncmp(line, "STOP", 4)))
                     ;
             }
