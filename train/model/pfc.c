@@ -433,11 +433,8 @@ int ft_pfc_tensor_count(const ft_pfc *p) {
 
 int ft_pfc_tensor_info(const ft_pfc *p, int i, ft_tensor_info *info) {
     if (i != 0) return FT_EARG;
-    *info = (ft_tensor_info){"weight",
-                             FT_F32,
-                             2,
-                             {p->num_local, p->cfg.emb, 0, 0},
-                             (size_t)p->num_local * p->cfg.emb};
+    *info = (ft_tensor_info){
+        "weight", FT_F32, 2, {p->num_local, p->cfg.emb, 0, 0}, (size_t)p->num_local * p->cfg.emb};
     return 0;
 }
 
