@@ -193,11 +193,14 @@ int ft_dp_reduce_grads(ft_dp *d) {
     int rc = d->rc_copy ? d->rc_copy : d->rc_start ? d->rc_start : rw;
     d->next = 0, d->rc_copy = 0, d->rc_start = 0;
     float inv = 1.0f / (float)c->world;
-    for (int k = 0; k < d->nb && !rc && d->inplace; k++)
-        rc = o->scale(o, d->b[k].span_n, inv, d->b[k].span);
-    for (int i = 0; i < d->np && !rc && !d->inplace; i++) {
-        rc = o->scale(o, d->p[i].numel, inv, d->flat + d->p[i].off);
-        if (!rc) rc = o->copy(o, d->p[i].g, d->flat + d->p[i].off, d->p[i].numel * sizeof(float));
+    if (d->inplace) {
+        for (int k = 0; k < d->nb && !rc; k++) rc = o->scale(o, d->b[k].span_n, inv, d->b[k].span);
+    } else {
+        for (int i = 0; i < d->np && !rc; i++) {
+            rc = o->scale(o, d->p[i].numel, inv, d->flat + d->p[i].off);
+            if (!rc)
+                rc = o->copy(o, d->p[i].g, d->flat + d->p[i].off, d->p[i].numel * sizeof(float));
+        }
     }
     d->t_comm += ft_now() - t0;
     return rc;
