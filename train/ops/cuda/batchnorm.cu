@@ -95,8 +95,8 @@ static int cuda_bn_fwd_train(ft_ops *o, ft_dtype dt, int n, int c, int hw, float
                              void *y, float *rmean, float *rvar, float *smean, float *sinv) {
     if (!cuda_float_dt(dt)) return FT_ENOTSUP;
     if (n < 1 || c < 1 || hw < 1 || (size_t)n * hw < 2) return FT_EARG;
-    k_bn_train<<<c, CUDA_RED, 0, cuda_of(o)->stream>>>(n, c, hw, dt, eps, momentum, x, gamma, beta,
-                                                       y, rmean, rvar, smean, sinv);
+    CUDA_LAUNCH(k_bn_train, c, CUDA_RED, cuda_of(o)->stream)
+    (n, c, hw, dt, eps, momentum, x, gamma, beta, y, rmean, rvar, smean, sinv);
     CU_LAUNCHED();
     return 0;
 }
@@ -106,8 +106,8 @@ static int cuda_bn_fwd_eval(ft_ops *o, ft_dtype dt, int n, int c, int hw, float 
     if (!cuda_float_dt(dt)) return FT_ENOTSUP;
     if (n < 1 || c < 1 || hw < 1) return FT_EARG;
     size_t total = (size_t)n * c * hw;
-    k_bn_eval<<<cuda_blocks(total), CUDA_THREADS, 0, cuda_of(o)->stream>>>(
-        total, c, hw, dt, eps, x, gamma, beta, rmean, rvar, y);
+    CUDA_LAUNCH(k_bn_eval, cuda_blocks(total), CUDA_THREADS, cuda_of(o)->stream)
+    (total, c, hw, dt, eps, x, gamma, beta, rmean, rvar, y);
     CU_LAUNCHED();
     return 0;
 }
@@ -116,8 +116,8 @@ static int cuda_bn_bwd(ft_ops *o, ft_dtype dt, int n, int c, int hw, const void 
                        float *dgamma, float *dbeta) {
     if (!cuda_float_dt(dt)) return FT_ENOTSUP;
     if (n < 1 || c < 1 || hw < 1) return FT_EARG;
-    k_bn_bwd<<<c, CUDA_RED, 0, cuda_of(o)->stream>>>(n, c, hw, dt, x, dy, gamma, smean, sinv, dx,
-                                                     dgamma, dbeta);
+    CUDA_LAUNCH(k_bn_bwd, c, CUDA_RED, cuda_of(o)->stream)
+    (n, c, hw, dt, x, dy, gamma, smean, sinv, dx, dgamma, dbeta);
     CU_LAUNCHED();
     return 0;
 }

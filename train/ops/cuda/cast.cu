@@ -18,7 +18,8 @@ int cuda_cast_run(ft_ops *o, size_t count, ft_dtype sdt, const void *src, ft_dty
                                  cuda_of(o)->stream));
         return 0;
     }
-    k_cast<<<cuda_blocks(count), CUDA_THREADS, 0, cuda_of(o)->stream>>>(count, sdt, src, ddt, dst);
+    CUDA_LAUNCH(k_cast, cuda_blocks(count), CUDA_THREADS, cuda_of(o)->stream)
+    (count, sdt, src, ddt, dst);
     CU_LAUNCHED();
     return 0;
 }
@@ -50,7 +51,8 @@ static int cuda_input_u8(ft_ops *o, int n, int h, int w, const uint8_t *x, float
     if (n < 0 || h < 1 || w < 1) return FT_EARG;
     size_t total = (size_t)n * 3 * h * w;
     if (!total) return 0;
-    k_input_u8<<<cuda_blocks(total), CUDA_THREADS, 0, cuda_of(o)->stream>>>(total, h * w, x, dst);
+    CUDA_LAUNCH(k_input_u8, cuda_blocks(total), CUDA_THREADS, cuda_of(o)->stream)
+    (total, h * w, x, dst);
     CU_LAUNCHED();
     return 0;
 }

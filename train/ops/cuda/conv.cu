@@ -210,7 +210,7 @@ static int cuda_conv_bwd_filter(ft_ops *o, const ft_conv_desc *d, ft_dtype dt, c
                                                e->bwd_filter, alg_ws, e->ws_bwd_filter, &ZERO, e->w,
                                                w16));
     size_t n = (size_t)d->k * d->c * d->r * d->r;
-    k_add_dw16<<<cuda_blocks(n), CUDA_THREADS, 0, b->stream>>>(n, dt, w16, dw);
+    CUDA_LAUNCH(k_add_dw16, cuda_blocks(n), CUDA_THREADS, b->stream)(n, dt, w16, dw);
     CU_LAUNCHED();
     return 0;
 }

@@ -88,6 +88,11 @@ int cuda_fail_(const char *file, int line, const char *call, const char *what);
         if (s_ != CUDNN_STATUS_SUCCESS)                                                            \
             return cuda_fail_(__FILE__, __LINE__, #call, cudnnGetErrorString(s_));                 \
     } while (0)
+/* a launch: CUDA_LAUNCH(kernel, grid, block, stream)(args...). Under nvcc the <<< >>> launch;
+ * the CPU emulator of the tests (tests/cudaemu, -DFT_CUDA_EMU=ON) defines it first. */
+#ifndef CUDA_LAUNCH
+#define CUDA_LAUNCH(kernel, grid, block, stream) kernel<<<(grid), (block), 0, (stream)>>>
+#endif
 /* after a kernel launch */
 #define CU_LAUNCHED() CU_CHECK(cudaGetLastError())
 

@@ -27,8 +27,8 @@ static int cuda_dropout_fwd(ft_ops *o, ft_dtype dt, size_t count, float p, uint6
     if (p == 0.0f) return o->copy(o, y, x, count * ft_dtype_size(dt));
     if (!count) return 0;
     float inv = 1.0f / (1.0f - p);
-    k_drop_fwd<<<cuda_blocks(count), CUDA_THREADS, 0, cuda_of(o)->stream>>>(count, dt, p, inv, seed,
-                                                                            x, y, mask);
+    CUDA_LAUNCH(k_drop_fwd, cuda_blocks(count), CUDA_THREADS, cuda_of(o)->stream)
+    (count, dt, p, inv, seed, x, y, mask);
     CU_LAUNCHED();
     return 0;
 }
@@ -39,8 +39,8 @@ static int cuda_dropout_bwd(ft_ops *o, ft_dtype dt, size_t count, float p, const
     if (p == 0.0f) return o->copy(o, dx, dy, count * ft_dtype_size(dt));
     if (!count) return 0;
     float inv = 1.0f / (1.0f - p);
-    k_drop_bwd<<<cuda_blocks(count), CUDA_THREADS, 0, cuda_of(o)->stream>>>(count, dt, inv, mask,
-                                                                            dy, dx);
+    CUDA_LAUNCH(k_drop_bwd, cuda_blocks(count), CUDA_THREADS, cuda_of(o)->stream)
+    (count, dt, inv, mask, dy, dx);
     CU_LAUNCHED();
     return 0;
 }

@@ -49,19 +49,19 @@ static __global__ void k_unscale(size_t n, float inv, float *g, float *found) {
 static int cuda_add(ft_ops *o, ft_dtype dt, size_t count, const void *a, const void *b, void *y) {
     if (!cuda_float_dt(dt)) return FT_ENOTSUP;
     if (!count) return 0;
-    k_add<<<cuda_blocks(count), CUDA_THREADS, 0, cuda_of(o)->stream>>>(count, dt, a, b, y);
+    CUDA_LAUNCH(k_add, cuda_blocks(count), CUDA_THREADS, cuda_of(o)->stream)(count, dt, a, b, y);
     CU_LAUNCHED();
     return 0;
 }
 static int cuda_axpy(ft_ops *o, size_t count, float alpha, const float *x, float *y) {
     if (!count) return 0;
-    k_axpy<<<cuda_blocks(count), CUDA_THREADS, 0, cuda_of(o)->stream>>>(count, alpha, x, y);
+    CUDA_LAUNCH(k_axpy, cuda_blocks(count), CUDA_THREADS, cuda_of(o)->stream)(count, alpha, x, y);
     CU_LAUNCHED();
     return 0;
 }
 static int cuda_scale(ft_ops *o, size_t count, float alpha, float *x) {
     if (!count) return 0;
-    k_scale<<<cuda_blocks(count), CUDA_THREADS, 0, cuda_of(o)->stream>>>(count, alpha, x);
+    CUDA_LAUNCH(k_scale, cuda_blocks(count), CUDA_THREADS, cuda_of(o)->stream)(count, alpha, x);
     CU_LAUNCHED();
     return 0;
 }
@@ -69,9 +69,9 @@ static int cuda_sumsq(ft_ops *o, size_t count, const float *x, double *host_out)
     cuda_backend *b = cuda_of(o);
     size_t nb = (count + CUDA_RED - 1) / CUDA_RED;
     int parts = (int)(nb < 1 ? 1 : nb > 1024 ? 1024 : nb);
-    k_sumsq_part<<<parts, CUDA_RED, 0, b->stream>>>(count, x, b->red);
+    CUDA_LAUNCH(k_sumsq_part, parts, CUDA_RED, b->stream)(count, x, b->red);
     CU_LAUNCHED();
-    k_sum_parts<<<1, CUDA_RED, 0, b->stream>>>(parts, b->red);
+    CUDA_LAUNCH(k_sum_parts, 1, CUDA_RED, b->stream)(parts, b->red);
     CU_LAUNCHED();
     CU_CHECK(
         cudaMemcpyAsync(b->red_host, b->red, sizeof(double), cudaMemcpyDeviceToHost, b->stream));
@@ -85,20 +85,20 @@ static int cuda_sumsq_acc(ft_ops *o, size_t count, const float *x, double *acc) 
     int parts = (int)(nb < 1 ? 1 : nb > 1024 ? 1024 : nb);
     /* the partial sums live in scratch of this call's stream order: b->red is reused by the
      * next call only after this one's k_acc_parts has read it (same stream) */
-    k_sumsq_part<<<parts, CUDA_RED, 0, b->stream>>>(count, x, b->red);
+    CUDA_LAUNCH(k_sumsq_part, parts, CUDA_RED, b->stream)(count, x, b->red);
     CU_LAUNCHED();
     return cuda_acc_parts(o, parts, acc);
 }
 int cuda_acc_parts(ft_ops *o, int parts, double *acc) {
     cuda_backend *b = cuda_of(o);
-    k_acc_parts<<<1, CUDA_RED, 0, b->stream>>>(parts, b->red, acc);
+    CUDA_LAUNCH(k_acc_parts, 1, CUDA_RED, b->stream)(parts, b->red, acc);
     CU_LAUNCHED();
     return 0;
 }
 static int cuda_unscale_check(ft_ops *o, size_t count, float inv_scale, float *g, float *found) {
     if (!count) return 0;
-    k_unscale<<<cuda_blocks(count), CUDA_THREADS, 0, cuda_of(o)->stream>>>(count, inv_scale, g,
-                                                                           found);
+    CUDA_LAUNCH(k_unscale, cuda_blocks(count), CUDA_THREADS, cuda_of(o)->stream)
+    (count, inv_scale, g, found);
     CU_LAUNCHED();
     return 0;
 }

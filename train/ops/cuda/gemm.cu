@@ -24,8 +24,8 @@ static int row_gemm(ft_ops *o, ft_dtype dt, int ta, int tb, int m, int n, int k,
     if (!m || !n) return 0;
     cuda_backend *cb = cuda_of(o);
     if (!k) { /* C = beta C, as the CPU backend */
-        k_scale_mat<<<cuda_blocks((size_t)m * n), CUDA_THREADS, 0, cb->stream>>>(m, n, ldc, dt,
-                                                                                 beta, c);
+        CUDA_LAUNCH(k_scale_mat, cuda_blocks((size_t)m * n), CUDA_THREADS, cb->stream)
+        (m, n, ldc, dt, beta, c);
         CU_LAUNCHED();
         return 0;
     }
@@ -69,7 +69,8 @@ static int cuda_fc_fwd(ft_ops *o, ft_dtype dt, int n, int c, int hw, int out, co
     int rc = row_gemm(o, FT_F32, 0, 1, n, out, in, 1.0f, fx, in, w, in, 0.0f, y, out);
     if (rc || !bias) return rc;
     size_t total = (size_t)n * out;
-    k_bias_add<<<cuda_blocks(total), CUDA_THREADS, 0, cuda_of(o)->stream>>>(total, out, bias, y);
+    CUDA_LAUNCH(k_bias_add, cuda_blocks(total), CUDA_THREADS, cuda_of(o)->stream)
+    (total, out, bias, y);
     CU_LAUNCHED();
     return 0;
 }
@@ -94,8 +95,8 @@ static int cuda_fc_bwd(ft_ops *o, ft_dtype dt, int n, int c, int hw, int out, co
     if (dx) rc = row_gemm(o, FT_F32, 0, 0, n, in, out, 1.0f, dy, out, w, in, 0.0f, fdx, in);
     if (!rc && dw) rc = row_gemm(o, FT_F32, 1, 0, out, in, n, 1.0f, dy, out, fx, in, 1.0f, dw, in);
     if (!rc && dbias) {
-        k_bias_grad<<<cuda_blocks((size_t)out), CUDA_THREADS, 0, cuda_of(o)->stream>>>(n, out, dy,
-                                                                                       dbias);
+        CUDA_LAUNCH(k_bias_grad, cuda_blocks((size_t)out), CUDA_THREADS, cuda_of(o)->stream)
+        (n, out, dy, dbias);
         CU_LAUNCHED();
     }
     if (!rc && dx && dt != FT_F32) rc = cuda_cast_run(o, cnt, FT_F32, fdx, dt, dx);

@@ -73,8 +73,8 @@ static int cuda_margin_fwd(ft_ops *o, int rows, int cols, const ft_margin *mg, c
     int rc = check(rows, cols, mg);
     size_t n = (size_t)rows * cols;
     if (rc || !n) return rc;
-    k_margin_fwd<<<cuda_blocks(n), CUDA_THREADS, 0, cuda_of(o)->stream>>>(
-        n, cols, mg->kind, mg->s, mg->m2, mg->m3, mg->filter_thr, label, cosv, logits);
+    CUDA_LAUNCH(k_margin_fwd, cuda_blocks(n), CUDA_THREADS, cuda_of(o)->stream)
+    (n, cols, mg->kind, mg->s, mg->m2, mg->m3, mg->filter_thr, label, cosv, logits);
     CU_LAUNCHED();
     return 0;
 }
@@ -83,23 +83,23 @@ static int cuda_margin_bwd(ft_ops *o, int rows, int cols, const ft_margin *mg, c
     int rc = check(rows, cols, mg);
     size_t n = (size_t)rows * cols;
     if (rc || !n) return rc;
-    k_margin_bwd<<<cuda_blocks(n), CUDA_THREADS, 0, cuda_of(o)->stream>>>(
-        n, cols, mg->kind, mg->grad_mode == FT_MARGIN_GRAD_EXACT, mg->s, mg->m2, mg->filter_thr,
-        label, cosv, dlogits, dcos);
+    CUDA_LAUNCH(k_margin_bwd, cuda_blocks(n), CUDA_THREADS, cuda_of(o)->stream)
+    (n, cols, mg->kind, mg->grad_mode == FT_MARGIN_GRAD_EXACT, mg->s, mg->m2, mg->filter_thr, label,
+     cosv, dlogits, dcos);
     CU_LAUNCHED();
     return 0;
 }
 static int cuda_row_max(ft_ops *o, int rows, int cols, const float *x, float *mx) {
     int rc = check(rows, cols, NULL);
     if (rc || !rows) return rc;
-    k_row_max<<<rows, CUDA_RED, 0, cuda_of(o)->stream>>>(cols, x, mx);
+    CUDA_LAUNCH(k_row_max, rows, CUDA_RED, cuda_of(o)->stream)(cols, x, mx);
     CU_LAUNCHED();
     return 0;
 }
 static int cuda_row_exp_sum(ft_ops *o, int rows, int cols, float *x, const float *mx, float *sum) {
     int rc = check(rows, cols, NULL);
     if (rc || !rows) return rc;
-    k_row_exp_sum<<<rows, CUDA_RED, 0, cuda_of(o)->stream>>>(cols, x, mx, sum);
+    CUDA_LAUNCH(k_row_exp_sum, rows, CUDA_RED, cuda_of(o)->stream)(cols, x, mx, sum);
     CU_LAUNCHED();
     return 0;
 }
@@ -108,8 +108,8 @@ static int cuda_softmax_xent_bwd(ft_ops *o, int rows, int cols, float *e, const 
     int rc = check(rows, cols, NULL);
     size_t n = (size_t)rows * cols;
     if (rc || !n) return rc;
-    k_xent<<<cuda_blocks(n), CUDA_THREADS, 0, cuda_of(o)->stream>>>(n, cols, e, sum, label,
-                                                                    grad_scale, ptarget);
+    CUDA_LAUNCH(k_xent, cuda_blocks(n), CUDA_THREADS, cuda_of(o)->stream)
+    (n, cols, e, sum, label, grad_scale, ptarget);
     CU_LAUNCHED();
     return 0;
 }

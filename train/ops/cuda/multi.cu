@@ -130,32 +130,32 @@ static inline unsigned list_blocks(const dev_list *d, int cap) {
 static int cuda_multi_zero(ft_ops *o, const ft_tlist *t) {
     const dev_list *d = (const dev_list *)t->impl;
     if (!d->nchunks) return 0;
-    k_mzero<<<list_blocks(d, CUDA_MAX_BLOCKS), CUDA_THREADS, 0, cuda_of(o)->stream>>>(d->e, d->c,
-                                                                                      d->nchunks);
+    CUDA_LAUNCH(k_mzero, list_blocks(d, CUDA_MAX_BLOCKS), CUDA_THREADS, cuda_of(o)->stream)
+    (d->e, d->c, d->nchunks);
     CU_LAUNCHED();
     return 0;
 }
 static int cuda_multi_scale(ft_ops *o, const ft_tlist *t, float alpha) {
     const dev_list *d = (const dev_list *)t->impl;
     if (!d->nchunks) return 0;
-    k_mscale<<<list_blocks(d, CUDA_MAX_BLOCKS), CUDA_THREADS, 0, cuda_of(o)->stream>>>(
-        d->e, d->c, d->nchunks, alpha);
+    CUDA_LAUNCH(k_mscale, list_blocks(d, CUDA_MAX_BLOCKS), CUDA_THREADS, cuda_of(o)->stream)
+    (d->e, d->c, d->nchunks, alpha);
     CU_LAUNCHED();
     return 0;
 }
 static int cuda_multi_unscale_check(ft_ops *o, const ft_tlist *t, float inv_scale, float *found) {
     const dev_list *d = (const dev_list *)t->impl;
     if (!d->nchunks) return 0;
-    k_munscale<<<list_blocks(d, CUDA_MAX_BLOCKS), CUDA_THREADS, 0, cuda_of(o)->stream>>>(
-        d->e, d->c, d->nchunks, inv_scale, found);
+    CUDA_LAUNCH(k_munscale, list_blocks(d, CUDA_MAX_BLOCKS), CUDA_THREADS, cuda_of(o)->stream)
+    (d->e, d->c, d->nchunks, inv_scale, found);
     CU_LAUNCHED();
     return 0;
 }
 static int cuda_multi_sgd(ft_ops *o, const ft_tlist *t, float lr, float mom, float wd) {
     const dev_list *d = (const dev_list *)t->impl;
     if (!d->nchunks) return 0;
-    k_msgd<<<list_blocks(d, CUDA_MAX_BLOCKS), CUDA_THREADS, 0, cuda_of(o)->stream>>>(
-        d->e, d->c, d->nchunks, lr, mom, wd);
+    CUDA_LAUNCH(k_msgd, list_blocks(d, CUDA_MAX_BLOCKS), CUDA_THREADS, cuda_of(o)->stream)
+    (d->e, d->c, d->nchunks, lr, mom, wd);
     CU_LAUNCHED();
     return 0;
 }
@@ -166,7 +166,7 @@ static int cuda_multi_sumsq_acc(ft_ops *o, const ft_tlist *t, double *acc) {
     /* at most 1024 parts in b->red (it holds CUDA_MAX_BLOCKS), read by k_macc_parts before
      * any later op on the stream reuses it */
     unsigned parts = list_blocks(d, 1024);
-    k_msumsq_part<<<parts, CUDA_RED, 0, b->stream>>>(d->e, d->c, d->nchunks, b->red);
+    CUDA_LAUNCH(k_msumsq_part, parts, CUDA_RED, b->stream)(d->e, d->c, d->nchunks, b->red);
     CU_LAUNCHED();
     return cuda_acc_parts(o, (int)parts, acc);
 }

@@ -32,8 +32,8 @@ static int cuda_prelu_fwd(ft_ops *o, ft_dtype dt, int n, int c, int hw, const vo
     if (n < 0 || c < 1 || hw < 1) return FT_EARG;
     size_t total = (size_t)n * c * hw;
     if (!total) return 0;
-    k_prelu_fwd<<<cuda_blocks(total), CUDA_THREADS, 0, cuda_of(o)->stream>>>(total, c, hw, dt, x,
-                                                                             alpha, y);
+    CUDA_LAUNCH(k_prelu_fwd, cuda_blocks(total), CUDA_THREADS, cuda_of(o)->stream)
+    (total, c, hw, dt, x, alpha, y);
     CU_LAUNCHED();
     return 0;
 }
@@ -41,7 +41,8 @@ static int cuda_prelu_bwd(ft_ops *o, ft_dtype dt, int n, int c, int hw, const vo
                           const float *alpha, const void *dy, void *dx, float *dalpha) {
     if (!cuda_float_dt(dt)) return FT_ENOTSUP;
     if (n < 1 || c < 1 || hw < 1) return FT_EARG;
-    k_prelu_bwd<<<c, CUDA_RED, 0, cuda_of(o)->stream>>>(n, c, hw, dt, x, alpha, dy, dx, dalpha);
+    CUDA_LAUNCH(k_prelu_bwd, c, CUDA_RED, cuda_of(o)->stream)
+    (n, c, hw, dt, x, alpha, dy, dx, dalpha);
     CU_LAUNCHED();
     return 0;
 }

@@ -38,7 +38,7 @@ static __global__ void k_scatter_add(size_t n, int dim, const float *src, const 
 static int cuda_l2norm_fwd(ft_ops *o, int rows, int dim, const float *x, float *y, float *norms) {
     if (rows < 0 || dim < 1) return FT_EARG;
     if (!rows) return 0;
-    k_l2_fwd<<<rows, CUDA_RED, 0, cuda_of(o)->stream>>>(dim, x, y, norms);
+    CUDA_LAUNCH(k_l2_fwd, rows, CUDA_RED, cuda_of(o)->stream)(dim, x, y, norms);
     CU_LAUNCHED();
     return 0;
 }
@@ -46,7 +46,7 @@ static int cuda_l2norm_bwd(ft_ops *o, int rows, int dim, const float *y, const f
                            const float *dy, float *dx) {
     if (rows < 0 || dim < 1) return FT_EARG;
     if (!rows) return 0;
-    k_l2_bwd<<<rows, CUDA_RED, 0, cuda_of(o)->stream>>>(dim, y, norms, dy, dx);
+    CUDA_LAUNCH(k_l2_bwd, rows, CUDA_RED, cuda_of(o)->stream)(dim, y, norms, dy, dx);
     CU_LAUNCHED();
     return 0;
 }
@@ -55,7 +55,7 @@ static int cuda_gather_rows(ft_ops *o, int rows, int dim, const float *src, cons
     if (rows < 0 || dim < 1) return FT_EARG;
     size_t n = (size_t)rows * dim;
     if (!n) return 0;
-    k_gather<<<cuda_blocks(n), CUDA_THREADS, 0, cuda_of(o)->stream>>>(n, dim, src, idx, dst);
+    CUDA_LAUNCH(k_gather, cuda_blocks(n), CUDA_THREADS, cuda_of(o)->stream)(n, dim, src, idx, dst);
     CU_LAUNCHED();
     return 0;
 }
@@ -64,7 +64,8 @@ static int cuda_scatter_add_rows(ft_ops *o, int rows, int dim, const float *src,
     if (rows < 0 || dim < 1) return FT_EARG;
     size_t n = (size_t)rows * dim;
     if (!n) return 0;
-    k_scatter_add<<<cuda_blocks(n), CUDA_THREADS, 0, cuda_of(o)->stream>>>(n, dim, src, idx, dst);
+    CUDA_LAUNCH(k_scatter_add, cuda_blocks(n), CUDA_THREADS, cuda_of(o)->stream)
+    (n, dim, src, idx, dst);
     CU_LAUNCHED();
     return 0;
 }

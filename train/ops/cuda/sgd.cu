@@ -18,8 +18,8 @@ static __global__ void k_sgd_rows(size_t n, int dim, const int32_t *idx, float l
 static int cuda_sgd_update(ft_ops *o, size_t count, float lr, float mom, float wd, float *w,
                            const float *g, float *buf) {
     if (!count) return 0;
-    k_sgd<<<cuda_blocks(count), CUDA_THREADS, 0, cuda_of(o)->stream>>>(count, lr, mom, wd, w, g,
-                                                                       buf);
+    CUDA_LAUNCH(k_sgd, cuda_blocks(count), CUDA_THREADS, cuda_of(o)->stream)
+    (count, lr, mom, wd, w, g, buf);
     CU_LAUNCHED();
     return 0;
 }
@@ -28,8 +28,8 @@ static int cuda_sgd_update_rows(ft_ops *o, int rows, int dim, const int32_t *idx
     if (rows < 0 || dim < 1) return FT_EARG;
     size_t n = (size_t)rows * dim;
     if (!n) return 0;
-    k_sgd_rows<<<cuda_blocks(n), CUDA_THREADS, 0, cuda_of(o)->stream>>>(n, dim, idx, lr, mom, wd, w,
-                                                                        g, buf);
+    CUDA_LAUNCH(k_sgd_rows, cuda_blocks(n), CUDA_THREADS, cuda_of(o)->stream)
+    (n, dim, idx, lr, mom, wd, w, g, buf);
     CU_LAUNCHED();
     return 0;
 }
