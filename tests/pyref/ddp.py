@@ -182,7 +182,7 @@ def _rank_main(rank, world, dumps, workdir, out):
                             rank=rank, world_size=world)
     meta, d = dumps[rank]
     cfg = meta["run"]
-    C, B, steps = cfg["classes"], cfg["batch"], cfg["steps"]
+    C, steps = cfg["classes"], cfg["steps"]
     rate, seed = cfg["rate"], cfg["seed"]
     net = Net(cfg["width"], [int(b) for b in meta["blocks"].split(",")], cfg["emb"])
     names = list(net.state_dict().keys())
