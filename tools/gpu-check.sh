@@ -59,7 +59,7 @@ libopenblas-pthread-dev libopenblas-dev libgfortran5 libquadmath0 libcjson1 libc
 libprotobuf-c1 libprotobuf-c-dev protobuf-c-compiler libprotoc32 libprotobuf32 libonnx-dev
 pkgconf pkgconf-bin libpkgconf3 libdnnl2 libdnnl-dev ocl-icd-libopencl1"
 # the GPU tests tools/gpu-check.sh runs (ctest label gpu); each must exist in a CUDA build
-GPU_TESTS="ops_backend_cuda train_core_grad_cuda engine_cuda"
+GPU_TESTS="ops_backend_cuda train_core_grad_cuda engine_cuda train_e2e_cuda"
 
 # ---------------------------------------------------------------- prepare (here)
 if [ "$MODE" = prepare ]; then

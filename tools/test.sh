@@ -2,7 +2,10 @@
 # Build and run facetrain's whole test suite, as CI does:
 #   0. the Debian packages it needs (tools/install-deps.sh, idempotent; root or sudo)
 #   1. release build with -Werror, every ctest case
-#   2. ASan+UBSan build, every test that is not marked 'slow'
+#   1b. CUDA-emulator build (tests/cudaemu): the CUDA backend's sources compiled for the CPU,
+#      the GPU tests on the emulated device (ctest label emu)
+#   2. ASan+UBSan build with the CUDA emulator, every test that is not marked 'slow' (the
+#      GPU tests' lean ones among them: ASan checks the kernels' memory accesses)
 #   2b. clang UBSan build of the file parsers (.bin pickle reader, RecordIO) and their tests:
 #      clang's UBSan also reports pointer arithmetic on NULL, which gcc's does not (a few s)
 #   3. TSan build, the tests of the threaded parts (ctest label 'threaded')
@@ -26,8 +29,15 @@ step "tests (release)"
 ctest --test-dir build --output-on-failure -j"$JOBS"
 [ $quick -eq 1 ] && exit 0
 
+step "build (CUDA emulator)"
+cmake -S . -B build-emu -DFT_WERROR=ON -DFT_CUDA_EMU=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build-emu -j"$JOBS"
+step "tests (GPU tests on the CUDA emulator)"
+ctest --test-dir build-emu --output-on-failure -j"$JOBS" -L emu
+
 step "build (ASan + UBSan)"
-cmake -S . -B build-asan -DFT_WERROR=ON -DFT_SANITIZE=address -DCMAKE_BUILD_TYPE=Debug >/dev/null
+cmake -S . -B build-asan -DFT_WERROR=ON -DFT_SANITIZE=address -DFT_CUDA_EMU=ON \
+    -DCMAKE_BUILD_TYPE=Debug >/dev/null
 cmake --build build-asan -j"$JOBS"
 step "tests (ASan + UBSan)"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
@@ -48,7 +58,7 @@ step "tests (TSan, threaded parts)"
 TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build-tsan --output-on-failure -j"$JOBS" -L threaded
 
 step "clang-format"
-files=$(git ls-files '*.c' '*.h' '*.cu' '*.cuh' 2>/dev/null || true)
+files=$(git ls-files '*.c' '*.h' '*.cu' '*.cuh' '*.cpp' 2>/dev/null || true)
 if [ -n "$files" ]; then
     # shellcheck disable=SC2086 # $files is a list of paths without spaces
     clang-format --dry-run --Werror $files

@@ -28,6 +28,9 @@ Modes (each on a small synthetic dataset, 24 classes, width-4 r18, batch 8 per r
            files are removed), after it the next start renames the staged files into place
            and resumes from the new one; either way the losses and the final tensors equal an
            uninterrupted run's, bit for bit
+  nccl     GPU ranks (device=cuda, 2 devices: the CUDA emulator or 2 GPUs): 2 ranks over
+           NCCL, equal losses on both ranks, against 2 CPU ranks within the device's rounding,
+           resume bit for bit, a SIGKILLed rank ends the job
 usage: test_train_mpi.py MODE BIN WORK MPIRUN [ARGS...]
 """
 import glob
@@ -326,8 +329,91 @@ def crashsave_mode():
                   f"from step {resumes_at}", flush=True)
 
 
+def nccl_mode():
+    """GPU ranks: 2 ranks of ft-train device=cuda under mpirun, one GPU each, the step's
+    collectives over NCCL (its id sent over MPI). Needs 2 visible devices: the CUDA emulator
+    (FT_CUDA_EMU=1, 2 emulated devices) or a machine with 2 GPUs; exit 77 otherwise."""
+    env = {}
+    if os.environ.get("FT_CUDA_EMU") == "1":
+        env["FT_CUDA_EMU_DEVICES"] = "2"
+    data = os.path.join(WORK, "synth24")
+    make_data(data, 24)
+    out, lf = os.path.join(WORK, "nccl"), os.path.join(WORK, "nccl.loss")
+    cpu, cl = os.path.join(WORK, "nccl_cpu"), os.path.join(WORK, "nccl_cpu.loss")
+    distrun.fresh(out, lf, cpu, cl)
+    p = mpi(2, args(data, 24, out, "max_steps=4", "device=cuda"), dict(env, FT_TRAIN_LOSS_FILE=lf))
+    if p.returncode and ("no CUDA device is visible" in p.stderr or "but 1 is visible" in p.stderr):
+        print("skip: two GPU ranks need two visible devices: " + p.stderr.strip()[-300:])
+        sys.exit(77)
+    check(p.returncode == 0, f"2 GPU ranks: exit {p.returncode}: {p.stderr[-2000:]}")
+    check("2 ranks (mpirun, nccl collectives)" in p.stderr,
+          f"2 GPU ranks: summary line: {p.stderr[-600:]}")
+    ls = losses(lf)
+    check(sorted(ls) == [1, 2, 3, 4], f"2 GPU ranks: steps {sorted(ls)}")
+    for st, v in ls.items():
+        check(len(v) == 2 and v[0] == v[1], f"2 GPU ranks: step {st}: ranks differ: {v}")
+    # against the same job on CPU ranks (MPI): the first loss to 1e-5, the next to 1e-2 (the
+    # device's convolutions sum in another order; see train_e2e_cuda)
+    p = mpi(2, args(data, 24, cpu, "max_steps=4", "device=cpu"), {"FT_TRAIN_LOSS_FILE": cl})
+    check(p.returncode == 0, f"2 CPU ranks: exit {p.returncode}: {p.stderr[-1000:]}")
+    lc = losses(cl)
+    rel = [abs(float(ls[k][0]) - float(lc[k][0])) / abs(float(lc[k][0])) for k in sorted(lc)
+           if k in ls]
+    print("2 ranks, nccl on cuda vs mpi on cpu, per-step loss relative difference: " +
+          " ".join(f"{r:.2e}" for r in rel), flush=True)
+    check(len(rel) == 4 and rel[0] <= 1e-5 and max(rel) <= 1e-2,
+          f"nccl vs cpu losses: {ls} vs {lc}")
+    # resume: 2 + 2 steps on GPU ranks equal 4 straight, bit for bit (the first half with the
+    # gradient buckets packed and started after backward: the same bytes)
+    out2, lf2 = out + "_resumed", lf + ".resumed"
+    distrun.fresh(out2, lf2)
+    p = mpi(2, args(data, 24, out2, "max_steps=2", "device=cuda", "ddp_bucket_view=False",
+                    "ddp_overlap=False"), dict(env, FT_TRAIN_LOSS_FILE=lf2))
+    check(p.returncode == 0, f"GPU ranks, first half: exit {p.returncode} {p.stderr[-800:]}")
+    p = mpi(2, args(data, 24, out2, "max_steps=4", "device=cuda", "resume=True"),
+            dict(env, FT_TRAIN_LOSS_FILE=lf2))
+    check(p.returncode == 0, f"GPU ranks, resumed: exit {p.returncode} {p.stderr[-800:]}")
+    check(losses(lf2) == ls, f"GPU ranks: resumed losses {losses(lf2)} vs {ls}")
+    a, b = tensors(out), tensors(out2)
+    bad = [k for k in a if k not in b or not np.array_equal(a[k], b[k])]
+    check(sorted(a) == sorted(b) and not bad, f"GPU ranks: resumed tensors differ: {bad[:5]}")
+    # a GPU rank killed mid-run: the other's NCCL wait notices (dist_timeout 5 s), every
+    # rank ends non-zero, the job names the rank
+    kd = os.path.join(WORK, "nccl_killed")
+    distrun.fresh(kd)
+    proc = subprocess.Popen(MPIRUN + ["-np", "2", TRAIN, CONFIG] +
+                            args(data, 24, kd, "num_epoch=400", "dist_timeout=5", "device=cuda"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, **env))
+    man = os.path.join(kd, "checkpoint.json")
+    t_end = time.monotonic() + 120
+    while time.monotonic() < t_end and not os.path.exists(man) and proc.poll() is None:
+        time.sleep(0.2)
+    check(os.path.exists(man), "GPU ranks: no checkpoint within 120 s")
+    ranks = sorted(c for c in children(proc.pid)
+                   if "ft-train" in open(f"/proc/{c}/cmdline").read())
+    check(len(ranks) == 2, f"GPU ranks: {ranks}")
+    t0 = time.monotonic()
+    if len(ranks) == 2:
+        os.kill(ranks[1], signal.SIGKILL)
+    try:
+        so, se = proc.communicate(timeout=90)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        so, se = proc.communicate()
+        check(False, "GPU ranks: the job did not end within 90 s of the SIGKILL")
+    took = time.monotonic() - t0
+    check(proc.returncode != 0, "GPU ranks, killed: exit 0")
+    named = [ln for ln in se.splitlines() if "exited on signal 9" in ln or "rank 1" in ln]
+    check(named, f"GPU ranks, killed: no line naming the killed rank: {se[-1500:]}")
+    print(f"ok: 2 GPU ranks over NCCL; SIGKILL of rank 1: exit {proc.returncode} after "
+          f"{took:.1f} s: {named[:1]}", flush=True)
+
+
 if MODE == "run":
     run_mode()
+elif MODE == "nccl":
+    nccl_mode()
 elif MODE == "failure":
     failure_mode()
 elif MODE == "resplit":

@@ -19,7 +19,11 @@
                                         refused; missing val_targets are reported (an error
                                         with strict_targets); one ft-train per output folder;
                                         stale temporary files of dead writers are removed
-Exit 77 (skip) when ft-synth or ft-ingest are not built.
+  test_e2e.py cuda   FT_BIN REPO WORK   ft-train device=cuda: fp32 against the CPU, stop +
+                                        resume bit for bit on the device, fp16 overflow skip
+                                        (a GPU, or the CUDA emulator: FT_CUDA_EMU=1);
+                                        cuda_lean: its first step only
+Exit 77 (skip) when ft-synth or ft-ingest are not built, or (cuda) no device is visible.
 """
 import glob
 import os
@@ -265,6 +269,131 @@ def strict():
     check("Accuracy-Flip" in open(os.path.join(out, "training.log")).read(),
           "cpu-strict: verification ran")
     compare_runs("cpu-strict vs cpu, stop at 3 + resume", ref, ref_losses, out, lf)
+    finish()
+
+
+def step_counts(base):
+    """The CUDA emulator counts what the host asks of the device (FT_CUDA_EMU_STATS): runs of
+    2 and 4 steps differ by 2 steady steps, which must allocate nothing (one arena per model,
+    planned before the first step), never synchronize the whole device, and wait for the
+    stream at most 3 times per step (the loss, the fp16 inf flag, the gradient norm)."""
+    got = {}
+    for n in (2, 4):
+        d, f = os.path.join(WORK, f"cuda_count{n}"), os.path.join(WORK, f"cuda_count{n}.txt")
+        fresh(d, f)
+        os.environ["FT_CUDA_EMU_STATS"] = f
+        try:
+            train(d, *base, f"max_steps={n}", "device=cuda")
+        finally:
+            del os.environ["FT_CUDA_EMU_STATS"]
+        got[n] = {}
+        for line in open(f).read().splitlines():
+            c, name = line.split(" ", 1)
+            got[n][name] = int(c)
+    per = {k: (got[4].get(k, 0) - got[2].get(k, 0)) / 2 for k in set(got[2]) | set(got[4])}
+    api = {"cudaMalloc", "cudaFree", "cudaHostAlloc", "cudaFreeHost", "cudaStreamSynchronize",
+           "cudaDeviceSynchronize", "cudaEventSynchronize", "cudaMemcpy",
+           "cudaStreamCreateWithFlags", "cudaEventCreateWithFlags"}
+    work = sum(v for k, v in per.items() if k not in api and not k.startswith("cudaMemcpy") and
+               not k.startswith("cudaMemset") and k != "cudaStreamWaitEvent")
+    print(f"a steady fp32 step on the device: {work:.0f} kernels and library calls, "
+          f"{per.get('cudaStreamSynchronize', 0):.0f} stream waits, "
+          f"{per.get('cudaMalloc', 0):.0f} cudaMalloc")
+    for k in ("cudaMalloc", "cudaFree", "cudaHostAlloc", "cudaFreeHost", "cudaMemcpy",
+              "cudaDeviceSynchronize", "cudaStreamCreateWithFlags", "cudaEventCreateWithFlags"):
+        check(per.get(k, 0) == 0, f"a steady step calls {k} {per.get(k, 0):g} times")
+    check(per.get("cudaStreamSynchronize", 0) <= 3,
+          f"a steady step waits for the stream {per.get('cudaStreamSynchronize', 0):g} times")
+
+
+def cuda_lean():
+    cuda(lean=True)
+
+
+def cuda(lean=False):
+    """ft-train on the CUDA backend (a GPU, or the CPU emulator of tests/cudaemu with
+    FT_CUDA_EMU=1), what tools/gpu-check.sh checks on a lent GPU, in small:
+    (1) fp32 against the CPU run of the same config and data: one step, then resumed to 4.
+        The first loss to 1e-5 relative; every saved tensor after the step (weights, BN
+        statistics, momentum = the step's gradients) and the next losses to 1e-2: the
+        gradients of this small PReLU network are sensitive to summation order (the CPU's
+        own two convolution paths, oneDNN and im2col, give gradients 2.6e-3 apart after one
+        step), a wrong formula is off by O(1). The device's verification (the eval forward)
+        logs the CPU's XNorm to 1e-3.
+    (2) stop at 3 + resume on the device equals the uninterrupted device run bit for bit
+        (every kernel is deterministic: cuDNN algorithms are picked among the deterministic
+        ones, reductions run in a fixed order), with fp16 storage, dropout, Partial FC
+        sampling and the sampled-rows update.
+    (3) fp16 with an overflow injected at a step that was finite: it is skipped, the scale
+        halved, training.log says so.
+    On the emulator also what a steady step asks of the device (step_counts).
+    Exit 77 where no device is visible."""
+    data = os.path.join(WORK, "synth16p40")
+    pyref.synth_data(BIN, data, 16, 20, seed=3, pairs=40)
+    base = [f"rec={data}", *SMALL]
+    # (1) fp32 against the CPU
+    ref, ref_l = os.path.join(WORK, "cuda_cpu_ref"), os.path.join(WORK, "cuda_cpu_ref.loss")
+    out, out_l = os.path.join(WORK, "cuda_fp32"), os.path.join(WORK, "cuda_fp32.loss")
+    fresh(ref, ref_l, out, out_l)
+    one = [*base, "max_steps=1", "val_targets=['lfw']", "verbose=1"]
+    p = train(out, *one, "device=cuda", loss_file=out_l, check_rc=None)
+    if p.returncode != 0 and "no CUDA device is visible" in p.stderr:
+        print("skip: " + p.stderr.strip().splitlines()[-1])
+        sys.exit(77)
+    check(p.returncode == 0, f"ft-train device=cuda: exit {p.returncode}: {p.stderr[-600:]}")
+    train(ref, *one, "device=cpu", loss_file=ref_l)
+    a, b = tensors_of(ref), tensors_of(out)
+    check(sorted(a) == sorted(b), "fp32: different tensor sets")
+    worst, name = 0.0, ""
+    for k in a:
+        if k in b and a[k].dtype.kind == "f" and a[k].size:
+            x, y = a[k].astype(np.float64), b[k].astype(np.float64)
+            if np.linalg.norm(x) / np.sqrt(x.size) < 1e-6:
+                continue  # zero in exact arithmetic (a bias that a later BN cancels): noise
+            d = float(np.linalg.norm(x - y) / np.linalg.norm(x))
+            if d > worst:
+                worst, name = d, k
+    print(f"fp32 cuda vs cpu after one step: worst relative L2 difference {worst:.2e} ({name})")
+    check(worst <= 1e-2, f"fp32: {name} differs from the CPU's by {worst:.2e}")
+    xn = [re.findall(r"\[lfw\]\[1\]XNorm: ([0-9.]+)", open(os.path.join(d, "training.log")).read())
+          for d in (ref, out)]
+    check(all(xn) and abs(float(xn[1][0]) / float(xn[0][0]) - 1) <= 1e-3,
+          f"lfw XNorm on cuda {xn[1]} vs cpu {xn[0]}")
+    first = [float(open(f).read().split()[1]) for f in (ref_l, out_l)]
+    check(abs(first[1] - first[0]) <= 1e-5 * abs(first[0]),
+          f"fp32: first loss {first[1]} vs the CPU's {first[0]}")
+    if lean:  # the sanitizer pass: one step is where the device's every kernel runs
+        finish()
+    train(out, *base, "max_steps=4", "resume=True", "device=cuda", loss_file=out_l)
+    train(ref, *base, "max_steps=4", "resume=True", "device=cpu", loss_file=ref_l)
+    want = [float(x.split()[1]) for x in open(ref_l).read().split("\n") if x]
+    got = [float(x.split()[1]) for x in open(out_l).read().split("\n") if x]
+    check(len(got) == len(want) == 4, f"fp32: {len(got)} and {len(want)} losses")
+    rel = [abs(g - w) / abs(w) for g, w in zip(got, want)]
+    print("fp32 cuda vs cpu, per-step loss relative difference: " +
+          " ".join(f"{r:.2e}" for r in rel))
+    check(rel and rel[0] <= 1e-5, f"fp32: first loss {got[:1]} vs the CPU's {want[:1]}")
+    check(max(rel, default=1) <= 1e-2, f"fp32: losses {got} vs the CPU's {want}")
+    if os.environ.get("FT_CUDA_EMU") == "1":
+        step_counts(base)
+    # (2) stop + resume on the device == the uninterrupted device run, bit for bit
+    mixed = [*base, "max_steps=6", "fp16=True", "dropout=0.2", "sample_rate=0.5",
+             "pfc_update=sampled", "device=cuda"]
+    stops("cuda fp16 dropout sampled", mixed, [3])
+    # (3) fp16 with an overflow injected at step 5, where the run of (2) had a finite step
+    _, plain, _ = reference("cuda fp16 dropout sampled", mixed)
+    skip5 = re.compile(r"step 5: inf/NaN in the fp16 gradients at loss scale \S+: step skipped")
+    check(not skip5.search(open(os.path.join(plain, "training.log")).read()),
+          "fp16: the run without injection skipped step 5 (pick another step)")
+    inj = os.path.join(WORK, "cuda_inject")
+    fresh(inj)
+    os.environ["FT_TRAIN_INJECT_INF"] = "5"
+    try:
+        train(inj, *mixed)
+    finally:
+        del os.environ["FT_TRAIN_INJECT_INF"]
+    check(skip5.search(open(os.path.join(inj, "training.log")).read()),
+          "fp16 injected overflow at step 5: no skipped-step line in training.log")
     finish()
 
 
@@ -595,5 +724,5 @@ def robust():
 
 
 {"learn": learn, "learn_mixed": learn_mixed, "resume": resume, "resume_mixed": resume_mixed,
- "bad": bad, "robust": robust, "strict": strict,
+ "bad": bad, "robust": robust, "strict": strict, "cuda": cuda, "cuda_lean": cuda_lean,
  "resume_lean": resume_lean}[MODE]()

@@ -1,0 +1,278 @@
+/* test_emu.cpp: the CUDA emulator reports the mistakes it exists to catch, and computes what
+ * the libraries document. Compiled like the backend's sources (the prelude first), run with
+ * FT_CUDA_EMU=1 (ctest cudaemu_self).
+ *
+ * Runtime: a block reduction with __syncthreads; a barrier not reached by the whole block
+ * aborts (checked in a child process); invalid launch configurations and copies that overrun
+ * an allocation or go the wrong way fail; a pinned download read before its stream was waited
+ * for still holds the old bytes, and the new ones after the wait; the copy stream and an
+ * event order work across streams; new device memory reads as NaN; cudaMalloc beyond
+ * FT_CUDA_EMU_MEM fails. cuBLAS: GemmEx against a loop, beta = 0 ignores a NaN C, a short lda
+ * is refused. cuDNN: cross-correlation against a loop, true convolution flips the filter, a
+ * short workspace is refused. NCCL: 3 processes all-reduce; a rank that exits is reported by
+ * ncclCommGetAsyncError on the others.
+ */
+#include <cublas_v2.h>
+#include <cudnn.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <vector>
+
+#if defined(FT_CUDA_EMU_NCCL)
+#include <nccl.h>
+#endif
+
+static int failures;
+static void check(bool ok, const char *what) {
+    printf("%s %s\n", ok ? "ok  " : "FAIL", what);
+    if (!ok) failures++;
+}
+
+#define RED 256
+static __global__ void k_sum(int n, const float *x, double *out) {
+    __shared__ double sh[RED];
+    double s = 0;
+    for (int i = (int)threadIdx.x; i < n; i += RED) s += x[i];
+    sh[threadIdx.x] = s;
+    __syncthreads();
+    for (int k = RED / 2; k > 0; k >>= 1) {
+        if ((int)threadIdx.x < k) sh[threadIdx.x] += sh[threadIdx.x + k];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) *out = sh[0];
+}
+static __global__ void k_bad_barrier(float *x) {
+    if (threadIdx.x < 7) return; /* the others wait forever on a GPU */
+    __syncthreads();
+    x[0] = 1;
+}
+static __global__ void k_fill(size_t n, float v, float *x) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        x[i] = v;
+}
+
+static void runtime_checks() {
+    const int n = 10000;
+    std::vector<float> h(n);
+    double want = 0;
+    for (int i = 0; i < n; i++) h[i] = (float)(i % 17) * 0.5f, want += h[i];
+    float *d = nullptr;
+    double *r = nullptr;
+    cudaStream_t s, c;
+    check(cudaMalloc((void **)&d, n * sizeof(float)) == cudaSuccess, "cudaMalloc");
+    std::vector<float> fresh(4);
+    cudaMemcpy(fresh.data(), d, sizeof(float) * 4, cudaMemcpyDeviceToHost);
+    check(isnan(fresh[0]) && isnan(fresh[3]), "new device memory reads as NaN");
+    cudaMalloc((void **)&r, sizeof(double));
+    cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
+    cudaStreamCreateWithFlags(&c, cudaStreamNonBlocking);
+    cudaMemcpyAsync(d, h.data(), n * sizeof(float), cudaMemcpyHostToDevice, s);
+    CUDA_LAUNCH(k_sum, 1, RED, s)(n, d, r);
+    double got = 0;
+    cudaMemcpyAsync(&got, r, sizeof got, cudaMemcpyDeviceToHost, s); /* pageable: waits */
+    check(got == want && cudaGetLastError() == cudaSuccess, "block reduction with barriers");
+
+    CUDA_LAUNCH(k_fill, 1, 2048, s)((size_t)n, 1.0f, d);
+    check(cudaGetLastError() == cudaErrorInvalidConfiguration, "2048 threads per block refused");
+    CUDA_LAUNCH(k_fill, 0, 32, s)((size_t)n, 1.0f, d);
+    check(cudaGetLastError() == cudaErrorInvalidConfiguration, "an empty grid refused");
+    check(cudaMemcpyAsync(d + n - 1, h.data(), 8, cudaMemcpyHostToDevice, s) ==
+              cudaErrorInvalidValue,
+          "a copy past the end of an allocation refused");
+    check(cudaMemcpyAsync(h.data(), d, 8, cudaMemcpyHostToDevice, s) == cudaErrorInvalidValue,
+          "a copy whose pointers contradict its direction refused");
+    cudaGetLastError();
+
+    /* pinned memory: the download lands when the stream runs */
+    float *pin = nullptr;
+    cudaMallocHost((void **)&pin, n * sizeof(float));
+    for (int i = 0; i < n; i++) pin[i] = -1;
+    CUDA_LAUNCH(k_fill, 8, 128, s)((size_t)n, 3.0f, d);
+    cudaMemcpyAsync(pin, d, n * sizeof(float), cudaMemcpyDeviceToHost, s);
+    check(pin[0] == -1 && pin[n - 1] == -1, "a pinned download read before the wait: old bytes");
+    cudaStreamSynchronize(s);
+    check(pin[0] == 3 && pin[n - 1] == 3, "... and the new ones after cudaStreamSynchronize");
+
+    /* an upload on another stream, joined by an event: seen by work queued after the wait */
+    cudaEvent_t ev;
+    cudaEventCreateWithFlags(&ev, cudaEventDisableTiming);
+    for (int i = 0; i < n; i++) pin[i] = 2;
+    cudaMemcpyAsync(d, pin, n * sizeof(float), cudaMemcpyHostToDevice, c);
+    cudaEventRecord(ev, c);
+    cudaStreamWaitEvent(s, ev, 0);
+    CUDA_LAUNCH(k_sum, 1, RED, s)(n, d, r);
+    cudaMemcpyAsync(&got, r, sizeof got, cudaMemcpyDeviceToHost, s);
+    check(got == 2.0 * n, "an event orders a copy stream before the compute stream");
+    check(cudaStreamQuery(c) == cudaSuccess, "the copy stream is idle afterwards");
+
+    /* a barrier skipped by part of the block aborts (a hang on a GPU) */
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        freopen("/dev/null", "w", stderr);
+        CUDA_LAUNCH(k_bad_barrier, 1, 32, s)(d);
+        cudaStreamSynchronize(s);
+        _exit(0);
+    }
+    int st = 0;
+    waitpid(pid, &st, 0);
+    check(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT,
+          "a barrier not reached by every thread aborts");
+
+    void *big = nullptr;
+    check(cudaMalloc(&big, (size_t)1 << 40) == cudaErrorMemoryAllocation,
+          "cudaMalloc beyond the device's memory fails");
+    cudaGetLastError();
+    cudaEventDestroy(ev);
+    cudaFreeHost(pin);
+    cudaFree(d);
+    cudaFree(r);
+    cudaStreamDestroy(s);
+    cudaStreamDestroy(c);
+}
+
+static void blas_checks() {
+    cublasHandle_t h;
+    check(cublasCreate(&h) == CUBLAS_STATUS_SUCCESS, "cublasCreate");
+    const int m = 5, n = 4, k = 3;
+    float A[m * k], B[k * n], C[m * n], want[m * n];
+    for (int i = 0; i < m * k; i++) A[i] = (float)(i % 7) - 3;
+    for (int i = 0; i < k * n; i++) B[i] = (float)(i % 5) - 2;
+    for (int j = 0; j < n; j++)
+        for (int i = 0; i < m; i++) {
+            double s = 0;
+            for (int l = 0; l < k; l++) s += (double)A[l * m + i] * B[j * k + l];
+            want[j * m + i] = (float)s;
+        }
+    float *dA, *dB, *dC;
+    cudaMalloc((void **)&dA, sizeof A), cudaMalloc((void **)&dB, sizeof B);
+    cudaMalloc((void **)&dC, sizeof C); /* NaN: beta = 0 must not read it */
+    cudaMemcpy(dA, A, sizeof A, cudaMemcpyHostToDevice);
+    cudaMemcpy(dB, B, sizeof B, cudaMemcpyHostToDevice);
+    float one = 1, zero = 0;
+    cublasStatus_t bs =
+        cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, m, n, k, &one, dA, CUDA_R_32F, m, dB, CUDA_R_32F,
+                     k, &zero, dC, CUDA_R_32F, m, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    cudaMemcpy(C, dC, sizeof C, cudaMemcpyDeviceToHost);
+    check(bs == CUBLAS_STATUS_SUCCESS && memcmp(C, want, sizeof C) == 0,
+          "cublasGemmEx = the loop, beta 0 ignores a NaN C");
+    bs = cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, m, n, k, &one, dA, CUDA_R_32F, m - 1, dB,
+                      CUDA_R_32F, k, &zero, dC, CUDA_R_32F, m, CUBLAS_COMPUTE_32F,
+                      CUBLAS_GEMM_DEFAULT);
+    check(bs == CUBLAS_STATUS_INVALID_VALUE, "lda < m refused");
+    cublasDestroy(h);
+    cudaFree(dA), cudaFree(dB), cudaFree(dC);
+}
+
+static void dnn_checks() {
+    cudnnHandle_t h;
+    check(cudnnCreate(&h) == CUDNN_STATUS_SUCCESS, "cudnnCreate");
+    /* x [1,1,3,3], w [1,1,2,2] (asymmetric), no pad: y [1,1,2,2] */
+    float x[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9}, w[4] = {1, 10, 100, 1000}, y[4];
+    float *dx, *dw, *dy;
+    cudaMalloc((void **)&dx, sizeof x), cudaMalloc((void **)&dw, sizeof w);
+    cudaMalloc((void **)&dy, sizeof y);
+    cudaMemcpy(dx, x, sizeof x, cudaMemcpyHostToDevice);
+    cudaMemcpy(dw, w, sizeof w, cudaMemcpyHostToDevice);
+    cudnnTensorDescriptor_t tx, ty;
+    cudnnFilterDescriptor_t fw;
+    cudnnConvolutionDescriptor_t cv;
+    cudnnCreateTensorDescriptor(&tx), cudnnCreateTensorDescriptor(&ty);
+    cudnnCreateFilterDescriptor(&fw), cudnnCreateConvolutionDescriptor(&cv);
+    cudnnSetTensor4dDescriptor(tx, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, 1, 3, 3);
+    cudnnSetTensor4dDescriptor(ty, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, 1, 2, 2);
+    cudnnSetFilter4dDescriptor(fw, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, 1, 1, 2, 2);
+    float one = 1, zero = 0;
+    for (int mode = 0; mode < 2; mode++) {
+        cudnnSetConvolution2dDescriptor(cv, 0, 0, 1, 1, 1, 1,
+                                        mode ? CUDNN_CONVOLUTION : CUDNN_CROSS_CORRELATION,
+                                        CUDNN_DATA_FLOAT);
+        cudnnStatus_t ds = cudnnConvolutionForward(h, &one, tx, dx, fw, dw, cv,
+                                                   CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM,
+                                                   nullptr, 0, &zero, ty, dy);
+        cudaMemcpy(y, dy, sizeof y, cudaMemcpyDeviceToHost);
+        /* y[0]: cross-correlation 1*1 + 2*10 + 4*100 + 5*1000; convolution the flipped filter */
+        float want = mode ? 1000 * 1 + 100 * 2 + 10 * 4 + 1 * 5 : 1 + 20 + 400 + 5000;
+        check(ds == CUDNN_STATUS_SUCCESS && y[0] == want,
+              mode ? "cuDNN convolution flips the filter" : "cuDNN cross-correlation");
+    }
+    size_t need = 0;
+    cudnnGetConvolutionForwardWorkspaceSize(h, tx, fw, cv, ty, CUDNN_CONVOLUTION_FWD_ALGO_GEMM,
+                                            &need);
+    if (need) {
+        cudnnStatus_t ds =
+            cudnnConvolutionForward(h, &one, tx, dx, fw, dw, cv, CUDNN_CONVOLUTION_FWD_ALGO_GEMM,
+                                    nullptr, 0, &zero, ty, dy);
+        check(ds == CUDNN_STATUS_BAD_PARAM, "a workspace smaller than the algorithm needs refused");
+    }
+    cudnnDestroyTensorDescriptor(tx), cudnnDestroyTensorDescriptor(ty);
+    cudnnDestroyFilterDescriptor(fw), cudnnDestroyConvolutionDescriptor(cv);
+    cudnnDestroy(h);
+    cudaFree(dx), cudaFree(dw), cudaFree(dy);
+}
+
+#if defined(FT_CUDA_EMU_NCCL)
+static int nccl_rank(int rank, int world, ncclUniqueId id) {
+    cudaStream_t s;
+    cudaStreamCreate(&s);
+    ncclComm_t c;
+    if (ncclCommInitRank(&c, world, id, rank) != ncclSuccess) return 10;
+    float *d;
+    cudaMalloc((void **)&d, 1000 * sizeof(float));
+    std::vector<float> h(1000, (float)(rank + 1));
+    cudaMemcpy(d, h.data(), 1000 * sizeof(float), cudaMemcpyHostToDevice);
+    ncclAllReduce(d, d, 1000, ncclFloat32, ncclSum, c, s);
+    cudaMemcpyAsync(h.data(), d, 1000 * sizeof(float), cudaMemcpyDeviceToHost, s);
+    if (h[0] != 6 || h[999] != 6) return 11;
+    if (rank == 2) _exit(0); /* gone without a word */
+    ncclAllReduce(d, d, 10, ncclFloat32, ncclSum, c, s);
+    for (int i = 0; i < 20000; i++) {
+        if (cudaStreamQuery(s) == cudaSuccess) return 12; /* completed without rank 2 */
+        ncclResult_t ae = ncclSuccess;
+        ncclCommGetAsyncError(c, &ae);
+        if (ae == ncclRemoteError) {
+            ncclCommAbort(c);
+            return cudaStreamQuery(s) == cudaSuccess ? 0 : 13;
+        }
+        usleep(500);
+    }
+    return 14;
+}
+
+static void nccl_checks() {
+    ncclUniqueId id;
+    check(ncclGetUniqueId(&id) == ncclSuccess, "ncclGetUniqueId");
+    fflush(stdout);
+    pid_t kids[3];
+    for (int r = 0; r < 3; r++)
+        if ((kids[r] = fork()) == 0) {
+            freopen("/dev/null", "w", stderr);
+            _exit(nccl_rank(r, 3, id));
+        }
+    int rc[3];
+    for (int r = 0; r < 3; r++) {
+        int st = 0;
+        waitpid(kids[r], &st, 0);
+        rc[r] = WIFEXITED(st) ? WEXITSTATUS(st) : 100;
+    }
+    check(rc[0] == 0 && rc[1] == 0 && rc[2] == 0,
+          "NCCL: 3 processes all-reduce; a rank that exits is reported, abort frees the stream");
+}
+#endif
+
+int main(void) {
+    runtime_checks();
+    blas_checks();
+    dnn_checks();
+#if defined(FT_CUDA_EMU_NCCL)
+    nccl_checks();
+#endif
+    printf("%s: %d failure(s)\n", failures ? "FAIL" : "PASS", failures);
+    return failures ? 1 : 0;
+}
