@@ -27,6 +27,10 @@
 #include <nccl.h>
 #endif
 
+extern "C" {
+#include "ft_common.h"
+}
+
 static int failures;
 static void check(bool ok, const char *what) {
     printf("%s %s\n", ok ? "ok  " : "FAIL", what);
@@ -266,7 +270,12 @@ static void nccl_checks() {
 }
 #endif
 
-int main(void) {
+int main(int argc, char **argv) {
+    if (ft_cli_help_version(argc, argv, "test_emu",
+                            "usage: test_emu   (with FT_CUDA_EMU=1; exit 0 pass, 1 fail)\n"
+                            "The CUDA emulator's own checks: it reports each mistake it exists "
+                            "to catch and computes what\nthe libraries document.\n"))
+        return 0;
     runtime_checks();
     blas_checks();
     dnn_checks();
