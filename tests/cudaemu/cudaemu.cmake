@@ -28,7 +28,7 @@ if(FT_NCCL_INCLUDE)
   target_include_directories(ft_cudaemu PUBLIC ${FT_NCCL_INCLUDE})
 endif()
 target_compile_options(ft_cudaemu PRIVATE ${_emu_flags})
-target_link_libraries(ft_cudaemu PUBLIC Threads::Threads)
+target_link_libraries(ft_cudaemu PUBLIC ft_common Threads::Threads)
 
 function(ft_cuda_emu_sources target)
   foreach(src ${ARGN})

@@ -52,6 +52,9 @@ void enqueue(cudaStream_t s, const char *what, std::function<void()> fn);
  * hang there); a stream or event query calls it once. */
 void enqueue_poll(cudaStream_t s, const char *what, std::function<bool()> step);
 
+/* FT_CUDA_EMU_HANG_S (default 900): how long a blocking wait may last before it is a hang. */
+double hang_seconds();
+
 /* Run everything queued on every stream (cudaDeviceSynchronize). */
 void drain_all();
 

@@ -21,7 +21,6 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -35,6 +34,10 @@
 #include <vector>
 
 #include "emu.h"
+
+extern "C" {
+#include "ft_common.h" /* ft_now */
+}
 
 namespace {
 
@@ -65,12 +68,6 @@ bool gone(pid_t p) {
     buf[n] = 0;
     const char *e = strrchr(buf, ')'); /* "pid (comm) S ..." */
     return e && e[1] == ' ' && (e[2] == 'Z' || e[2] == 'X');
-}
-
-double now_s() {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 } // namespace
@@ -114,7 +111,7 @@ bool all_reached(ncclComm *c, uint64_t k) {
     for (int r = 0; r < c->nranks; r++)
         if (c->h->seq[r].load(std::memory_order_acquire) < k) all = false;
     if (all) return true;
-    double t = now_s();
+    double t = ft_now();
     if (c->async == ncclSuccess && t - c->last_check > 0.05) {
         c->last_check = t;
         int ab = c->h->aborted_by.load();
@@ -427,11 +424,9 @@ ncclResult_t ncclCommInitRank(ncclComm_t *out, int nranks, ncclUniqueId id, int 
     int joined = c->h->joined.fetch_add(1) + 1;
     if (joined == 1) c->h->nranks = nranks, c->h->magic = MAGIC;
     /* every rank blocks until all have joined, as NCCL's bootstrap does */
-    double t0 = now_s();
-    const char *hs = getenv("FT_CUDA_EMU_HANG_S");
-    double hang = hs && *hs ? atof(hs) : 900.0;
+    double t0 = ft_now(), hang = emu::hang_seconds();
     while (c->h->joined.load() < nranks) {
-        if (now_s() - t0 > hang) {
+        if (ft_now() - t0 > hang) {
             c->aborted = true;
             return fail(c, ncclSystemError, api, "rank %d: %d of %d ranks joined in %.0f s", rank,
                         c->h->joined.load(), nranks, hang);

@@ -33,7 +33,6 @@
  * grid dimensions), errors go to cudaGetLastError.
  */
 #include <sys/mman.h>
-#include <time.h>
 #include <unistd.h>
 #include <xmmintrin.h>
 
@@ -50,6 +49,10 @@
 #include <vector>
 
 #include "emu.h"
+
+extern "C" {
+#include "ft_common.h" /* ft_now */
+}
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/common_interface_defs.h>
@@ -287,24 +290,22 @@ static bool event_ok(cudaEvent_t e) {
     return false;
 }
 
-static double now_s() {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+double hang_seconds() {
+    static double hang = -1;
+    if (hang < 0) {
+        const char *h = getenv("FT_CUDA_EMU_HANG_S");
+        hang = h && *h ? atof(h) : 900.0;
+    }
+    return hang;
 }
 
 /* call a step until it is done; blocking: wait for it, else one call */
 static bool run_step(const op &o, bool blocking) {
     if (o.step()) return true;
     if (!blocking) return false;
-    static double hang = -1;
-    if (hang < 0) {
-        const char *h = getenv("FT_CUDA_EMU_HANG_S");
-        hang = h && *h ? atof(h) : 900.0;
-    }
-    double t0 = now_s();
+    double hang = hang_seconds(), t0 = ft_now();
     while (!o.step()) {
-        if (now_s() - t0 > hang)
+        if (ft_now() - t0 > hang)
             fatal(o.what, "waited %.0f s for it to complete (FT_CUDA_EMU_HANG_S): a hang", hang);
         usleep(200);
     }
@@ -335,12 +336,17 @@ void drain_all() {
     for (size_t i = 0; i < g_streams.size(); i++) drain(g_streams[i]);
 }
 
+/* the legacy default stream's work runs at once, after every blocking stream has drained */
+static void drain_blocking() {
+    for (stream_st *x : g_streams)
+        if (!(x->flags & cudaStreamNonBlocking)) drain(x);
+}
+
 void enqueue(cudaStream_t s, const char *what, std::function<void()> fn) {
     lock l(g_mu);
     count(what);
-    if (is_default(s)) { /* legacy default stream: after every blocking stream, at once */
-        for (stream_st *x : g_streams)
-            if (!(x->flags & cudaStreamNonBlocking)) drain(x);
+    if (is_default(s)) {
+        drain_blocking();
         fn();
         return;
     }
@@ -353,8 +359,7 @@ void enqueue_poll(cudaStream_t s, const char *what, std::function<bool()> step) 
     lock l(g_mu);
     count(what);
     if (is_default(s)) {
-        for (stream_st *x : g_streams)
-            if (!(x->flags & cudaStreamNonBlocking)) drain(x);
+        drain_blocking();
         run_step(op{what, nullptr, std::move(step)}, true);
         return;
     }
@@ -896,8 +901,7 @@ cudaError_t cudaMemsetAsync(void *p, int value, size_t n, cudaStream_t s) {
     return cudaSuccess;
 }
 cudaError_t cudaMemset(void *p, int value, size_t n) {
-    cudaError_t e = cudaMemsetAsync(p, value, n, nullptr);
-    return e;
+    return cudaMemsetAsync(p, value, n, nullptr);
 }
 
 /* ---- streams ---- */
