@@ -126,6 +126,38 @@ def run_mode():
         print(f"ok: {world} ranks, losses {[ls[s][0] for s in sorted(ls)]}", flush=True)
 
 
+def kill_rank1(label, a, out, env=None, checkpoint_s=60, end_s=60, settle_s=0.0):
+    """Start 2 ranks of ft-train with overrides a into out, SIGKILL rank 1 once the first
+    checkpoint exists (after settle_s more), and check that the job ends non-zero within
+    end_s with a line naming the rank. Returns (manifest path, exit code, seconds from the
+    kill to the end, the naming lines)."""
+    proc = subprocess.Popen(MPIRUN + ["-np", "2", TRAIN, CONFIG] + a, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, **(env or {})))
+    man = os.path.join(out, "checkpoint.json")
+    t_end = time.monotonic() + checkpoint_s
+    while time.monotonic() < t_end and not os.path.exists(man) and proc.poll() is None:
+        time.sleep(0.2)
+    check(os.path.exists(man), f"{label}no checkpoint within {checkpoint_s} s")
+    time.sleep(settle_s)
+    ranks = sorted(c for c in children(proc.pid)
+                   if "ft-train" in open(f"/proc/{c}/cmdline").read())
+    check(len(ranks) == 2, f"{label}ranks {ranks}")
+    t0 = time.monotonic()
+    if len(ranks) == 2:
+        os.kill(ranks[1], signal.SIGKILL)
+    try:
+        so, se = proc.communicate(timeout=end_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        so, se = proc.communicate()
+        check(False, f"{label}the job did not end within {end_s} s of the SIGKILL")
+    took = time.monotonic() - t0
+    check(proc.returncode != 0, f"{label}killed run: exit 0")
+    named = [ln for ln in se.splitlines() if "exited on signal 9" in ln or "rank 1" in ln]
+    check(named, f"{label}no line naming the killed rank: {se[-1500:]}")
+    return man, proc.returncode, took, named
+
+
 def failure_mode():
     data = os.path.join(WORK, "synth24")
     make_data(data, 24)
@@ -147,33 +179,9 @@ def failure_mode():
     out = os.path.join(WORK, "killed")
     shutil.rmtree(out, ignore_errors=True)
     a = args(data, 24, out, "num_epoch=400", "dist_timeout=5")
-    proc = subprocess.Popen(MPIRUN + ["-np", "2", TRAIN, CONFIG] + a, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    man = os.path.join(out, "checkpoint.json")
-    t_end = time.monotonic() + 60
-    while time.monotonic() < t_end and not os.path.exists(man):
-        time.sleep(0.2)
-    check(os.path.exists(man), "no checkpoint within 60 s")
-    time.sleep(0.5)
-    ranks = [c for c in children(proc.pid)
-             if "ft-train" in open(f"/proc/{c}/cmdline").read()]
-    ranks.sort()
-    check(len(ranks) == 2, f"ranks {ranks}")
-    t0 = time.monotonic()
-    if len(ranks) == 2:
-        os.kill(ranks[1], signal.SIGKILL)
-    try:
-        so, se = proc.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        so, se = proc.communicate()
-        check(False, "the job did not end within 60 s of the SIGKILL")
-    took = time.monotonic() - t0
-    check(proc.returncode != 0, "killed run: exit 0")
+    man, rc, took, named = kill_rank1("", a, out, checkpoint_s=60, end_s=60, settle_s=0.5)
     check(took < 30, f"killed run took {took:.1f} s to end")
-    named = [l for l in se.splitlines() if "exited on signal 9" in l or "rank 1" in l]
-    check(named, f"no line naming the killed rank: {se[-1500:]}")
-    print(f"SIGKILL: exit {proc.returncode} after {took:.1f} s: {named[:1]}", flush=True)
+    print(f"SIGKILL: exit {rc} after {took:.1f} s: {named[:1]}", flush=True)
     # the last complete checkpoint resumes
     step = int(open(man).read().split('"global_step": ')[1].split(",")[0])
     p = mpi(2, args(data, 24, out, "num_epoch=400", f"max_steps={step + 2}", "resume=True"))
@@ -381,32 +389,10 @@ def nccl_mode():
     # rank ends non-zero, the job names the rank
     kd = os.path.join(WORK, "nccl_killed")
     distrun.fresh(kd)
-    proc = subprocess.Popen(MPIRUN + ["-np", "2", TRAIN, CONFIG] +
-                            args(data, 24, kd, "num_epoch=400", "dist_timeout=5", "device=cuda"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, **env))
-    man = os.path.join(kd, "checkpoint.json")
-    t_end = time.monotonic() + 120
-    while time.monotonic() < t_end and not os.path.exists(man) and proc.poll() is None:
-        time.sleep(0.2)
-    check(os.path.exists(man), "GPU ranks: no checkpoint within 120 s")
-    ranks = sorted(c for c in children(proc.pid)
-                   if "ft-train" in open(f"/proc/{c}/cmdline").read())
-    check(len(ranks) == 2, f"GPU ranks: {ranks}")
-    t0 = time.monotonic()
-    if len(ranks) == 2:
-        os.kill(ranks[1], signal.SIGKILL)
-    try:
-        so, se = proc.communicate(timeout=90)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        so, se = proc.communicate()
-        check(False, "GPU ranks: the job did not end within 90 s of the SIGKILL")
-    took = time.monotonic() - t0
-    check(proc.returncode != 0, "GPU ranks, killed: exit 0")
-    named = [ln for ln in se.splitlines() if "exited on signal 9" in ln or "rank 1" in ln]
-    check(named, f"GPU ranks, killed: no line naming the killed rank: {se[-1500:]}")
-    print(f"ok: 2 GPU ranks over NCCL; SIGKILL of rank 1: exit {proc.returncode} after "
+    _, rc, took, named = kill_rank1(
+        "GPU ranks: ", args(data, 24, kd, "num_epoch=400", "dist_timeout=5", "device=cuda"), kd,
+        env=env, checkpoint_s=120, end_s=90)
+    print(f"ok: 2 GPU ranks over NCCL; SIGKILL of rank 1: exit {rc} after "
           f"{took:.1f} s: {named[:1]}", flush=True)
 
 
