@@ -4,6 +4,7 @@
  * Build: target ft-bench-train (bench/CMakeLists.txt). Run:
  *   ft-bench-train [--depth 18] [--batch 32] [--threads 2] [--classes 93431] [--rate 1]
  *                  [--steps 3] [--width 64] [--dtype f32|f16|bf16] [--device cpu|cuda]
+ *                  [--layout auto|nchw|nhwc]
  * Prints per-phase times of the timed steps (after one warm-up step), samples/s, the device
  * bytes of the model/head/optimizer and the peak RSS.
  */
@@ -67,12 +68,14 @@ static int one_step(bench *b, uint64_t step, const float *x, int32_t *lab) {
 #define USAGE                                                                                      \
     "usage: ft-bench-train [--depth 18] [--batch 32] [--threads 2] [--classes 93431] [--rate 1]\n" \
     "                      [--steps 3] [--width 64] [--dtype f32|f16|bf16] [--device cpu|cuda]\n"  \
+    "                      [--layout auto|nchw|nhwc]\n"                                            \
     "Time full training steps (IResNet + margin softmax + Partial FC + SGD) on random\n"           \
     "data: per-phase times, samples/s, model/head/optimizer bytes and peak RSS.\n"
 
 int main(int argc, char **argv) {
     int depth = 18, batch = 32, threads = 2, classes = 93431, steps = 3, width = 64, dtype = FT_F32;
     const char *device = "cpu";
+    int layout = FT_LAYOUT_AUTO;
     double rate = 1.0;
     if (ft_cli_help_version(argc, argv, "ft-bench-train", USAGE)) return 0;
     if ((argc - 1) % 2)
@@ -95,6 +98,10 @@ int main(int argc, char **argv) {
             rate = atof(v);
         else if (!strcmp(k, "--device"))
             device = v;
+        else if (!strcmp(k, "--layout") && (layout = ft_layout_parse(v)) < 0)
+            return fprintf(stderr, "ft-bench-train: --layout takes auto, nchw or nhwc\n"), 2;
+        else if (!strcmp(k, "--layout"))
+            continue;
         else if (!strcmp(k, "--dtype") && (dtype = ft_dtype_parse(v)) < 0)
             return fprintf(stderr, "ft-bench-train: --dtype takes f32, f16 or bf16\n"), 2;
         else if (!strcmp(k, "--dtype"))
@@ -111,7 +118,7 @@ int main(int argc, char **argv) {
     pc.max_batch = batch, pc.sample_rate = (float)rate, pc.dtype = dtype;
     ft_sgd_config sc = {0.9f, 5e-4f};
     void *d;
-    ft_ops_options opts = {.threads = threads, .device = -1};
+    ft_ops_options opts = {.threads = threads, .device = -1, .layout = layout};
     char err[256];
     int rc = ft_ops_create(device, &opts, &b.o, err, sizeof err);
     if (rc) return fprintf(stderr, "ft-bench-train: %s\n", err), rc == FT_ENODEV ? 77 : 1;

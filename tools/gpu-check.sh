@@ -347,6 +347,13 @@ for depth in 50 100; do
     log "pytorch   r$depth fp16 rate 1.0 torch.compile: ${tl:-failed}"
     [ -n "$tl" ] && figure "$tl"
 done
+# what the NHWC activations buy: r50 fp16 with every activation NCHW (cuDNN transposes)
+out=$(timeout 180 "$BIN/ft-bench-train" --device cuda --depth 50 --batch 128 --classes 93431 \
+    --rate 1.0 --dtype f16 --steps 10 --layout nchw 2>>"$LOG")
+line=$(echo "$out" | head -1)
+log "facetrain r50 fp16 rate 1.0 layout nchw: ${line:-failed}"
+sps=$(echo "$line" | grep -o '[0-9.]* samples/s' | awk '{print $1}')
+figure "{\"impl\": \"facetrain\", \"depth\": 50, \"dtype\": \"fp16\", \"rate\": 1.0, \"layout\": \"nchw\", \"samples_per_s\": ${sps:-null}}"
 
 section "loader scaling on this machine's cores (LMDB on /dev/shm, u8hwc)"
 for t in 1 2 4 8 16; do

@@ -32,6 +32,7 @@
 #include "ops.h"
 
 static int verbose, failures, checks, ref_im2col;
+static int layout = FT_LAYOUT_AUTO; /* asked of the backends under test (--layout) */
 static uint64_t seed = 1;
 
 /* ---- host helpers ---- */
@@ -151,6 +152,21 @@ static void dget(env *e, ft_dtype dt, const void *d, size_t n, float *h) {
     unpack(dt, p, n, h);
     free(p);
 }
+/* activations go through the layout boundary: the backend keeps them NCHW or NHWC */
+static void *dact(env *e, const float *h, int n, int c, int hw) {
+    size_t cnt = (size_t)n * c * hw;
+    float *f = din(e, FT_F32, h, cnt);
+    void *d = dalloc(e, cnt * ft_dtype_size(e->dt));
+    if (!f || !d || e->o->act_import(e->o, e->dt, n, c, hw, f, d)) e->err = 1;
+    return d;
+}
+static void dget_act(env *e, const void *d, int n, int c, int hw, float *h) {
+    size_t cnt = (size_t)n * c * hw;
+    float *f = dalloc(e, cnt * sizeof(float));
+    if (!d || !f || e->o->act_export(e->o, e->dt, n, c, hw, d, f)) e->err = 1;
+    dget(e, FT_F32, f, cnt, h);
+}
+
 static void env_release(env *e) {
     for (int i = 0; i < e->nb; i++) e->o->free(e->o, e->bufs[i]);
     e->nb = 0;
@@ -289,6 +305,34 @@ static void test_supports(ft_ops *b) {
     verdict("supports: every op in fp32, nothing outside the table", ok, "");
 }
 
+/* ---- the layout: act_import leaves the backend's memory order (NCHW, or NHWC where asked for
+ * and, by default, for the CUDA backend's 16-bit activations); act_export reads it back ---- */
+
+static void test_layout(ft_ops *b, ft_dtype dt) {
+    env e = {b, dt, {0}, 0, 0};
+    enum { N = 3, C = 5, HW = 7, T = N * C * HW };
+    float h[T], back[T], raw[T];
+    for (int i = 0; i < T; i++) h[i] = (float)(i - 40); /* exact in every dtype */
+    int nhwc = layout == FT_LAYOUT_NHWC ||
+               (layout == FT_LAYOUT_AUTO && !strcmp(b->name, "cuda") && dt != FT_F32);
+    void *act = dact(&e, h, N, C, HW);
+    dget(&e, dt, act, T, raw);
+    dget_act(&e, act, N, C, HW, back);
+    int ok = !e.err;
+    for (int i = 0; ok && i < N; i++)
+        for (int c = 0; ok && c < C; c++)
+            for (int p = 0; ok && p < HW; p++) {
+                size_t at = nhwc ? ((size_t)i * HW + p) * C + c : ((size_t)i * C + c) * HW + p;
+                float want = h[((size_t)i * C + c) * HW + p];
+                ok = raw[at] == want && back[((size_t)i * C + c) * HW + p] == want;
+            }
+    char w[96];
+    snprintf(w, sizeof w, "act_import leaves %s, act_export reads it [%s]", nhwc ? "NHWC" : "NCHW",
+             ft_dtype_name(dt));
+    verdict(w, ok, "");
+    env_release(&e);
+}
+
 /* ---- cast, act_import, act_export: exact against kmath's conversions ---- */
 
 static void test_cast(ft_ops *b, ft_dtype dt) {
@@ -358,23 +402,27 @@ static void *conv_ws(env *e, const ft_conv_desc *d) {
 
 static int body_conv_fwd(env *e, const void *v, outs *r) {
     const conv_arg *a = v;
-    void *x = din(e, e->dt, a->x, conv_nx(&a->d)), *w = din(e, e->dt, a->w, conv_nw(&a->d));
-    void *y = dpoison(e, e->dt, conv_ny(&a->d)), *ws = conv_ws(e, &a->d);
-    int rc = e->o->conv_fwd(e->o, &a->d, e->dt, x, w, y, ws);
-    dget(e, e->dt, y, conv_ny(&a->d), out_slot(r, "y", conv_ny(&a->d)));
+    const ft_conv_desc *d = &a->d;
+    void *x = dact(e, a->x, d->n, d->c, d->h * d->w), *w = din(e, e->dt, a->w, conv_nw(d));
+    void *y = dpoison(e, e->dt, conv_ny(d)), *ws = conv_ws(e, d);
+    int rc = e->o->conv_fwd(e->o, d, e->dt, x, w, y, ws);
+    dget_act(e, y, d->n, d->k, d->oh * d->ow, out_slot(r, "y", conv_ny(d)));
     return rc;
 }
 static int body_conv_bwd_data(env *e, const void *v, outs *r) {
     const conv_arg *a = v;
-    void *dy = din(e, e->dt, a->dy, conv_ny(&a->d)), *w = din(e, e->dt, a->w, conv_nw(&a->d));
-    void *dx = dpoison(e, e->dt, conv_nx(&a->d)), *ws = conv_ws(e, &a->d);
-    int rc = e->o->conv_bwd_data(e->o, &a->d, e->dt, dy, w, dx, ws);
-    dget(e, e->dt, dx, conv_nx(&a->d), out_slot(r, "dx", conv_nx(&a->d)));
+    const ft_conv_desc *d = &a->d;
+    void *dy = dact(e, a->dy, d->n, d->k, d->oh * d->ow), *w = din(e, e->dt, a->w, conv_nw(d));
+    void *dx = dpoison(e, e->dt, conv_nx(d)), *ws = conv_ws(e, d);
+    int rc = e->o->conv_bwd_data(e->o, d, e->dt, dy, w, dx, ws);
+    dget_act(e, dx, d->n, d->c, d->h * d->w, out_slot(r, "dx", conv_nx(d)));
     return rc;
 }
 static int body_conv_bwd_filter(env *e, const void *v, outs *r) {
     const conv_arg *a = v;
-    void *x = din(e, e->dt, a->x, conv_nx(&a->d)), *dy = din(e, e->dt, a->dy, conv_ny(&a->d));
+    const ft_conv_desc *d = &a->d;
+    void *x = dact(e, a->x, d->n, d->c, d->h * d->w),
+         *dy = dact(e, a->dy, d->n, d->k, d->oh * d->ow);
     float *dw = din(e, FT_F32, a->dw0, conv_nw(&a->d)); /* "+=" from random values */
     void *ws = conv_ws(e, &a->d);
     int rc = e->o->conv_bwd_filter(e->o, &a->d, e->dt, x, dy, dw, ws);
@@ -409,13 +457,13 @@ typedef struct bn_arg {
 static int body_bn_train(env *e, const void *v, outs *r) {
     const bn_arg *a = v;
     size_t nx = (size_t)a->n * a->c * a->hw, c = (size_t)a->c;
-    void *x = din(e, e->dt, a->x, nx), *y = dpoison(e, e->dt, nx);
+    void *x = dact(e, a->x, a->n, a->c, a->hw), *y = dpoison(e, e->dt, nx);
     float *g = din(e, FT_F32, a->gamma, c), *bt = din(e, FT_F32, a->beta, c);
     float *rm = din(e, FT_F32, a->rm, c), *rv = din(e, FT_F32, a->rv, c);
     float *sm = dpoison(e, FT_F32, c), *si = dpoison(e, FT_F32, c);
     int rc = e->o->bn_fwd_train(e->o, e->dt, a->n, a->c, a->hw, 1e-5f, 0.1f, x, g, bt, y, rm, rv,
                                 sm, si);
-    dget(e, e->dt, y, nx, out_slot(r, "y", nx));
+    dget_act(e, y, a->n, a->c, a->hw, out_slot(r, "y", nx));
     dget(e, FT_F32, rm, c, out_slot(r, "running_mean", c));
     dget(e, FT_F32, rv, c, out_slot(r, "running_var", c));
     dget(e, FT_F32, sm, c, out_slot(r, "save_mean", c));
@@ -425,23 +473,23 @@ static int body_bn_train(env *e, const void *v, outs *r) {
 static int body_bn_eval(env *e, const void *v, outs *r) {
     const bn_arg *a = v;
     size_t nx = (size_t)a->n * a->c * a->hw, c = (size_t)a->c;
-    void *x = din(e, e->dt, a->x, nx), *y = dpoison(e, e->dt, nx);
+    void *x = dact(e, a->x, a->n, a->c, a->hw), *y = dpoison(e, e->dt, nx);
     float *g = din(e, FT_F32, a->gamma, c), *bt = din(e, FT_F32, a->beta, c);
     float *rm = din(e, FT_F32, a->rm, c), *rv = din(e, FT_F32, a->rv, c);
     int rc = e->o->bn_fwd_eval(e->o, e->dt, a->n, a->c, a->hw, 1e-5f, x, g, bt, rm, rv, y);
-    dget(e, e->dt, y, nx, out_slot(r, "y", nx));
+    dget_act(e, y, a->n, a->c, a->hw, out_slot(r, "y", nx));
     return rc;
 }
 static int body_bn_bwd(env *e, const void *v, outs *r) {
     const bn_arg *a = v;
     size_t nx = (size_t)a->n * a->c * a->hw, c = (size_t)a->c;
-    void *x = din(e, e->dt, a->x, nx), *dy = din(e, e->dt, a->dy, nx);
+    void *x = dact(e, a->x, a->n, a->c, a->hw), *dy = dact(e, a->dy, a->n, a->c, a->hw);
     void *dx = dpoison(e, e->dt, nx);
     float *g = din(e, FT_F32, a->gamma, c), *sm = din(e, FT_F32, a->sm, c);
     float *si = din(e, FT_F32, a->si, c);
     float *dg = din(e, FT_F32, a->dg0, c), *db = din(e, FT_F32, a->db0, c);
     int rc = e->o->bn_bwd(e->o, e->dt, a->n, a->c, a->hw, x, dy, g, sm, si, dx, dg, db);
-    dget(e, e->dt, dx, nx, out_slot(r, "dx", nx));
+    dget_act(e, dx, a->n, a->c, a->hw, out_slot(r, "dx", nx));
     dget(e, FT_F32, dg, c, out_slot(r, "dgamma", c));
     dget(e, FT_F32, db, c, out_slot(r, "dbeta", c));
     return rc;
@@ -496,19 +544,19 @@ static size_t ew_n(const ew_arg *a) {
 
 static int body_prelu_fwd(env *e, const void *v, outs *r) {
     const ew_arg *a = v;
-    void *x = din(e, e->dt, a->x, ew_n(a)), *y = dpoison(e, e->dt, ew_n(a));
+    void *x = dact(e, a->x, a->n, a->c, a->hw), *y = dpoison(e, e->dt, ew_n(a));
     float *al = din(e, FT_F32, a->alpha, (size_t)a->c);
     int rc = e->o->prelu_fwd(e->o, e->dt, a->n, a->c, a->hw, x, al, y);
-    dget(e, e->dt, y, ew_n(a), out_slot(r, "y", ew_n(a)));
+    dget_act(e, y, a->n, a->c, a->hw, out_slot(r, "y", ew_n(a)));
     return rc;
 }
 static int body_prelu_bwd(env *e, const void *v, outs *r) {
     const ew_arg *a = v;
-    void *x = din(e, e->dt, a->x, ew_n(a)), *dy = din(e, e->dt, a->dy, ew_n(a));
+    void *x = dact(e, a->x, a->n, a->c, a->hw), *dy = dact(e, a->dy, a->n, a->c, a->hw);
     void *dx = dpoison(e, e->dt, ew_n(a));
     float *al = din(e, FT_F32, a->alpha, (size_t)a->c), *da = din(e, FT_F32, a->da0, (size_t)a->c);
     int rc = e->o->prelu_bwd(e->o, e->dt, a->n, a->c, a->hw, x, al, dy, dx, da);
-    dget(e, e->dt, dx, ew_n(a), out_slot(r, "dx", ew_n(a)));
+    dget_act(e, dx, a->n, a->c, a->hw, out_slot(r, "dx", ew_n(a)));
     dget(e, FT_F32, da, (size_t)a->c, out_slot(r, "dalpha", (size_t)a->c));
     return rc;
 }
@@ -525,18 +573,22 @@ static int body_add(env *e, const void *v, outs *r) {
 static int body_dropout(env *e, const void *v, outs *r) {
     const ew_arg *a = v;
     size_t n = ew_n(a);
-    void *x = din(e, e->dt, a->x, n), *y = dpoison(e, e->dt, n), *dx = dpoison(e, e->dt, n);
-    void *dy = din(e, e->dt, a->dy, n);
+    void *x = dact(e, a->x, a->n, a->c, a->hw), *y = dpoison(e, e->dt, n);
+    void *dx = dpoison(e, e->dt, n), *dy = dact(e, a->dy, a->n, a->c, a->hw);
     uint8_t *mask = dalloc(e, n);
-    int rc = e->o->dropout_fwd(e->o, e->dt, n, a->p, a->seed, x, y, mask);
-    if (!rc) rc = e->o->dropout_bwd(e->o, e->dt, n, a->p, mask, dy, dx);
-    dget(e, e->dt, y, n, out_slot(r, "y", n));
-    dget(e, e->dt, dx, n, out_slot(r, "dx", n));
-    uint8_t *hm = malloc(n);
-    float *mo = out_slot(r, "mask", n);
-    if (!hm || e->o->download(e->o, hm, mask, n)) e->err = 1;
-    for (size_t i = 0; hm && i < n; i++) mo[i] = hm[i];
-    free(hm);
+    int rc = e->o->dropout_fwd(e->o, e->dt, a->n, a->c, a->hw, a->p, a->seed, x, y, mask);
+    if (!rc) rc = e->o->dropout_bwd(e->o, e->dt, a->n, a->c, a->hw, a->p, mask, dy, dx);
+    dget_act(e, y, a->n, a->c, a->hw, out_slot(r, "y", n));
+    dget_act(e, dx, a->n, a->c, a->hw, out_slot(r, "dx", n));
+    /* the mask in NCHW order, whatever the backend's layout: the backward of all-ones */
+    float *ones = malloc(n * sizeof(float)), *mo = out_slot(r, "mask", n);
+    if (!ones) abort();
+    for (size_t i = 0; i < n; i++) ones[i] = 1.0f;
+    void *d1 = dact(e, ones, a->n, a->c, a->hw), *dm = dpoison(e, e->dt, n);
+    if (!rc) rc = e->o->dropout_bwd(e->o, e->dt, a->n, a->c, a->hw, a->p, mask, d1, dm);
+    dget_act(e, dm, a->n, a->c, a->hw, mo);
+    for (size_t i = 0; i < n; i++) mo[i] = mo[i] != 0.0f;
+    free(ones);
     return rc;
 }
 
@@ -663,14 +715,14 @@ static int body_fc(env *e, const void *v, outs *r) {
     const fc_arg *a = v;
     size_t nx = (size_t)a->n * a->c * a->hw, nw = (size_t)a->out * a->c * a->hw;
     size_t ny = (size_t)a->n * a->out;
-    void *x = din(e, e->dt, a->x, nx), *dx = dpoison(e, e->dt, nx);
+    void *x = dact(e, a->x, a->n, a->c, a->hw), *dx = dpoison(e, e->dt, nx);
     float *w = din(e, FT_F32, a->w, nw), *bias = din(e, FT_F32, a->bias, (size_t)a->out);
     float *y = dpoison(e, FT_F32, ny), *dy = din(e, FT_F32, a->dy, ny);
     float *dw = din(e, FT_F32, a->dw0, nw), *db = din(e, FT_F32, a->db0, (size_t)a->out);
     int rc = e->o->fc_fwd(e->o, e->dt, a->n, a->c, a->hw, a->out, x, w, bias, y);
     if (!rc) rc = e->o->fc_bwd(e->o, e->dt, a->n, a->c, a->hw, a->out, x, w, dy, dx, dw, db);
     dget(e, FT_F32, y, ny, out_slot(r, "y", ny));
-    dget(e, e->dt, dx, nx, out_slot(r, "dx", nx));
+    dget_act(e, dx, a->n, a->c, a->hw, out_slot(r, "dx", nx));
     dget(e, FT_F32, dw, nw, out_slot(r, "dw", nw));
     dget(e, FT_F32, db, (size_t)a->out, out_slot(r, "dbias", (size_t)a->out));
     return rc;
@@ -919,13 +971,23 @@ static void test_cpu_errors(void) {
     ft_ops_options_init(&opts);
     opts.threads = 2;
     char err[256];
+    ft_ops *o = NULL;
+    /* the CPU keeps activations NCHW: layout nhwc is refused, nchw is its own */
+    opts.layout = FT_LAYOUT_NHWC;
+    int rc = ft_ops_create("cpu", &opts, &o, err, sizeof err);
+    verdict("layout nhwc: the CPU backend refuses it, saying why",
+            rc == FT_ENOTSUP && !o && strstr(err, "NCHW") != NULL, err);
+    opts.layout = FT_LAYOUT_NCHW;
+    rc = ft_ops_create("cpu", &opts, &o, err, sizeof err);
+    verdict("layout nchw: the CPU backend starts", rc == 0 && o, err);
+    ft_ops_free(o), o = NULL;
+    opts.layout = FT_LAYOUT_AUTO;
     /* FT_CPU_CONV names the convolution path: anything but onednn / im2col is refused */
     const char *saved = getenv("FT_CPU_CONV");
     char keep[64];
     snprintf(keep, sizeof keep, "%s", saved ? saved : "");
     setenv("FT_CPU_CONV", "winograd", 1);
-    ft_ops *o = NULL;
-    int rc = ft_ops_create("cpu", &opts, &o, err, sizeof err);
+    rc = ft_ops_create("cpu", &opts, &o, err, sizeof err);
     verdict("FT_CPU_CONV=winograd: the CPU backend refuses to start, saying why",
             rc == FT_EARG && !o && strstr(err, "FT_CPU_CONV='winograd'"), err);
     ft_ops_free(o), o = NULL;
@@ -1034,8 +1096,9 @@ static int check_coverage(void) {
 
 #define USAGE                                                                                      \
     "usage: test_backend_ops [--backend NAME] [--dtype f32|f16|bf16] [--op NAME] [--seed S] "      \
-    "[--ref-im2col] [-v]\n"                                                                        \
+    "[--layout auto|nchw|nhwc] [--ref-im2col] [-v]\n"                                              \
     "Every op of the ops table on every compiled backend and dtype against the CPU's fp32.\n"      \
+    "--layout: where the backends under test keep activations (the reference: NCHW).\n"            \
     "--ref-im2col: the reference's convolutions take the im2col path (FT_CPU_CONV=im2col), so\n"   \
     "the backends' oneDNN convolutions are checked against an independent implementation.\n"
 
@@ -1066,6 +1129,7 @@ static void run_backend(ft_ops *b, int dt_filter, const char *opf) {
             continue;
         }
         if (want_op(opf, "cast act_import act_export") && dt != FT_F32) test_cast(b, (ft_dtype)dt);
+        if (want_op(opf, "act_import act_export")) test_layout(b, (ft_dtype)dt);
         if (want_op(opf, "conv")) {
             test_conv(b, (ft_dtype)dt, 2, 3, 9, 4, 3, 1, 1);  /* conv1-like 3x3 s1 p1 */
             test_conv(b, (ft_dtype)dt, 3, 4, 10, 5, 3, 2, 1); /* block conv2 3x3 s2 p1 */
@@ -1114,6 +1178,9 @@ int main(int argc, char **argv) {
             backend = argv[++i];
         } else if (i + 1 < argc && !strcmp(argv[i], "--op")) {
             opf = argv[++i];
+        } else if (i + 1 < argc && !strcmp(argv[i], "--layout")) {
+            if ((layout = ft_layout_parse(argv[++i])) < 0)
+                return fprintf(stderr, "bad --layout (auto, nchw, nhwc)\n"), 2;
         } else if (i + 1 < argc && !strcmp(argv[i], "--seed")) {
             seed = strtoull(argv[++i], NULL, 10);
         } else if (i + 1 < argc && !strcmp(argv[i], "--dtype")) {
@@ -1135,6 +1202,7 @@ int main(int argc, char **argv) {
     if (ft_ops_create("cpu", &opts, &REF, err, sizeof err)) return fprintf(stderr, "%s\n", err), 1;
     if (ref_im2col) unsetenv("FT_CPU_CONV");
     opts.threads = 2;
+    opts.layout = layout; /* the backends under test only: the reference is NCHW */
     check_coverage();
     if (!backend || !strcmp(backend, "cpu")) test_cpu_errors();
     /* the backends under test: the one asked for, else every compiled one */

@@ -183,7 +183,7 @@ static void test_ops(void) {
     verdict("sgd_update == ft_km_sgd", bad);
     /* dropout mask and values */
     uint8_t *mask = malloc(T);
-    o->dropout_fwd(o, FT_F32, T, 0.3f, 4242, x, y, mask);
+    o->dropout_fwd(o, FT_F32, 1, T, 1, 0.3f, 4242, x, y, mask);
     bad = 0;
     for (int i = 0; i < T; i++) {
         int keep = ft_km_dropout_keep(4242, (uint64_t)i, 0.3f);

@@ -14,7 +14,7 @@ LATE = [("rec", None), ("num_classes", None), ("num_image", None), ("num_epoch",
         ("warmup_epoch", 0), ("val_targets", ['lfw', 'cfp_fp', 'agedb_30']),
         ("dali_aug", False), ("max_steps", None), ("width", None), ("blocks", None),
         ("dropout", 0.0), ("threads", 0), ("pfc_update", "sampled"), ("strict_targets", False),
-        ("dtype", None), ("device", "auto"), ("max_skipped_steps", 20),
+        ("dtype", None), ("device", "auto"), ("layout", "auto"), ("max_skipped_steps", 20),
         ("export_onnx", True), ("dist_timeout", 300), ("ddp_overlap", True),
         ("ddp_bucket_view", True)]
 

@@ -326,6 +326,8 @@ def cuda(lean=False):
         sampling and the sampled-rows update.
     (3) fp16 with an overflow injected at a step that was finite: it is skipped, the scale
         halved, training.log says so.
+    (4) the layouts (ft_ops layout): fp32 with every activation NHWC against the CPU's losses
+        as in (1); fp16 NCHW against fp16 in the default NHWC.
     On the emulator also what a steady step asks of the device (step_counts).
     Exit 77 where no device is visible."""
     data = os.path.join(WORK, "synth16p40")
@@ -376,6 +378,24 @@ def cuda(lean=False):
     check(max(rel, default=1) <= 1e-2, f"fp32: losses {got} vs the CPU's {want}")
     if os.environ.get("FT_CUDA_EMU") == "1":
         step_counts(base)
+    # (4) the activation layouts agree: fp32 all NHWC (every activation reordered, cuDNN's
+    # NHWC filters) against the CPU's 4 steps as above; fp16 in NCHW against fp16 in the
+    # default NHWC (a different rounding order on a GPU: the fp16 bound of (1))
+    losses = {}
+    for tag, extra in (("fp32_nhwc", ["layout=nhwc"]), ("fp16_nchw", ["fp16=True", "layout=nchw"]),
+                       ("fp16_auto", ["fp16=True"])):
+        d, lf = os.path.join(WORK, f"cuda_{tag}"), os.path.join(WORK, f"cuda_{tag}.loss")
+        fresh(d, lf)
+        train(d, *base, "max_steps=4", "device=cuda", *extra, loss_file=lf)
+        losses[tag] = [float(x.split()[1]) for x in open(lf).read().split("\n") if x]
+    for tag, ref_losses, first_tol in (("fp32_nhwc", want, 1e-5),
+                                       ("fp16_nchw", losses["fp16_auto"], 1e-2)):
+        got = losses[tag]
+        rel = [abs(g - w) / abs(w) for g, w in zip(got, ref_losses)]
+        print(f"{tag} vs {'cpu' if tag.startswith('fp32') else 'fp16 nhwc'}, per-step loss "
+              "relative difference: " + " ".join(f"{r:.2e}" for r in rel))
+        check(len(got) == 4 and rel[0] <= first_tol and max(rel) <= 1e-2,
+              f"{tag}: losses {got} vs {ref_losses}")
     # (2) stop + resume on the device == the uninterrupted device run, bit for bit
     mixed = [*base, "max_steps=6", "fp16=True", "dropout=0.2", "sample_rate=0.5",
              "pfc_update=sampled", "device=cuda"]

@@ -573,7 +573,7 @@ int ft_iresnet_forward(ft_iresnet *m, const float *x, int batch, int train, cons
     if (!rc) rc = bn_fwd(m, &m->bn2, dt, m->blocks[m->nblocks - 1].out, m->fbn);
     if (!rc && c->dropout > 0 && train) {
         uint64_t seed = ft_hash64(c->seed, FT_KM_DROPOUT_KEY, m->drop_calls++);
-        rc = o->dropout_fwd(o, dt, (size_t)batch * m->flat, c->dropout, seed, m->fbn, m->fd,
+        rc = o->dropout_fwd(o, dt, batch, 8 * c->width, 49, c->dropout, seed, m->fbn, m->fd,
                             m->mask);
     } else if (!rc && c->dropout > 0) {
         rc = o->copy(o, m->fd, m->fbn, (size_t)batch * m->flat * ft_dtype_size(dt));
@@ -626,7 +626,7 @@ int ft_iresnet_backward(ft_iresnet *m, const float *demb) {
         rc = o->fc_bwd(o, dt, B, 8 * c->width, 49, c->emb, m->fd, m->fc_w, m->gz, Q, m->fc_gw,
                        m->fc_gb);
     if (!rc && c->dropout > 0)
-        rc = o->dropout_bwd(o, dt, (size_t)B * m->flat, c->dropout, m->mask, Q, Q);
+        rc = o->dropout_bwd(o, dt, B, 8 * c->width, 49, c->dropout, m->mask, Q, Q);
     if (!rc) rc = bn_bwd(m, &m->bn2, dt, m->blocks[m->nblocks - 1].out, Q, P);
     if (!rc && m->hook) rc = m->hook(m->hook_ctx, m->p_bn2);
     for (int i = m->nblocks - 1; i >= 0 && !rc; i--) {

@@ -12,7 +12,7 @@ int ft_ops_cpu_create_(int threads, int inference, ft_ops **out); /* cpu/backend
 int ft_ops_cpu_strict_create_(int threads, int inference, ft_ops **out, char *err,
                               size_t errcap); /* cpu/strict.c */
 #if defined(FT_HAVE_CUDA)
-int ft_ops_cuda_create_(int device, ft_ops **out, char *err, size_t errcap); /* cuda/ */
+int ft_ops_cuda_create_(int device, int layout, ft_ops **out, char *err, size_t errcap); /* cuda/ */
 #endif
 
 /* ---- dtypes ---- */
@@ -98,6 +98,18 @@ void ft_ops_options_init(ft_ops_options *opts) {
     opts->threads = 0;
     opts->device = -1;
     opts->inference = 0;
+    opts->layout = FT_LAYOUT_AUTO;
+}
+
+static const char *const LAYOUTS[] = {"auto", "nchw", "nhwc"};
+
+int ft_layout_parse(const char *s) {
+    for (int i = 0; s && i < 3; i++)
+        if (strcmp(s, LAYOUTS[i]) == 0) return i;
+    return -1;
+}
+const char *ft_layout_name(int layout) {
+    return layout >= 0 && layout < 3 ? LAYOUTS[layout] : "?";
 }
 
 const char *ft_ops_backends(void) {
@@ -119,6 +131,16 @@ static int create_named(const char *name, const ft_ops_options *opts, ft_ops **o
         if (errcap) snprintf(err, errcap, "FT_CPU_CONV='%s': expected 'onednn' or 'im2col'", conv);
         return FT_EARG;
     }
+    if (opts->layout < FT_LAYOUT_AUTO || opts->layout > FT_LAYOUT_NHWC) {
+        if (errcap)
+            snprintf(err, errcap, "layout %d is not a layout (auto, nchw, nhwc)", opts->layout);
+        return FT_EARG;
+    }
+    if (is_cpu && opts->layout == FT_LAYOUT_NHWC) {
+        if (errcap)
+            snprintf(err, errcap, "layout 'nhwc': the %s backend keeps activations NCHW", name);
+        return FT_ENOTSUP;
+    }
     if (name && strcmp(name, "cpu") == 0) {
         int rc = ft_ops_cpu_create_(opts->threads, opts->inference, out);
         if (rc && errcap)
@@ -131,7 +153,7 @@ static int create_named(const char *name, const ft_ops_options *opts, ft_ops **o
     if (name && strcmp(name, "auto") == 0) {
 #if defined(FT_HAVE_CUDA)
         /* a GPU when one is visible, else the CPU */
-        int rc = ft_ops_cuda_create_(opts->device, out, err, errcap);
+        int rc = ft_ops_cuda_create_(opts->device, opts->layout, out, err, errcap);
         if (rc != FT_ENODEV) return rc;
         if (errcap) err[0] = '\0';
 #endif
@@ -139,7 +161,7 @@ static int create_named(const char *name, const ft_ops_options *opts, ft_ops **o
     }
     if (name && strcmp(name, "cuda") == 0) {
 #if defined(FT_HAVE_CUDA)
-        return ft_ops_cuda_create_(opts->device, out, err, errcap);
+        return ft_ops_cuda_create_(opts->device, opts->layout, out, err, errcap);
 #else
         if (errcap)
             snprintf(err, errcap,

@@ -17,9 +17,13 @@
  *   and round each stored result once (to nearest even). supports(o, op, dt) tells whether a
  *   backend implements an op for a dtype; FT_ENOTSUP otherwise.
  * - Layout: activations are described by (n, c, hw) or a conv descriptor, never by a memory
- *   layout: a backend may keep them NCHW (the CPU does) or NHWC. Host data crosses that
+ *   layout: a backend may keep them NCHW (the CPU does) or NHWC (the CUDA backend's 16-bit
+ *   activations, for the tensor cores; ft_ops_options.layout). Host data crosses that
  *   boundary only through act_import / act_export (NCHW fp32 on both sides) and the fused
- *   flatten + fc, whose weight is [out, c*h*w] in PyTorch's NCHW flatten order. Matrices
+ *   flatten + fc, whose weight is [out, c*h*w] in PyTorch's NCHW flatten order. Elementwise ops
+ *   (add, copy, cast) keep the memory order, whatever it is (a layout may differ by dtype:
+ *   act_export + act_import move an activation between those); the conv weight copy w is
+ *   [k, c, r, r] in every layout (a backend reorders it itself). Matrices
  *   (fc inputs after flatten, embeddings, logits, class centres) are row-major.
  *   Integer index/label arrays are int32 on the device.
  * - "+=" outputs (parameter gradients) accumulate, PyTorch style: zero them between steps.
@@ -275,13 +279,14 @@ struct ft_ops {
     int (*fc_bwd)(ft_ops *o, ft_dtype dt, int n, int c, int hw, int out, const void *x,
                   const float *w, const float *dy, void *dx, float *dw, float *dbias);
 
-    /* inverted dropout on count elements of dtype dt: keep with prob 1-p, scale kept by
-     * 1/(1-p). mask: count bytes of device memory. The keep decision for element i (its NCHW
-     * index) is a pure function of (seed, i) so that every backend draws the same mask.
+    /* inverted dropout on the activation x[n, c, hw] of dtype dt: keep with prob 1-p, scale
+     * kept by 1/(1-p). mask: n*c*hw bytes of device memory in the backend's layout (only
+     * dropout_bwd reads it). The keep decision for an element is a pure function of (seed, i)
+     * with i its NCHW index, so that every backend and layout draws the same mask.
      * p == 0 copies x to y (and mask is not touched). */
-    int (*dropout_fwd)(ft_ops *o, ft_dtype dt, size_t count, float p, uint64_t seed, const void *x,
-                       void *y, uint8_t *mask);
-    int (*dropout_bwd)(ft_ops *o, ft_dtype dt, size_t count, float p, const uint8_t *mask,
+    int (*dropout_fwd)(ft_ops *o, ft_dtype dt, int n, int c, int hw, float p, uint64_t seed,
+                       const void *x, void *y, uint8_t *mask);
+    int (*dropout_bwd)(ft_ops *o, ft_dtype dt, int n, int c, int hw, float p, const uint8_t *mask,
                        const void *dy, void *dx);
 
     /* row L2 normalization (fp32) as torch.nn.functional.normalize(eps=1e-12):
@@ -344,9 +349,22 @@ typedef struct ft_ops_options {
      * (inference engines): the backend may pick inference kernels and keep the weights in its
      * own layout from the first call on; conv_bwd_* may then fail with FT_EARG. */
     int inference;
+    /* where activations live in memory (FT_LAYOUT_*): auto is the backend's choice (CPU: NCHW;
+     * CUDA: NHWC for fp16/bf16, the layout of cuDNN's tensor-core kernels, NCHW for fp32) */
+    int layout;
 } ft_ops_options;
 
-void ft_ops_options_init(ft_ops_options *opts); /* threads 0, device -1, inference 0 */
+enum {
+    FT_LAYOUT_AUTO = 0,
+    FT_LAYOUT_NCHW = 1, /* every dtype NCHW */
+    FT_LAYOUT_NHWC = 2  /* every dtype NHWC (CUDA only) */
+};
+/* "auto", "nchw", "nhwc" -> FT_LAYOUT_*, or -1 */
+int ft_layout_parse(const char *s);
+const char *ft_layout_name(int layout);
+
+/* threads 0, device -1, inference 0, layout auto */
+void ft_ops_options_init(ft_ops_options *opts);
 
 /* Create backend `name` ("cpu", "cuda", or "auto": cuda when it is built and a device is
  * visible, else cpu; o->name tells which). "cpu-strict" is the CPU backend behind memory the

@@ -28,6 +28,7 @@ int ft_run_open_device(ft_run *r) {
     ft_ops_options_init(&opts);
     opts.threads = c->threads;
     opts.device = r->world > 1 ? r->dist.local_rank : -1;
+    opts.layout = ft_layout_parse(c->layout);
     char err[512];
     int rc = ft_ops_create(c->device, &opts, &r->model.ops, err, sizeof err);
     if (rc) return ft_run_fail(r, rc, "%s", err);

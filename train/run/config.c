@@ -78,6 +78,7 @@ static const keydef KEYS[] = {
     {"strict_targets", K_BOOL, 0, 1, F(strict_targets), 0, "False"},
     {"dtype", K_STR_NONE, 0, 0, F(dtype_name), 0, "None"},
     {"device", K_STR, 0, 0, F(device), 0, "'auto'"},
+    {"layout", K_STR, 0, 0, F(layout), 0, "'auto'"},
     {"max_skipped_steps", K_INT, 1, 1000000, F(max_skipped_steps), 0, "20"},
     {"export_onnx", K_BOOL, 0, 1, F(export_onnx), 0, "True"},
     {"dist_timeout", K_FLOAT, 0.1, 1e7, F(dist_timeout), 0, "300"},
@@ -556,6 +557,10 @@ static int check_semantics(ft_config *c, char *err, size_t cap) {
     if (strcmp(c->pfc_update, "sampled") != 0 && strcmp(c->pfc_update, "dense") != 0)
         return cerr(err, cap, "%s: pfc_update '%s' is not supported ('sampled' or 'dense')",
                     e->origin, c->pfc_update);
+    e = &c->entries[find_entry(c, "layout")];
+    if (strcmp(c->layout, "auto") && strcmp(c->layout, "nchw") && strcmp(c->layout, "nhwc"))
+        return cerr(err, cap, "%s: layout '%s' is not a layout ('auto', 'nchw' or 'nhwc')",
+                    e->origin, c->layout);
     /* precision: fp16 = True is fp16 storage with loss scaling; dtype names it explicitly */
     e = &c->entries[find_entry(c, "dtype")];
     if (!c->dtype_name[0]) {

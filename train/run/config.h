@@ -78,6 +78,7 @@ typedef struct ft_config {
     int loss_scaling; /* dtype is fp16 */
     int max_skipped_steps;
     char device[16];     /* compute backend: 'cpu' ('cuda' when built with it) */
+    char layout[8];      /* activations' memory layout: 'auto', 'nchw', 'nhwc' (ft_ops) */
     int export_onnx;     /* write <output>/backbone.onnx at the end of training (ft_graph) */
     double dist_timeout; /* seconds a collective may wait for the other ranks (300) */
     int ddp_overlap;     /* the gradient buckets' all-reduce starts inside backward (True) */

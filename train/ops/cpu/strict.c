@@ -325,23 +325,23 @@ static int s_fc_bwd(ft_ops *o, ft_dtype dt, int n, int c, int hw, int out, const
     if (bad) return FT_EARG;
     return IN->fc_bwd(IN, dt, n, c, hw, out, tx, tw, tdy, tdx, tdw, tdb);
 }
-static int s_dropout_fwd(ft_ops *o, ft_dtype dt, size_t count, float p, uint64_t seed,
+static int s_dropout_fwd(ft_ops *o, ft_dtype dt, int n, int c, int hw, float p, uint64_t seed,
                          const void *x, void *y, uint8_t *mask) {
     int bad = 0;
     const void *tx = T(x);
     void *ty = T(y);
     uint8_t *tm = T(mask);
     if (bad) return FT_EARG;
-    return IN->dropout_fwd(IN, dt, count, p, seed, tx, ty, tm);
+    return IN->dropout_fwd(IN, dt, n, c, hw, p, seed, tx, ty, tm);
 }
-static int s_dropout_bwd(ft_ops *o, ft_dtype dt, size_t count, float p, const uint8_t *mask,
+static int s_dropout_bwd(ft_ops *o, ft_dtype dt, int n, int c, int hw, float p, const uint8_t *mask,
                          const void *dy, void *dx) {
     int bad = 0;
     const uint8_t *tm = T(mask);
     const void *tdy = T(dy);
     void *tdx = T(dx);
     if (bad) return FT_EARG;
-    return IN->dropout_bwd(IN, dt, count, p, tm, tdy, tdx);
+    return IN->dropout_bwd(IN, dt, n, c, hw, p, tm, tdy, tdx);
 }
 static int s_l2norm_fwd(ft_ops *o, int rows, int dim, const float *x, float *y, float *norms) {
     int bad = 0;

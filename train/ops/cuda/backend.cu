@@ -85,8 +85,8 @@ static int pick_device(int device, int count, int *out, char *err, size_t errcap
     return 0;
 }
 
-extern "C" int ft_ops_cuda_create_(int device, ft_ops **out, char *err, size_t errcap);
-extern "C" int ft_ops_cuda_create_(int device, ft_ops **out, char *err, size_t errcap) {
+extern "C" int ft_ops_cuda_create_(int device, int layout, ft_ops **out, char *err, size_t errcap);
+extern "C" int ft_ops_cuda_create_(int device, int layout, ft_ops **out, char *err, size_t errcap) {
     char dummy[8];
     if (!err || !errcap) err = dummy, errcap = sizeof dummy;
     int count = 0;
@@ -126,6 +126,9 @@ extern "C" int ft_ops_cuda_create_(int device, ft_ops **out, char *err, size_t e
     o->destroy = cuda_destroy;
     o->supports = cuda_supports;
     b->device = dev;
+    /* auto: 16-bit activations NHWC (cuDNN's tensor-core kernels want it), fp32 NCHW */
+    b->nhwc16 = layout != FT_LAYOUT_NCHW;
+    b->nhwc32 = layout == FT_LAYOUT_NHWC;
     b->ws_limit = (size_t)1 << 30;
     const char *what = NULL;
     cudaError_t ce = cudaSetDevice(dev);

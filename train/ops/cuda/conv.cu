@@ -1,5 +1,6 @@
-/* conv.cu: convolutions with cuDNN (forward, backward data, backward filter), NCHW in every
- * storage dtype, fp32 accumulation (PSEUDO_HALF / PSEUDO_BFLOAT16 configurations).
+/* conv.cu: convolutions with cuDNN (forward, backward data, backward filter) in the
+ * activations' layout (NHWC for 16-bit by default, the tensor-core kernels' layout; NCHW),
+ * fp32 accumulation (PSEUDO_HALF / PSEUDO_BFLOAT16 configurations).
  *
  * Algorithms are chosen once per shape from cuDNN's heuristics (cudnnGet*Algorithm_v7, no
  * timing runs, so the choice is reproducible) and cached with the shape's descriptors: the
@@ -10,6 +11,11 @@
  * gradient, as autocast's weight gradient is. A shape conv_ws_bytes never saw (a smaller eval
  * batch) gets algorithms within the largest workspace conv_ws_bytes has reported, which is
  * what the model allocated.
+ *
+ * NHWC: the filter is NHWC too (KRSC, what cuDNN's NHWC kernels read), while the ops interface
+ * keeps w and dw [k, c, r, r]: forward and backward data reorder w into the front of the
+ * workspace first (a copy, exact), and backward filter writes its KRSC dw there and adds it to
+ * dw in KCRS order.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -24,7 +30,9 @@ static cudnnDataType_t dnn_type(ft_dtype dt) {
 #define WS_ALIGN(x) (((x) + 255) / 256 * 256)
 
 static size_t entry_ws(const cuda_conv_entry *e) {
-    size_t f = e->ws_fwd, bd = e->ws_bwd_data, bf = WS_ALIGN(e->ws_dw16) + e->ws_bwd_filter;
+    size_t wt = WS_ALIGN(e->ws_wt);
+    size_t f = wt + e->ws_fwd, bd = wt + e->ws_bwd_data;
+    size_t bf = WS_ALIGN(e->ws_dw16) + e->ws_bwd_filter;
     size_t m = f > bd ? f : bd;
     return m > bf ? m : bf;
 }
@@ -77,13 +85,15 @@ static int entry_setup(cuda_backend *b, cuda_conv_entry *e, const ft_conv_desc *
     e->d = *d, e->dt = dt;
     cudnnDataType_t t = dnn_type(dt);
     int fp32 = dt == FT_F32;
+    e->nhwc = cuda_nhwc(b, dt);
+    cudnnTensorFormat_t fmt = e->nhwc ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
     cudnnMathType_t want = fp32 ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH;
     CUDNN_CHECK(cudnnCreateTensorDescriptor(&e->x));
     CUDNN_CHECK(cudnnCreateTensorDescriptor(&e->y));
     CUDNN_CHECK(cudnnCreateFilterDescriptor(&e->w));
-    CUDNN_CHECK(cudnnSetTensor4dDescriptor(e->x, CUDNN_TENSOR_NCHW, t, d->n, d->c, d->h, d->w));
-    CUDNN_CHECK(cudnnSetTensor4dDescriptor(e->y, CUDNN_TENSOR_NCHW, t, d->n, d->k, d->oh, d->ow));
-    CUDNN_CHECK(cudnnSetFilter4dDescriptor(e->w, t, CUDNN_TENSOR_NCHW, d->k, d->c, d->r, d->r));
+    CUDNN_CHECK(cudnnSetTensor4dDescriptor(e->x, fmt, t, d->n, d->c, d->h, d->w));
+    CUDNN_CHECK(cudnnSetTensor4dDescriptor(e->y, fmt, t, d->n, d->k, d->oh, d->ow));
+    CUDNN_CHECK(cudnnSetFilter4dDescriptor(e->w, t, fmt, d->k, d->c, d->r, d->r));
     for (int j = 0; j < 3; j++) {
         CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&e->conv[j]));
         CUDNN_CHECK(cudnnSetConvolution2dDescriptor(e->conv[j], d->pad, d->pad, d->stride,
@@ -97,8 +107,11 @@ static int entry_setup(cuda_backend *b, cuda_conv_entry *e, const ft_conv_desc *
     if (on != d->n || oc != d->k || ohh != d->oh || oww != d->ow)
         return cuda_fail_(__FILE__, __LINE__, "cudnnGetConvolution2dForwardOutputDim",
                           "output shape differs from ft_conv_desc_init's");
-    e->ws_dw16 = fp32 ? 0 : (size_t)d->k * d->c * d->r * d->r * ft_dtype_size(dt);
-    size_t lim_f = limit, lim_d = limit;
+    size_t wbytes = (size_t)d->k * d->c * d->r * d->r * ft_dtype_size(dt);
+    /* dw goes through the workspace when cuDNN's differs from the fp32 KCRS gradient */
+    e->ws_dw16 = fp32 && !e->nhwc ? 0 : wbytes;
+    e->ws_wt = e->nhwc ? wbytes : 0;
+    size_t lim_f = limit > WS_ALIGN(e->ws_wt) ? limit - WS_ALIGN(e->ws_wt) : 0, lim_d = lim_f;
     size_t lim_w = limit > WS_ALIGN(e->ws_dw16) ? limit - WS_ALIGN(e->ws_dw16) : 0;
     cudnnMathType_t math;
     int n;
@@ -164,14 +177,40 @@ static size_t cuda_conv_ws_bytes(ft_ops *o, const ft_conv_desc *d, ft_dtype dt) 
 
 static const float ONE = 1.0f, ZERO = 0.0f;
 
+/* KCRS -> KRSC, one thread per destination element (a copy: exact in every dtype) */
+static __global__ void k_w_krsc(size_t total, int c, int rs, ft_dtype dt, const void *w, void *wt) {
+    GRID_LOOP(i, total) {
+        size_t k = i / ((size_t)rs * c), q = i / c % rs, ch = i % c;
+        cuda_st(dt, wt, i, cuda_ld(dt, w, (k * c + ch) * rs + q));
+    }
+}
+
+/* the filter cuDNN reads for entry e: w itself (NCHW), or w reordered to KRSC at the front of
+ * ws (NHWC); *alg_ws is the algorithm's workspace after it */
+static int weights_for(ft_ops *o, const cuda_conv_entry *e, const void *w, const void **wf,
+                       void **alg_ws) {
+    *wf = w;
+    if (!e->nhwc) return 0;
+    const ft_conv_desc *d = &e->d;
+    size_t total = (size_t)d->k * d->c * d->r * d->r;
+    CUDA_LAUNCH(k_w_krsc, cuda_blocks(total), CUDA_THREADS, cuda_of(o)->stream)
+    (total, d->c, d->r * d->r, e->dt, w, *alg_ws);
+    CU_LAUNCHED();
+    *wf = *alg_ws;
+    *alg_ws = (char *)*alg_ws + WS_ALIGN(e->ws_wt);
+    return 0;
+}
+
 static int cuda_conv_fwd(ft_ops *o, const ft_conv_desc *d, ft_dtype dt, const void *x,
                          const void *w, void *y, void *ws) {
     if (!cuda_float_dt(dt)) return FT_ENOTSUP;
     cuda_conv_entry *e;
     int rc = entry_get(o, d, dt, 0, &e);
     if (rc) return rc;
+    void *alg_ws = ws;
+    if ((rc = weights_for(o, e, w, &w, &alg_ws))) return rc;
     CUDNN_CHECK(cudnnConvolutionForward(cuda_of(o)->dnn, &ONE, e->x, x, e->w, w, e->conv[0], e->fwd,
-                                        ws, e->ws_fwd, &ZERO, e->y, y));
+                                        alg_ws, e->ws_fwd, &ZERO, e->y, y));
     return 0;
 }
 
@@ -181,13 +220,24 @@ static int cuda_conv_bwd_data(ft_ops *o, const ft_conv_desc *d, ft_dtype dt, con
     cuda_conv_entry *e;
     int rc = entry_get(o, d, dt, 0, &e);
     if (rc) return rc;
+    void *alg_ws = ws;
+    if ((rc = weights_for(o, e, w, &w, &alg_ws))) return rc;
     CUDNN_CHECK(cudnnConvolutionBackwardData(cuda_of(o)->dnn, &ONE, e->w, w, e->y, dy, e->conv[1],
-                                             e->bwd_data, ws, e->ws_bwd_data, &ZERO, e->x, dx));
+                                             e->bwd_data, alg_ws, e->ws_bwd_data, &ZERO, e->x, dx));
     return 0;
 }
 
-static __global__ void k_add_dw16(size_t n, ft_dtype dt, const void *src, float *dw) {
-    GRID_LOOP(i, n) dw[i] += cuda_ld(dt, src, i);
+/* dw (fp32 KCRS) += src (cuDNN's dw: dtype dt, KRSC when krsc), one thread per dw element */
+static __global__ void k_add_dw16(size_t n, int krsc, int c, int rs, ft_dtype dt, const void *src,
+                                  float *dw) {
+    GRID_LOOP(i, n) {
+        size_t at = i;
+        if (krsc) {
+            size_t k = i / ((size_t)c * rs), ch = i / rs % c, q = i % rs;
+            at = (k * rs + q) * c + ch;
+        }
+        dw[i] += cuda_ld(dt, src, at);
+    }
 }
 
 static int cuda_conv_bwd_filter(ft_ops *o, const ft_conv_desc *d, ft_dtype dt, const void *x,
@@ -197,20 +247,21 @@ static int cuda_conv_bwd_filter(ft_ops *o, const ft_conv_desc *d, ft_dtype dt, c
     int rc = entry_get(o, d, dt, 0, &e);
     if (rc) return rc;
     cuda_backend *b = cuda_of(o);
-    if (dt == FT_F32) { /* dw += directly (beta 1) */
+    if (!e->ws_dw16) { /* fp32 NCHW: dw += directly (beta 1) */
         CUDNN_CHECK(cudnnConvolutionBackwardFilter(b->dnn, &ONE, e->x, x, e->y, dy, e->conv[2],
                                                    e->bwd_filter, ws, e->ws_bwd_filter, &ONE, e->w,
                                                    dw));
         return 0;
     }
-    /* 16-bit: dw16 at the start of ws, the algorithm's workspace after it */
+    /* 16-bit or NHWC: cuDNN's dw at the start of ws, the algorithm's workspace after it */
     char *w16 = (char *)ws;
     void *alg_ws = e->ws_bwd_filter ? w16 + WS_ALIGN(e->ws_dw16) : NULL;
     CUDNN_CHECK(cudnnConvolutionBackwardFilter(b->dnn, &ONE, e->x, x, e->y, dy, e->conv[2],
                                                e->bwd_filter, alg_ws, e->ws_bwd_filter, &ZERO, e->w,
                                                w16));
     size_t n = (size_t)d->k * d->c * d->r * d->r;
-    CUDA_LAUNCH(k_add_dw16, cuda_blocks(n), CUDA_THREADS, b->stream)(n, dt, w16, dw);
+    CUDA_LAUNCH(k_add_dw16, cuda_blocks(n), CUDA_THREADS, b->stream)
+    (n, e->nhwc, d->c, d->r * d->r, dt, w16, dw);
     CU_LAUNCHED();
     return 0;
 }

@@ -4,8 +4,10 @@
  * Kernels are the simplest correct decomposition of kmath.h's expressions (one thread per
  * element, one block per row or channel for reductions, sums in double like the CPU); they
  * are compiled with --fmad=false so that a*b+c is rounded as the C code rounds it. Layout:
- * activations are NCHW in every dtype (act_import/act_export are casts), as on the CPU; NHWC
- * for the tensor cores comes after the first GPU check has passed.
+ * by default fp16/bf16 activations are NHWC (the layout of cuDNN's tensor-core convolutions)
+ * and fp32 activations NCHW (ft_ops_options.layout forces either everywhere); every kernel
+ * that needs an element's channel asks cuda_nhwc(b, dt). act_import / act_export, fc's input
+ * and the conv weights are reordered on the device.
  *
  * Errors: a failing CUDA/cuBLAS/cuDNN call prints one line "ft_ops cuda: <file>:<line>
  * <call>: <error>" to stderr and the op returns FT_EDEVICE.
@@ -40,12 +42,15 @@ typedef struct cuda_conv_entry {
     cudnnConvolutionBwdDataAlgo_t bwd_data;
     cudnnConvolutionBwdFilterAlgo_t bwd_filter;
     size_t ws_fwd, ws_bwd_data, ws_bwd_filter;
-    size_t ws_dw16; /* 16-bit dw of bwd_filter before it is added to the fp32 dw */
+    size_t ws_dw16; /* cuDNN's dw (16-bit, or KRSC) before it is added to the fp32 KCRS dw */
+    size_t ws_wt;   /* NHWC: the filter reordered to KRSC for forward and backward data */
+    int nhwc;       /* x, y and the filter are NHWC (KRSC) */
 } cuda_conv_entry;
 
 typedef struct cuda_backend {
     ft_ops ops;
     int device;
+    int nhwc16, nhwc32; /* activations of fp16/bf16, of fp32 are NHWC (else NCHW) */
     cudaStream_t stream;
     cudaStream_t copy;  /* upload_ahead's copies */
     cudaEvent_t copied; /* recorded on copy after each, waited for by stream */
@@ -111,6 +116,17 @@ static inline unsigned cuda_blocks(size_t n) {
 /* backend scratch slot s of at least bytes (device); NULL on failure (message printed) */
 void *cuda_scratch(ft_ops *o, int s, size_t bytes);
 
+/* 1 when activations of dtype dt are NHWC on this backend */
+static inline int cuda_nhwc(const cuda_backend *b, ft_dtype dt) {
+    return dt == FT_F32 ? b->nhwc32 : b->nhwc16;
+}
+
+/* memory index of element (img, ch, p) of an activation [n, c, hw] */
+static __host__ __device__ __forceinline__ size_t cuda_act_at(int nhwc, size_t img, int c, int hw,
+                                                              int ch, size_t p) {
+    return nhwc ? (img * hw + p) * c + ch : (img * c + ch) * hw + p;
+}
+
 static inline int cuda_float_dt(ft_dtype dt) {
     return dt == FT_F32 || dt == FT_F16 || dt == FT_BF16;
 }
@@ -160,5 +176,9 @@ void cuda_conv_release(cuda_backend *b); /* conv.cu: the descriptor cache */
 int cuda_acc_parts(ft_ops *o, int parts, double *acc);
 /* cast.cu: the cast op for other files (fc's fp32 copies, bwd_filter's 16-bit dw) */
 int cuda_cast_run(ft_ops *o, size_t count, ft_dtype sdt, const void *src, ft_dtype ddt, void *dst);
+/* cast.cu: an activation [n, c, hw] from dtype sdt in layout snhwc to ddt in layout dnhwc
+ * (a cast when the layouts agree, else a reordering copy that converts each element once) */
+int cuda_relayout_run(ft_ops *o, int n, int c, int hw, ft_dtype sdt, int snhwc, const void *src,
+                      ft_dtype ddt, int dnhwc, void *dst);
 
 #endif

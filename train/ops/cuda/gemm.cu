@@ -1,8 +1,9 @@
 /* gemm.cu: matrix products with cuBLAS: the storage-dtype GEMM (cublasGemmEx, fp16/bf16
  * operands, fp32 accumulation, result rounded once; fp32 stays fp32: no TF32) and the fused
- * flatten + fc layer in fp32 (arcface_torch runs fc on x.float()), its input cast to fp32 in
- * backend scratch when the activations are 16-bit. Row-major C = op(A) op(B) is column-major
- * C^T = op(B)^T op(A)^T: the operands swap places in the cuBLAS call. */
+ * flatten + fc layer in fp32 (arcface_torch runs fc on x.float()), its input made fp32 NCHW
+ * (PyTorch's flatten order) in backend scratch when the activations are 16-bit or NHWC. Row-major C
+ * = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: the operands swap places in the cuBLAS call.
+ */
 #include "cuda.h"
 
 static cudaDataType_t blas_type(ft_dtype dt) {
@@ -57,12 +58,12 @@ static int cuda_fc_fwd(ft_ops *o, ft_dtype dt, int n, int c, int hw, int out, co
                        const float *w, const float *bias, float *y) {
     if (n < 1 || c < 1 || hw < 1 || out < 1) return FT_EARG;
     if (!cuda_float_dt(dt)) return FT_ENOTSUP;
-    int in = c * hw;
+    int in = c * hw, nhwc = cuda_nhwc(cuda_of(o), dt);
     const float *fx = (const float *)x;
-    if (dt != FT_F32) {
+    if (dt != FT_F32 || nhwc) {
         float *s = (float *)cuda_scratch(o, 0, (size_t)n * in * sizeof(float));
         if (!s) return FT_EDEVICE;
-        int rc = cuda_cast_run(o, (size_t)n * in, dt, x, FT_F32, s);
+        int rc = cuda_relayout_run(o, n, c, hw, dt, nhwc, x, FT_F32, 0, s);
         if (rc) return rc;
         fx = s;
     }
@@ -79,15 +80,15 @@ static int cuda_fc_bwd(ft_ops *o, ft_dtype dt, int n, int c, int hw, int out, co
                        const float *w, const float *dy, void *dx, float *dw, float *dbias) {
     if (n < 1 || c < 1 || hw < 1 || out < 1) return FT_EARG;
     if (!cuda_float_dt(dt)) return FT_ENOTSUP;
-    int in = c * hw;
+    int in = c * hw, nhwc = cuda_nhwc(cuda_of(o), dt);
     size_t cnt = (size_t)n * in;
     const float *fx = (const float *)x;
     float *fdx = (float *)dx;
-    if (dt != FT_F32) {
+    if (dt != FT_F32 || nhwc) {
         float *s0 = (float *)cuda_scratch(o, 0, cnt * sizeof(float));
         float *s1 = dx ? (float *)cuda_scratch(o, 1, cnt * sizeof(float)) : NULL;
         if (!s0 || (dx && !s1)) return FT_EDEVICE;
-        int rc = cuda_cast_run(o, cnt, dt, x, FT_F32, s0);
+        int rc = cuda_relayout_run(o, n, c, hw, dt, nhwc, x, FT_F32, 0, s0);
         if (rc) return rc;
         fx = s0, fdx = s1;
     }
@@ -99,7 +100,7 @@ static int cuda_fc_bwd(ft_ops *o, ft_dtype dt, int n, int c, int hw, int out, co
         (n, out, dy, dbias);
         CU_LAUNCHED();
     }
-    if (!rc && dx && dt != FT_F32) rc = cuda_cast_run(o, cnt, FT_F32, fdx, dt, dx);
+    if (!rc && dx && fdx != dx) rc = cuda_relayout_run(o, n, c, hw, FT_F32, 0, fdx, dt, nhwc, dx);
     return rc;
 }
 

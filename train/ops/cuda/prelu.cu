@@ -1,15 +1,15 @@
-/* prelu.cu: PReLU with one slope per channel on x[n, c, hw] (NCHW), any storage dtype. The
+/* prelu.cu: PReLU with one slope per channel on x[n, c, hw] (NCHW or NHWC), any dtype. The
  * backward is one block per channel: dx per element, dalpha summed in double. */
 #include "cuda.h"
 
-static __global__ void k_prelu_fwd(size_t total, int c, int hw, ft_dtype dt, const void *x,
-                                   const float *alpha, void *y) {
+static __global__ void k_prelu_fwd(int nhwc, size_t total, int c, int hw, ft_dtype dt,
+                                   const void *x, const float *alpha, void *y) {
     GRID_LOOP(i, total) {
-        int ch = (int)(i / hw % c);
+        int ch = (int)(nhwc ? i % c : i / hw % c);
         cuda_st(dt, y, i, ft_km_prelu(cuda_ld(dt, x, i), alpha[ch]));
     }
 }
-static __global__ void k_prelu_bwd(int n, int c, int hw, ft_dtype dt, const void *x,
+static __global__ void k_prelu_bwd(int nhwc, int n, int c, int hw, ft_dtype dt, const void *x,
                                    const float *alpha, const void *dy, void *dx, float *dalpha) {
     __shared__ double sh[CUDA_RED];
     int ch = blockIdx.x;
@@ -17,7 +17,7 @@ static __global__ void k_prelu_bwd(int n, int c, int hw, ft_dtype dt, const void
     size_t m = (size_t)n * hw;
     double s = 0;
     for (size_t k = threadIdx.x; k < m; k += CUDA_RED) {
-        size_t i = ((k / hw) * c + ch) * (size_t)hw + k % hw;
+        size_t i = nhwc ? k * c + ch : ((k / hw) * c + ch) * (size_t)hw + k % hw;
         float xv = cuda_ld(dt, x, i), g = cuda_ld(dt, dy, i);
         s += ft_km_prelu_dalpha(xv, g);
         cuda_st(dt, dx, i, ft_km_prelu_dx(xv, a, g));
@@ -33,7 +33,7 @@ static int cuda_prelu_fwd(ft_ops *o, ft_dtype dt, int n, int c, int hw, const vo
     size_t total = (size_t)n * c * hw;
     if (!total) return 0;
     CUDA_LAUNCH(k_prelu_fwd, cuda_blocks(total), CUDA_THREADS, cuda_of(o)->stream)
-    (total, c, hw, dt, x, alpha, y);
+    (cuda_nhwc(cuda_of(o), dt), total, c, hw, dt, x, alpha, y);
     CU_LAUNCHED();
     return 0;
 }
@@ -42,7 +42,7 @@ static int cuda_prelu_bwd(ft_ops *o, ft_dtype dt, int n, int c, int hw, const vo
     if (!cuda_float_dt(dt)) return FT_ENOTSUP;
     if (n < 1 || c < 1 || hw < 1) return FT_EARG;
     CUDA_LAUNCH(k_prelu_bwd, c, CUDA_RED, cuda_of(o)->stream)
-    (n, c, hw, dt, x, alpha, dy, dx, dalpha);
+    (cuda_nhwc(cuda_of(o), dt), n, c, hw, dt, x, alpha, dy, dx, dalpha);
     CU_LAUNCHED();
     return 0;
 }
