@@ -11,8 +11,8 @@
  * gives the interface's dw += semantics.
  *
  * Precision: F32 computes in fp32; BF16 computes in bf16 with fp32 accumulation where oneDNN
- * has a kernel for the CPU (AVX-512 BF16 natively, AVX-512 emulated), else in fp32 with the
- * conversion done by the reorders; F16 computes in fp32 on operands staged in fp32 by the
+ * has a kernel for the CPU (AVX-512 BF16 natively, AVX-512 emulated), else in fp32 on operands
+ * staged in fp32 by the backend's casts; F16 computes in fp32 on operands staged in fp32 by the
  * backend's F16C casts (oneDNN 2.6's f16 reorders are its generic, slow ones on this ISA).
  * Reference
  * ("ref:") implementations are refused: such a shape takes the im2col path instead.
@@ -52,7 +52,8 @@ typedef struct dn_plan {
     ft_dtype dt;
     int ok;      /* 0: oneDNN declined this shape (conv.c falls back) */
     int crop;    /* the input's last rows/columns are never read (see plan_build) */
-    int stage;   /* F16: the passes run on fp32 copies in the workspace (after core bytes) */
+    int stage;   /* F16 (BF16 without bf16 kernels): the passes run on fp32 copies in the
+                    workspace (after core bytes) */
     size_t core; /* workspace bytes of the passes themselves */
     dn_pass pass[DN_PASSES];
     size_t ws;
@@ -228,10 +229,16 @@ static dn_plan *plan_build(struct cpu_dnnl *c, const ft_conv_desc *d, ft_dtype d
     if (!pl) return NULL;
     pl->d = *d, pl->dt = dt;
     omp_set_num_threads(c->nthreads); /* kernels are partitioned for the team they will get */
-    /* bf16 storage computes in bf16 where the CPU has the kernels, else in fp32 */
+    /* bf16 storage computes in bf16 where the CPU has the kernels, else (AVX2) in fp32 on
+     * operands staged by the backend's casts, as f16: oneDNN 2.6 converts bf16 <-> f32 in
+     * reorders with its generic "simple:any" kernel there, which made bf16 training ~17x
+     * slower than fp32 on an AVX2 machine */
     pl->stage = dt == FT_F16;
     pl->ok = !plan_passes(c, pl, dt == FT_BF16 ? dnnl_bf16 : dnnl_f32);
-    if (!pl->ok && dt == FT_BF16) pl->ok = !plan_passes(c, pl, dnnl_f32);
+    if (!pl->ok && dt == FT_BF16) {
+        pl->stage = 1;
+        pl->ok = !plan_passes(c, pl, dnnl_f32);
+    }
     for (int k = 0; pl->ok && k < DN_PASSES; k++)
         if (pl->pass[k].bytes > pl->core) pl->core = pl->pass[k].bytes;
     pl->ws = pl->core;
@@ -401,7 +408,8 @@ int cpu_dnnl_conv(ft_ops *o, int pass, const ft_conv_desc *d, ft_dtype dt, const
     dn_plan *pl = c ? plan_get(c, d, dt, 1) : NULL;
     if (!pl || !pl->ok || pl->ws > cpu_of(o)->conv_ws_max) return FT_ENOTSUP;
     if (!pl->stage) return pass_run(c, pl, pass, in0, in1, out, ws);
-    /* F16: operands of the pass (fwd x, w -> y; bwd_data dy, w -> dx; bwd_w x, dy -> dw f32) */
+    /* staged (F16, BF16 without bf16 kernels): operands of the pass (fwd x, w -> y;
+     * bwd_data dy, w -> dx; bwd_w x, dy -> dw f32) */
     static const int which[DN_PASSES][3] = {{0, 1, 2}, {2, 1, 0}, {0, 2, -1}};
     const int *wh = which[pass];
     char *at = (char *)ws + pl->core;
@@ -410,9 +418,9 @@ int cpu_dnnl_conv(ft_ops *o, int pass, const ft_conv_desc *d, ft_dtype dt, const
         s[i] = (float *)at;
         if (wh[i] >= 0) at += align64(stage_n(d, wh[i]) * 4);
     }
-    int rc = o->cast(o, stage_n(d, wh[0]), FT_F16, in0, FT_F32, s[0]);
-    if (!rc) rc = o->cast(o, stage_n(d, wh[1]), FT_F16, in1, FT_F32, s[1]);
+    int rc = o->cast(o, stage_n(d, wh[0]), dt, in0, FT_F32, s[0]);
+    if (!rc) rc = o->cast(o, stage_n(d, wh[1]), dt, in1, FT_F32, s[1]);
     if (!rc) rc = pass_run(c, pl, pass, s[0], s[1], wh[2] < 0 ? out : s[2], ws);
-    if (!rc && wh[2] >= 0) rc = o->cast(o, stage_n(d, wh[2]), FT_F32, s[2], FT_F16, out);
+    if (!rc && wh[2] >= 0) rc = o->cast(o, stage_n(d, wh[2]), FT_F32, s[2], dt, out);
     return rc;
 }
