@@ -4,6 +4,8 @@
  *   emulator runs one block at a time, so a static is the block's shared memory);
  * - threadIdx, blockIdx, blockDim and gridDim are variables the runtime sets for each emulated
  *   thread; __syncthreads switches to the next thread of the block;
+ * - atomicAdd (unsigned) is a relaxed atomic add: the kernels' shared-memory histograms work
+ *   as on a GPU;
  * - a launch, written CUDA_LAUNCH(kernel, grid, block, stream)(args...) in the sources (cuda.h
  *   expands it to kernel<<<grid, block, 0, stream>>> under nvcc), converts the arguments to
  *   the kernel's parameter types, as a launch does, and queues the grid on the stream.
@@ -26,6 +28,10 @@
 #include <utility>
 
 void __syncthreads(void);
+/* the atomics the kernels use; a block's fibers never interleave inside one */
+static inline unsigned atomicAdd(unsigned *p, unsigned v) {
+    return __atomic_fetch_add(p, v, __ATOMIC_RELAXED);
+}
 
 namespace emu {
 /* queue a grid of body() on stream s: the runtime checks the configuration as a launch does

@@ -964,6 +964,104 @@ static void test_multi(ft_ops *b) {
     for (int i = 0; i < MT; i++) free(a.w[i]), free(a.g[i]), free(a.m[i]);
 }
 
+/* ---- pfc_sample: the same index and remapped labels on every backend (exact), and the
+ * reference's against an independent selection: every class's key sorted whole ---- */
+
+typedef struct sample_case {
+    const char *what;
+    int64_t n;
+    int batch, count;
+    int32_t *label;
+} sample_case;
+
+/* run pfc_sample on o; in_place: label_out is the label buffer itself (as pfc.c calls it) */
+static int run_sample(ft_ops *o, const sample_case *c, uint64_t s, int in_place, int32_t *index,
+                      int32_t *lab_out) {
+    env e = {o, FT_F32, {0}, 0, 0};
+    size_t lb = (size_t)c->batch * sizeof(int32_t);
+    int32_t *dl = dbytes(&e, c->label, lb), *dout = in_place ? dl : dpoison(&e, FT_I32, lb / 4);
+    int32_t *di = dpoison(&e, FT_I32, (size_t)c->count);
+    void *scr = dpoison(&e, FT_U8, ft_ops_pfc_sample_scratch(c->n));
+    int rc = e.err ? FT_EARG : o->pfc_sample(o, c->n, s, c->batch, dl, c->count, di, dout, scr);
+    if (!rc && c->count) rc = o->download(o, index, di, (size_t)c->count * sizeof(int32_t));
+    if (!rc && c->batch) rc = o->download(o, lab_out, dout, lb);
+    env_release(&e);
+    return rc ? rc : e.err ? FT_EARG : 0;
+}
+
+static int cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+static int cmp_i32(const void *a, const void *b) {
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* the oracle: all n keys sorted, the first count rows ascending; labels found in them */
+static int sample_oracle(const sample_case *c, uint64_t s, const int32_t *index,
+                         const int32_t *lab_out) {
+    uint64_t *k = malloc((size_t)c->n * sizeof *k);
+    int32_t *want = malloc(((size_t)c->count + 1) * sizeof *want);
+    uint8_t *pos = calloc((size_t)c->n, 1);
+    if (!k || !want || !pos) abort();
+    for (int r = 0; r < c->batch; r++)
+        if (c->label[r] >= 0) pos[c->label[r]] = 1;
+    for (int64_t i = 0; i < c->n; i++) k[i] = ft_km_sample_key(s, (uint32_t)i, pos[i]);
+    qsort(k, (size_t)c->n, sizeof *k, cmp_u64);
+    for (int i = 0; i < c->count; i++) want[i] = (int32_t)(k[i] & 0xffffffffu);
+    qsort(want, (size_t)c->count, sizeof *want, cmp_i32);
+    int ok = memcmp(want, index, (size_t)c->count * sizeof *want) == 0;
+    for (int r = 0; ok && r < c->batch; r++) {
+        int32_t l = c->label[r], at = lab_out[r];
+        ok = l < 0 ? at == -1 : at >= 0 && at < c->count && index[at] == l;
+    }
+    free(k), free(want), free(pos);
+    return ok;
+}
+
+static void test_sample(ft_ops *b) {
+    ft_rng g;
+    ft_rng_seed(&g, seed, 900);
+    int32_t l37[12] = {3, 3, -1, 0, 36, 10, 10, -1, 5, 5, 22, 36}, l1[2] = {0, -1},
+            none[3] = {-1, -1, -1}, big[96];
+    for (int r = 0; r < 96; r++) /* 5003 classes, a quarter of the rows from other shards */
+        big[r] = r % 4 == 3 ? -1 : (int32_t)ft_rng_below(&g, 5003);
+    big[5] = big[17] = 4999;   /* a repeated positive */
+    big[6] = 0, big[7] = 5002; /* the first and the last class */
+    sample_case cs[] = {
+        {"37 classes, 6 positives, 15 kept", 37, 12, 15, l37},
+        {"37 classes, only the 6 positives", 37, 12, 6, l37},
+        {"37 classes, every one kept", 37, 12, 37, l37},
+        {"5003 classes (10 blocks), 1500 kept", 5003, 96, 1500, big},
+        {"5003 classes, 4096 kept", 5003, 96, 4096, big},
+        {"one class", 1, 2, 1, l1},
+        {"no positive, none kept", 10, 3, 0, none},
+    };
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
+        const sample_case *c = &cs[i];
+        uint64_t s = ft_hash64(seed, 31 + i, 0);
+        size_t ni = (size_t)c->count + 1, nb = (size_t)c->batch;
+        int32_t *ri = malloc(ni * 4), *bi = malloc(ni * 4), *rl = malloc(nb * 4),
+                *bl = malloc(nb * 4);
+        if (!ri || !bi || !rl || !bl) abort();
+        int rc1 = run_sample(REF, c, s, 0, ri, rl), rc2 = run_sample(b, c, s, 1, bi, bl);
+        int ok = !rc1 && !rc2 && sample_oracle(c, s, ri, rl) &&
+                 !memcmp(ri, bi, (size_t)c->count * 4) && !memcmp(rl, bl, nb * 4);
+        char w[128], d[64];
+        snprintf(w, sizeof w, "pfc_sample: %s", c->what);
+        snprintf(d, sizeof d, "(status %s / %s)", ft_strerror(rc1), ft_strerror(rc2));
+        verdict(w, ok, d);
+        free(ri), free(bi), free(rl), free(bl);
+    }
+    /* a different seed draws other negatives, the same positives */
+    sample_case c = cs[3];
+    int32_t a[1500], a2[1500], la[96];
+    int ok = !run_sample(b, &c, 1, 0, a, la) && !run_sample(b, &c, 2, 0, a2, la) &&
+             memcmp(a, a2, sizeof a) != 0;
+    verdict("pfc_sample: another seed, another index", ok, "");
+}
+
 /* ---- the CPU backend's own refusals ---- */
 
 static void test_cpu_errors(void) {
@@ -1012,6 +1110,16 @@ static void test_cpu_errors(void) {
              o->conv_bwd_data(o, &big, FT_F32, y, w, x, ws) == FT_EARG;
     }
     verdict("im2col: a conv larger than every conv_ws_bytes reply is refused", ok, "");
+    /* pfc_sample: fewer kept rows than distinct positives, or a label outside the shard */
+    int32_t lab[4] = {1, 2, 2, 7}, bad[2] = {3, 10}, idx[8], out[4];
+    void *scr = dalloc(&e, ft_ops_pfc_sample_scratch(10));
+    int32_t *dl = dbytes(&e, lab, sizeof lab), *db = dbytes(&e, bad, sizeof bad);
+    int32_t *di = dalloc(&e, sizeof idx), *dout = dalloc(&e, sizeof out);
+    ok = !e.err && o->pfc_sample(o, 10, 1, 4, dl, 2, di, dout, scr) == FT_EARG &&
+         o->pfc_sample(o, 10, 1, 4, dl, 3, di, dout, scr) == 0 &&
+         o->pfc_sample(o, 10, 1, 2, db, 4, di, dout, scr) == FT_EARG &&
+         o->pfc_sample(o, 10, 1, 4, dl, 11, di, dout, scr) == FT_EARG;
+    verdict("pfc_sample: refuses count < positives, a label >= n, count > n", ok, "");
     env_release(&e);
     ft_ops_free(o);
 }
@@ -1060,6 +1168,7 @@ static const int covered[] = {
     FT_OP_l2norm_bwd,
     FT_OP_gather_rows,
     FT_OP_scatter_add_rows,
+    FT_OP_pfc_sample,
     FT_OP_margin_fwd,
     FT_OP_margin_bwd,
     FT_OP_row_max,
@@ -1114,6 +1223,7 @@ static void run_backend(ft_ops *b, int dt_filter, const char *opf) {
     if (want_op(opf, "unscale_check")) test_unscale(b);
     if (want_op(opf, "rows margin sgd")) test_rows(b);
     if (want_op(opf, "tlist multi")) test_multi(b);
+    if (want_op(opf, "pfc_sample")) test_sample(b);
     if (want_op(opf, "axpy scale sumsq sumsq_acc")) {
         vec_arg a = {.n = 100003};
         ft_rng g;

@@ -11,7 +11,10 @@
  *   - ft_km_pixel_norm is common/'s ft_pixel_norm_table (the network input);
  *   - the ops prelu_fwd/bwd, sgd_update, dropout_fwd against kmath per element (bit-exact);
  *     bn_fwd_eval and l2norm_fwd against kmath's coefficient functions (relative 1e-6: the
- *     backend sums in a different order than this test).
+ *     backend sums in a different order than this test);
+ *   - Partial FC's sampling keys (pfc_sample): over 4000 seeds every positive is kept and each
+ *     negative is drawn as often as uniform sampling without replacement draws it (each
+ *     class's count within 6 standard deviations, the sum of their z^2 within 6 of its own).
  * Prints which conversion kernels this CPU uses.
  */
 #include <math.h>
@@ -207,6 +210,46 @@ static void test_ops(void) {
     ft_ops_free(o);
 }
 
+static void test_sample_uniform(void) {
+    enum { N = 100, COUNT = 23, T = 4000 };
+    int32_t lab[4] = {3, 50, 97, 50}, idx[COUNT], out[4];
+    long freq[N] = {0}, bad = 0;
+    ft_ops *o = NULL;
+    char err[128];
+    uint64_t scr[2 * N + 512];
+    if (ft_ops_create("cpu", NULL, &o, err, sizeof err) ||
+        ft_ops_pfc_sample_scratch(N) > sizeof scr) {
+        verdict("pfc_sample: a CPU backend", 1);
+        return;
+    }
+    for (int t = 0; t < T; t++) {
+        if (o->pfc_sample(o, N, ft_hash64(7, (uint64_t)t, 1), 4, lab, COUNT, idx, out, scr)) {
+            bad++;
+            break;
+        }
+        for (int i = 0; i < COUNT; i++) freq[idx[i]]++;
+        bad += out[0] < 0 || idx[out[0]] != 3 || idx[out[1]] != 50 || idx[out[3]] != 50;
+    }
+    verdict("pfc_sample: every positive kept, labels remapped to it (4000 seeds)", bad);
+    /* the 20 negatives of each draw among the 97 other classes: p = 20/97 each */
+    double p = (double)(COUNT - 3) / (N - 3), mean = T * p, sd = sqrt(T * p * (1 - p)), chi = 0;
+    long off = 0;
+    for (int i = 0; i < N; i++) {
+        if (i == 3 || i == 50 || i == 97) {
+            off += freq[i] != T;
+            continue;
+        }
+        double z = (freq[i] - mean) / sd;
+        off += fabs(z) > 6;
+        chi += z * z;
+    }
+    /* sum of 97 squared z: mean 97 (E z^2 = 1 each), sd about sqrt(2 * 97) */
+    off += fabs(chi - 97) > 6 * sqrt(2 * 97.0);
+    printf("  pfc_sample over %d seeds: sum of z^2 %.1f over 97 classes (expected 97)\n", T, chi);
+    verdict("pfc_sample: negatives uniform without replacement", off);
+    ft_ops_free(o);
+}
+
 int main(int argc, char **argv) {
     if (ft_cli_help_version(argc, argv, "test_kmath",
                             "usage: test_kmath\n"
@@ -218,6 +261,7 @@ int main(int argc, char **argv) {
     test_hash();
     test_pixel_norm();
     test_ops();
+    test_sample_uniform();
     printf("%s: %d failure(s)\n", failures ? "FAIL" : "PASS", failures);
     return failures ? 1 : 0;
 }

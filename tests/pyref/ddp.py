@@ -23,11 +23,11 @@ processes:
     (dense: PartialFC_V2's weight sees a zero gradient on unsampled rows).
 
 Sampling: PartialFC_V2 draws its negatives with torch.rand + topk; facetrain's shards draw them
-with their own documented generator (pfc.h: selection sampling over the shard's rows with
-ft_rng seeded by (seed, step, rank)). sample_index() re-implements that generator here
-(splitmix64 / xoshiro256**, common/ft_common.c's published algorithm) so that "the same seeds
-give the same sampled centres" is checked against an independent implementation rather than
-taken from the C dump.
+with their own documented keys (ops.h pfc_sample, kmath.h ft_km_sample_key: a hash of (seed,
+step, rank) and the row, positives first; the rows of the smallest keys are kept).
+sample_index() re-implements that here (common/ft_common.c's published hash, a full sort) so
+that "the same seeds give the same sampled centres" is checked against an independent
+implementation rather than taken from the C dump.
 """
 import os
 
@@ -42,7 +42,7 @@ from pyref.iresnet import Net
 M64 = (1 << 64) - 1
 
 
-# ---- facetrain's random numbers (common/ft_common.c), for the sampled negatives ----
+# ---- facetrain's hash (common/ft_common.c), for the sampled negatives ----
 
 def splitmix64(state):
     state = (state + 0x9E3779B97F4A7C15) & M64
@@ -59,60 +59,28 @@ def hash64(a, b, c):
     return h
 
 
-class Rng:
-    def __init__(self, seed, stream):
-        s = hash64(seed, stream, 0x66616365)
-        self.s = []
-        for _ in range(4):
-            s, v = splitmix64(s)
-            self.s.append(v)
-
-    def u64(self):
-        s = self.s
-        rotl = lambda x, k: ((x << k) | (x >> (64 - k))) & M64  # noqa: E731
-        result = (rotl((s[1] * 5) & M64, 7) * 9) & M64
-        t = (s[1] << 17) & M64
-        s[2] ^= s[0]
-        s[3] ^= s[1]
-        s[1] ^= s[2]
-        s[0] ^= s[3]
-        s[2] ^= t
-        s[3] = rotl(s[3], 45)
-        return result
-
-    def below(self, n):
-        if n <= 1:
-            return 0
-        lim = M64 - M64 % n
-        while True:
-            x = self.u64()
-            if x < lim:
-                return x % n
-
-
 def num_sample(rate, num_local):
     """int(sample_rate * num_local) in float32, as the C computes it."""
     return int(torch.tensor(rate, dtype=torch.float32) * torch.tensor(float(num_local),
                                                                       dtype=torch.float32))
 
 
+def sample_key(seed, i, positive):
+    """ops.h pfc_sample's key of local class i: i for a positive; else the high word
+    (hash64(seed, i, "sample") >> 33) + 1 above i."""
+    if positive:
+        return i
+    return (((hash64(seed, i, 0x73616D706C65) >> 33) + 1) << 32) | i
+
+
 def sample_index(local_labels, num_local, rate, seed, step, rank):
-    """The shard's sorted sampled rows: every positive plus uniform negatives (selection
-    sampling, one pass) up to num_sample rows."""
+    """The shard's sorted sampled rows: the rows of the max(num_sample, #positives) smallest
+    keys (every positive, then uniform negatives), keys seeded by hash64(seed, step, rank)."""
     pos = set(int(v) for v in local_labels if v >= 0)
-    need = max(num_sample(rate, num_local) - len(pos), 0)
-    left = num_local - len(pos)
-    r = Rng(seed, hash64(step, rank, 0x73616D706C65))
-    out = []
-    for i in range(num_local):
-        if i in pos:
-            out.append(i)
-        elif need > 0:
-            if r.below(left) < need:
-                out.append(i)
-                need -= 1
-            left -= 1
-    return out
+    count = max(num_sample(rate, num_local), len(pos))
+    s = hash64(seed, step, rank)
+    keys = sorted(sample_key(s, i, i in pos) for i in range(num_local))
+    return sorted(k & 0xFFFFFFFF for k in keys[:count])
 
 
 def shard(C, W, r):

@@ -273,14 +273,16 @@ def strict():
     finish()
 
 
-def step_counts(base):
+def step_counts(base, what="fp32"):
     """The CUDA emulator counts what the host asks of the device (FT_CUDA_EMU_STATS): runs of
     2 and 4 steps differ by 2 steady steps, which must allocate nothing (one arena per model,
     planned before the first step), never synchronize the whole device, and wait for the
-    stream at most 3 times per step (the loss, the fp16 inf flag, the gradient norm)."""
+    stream at most 3 times per step (the loss, the fp16 inf flag, the gradient norm; Partial
+    FC's sampling runs on the device and adds none)."""
     got = {}
     for n in (2, 4):
-        d, f = os.path.join(WORK, f"cuda_count{n}"), os.path.join(WORK, f"cuda_count{n}.txt")
+        tag = f"{what.replace(' ', '_')}{n}"
+        d, f = os.path.join(WORK, f"cuda_count_{tag}"), os.path.join(WORK, f"cuda_count_{tag}.txt")
         fresh(d, f)
         os.environ["FT_CUDA_EMU_STATS"] = f
         try:
@@ -297,14 +299,15 @@ def step_counts(base):
            "cudaStreamCreateWithFlags", "cudaEventCreateWithFlags"}
     work = sum(v for k, v in per.items() if k not in api and not k.startswith("cudaMemcpy") and
                not k.startswith("cudaMemset") and k != "cudaStreamWaitEvent")
-    print(f"a steady fp32 step on the device: {work:.0f} kernels and library calls, "
+    print(f"a steady {what} step on the device: {work:.0f} kernels and library calls, "
           f"{per.get('cudaStreamSynchronize', 0):.0f} stream waits, "
           f"{per.get('cudaMalloc', 0):.0f} cudaMalloc")
     for k in ("cudaMalloc", "cudaFree", "cudaHostAlloc", "cudaFreeHost", "cudaMemcpy",
               "cudaDeviceSynchronize", "cudaStreamCreateWithFlags", "cudaEventCreateWithFlags"):
-        check(per.get(k, 0) == 0, f"a steady step calls {k} {per.get(k, 0):g} times")
+        check(per.get(k, 0) == 0, f"a steady {what} step calls {k} {per.get(k, 0):g} times")
     check(per.get("cudaStreamSynchronize", 0) <= 3,
-          f"a steady step waits for the stream {per.get('cudaStreamSynchronize', 0):g} times")
+          f"a steady {what} step waits for the stream "
+          f"{per.get('cudaStreamSynchronize', 0):g} times")
 
 
 def cuda_lean():
@@ -379,6 +382,7 @@ def cuda(lean=False):
     check(max(rel, default=1) <= 1e-2, f"fp32: losses {got} vs the CPU's {want}")
     if os.environ.get("FT_CUDA_EMU") == "1":
         step_counts(base)
+        step_counts([*base, "sample_rate=0.5", "pfc_update=sampled"], "fp32 sampled")
     # (4) the activation layouts agree: fp32 all NHWC (every activation reordered, cuDNN's
     # NHWC filters) against the CPU's 4 steps as above; fp16 in NCHW against fp16 in the
     # default NHWC (a different rounding order on a GPU: the fp16 bound of (1))

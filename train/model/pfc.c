@@ -4,7 +4,12 @@
  * smax): W and its dense gradient [num_local, emb]; normalized sampled centres Wn and a second
  * [smax, emb] buffer (gathered W, then dWn); normalized embeddings and their gradient
  * [max_batch, emb]; cos and logits [max_batch, smax]; per-row max, sum, p_target; the remapped
- * labels and the sampled index (int32).
+ * labels and the sampled index (int32); with sampling, the scratch of the ops' pfc_sample.
+ *
+ * Sampling runs on the backend (ops.h pfc_sample: the same index on every backend): the host
+ * only maps the labels to the shard and counts the positives, so a GPU step uploads the batch's
+ * labels and never waits for its classes. The host copy of the index is downloaded when asked
+ * for (ft_pfc_index).
  */
 #include <errno.h>
 #include <math.h>
@@ -31,11 +36,12 @@ struct ft_pfc {
      * the two gradient products */
     void *en_h, *wn_h, *cos_h, *dwn_h, *den_h;
     int32_t *d_label, *d_index;
-    /* host state of the prepared step */
+    void *d_scratch; /* pfc_sample's */
+    /* host state of the prepared step (h_index: valid when have_index) */
     int32_t *h_index, *h_label;
     uint8_t *pos;
     float *h_pt;
-    int count, batch, prepared, sampling;
+    int count, batch, prepared, sampling, have_index;
 };
 
 void ft_pfc_config_init(ft_pfc_config *cfg, int64_t num_classes) {
@@ -128,6 +134,8 @@ static size_t plan_arena(ft_pfc *p, uintptr_t base) {
     for (int i = 0; i < nh; i++) *hdst[i] = ft_arena_take(&a, p->dt, hsizes[i]);
     p->d_label = ft_arena_take(&a, FT_I32, B);
     p->d_index = ft_arena_take(&a, FT_I32, S);
+    p->d_scratch =
+        p->sampling ? ft_arena_take(&a, FT_U8, ft_ops_pfc_sample_scratch(p->num_local)) : NULL;
     return a.off;
 }
 
@@ -240,66 +248,45 @@ static int local_labels(ft_pfc *p, const int32_t *labels, int batch, int *npos) 
     return 0;
 }
 
-static int find_sorted(const int32_t *a, int n, int32_t v) {
-    int lo = 0, hi = n;
-    while (lo < hi) {
-        int mid = lo + (hi - lo) / 2;
-        if (a[mid] < v)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo < n && a[lo] == v ? lo : -1;
-}
-
-/* remap labels to positions in the index and upload labels and index */
+/* remap labels to positions in a host index and upload labels and index */
 static int finish_prepare(ft_pfc *p, int batch) {
     for (int i = 0; i < batch; i++) {
         if (p->h_label[i] < 0 || !p->sampling) continue;
-        p->h_label[i] = find_sorted(p->h_index, p->count, p->h_label[i]);
+        p->h_label[i] = ft_km_find_sorted(p->h_index, p->count, p->h_label[i]);
         if (p->h_label[i] < 0) return FT_EARG; /* a positive missing from a given index */
     }
     int rc = p->o->upload(p->o, p->d_label, p->h_label, (size_t)batch * sizeof(int32_t));
     if (!rc && p->sampling)
         rc = p->o->upload(p->o, p->d_index, p->h_index, (size_t)p->count * sizeof(int32_t));
-    if (!rc) p->batch = batch, p->prepared = 1;
+    if (!rc) p->batch = batch, p->prepared = 1, p->have_index = 1;
     return rc;
 }
 
 int ft_pfc_prepare(ft_pfc *p, const int32_t *labels, int batch, uint64_t step) {
     int npos, rc;
-    p->prepared = 0;
+    p->prepared = 0, p->have_index = 0;
     if ((rc = local_labels(p, labels, batch, &npos))) return rc;
+    clear_pos(p, batch);
     if (!p->sampling) {
-        clear_pos(p, batch);
         p->count = (int)p->num_local;
         return finish_prepare(p, batch);
     }
-    /* positives, plus (if room) negatives drawn uniformly without replacement by selection
-     * sampling, which yields the sorted index in one pass over the shard */
-    int64_t need = p->num_sample >= npos ? p->num_sample - npos : 0;
-    int64_t left = p->num_local - npos;
-    ft_rng r;
-    ft_rng_seed(&r, p->cfg.seed, ft_hash64(step, (uint64_t)p->cfg.rank, 0x73616d706c65ull));
-    int n = 0;
-    for (int64_t i = 0; i < p->num_local; i++) {
-        if (p->pos[i]) {
-            p->h_index[n++] = (int32_t)i;
-        } else if (need > 0) {
-            if ((int64_t)ft_rng_below(&r, (uint64_t)left) < need)
-                p->h_index[n++] = (int32_t)i, need--;
-            left--;
-        }
-    }
-    p->count = n;
-    clear_pos(p, batch);
-    return finish_prepare(p, batch);
+    /* positives, plus (if room) negatives drawn uniformly without replacement: the backend
+     * keeps the count smallest of the classes' keys (ops.h pfc_sample), positives first */
+    p->count = p->num_sample > npos ? p->num_sample : npos;
+    uint64_t seed = ft_hash64(p->cfg.seed, step, (uint64_t)p->cfg.rank);
+    rc = p->o->upload(p->o, p->d_label, p->h_label, (size_t)batch * sizeof(int32_t));
+    if (!rc)
+        rc = p->o->pfc_sample(p->o, p->num_local, seed, batch, p->d_label, p->count, p->d_index,
+                              p->d_label, p->d_scratch);
+    if (!rc) p->batch = batch, p->prepared = 1;
+    return rc;
 }
 
 int ft_pfc_prepare_index(ft_pfc *p, const int32_t *labels, int batch, const int32_t *index,
                          int count) {
     int npos, rc;
-    p->prepared = 0;
+    p->prepared = 0, p->have_index = 0;
     if ((rc = local_labels(p, labels, batch, &npos))) return rc;
     clear_pos(p, batch);
     if (!p->sampling) return FT_EARG; /* every class is used at sample_rate 1 */
@@ -312,12 +299,17 @@ int ft_pfc_prepare_index(ft_pfc *p, const int32_t *labels, int batch, const int3
     return finish_prepare(p, batch);
 }
 
-int ft_pfc_index(const ft_pfc *p, const int32_t **index, int *count) {
+int ft_pfc_index(ft_pfc *p, const int32_t **index, int *count) {
     if (!p->prepared) return FT_EARG;
     if (!p->sampling) {
         *index = NULL;
         *count = (int)p->num_local;
         return 0;
+    }
+    if (!p->have_index) { /* drawn on the backend: fetch it once */
+        int rc = p->o->download(p->o, p->h_index, p->d_index, (size_t)p->count * sizeof(int32_t));
+        if (rc) return rc;
+        p->have_index = 1;
     }
     *index = p->h_index;
     *count = p->count;

@@ -90,15 +90,17 @@ typedef struct ft_pfc_plan_info {
 int ft_pfc_plan(const ft_pfc_config *cfg, ft_pfc_plan_info *info);
 
 /* Step part 1: take the global labels (host, batch rows, 0 <= label < num_classes) and choose
- * this step's classes. The negatives are a pure function of (seed, step, rank, labels). */
+ * this step's classes on the backend (ops.h pfc_sample; no wait for the device). The
+ * negatives are a pure function of (seed, step, rank, labels), the same on every backend. */
 int ft_pfc_prepare(ft_pfc *p, const int32_t *labels, int batch, uint64_t step);
 /* The same with a given index (sorted, distinct local rows containing every positive), e.g.
  * to replay a step; count <= max(num_sample, positives). */
 int ft_pfc_prepare_index(ft_pfc *p, const int32_t *labels, int batch, const int32_t *index,
                          int count);
 /* The current index (host, sorted local rows) and its size; with sample_rate 1 it is
- * 0..num_local-1. */
-int ft_pfc_index(const ft_pfc *p, const int32_t **index, int *count);
+ * 0..num_local-1 (*index NULL). A drawn index is downloaded on the first call of a step (a
+ * wait for the device); ft_pfc_sampled_rows has it without one. */
+int ft_pfc_index(ft_pfc *p, const int32_t **index, int *count);
 /* Device copy of the index for ft_sgd_set_rows; *dev_index is NULL when every row is used. */
 int ft_pfc_sampled_rows(const ft_pfc *p, const int32_t **dev_index, int *count);
 

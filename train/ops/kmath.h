@@ -166,6 +166,30 @@ FT_KM int ft_km_dropout_keep(uint64_t seed, uint64_t i, float p) {
     return (double)ft_km_hash64(seed, i, FT_KM_DROPOUT_KEY) >= (double)p * 18446744073709551616.0;
 }
 
+/* ---- Partial FC class sampling (ops.h pfc_sample) ----
+ * Local class i of a shard gets a 64-bit key, distinct for every i: a positive's key is i
+ * (high word 0), a negative's high word is a hash of (seed, i) in [1, 2^31], its low word i.
+ * The index of a step is the rows of the `count` smallest keys, ascending: every positive,
+ * then count - #positives negatives drawn uniformly without replacement. */
+#define FT_KM_SAMPLE_KEY 0x73616d706c65ull /* "sample" */
+FT_KM uint64_t ft_km_sample_key(uint64_t seed, uint32_t i, int positive) {
+    if (positive) return i;
+    uint64_t hi = (ft_km_hash64(seed, i, FT_KM_SAMPLE_KEY) >> 33) + 1;
+    return hi << 32 | i;
+}
+/* position of v in the ascending a[0..n), or -1 */
+FT_KM int ft_km_find_sorted(const int32_t *a, int n, int32_t v) {
+    int lo = 0, hi = n;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (a[mid] < v)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < n && a[lo] == v ? lo : -1;
+}
+
 /* ---- SGD (torch.optim.SGD, dampening 0, no nesterov), in this order, no contraction ---- */
 
 FT_KM void ft_km_sgd(float *w, float g, float *buf, float lr, float mom, float wd) {

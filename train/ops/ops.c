@@ -112,6 +112,12 @@ const char *ft_layout_name(int layout) {
     return layout >= 0 && layout < 3 ? LAYOUTS[layout] : "?";
 }
 
+/* the CPU's keys and their selection copy; the CUDA backend's keys, radix-select state and
+ * per-block counts (n / 512 + 1 of them) fit in the same */
+size_t ft_ops_pfc_sample_scratch(int64_t n) {
+    return (size_t)(n > 0 ? n : 0) * 2 * sizeof(uint64_t) + 4096;
+}
+
 const char *ft_ops_backends(void) {
 #if defined(FT_HAVE_CUDA)
     return "cpu cuda";

@@ -121,6 +121,7 @@ typedef struct ft_margin {
     X(l2norm_bwd)                                                                                  \
     X(gather_rows)                                                                                 \
     X(scatter_add_rows)                                                                            \
+    X(pfc_sample)                                                                                  \
     X(margin_fwd)                                                                                  \
     X(margin_bwd)                                                                                  \
     X(row_max)                                                                                     \
@@ -302,6 +303,16 @@ struct ft_ops {
     int (*scatter_add_rows)(ft_ops *o, int rows, int dim, const float *src, const int32_t *idx,
                             float *dst);
 
+    /* Partial FC's class sampling over a shard of n local classes (pfc.h; kmath.h's
+     * ft_km_sample_key): with positive(i) = some label[r] == i, index[0..count) = the rows of
+     * the count smallest keys ft_km_sample_key(seed, i, positive(i)), ascending, and
+     * label_out[r] = the position of label[r] in index (-1 stays -1). label[r] is in [-1, n);
+     * count is at least the number of distinct positives (the caller counts them) and at most
+     * n; scratch is ft_ops_pfc_sample_scratch(n) bytes of device memory. Every backend draws
+     * the same index. */
+    int (*pfc_sample)(ft_ops *o, int64_t n, uint64_t seed, int batch, const int32_t *label,
+                      int count, int32_t *index, int32_t *label_out, void *scratch);
+
     /* margin softmax pieces, fp32 (pfc.c strings them together with cross-rank reductions).
      * label[r] is the column of row r's class in this shard, or -1 if not here.
      * margin_fwd: logits[r,c] = s * margin(clamp(cosv[r,c], -1, 1)) (see ft_margin). */
@@ -387,6 +398,9 @@ const char *ft_ops_backends(void);
 int ft_ops_cpu_threads(const ft_ops *o);
 /* 1 when o implements op for dt (o->supports, or 0 when the slot is NULL) */
 int ft_ops_supports(const ft_ops *o, int op, ft_dtype dt);
+
+/* Bytes of the scratch pfc_sample needs for a shard of n classes on every backend. */
+size_t ft_ops_pfc_sample_scratch(int64_t n);
 
 /* ---- the arena planner ----
  * A model plans its device memory in passes over its architecture: a measuring pass with

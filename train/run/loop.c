@@ -187,18 +187,30 @@ static void dump_loss(int64_t step, float loss) {
     fclose(f);
 }
 
-/* pfc_update = 'sampled': remember the rows this micro-step sampled. */
+/* pfc_update = 'sampled' with gradient_acc > 1: remember the rows this micro-step sampled
+ * (the host copy of the index: one wait for the device per micro-step). */
 static void mark_sampled_rows(ft_run *r) {
     const int32_t *idx;
     int count;
-    if (!r->model.sampled_update || ft_pfc_index(r->model.pfc, &idx, &count)) return;
+    if (!r->model.sampled_update || r->cfg.gradient_acc == 1 ||
+        ft_pfc_index(r->model.pfc, &idx, &count))
+        return;
     for (int i = 0; i < count; i++) r->model.row_mask[idx ? idx[i] : i] = 1; /* NULL: every row */
 }
 
 /* Restrict the head's optimizer step to the rows sampled since the last step (the union over
- * the gradient_acc micro-steps), then forget them. */
+ * the gradient_acc micro-steps), then forget them. One micro-step: the sampled index as it
+ * lies on the device. */
 static int restrict_head_rows(ft_run *r) {
     if (!r->model.sampled_update) return 0;
+    if (r->cfg.gradient_acc == 1) {
+        const int32_t *rows;
+        int n;
+        int rc = ft_pfc_sampled_rows(r->model.pfc, &rows, &n);
+        return rc ? rc
+                  : ft_sgd_set_rows(r->model.sgd, r->model.pfc_param_id, r->cfg.embedding_size,
+                                    rows, n);
+    }
     int64_t nl = ft_pfc_num_local(r->model.pfc);
     int count = 0;
     for (int64_t j = 0; j < nl; j++)

@@ -67,6 +67,7 @@ int ft_ops_cpu_create_(int threads, int inference, ft_ops **out) {
     cpu_install_batchnorm(o);
     cpu_install_prelu(o);
     cpu_install_rows(o);
+    cpu_install_sample(o);
     cpu_install_margin(o);
     *out = o;
     return 0;

@@ -182,6 +182,7 @@ void cpu_install_sgd(ft_ops *o);
 void cpu_install_conv(ft_ops *o);
 void cpu_install_batchnorm(ft_ops *o);
 void cpu_install_prelu(ft_ops *o);
+void cpu_install_sample(ft_ops *o);
 void cpu_install_rows(ft_ops *o);
 void cpu_install_margin(ft_ops *o);
 

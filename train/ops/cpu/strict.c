@@ -376,6 +376,15 @@ static int s_scatter_add_rows(ft_ops *o, int rows, int dim, const float *src, co
     if (bad) return FT_EARG;
     return IN->scatter_add_rows(IN, rows, dim, ts, ti, td);
 }
+static int s_pfc_sample(ft_ops *o, int64_t n, uint64_t seed, int batch, const int32_t *label,
+                        int count, int32_t *index, int32_t *label_out, void *scratch) {
+    int bad = 0;
+    const int32_t *tl = T(label);
+    int32_t *ti = T(index), *to = T(label_out);
+    void *ts = T(scratch);
+    if (bad) return FT_EARG;
+    return IN->pfc_sample(IN, n, seed, batch, tl, count, ti, to, ts);
+}
 static int s_margin_fwd(ft_ops *o, int rows, int cols, const ft_margin *mg, const int32_t *label,
                         const float *cosv, float *logits) {
     int bad = 0;
@@ -520,6 +529,7 @@ int ft_ops_cpu_strict_create_(int threads, int inference, ft_ops **out, char *er
     o->l2norm_bwd = s_l2norm_bwd;
     o->gather_rows = s_gather_rows;
     o->scatter_add_rows = s_scatter_add_rows;
+    o->pfc_sample = s_pfc_sample;
     o->margin_fwd = s_margin_fwd;
     o->margin_bwd = s_margin_bwd;
     o->row_max = s_row_max;

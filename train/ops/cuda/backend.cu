@@ -176,6 +176,7 @@ extern "C" int ft_ops_cuda_create_(int device, int layout, ft_ops **out, char *e
     cuda_install_batchnorm(o);
     cuda_install_prelu(o);
     cuda_install_rows(o);
+    cuda_install_sample(o);
     cuda_install_margin(o);
     cuda_install_multi(o);
     *out = o;

@@ -169,6 +169,7 @@ void cuda_install_conv(ft_ops *o);
 void cuda_install_batchnorm(ft_ops *o);
 void cuda_install_prelu(ft_ops *o);
 void cuda_install_rows(ft_ops *o);
+void cuda_install_sample(ft_ops *o);
 void cuda_install_margin(ft_ops *o);
 void cuda_install_multi(ft_ops *o);
 void cuda_conv_release(cuda_backend *b); /* conv.cu: the descriptor cache */
