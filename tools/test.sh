@@ -17,7 +17,8 @@ JOBS=$(nproc)
 quick=0
 [ "${1:-}" = "--quick" ] && quick=1
 
-step() { printf '\n=== %s ===\n' "$*"; }
+# each stage's start in seconds since the script began: CI's log shows where the time goes
+step() { printf '\n=== [%d s] %s ===\n' "$SECONDS" "$*"; }
 
 step "dependencies"
 bash tools/install-deps.sh
