@@ -7,7 +7,7 @@ Net(width, blocks, emb, dtype=None)   dtype None / 'f32': the fp32 model. dtype 
                                       the mixed-precision ("same casts") model of facetrain's
                                       storage modes, below. rounding=False keeps that model's
                                       graph with every rounding an identity (== the fp32 model).
-pfc_loss(emb, w_all, labels, index, cfg, dtype=None)
+pfc_loss(emb, w_all, labels, index, cfg, dtype=None, rounding=True, margins=None)
                                       the margin softmax loss of Partial FC (same dtype rules)
 
 Mixed precision, D the storage dtype, round(t) = t.to(D).float() (pyref.amp):
@@ -111,12 +111,14 @@ class Net(nn.Module):
         return self.features(self.fc(x))
 
 
-def pfc_loss(emb, w_all, labels, index, cfg, dtype=None, rounding=True):
+def pfc_loss(emb, w_all, labels, index, cfg, dtype=None, rounding=True, margins=None):
     """Partial FC margin softmax (arcface_torch): logits = normalize(emb) . normalize(W[index])^T
     clamped to [-1, 1]; interclass filtering multiplies entries above cfg['threshold'] by a
     no-grad 0 (except the target); ArcFace margin (cfg['margin'] 'arcface', m2 0.5) applied
     under no_grad (straight-through gradient), CosFace x - 0.4; times cfg['s']; mean cross
-    entropy. index: the sorted sampled class ids (None: all classes). dtype: as Net's."""
+    entropy. index: the sorted sampled class ids (None: all classes). dtype: as Net's.
+    margins: a list that gets, when filtering, min |cos - threshold| over the non-target
+    entries (the filter is a step in the loss: an entry within rounding of it flips)."""
     r = Rounding(storage_dtype(dtype), rounding)
     if index is not None:
         w = w_all[index]
@@ -131,6 +133,10 @@ def pfc_loss(emb, w_all, labels, index, cfg, dtype=None, rounding=True):
         with torch.no_grad():
             dirty = (cos > thr).to(cos.dtype)
             dirty[rows, lab] = 0
+            if margins is not None:
+                gap = (cos - thr).abs()
+                gap[rows, lab] = float("inf")
+                margins.append(gap.min().item())
         cos = (1 - dirty) * cos
     if cfg["margin"] == "arcface":
         with torch.no_grad():

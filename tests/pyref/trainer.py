@@ -15,7 +15,9 @@ replay(meta, d, dtype=None, compute=torch.float32, rounding=True) -> (ref, info)
             the arithmetic: step0.emb, stepN.loss, step0.grad.*, stepN.gradnorm,
             stepN.pfc.weight / stepN.pfc.mom (sampled update), final.*, final.mom.*, and for
             'f16' scale [steps] and skipped [steps]
-  info      net (the reference model after the steps), names (its state_dict order)
+  info      net (the reference model after the steps), names (its state_dict order),
+            filter_margins (with interclass filtering: per step, the non-target cosine
+            nearest the threshold, as |cos - threshold|)
 
 Update modes of the PFC weight (meta "update"):
   dense    PyTorch SGD on the whole weight, as arcface_torch's PartialFC_V2 does: the gradient
@@ -73,7 +75,7 @@ def replay(meta, d, dtype=None, compute=torch.float32, rounding=True):
     W_full = d["init.pfc.weight"].to(compute).clone()
     M_full = torch.zeros_like(W_full)
     ref = {}
-    scales, skips = [], []
+    scales, skips, margins = [], [], []
     backbone = [p for p in net.parameters() if p.requires_grad]
     net.train()
     for s in range(steps):
@@ -88,9 +90,9 @@ def replay(meta, d, dtype=None, compute=torch.float32, rounding=True):
             opt.param_groups[1]["params"] = [sub]
             opt.state[sub]["momentum_buffer"] = M_full[index].clone()
             loss = pfc_loss(e, sub, torch.searchsorted(index, labels), None, cfg, dtype,
-                            rounding)
+                            rounding, margins)
         else:
-            loss = pfc_loss(e, W, labels, index, cfg, dtype, rounding)
+            loss = pfc_loss(e, W, labels, index, cfg, dtype, rounding, margins)
         ref["step%d.loss" % s] = loss.detach().reshape(1).clone()
         scaler.scale(loss).backward()
         head = sub if sampled else W
@@ -131,7 +133,7 @@ def replay(meta, d, dtype=None, compute=torch.float32, rounding=True):
     if scaler.enabled:
         ref["scale"] = torch.tensor(scales, dtype=torch.float32)
         ref["skipped"] = torch.tensor(skips, dtype=torch.int64)
-    return ref, {"net": net, "names": names, "cfg": cfg}
+    return ref, {"net": net, "names": names, "cfg": cfg, "filter_margins": margins}
 
 
 def prelu_kink_margin(meta, d):

@@ -215,6 +215,11 @@ def main():
         print("nearest PReLU kink: %.1e (%s)" % (margin, where))
     ref, info = replay(meta, d, dtype)
     net = info["net"]
+    if cfg["threshold"] > 0 and not mixed:
+        # the interclass filter is a step in the loss as the kink is: a cosine within the
+        # engines' rounding of the threshold flips and moves that step's gradients
+        print("nearest filter threshold per step: %s"
+              % ", ".join("%.1e" % m for m in info["filter_margins"]))
     if dtype == "f16":
         for k, dt in (("scale", torch.float32), ("skipped", torch.int64)):
             if k not in d or d[k].dtype != dt or d[k].shape != ref[k].shape:
