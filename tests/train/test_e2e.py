@@ -228,10 +228,11 @@ def resume():
 
 def resume_lean():
     """The sanitizer pass's share of resume(): one stop mid-epoch + resume, and a Ctrl-C stop,
-    bit-equal to the uninterrupted run (resume() runs every case in the release pass)."""
+    bit-equal to the uninterrupted run (resume() runs every case in the release pass). One
+    epoch of 10 steps (resume() trains 2): each step costs ~6x the release build's there."""
     data = os.path.join(WORK, "synth16")
     make_data(data, 16, 20, seed=3)
-    common = [f"rec={data}", *SMALL]
+    common = [f"rec={data}", *SMALL, "num_epoch=1"]
     stops("lean", common, [7])
     stop_by_sigint("lean", common)
     finish()
