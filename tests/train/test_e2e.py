@@ -209,7 +209,8 @@ def resume():
     # Partial FC with sample_rate < 1 and the sampled-rows update: the sampled index set is a
     # function of (seed, step), so a resumed run samples and updates the same centres
     sampled = [*common, "sample_rate=0.5", "pfc_update=sampled"]
-    stops("sample_rate 0.5", sampled, [7])
+    # (cases without an epoch boundary or a late stop in them train one epoch of 10 steps)
+    stops("sample_rate 0.5", [*sampled, "num_epoch=1"], [7])
     # stops inside a gradient-accumulation window: the partial gradients (and the rows sampled
     # so far) travel in the state file, so the window ends as in an uninterrupted run
     acc2 = [*common, "gradient_acc=2"]
@@ -218,8 +219,9 @@ def resume():
     # gradient_acc 3: the epoch-end checkpoint at step 10 and the final one are mid-window
     stops("gradient_acc 3, epoch end", [*common, "gradient_acc=3"], [10], mid_window=3)
     # dropout: the mask generator continues where it stopped
-    stops("dropout 0.2", [*common, "dropout=0.2"], [5])
-    stops("dropout 0.2, gradient_acc 2", [*common, "dropout=0.2", "gradient_acc=2"], [5])
+    stops("dropout 0.2", [*common, "dropout=0.2", "num_epoch=1"], [5])
+    stops("dropout 0.2, gradient_acc 2",
+          [*common, "dropout=0.2", "gradient_acc=2", "num_epoch=1"], [5])
     # Partial FC sampled-rows update across a window split by a stop
     stops("sample_rate 0.5, pfc_update sampled, gradient_acc 2",
           [*sampled, "gradient_acc=2"], [5, 11], mid_window=2)
