@@ -45,8 +45,9 @@ static int cpu_pfc_sample(ft_ops *o, int64_t n, uint64_t seed, int batch, const 
     for (int r = 0; r < batch; r++) {
         int32_t l = label[r];
         if (l < -1 || l >= n) return FT_EARG;
-        if (l >= 0 && key[l] != ft_km_sample_key(seed, (uint32_t)l, 1))
-            key[l] = ft_km_sample_key(seed, (uint32_t)l, 1), npos++;
+        if (l < 0) continue;
+        uint64_t pk = ft_km_sample_key(seed, (uint32_t)l, 1);
+        if (key[l] != pk) key[l] = pk, npos++; /* a repeated positive counts once */
     }
     if (npos > count) return FT_EARG; /* every positive must be in the index */
     if (count) {
