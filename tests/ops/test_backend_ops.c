@@ -576,7 +576,8 @@ static int body_dropout(env *e, const void *v, outs *r) {
     void *x = dact(e, a->x, a->n, a->c, a->hw), *y = dpoison(e, e->dt, n);
     void *dx = dpoison(e, e->dt, n), *dy = dact(e, a->dy, a->n, a->c, a->hw);
     uint8_t *mask = dalloc(e, n);
-    int rc = e->o->dropout_fwd(e->o, e->dt, a->n, a->c, a->hw, a->p, a->seed, x, y, mask);
+    const uint64_t *ds = dbytes(e, &a->seed, sizeof a->seed);
+    int rc = e->o->dropout_fwd(e->o, e->dt, a->n, a->c, a->hw, a->p, ds, x, y, mask);
     if (!rc) rc = e->o->dropout_bwd(e->o, e->dt, a->n, a->c, a->hw, a->p, mask, dy, dx);
     dget_act(e, y, a->n, a->c, a->hw, out_slot(r, "y", n));
     dget_act(e, dx, a->n, a->c, a->hw, out_slot(r, "dx", n));
@@ -982,7 +983,8 @@ static int run_sample(ft_ops *o, const sample_case *c, uint64_t s, int in_place,
     int32_t *dl = dbytes(&e, c->label, lb), *dout = in_place ? dl : dpoison(&e, FT_I32, lb / 4);
     int32_t *di = dpoison(&e, FT_I32, (size_t)c->count);
     void *scr = dpoison(&e, FT_U8, ft_ops_pfc_sample_scratch(c->n));
-    int rc = e.err ? FT_EARG : o->pfc_sample(o, c->n, s, c->batch, dl, c->count, di, dout, scr);
+    const uint64_t *ds = dbytes(&e, &s, sizeof s);
+    int rc = e.err ? FT_EARG : o->pfc_sample(o, c->n, ds, c->batch, dl, c->count, di, dout, scr);
     if (!rc && c->count) rc = o->download(o, index, di, (size_t)c->count * sizeof(int32_t));
     if (!rc && c->batch) rc = o->download(o, lab_out, dout, lb);
     env_release(&e);
@@ -1115,11 +1117,13 @@ static void test_cpu_errors(void) {
     void *scr = dalloc(&e, ft_ops_pfc_sample_scratch(10));
     int32_t *dl = dbytes(&e, lab, sizeof lab), *db = dbytes(&e, bad, sizeof bad);
     int32_t *di = dalloc(&e, sizeof idx), *dout = dalloc(&e, sizeof out);
-    ok = !e.err && o->pfc_sample(o, 10, 1, 4, dl, 2, di, dout, scr) == FT_EARG &&
-         o->pfc_sample(o, 10, 1, 4, dl, 3, di, dout, scr) == 0 &&
-         o->pfc_sample(o, 10, 1, 2, db, 4, di, dout, scr) == FT_EARG &&
-         o->pfc_sample(o, 10, 1, 4, dl, 11, di, dout, scr) == FT_EARG;
-    verdict("pfc_sample: refuses count < positives, a label >= n, count > n", ok, "");
+    const uint64_t one = 1, *ds = dbytes(&e, &one, sizeof one);
+    ok = !e.err && o->pfc_sample(o, 10, ds, 4, dl, 2, di, dout, scr) == FT_EARG &&
+         o->pfc_sample(o, 10, ds, 4, dl, 3, di, dout, scr) == 0 &&
+         o->pfc_sample(o, 10, ds, 2, db, 4, di, dout, scr) == FT_EARG &&
+         o->pfc_sample(o, 10, ds, 4, dl, 11, di, dout, scr) == FT_EARG &&
+         o->pfc_sample(o, 10, NULL, 4, dl, 3, di, dout, scr) == FT_EARG;
+    verdict("pfc_sample: refuses count < positives, a label >= n, count > n, no seed", ok, "");
     env_release(&e);
     ft_ops_free(o);
 }

@@ -186,7 +186,8 @@ static void test_ops(void) {
     verdict("sgd_update == ft_km_sgd", bad);
     /* dropout mask and values */
     uint8_t *mask = malloc(T);
-    o->dropout_fwd(o, FT_F32, 1, T, 1, 0.3f, 4242, x, y, mask);
+    const uint64_t dseed = 4242; /* the CPU backend's device memory is the host's */
+    o->dropout_fwd(o, FT_F32, 1, T, 1, 0.3f, &dseed, x, y, mask);
     bad = 0;
     for (int i = 0; i < T; i++) {
         int keep = ft_km_dropout_keep(4242, (uint64_t)i, 0.3f);
@@ -223,7 +224,8 @@ static void test_sample_uniform(void) {
         return;
     }
     for (int t = 0; t < T; t++) {
-        if (o->pfc_sample(o, N, ft_hash64(7, (uint64_t)t, 1), 4, lab, COUNT, idx, out, scr)) {
+        const uint64_t s = ft_hash64(7, (uint64_t)t, 1);
+        if (o->pfc_sample(o, N, &s, 4, lab, COUNT, idx, out, scr)) {
             bad++;
             break;
         }

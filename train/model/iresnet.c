@@ -104,6 +104,8 @@ struct ft_iresnet {
     /* last forward */
     int batch, trained;
     uint64_t drop_calls;
+    uint64_t *d_seed; /* dropout: the next train forward's seed, on the device */
+    int seed_staged;  /* d_seed holds the seed of train forward drop_calls - 1 */
     /* state_dict */
     tensor_ent *t;
     int nt, tcap;
@@ -290,6 +292,7 @@ static void plan(ft_iresnet *m, uintptr_t arena) {
     m->fbn = act(&pc, (size_t)m->flat);
     m->fd = c->dropout > 0 ? act(&pc, (size_t)m->flat) : m->fbn;
     m->mask = c->dropout > 0 ? ft_arena_take(&pc.ar[R_ACT], FT_U8, (size_t)m->flat * B) : NULL;
+    m->d_seed = c->dropout > 0 ? ft_arena_take(&pc.ar[R_ACT], FT_U8, sizeof(uint64_t)) : NULL;
     m->z = act_f32(&pc, (size_t)c->emb);
     m->emb = act_f32(&pc, (size_t)c->emb);
     m->gz = act_f32(&pc, (size_t)c->emb);
@@ -572,9 +575,11 @@ int ft_iresnet_forward(ft_iresnet *m, const float *x, int batch, int train, cons
     for (int i = 0; i < m->nblocks && !rc; i++) rc = block_fwd(m, &m->blocks[i]);
     if (!rc) rc = bn_fwd(m, &m->bn2, dt, m->blocks[m->nblocks - 1].out, m->fbn);
     if (!rc && c->dropout > 0 && train) {
-        uint64_t seed = ft_hash64(c->seed, FT_KM_DROPOUT_KEY, m->drop_calls++);
-        rc = o->dropout_fwd(o, dt, batch, 8 * c->width, 49, c->dropout, seed, m->fbn, m->fd,
-                            m->mask);
+        if (!m->seed_staged) rc = ft_iresnet_stage(m);
+        m->seed_staged = 0;
+        if (!rc)
+            rc = o->dropout_fwd(o, dt, batch, 8 * c->width, 49, c->dropout, m->d_seed, m->fbn,
+                                m->fd, m->mask);
     } else if (!rc && c->dropout > 0) {
         rc = o->copy(o, m->fd, m->fbn, (size_t)batch * m->flat * ft_dtype_size(dt));
     }
@@ -692,6 +697,23 @@ uint64_t ft_iresnet_get_rng_state(const ft_iresnet *m) {
 
 void ft_iresnet_set_rng_state(ft_iresnet *m, uint64_t state) {
     m->drop_calls = state;
+    m->seed_staged = 0;
+}
+
+void ft_iresnet_replayed(ft_iresnet *m, int batch) {
+    /* what a train forward changes on the host: the BN layers' num_batches_tracked (every
+     * BN layer runs once per train forward) and the state backward and the next forward read */
+    for (int i = 0; i < m->nt; i++)
+        if (m->t[i].i64) (*m->t[i].i64)++;
+    m->batch = batch, m->trained = 1, m->shadow_stale = 1;
+}
+
+int ft_iresnet_stage(ft_iresnet *m) {
+    if (!(m->cfg.dropout > 0)) return 0;
+    uint64_t seed = ft_hash64(m->cfg.seed, FT_KM_DROPOUT_KEY, m->drop_calls);
+    int rc = m->o->upload(m->o, m->d_seed, &seed, sizeof seed);
+    if (!rc) m->drop_calls++, m->seed_staged = 1;
+    return rc;
 }
 
 /* ---- tensors ---- */

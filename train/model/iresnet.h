@@ -83,6 +83,14 @@ float *ft_iresnet_input(ft_iresnet *m);
  * train = 0: running statistics, no dropout.
  * *emb receives a device pointer [batch, emb] valid until the next forward. */
 int ft_iresnet_forward(ft_iresnet *m, const float *x, int batch, int train, const float **emb);
+/* Upload what the next train forward draws afresh (dropout's seed; nothing without dropout)
+ * now instead of inside it: a train forward recorded in a graph (ops.h graph_begin) then
+ * records no upload, and each replay is preceded by this call. A train forward after a stage
+ * uses the staged values; one without a stage makes its own. */
+int ft_iresnet_stage(ft_iresnet *m);
+/* After a graph launch that replayed a recorded train forward + backward of batch rows: the
+ * host-side effects of those calls (BN's num_batches_tracked, the model's step state). */
+void ft_iresnet_replayed(ft_iresnet *m, int batch);
 
 /* Backward of the last train forward: demb [batch, emb] device. Parameter gradients are
  * accumulated ("+="); call ft_iresnet_zero_grad between optimizer steps. demb is not

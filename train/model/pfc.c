@@ -4,12 +4,16 @@
  * smax): W and its dense gradient [num_local, emb]; normalized sampled centres Wn and a second
  * [smax, emb] buffer (gathered W, then dWn); normalized embeddings and their gradient
  * [max_batch, emb]; cos and logits [max_batch, smax]; per-row max, sum, p_target; the remapped
- * labels and the sampled index (int32); with sampling, the scratch of the ops' pfc_sample.
+ * labels and the sampled index (int32); with sampling, the step's seed (one u64) and the
+ * scratch of the ops' pfc_sample.
  *
  * Sampling runs on the backend (ops.h pfc_sample: the same index on every backend): the host
  * only maps the labels to the shard and counts the positives, so a GPU step uploads the batch's
- * labels and never waits for its classes. The host copy of the index is downloaded when asked
- * for (ft_pfc_index).
+ * labels and its seed and never waits for its classes. The host copy of the index is
+ * downloaded when asked for (ft_pfc_index). The uploads (ft_pfc_stage) and the device work
+ * (ft_pfc_forward_backward_dev, which draws the sample first) are separate calls, so that
+ * the device work can be recorded once in a graph (ops.h graph_begin) and replayed with each
+ * step's labels and seed.
  */
 #include <errno.h>
 #include <math.h>
@@ -36,12 +40,14 @@ struct ft_pfc {
      * the two gradient products */
     void *en_h, *wn_h, *cos_h, *dwn_h, *den_h;
     int32_t *d_label, *d_index;
-    void *d_scratch; /* pfc_sample's */
+    uint64_t *d_seed; /* the step's sampling seed (pfc_sample reads it on the device) */
+    void *d_scratch;  /* pfc_sample's */
     /* host state of the prepared step (h_index: valid when have_index) */
     int32_t *h_index, *h_label;
     uint8_t *pos;
     float *h_pt;
     int count, batch, prepared, sampling, have_index;
+    int drawn; /* the prepared step's pfc_sample has been queued (always 1 without sampling) */
 };
 
 void ft_pfc_config_init(ft_pfc_config *cfg, int64_t num_classes) {
@@ -134,6 +140,7 @@ static size_t plan_arena(ft_pfc *p, uintptr_t base) {
     for (int i = 0; i < nh; i++) *hdst[i] = ft_arena_take(&a, p->dt, hsizes[i]);
     p->d_label = ft_arena_take(&a, FT_I32, B);
     p->d_index = ft_arena_take(&a, FT_I32, S);
+    p->d_seed = p->sampling ? ft_arena_take(&a, FT_U8, sizeof(uint64_t)) : NULL;
     p->d_scratch =
         p->sampling ? ft_arena_take(&a, FT_U8, ft_ops_pfc_sample_scratch(p->num_local)) : NULL;
     return a.off;
@@ -258,13 +265,13 @@ static int finish_prepare(ft_pfc *p, int batch) {
     int rc = p->o->upload(p->o, p->d_label, p->h_label, (size_t)batch * sizeof(int32_t));
     if (!rc && p->sampling)
         rc = p->o->upload(p->o, p->d_index, p->h_index, (size_t)p->count * sizeof(int32_t));
-    if (!rc) p->batch = batch, p->prepared = 1, p->have_index = 1;
+    if (!rc) p->batch = batch, p->prepared = 1, p->have_index = 1, p->drawn = 1;
     return rc;
 }
 
-int ft_pfc_prepare(ft_pfc *p, const int32_t *labels, int batch, uint64_t step) {
+int ft_pfc_stage(ft_pfc *p, const int32_t *labels, int batch, uint64_t step) {
     int npos, rc;
-    p->prepared = 0, p->have_index = 0;
+    p->prepared = 0, p->have_index = 0, p->drawn = 0;
     if ((rc = local_labels(p, labels, batch, &npos))) return rc;
     clear_pos(p, batch);
     if (!p->sampling) {
@@ -276,17 +283,39 @@ int ft_pfc_prepare(ft_pfc *p, const int32_t *labels, int batch, uint64_t step) {
     p->count = p->num_sample > npos ? p->num_sample : npos;
     uint64_t seed = ft_hash64(p->cfg.seed, step, (uint64_t)p->cfg.rank);
     rc = p->o->upload(p->o, p->d_label, p->h_label, (size_t)batch * sizeof(int32_t));
-    if (!rc)
-        rc = p->o->pfc_sample(p->o, p->num_local, seed, batch, p->d_label, p->count, p->d_index,
-                              p->d_label, p->d_scratch);
+    if (!rc) rc = p->o->upload(p->o, p->d_seed, &seed, sizeof seed);
     if (!rc) p->batch = batch, p->prepared = 1;
     return rc;
+}
+
+/* queue the staged step's draw (once): the index and the labels remapped into it */
+static int draw(ft_pfc *p) {
+    if (p->drawn) return 0;
+    int rc = p->o->pfc_sample(p->o, p->num_local, p->d_seed, p->batch, p->d_label, p->count,
+                              p->d_index, p->d_label, p->d_scratch);
+    if (!rc) p->drawn = 1;
+    return rc;
+}
+
+int ft_pfc_prepare(ft_pfc *p, const int32_t *labels, int batch, uint64_t step) {
+    int rc = ft_pfc_stage(p, labels, batch, step);
+    if (!rc) rc = draw(p);
+    if (rc) p->prepared = 0;
+    return rc;
+}
+
+void ft_pfc_replayed(ft_pfc *p) {
+    if (p->prepared) p->drawn = 1;
+}
+
+int ft_pfc_step_count(const ft_pfc *p) {
+    return p->prepared ? p->count : -1;
 }
 
 int ft_pfc_prepare_index(ft_pfc *p, const int32_t *labels, int batch, const int32_t *index,
                          int count) {
     int npos, rc;
-    p->prepared = 0, p->have_index = 0;
+    p->prepared = 0, p->have_index = 0, p->drawn = 0;
     if ((rc = local_labels(p, labels, batch, &npos))) return rc;
     clear_pos(p, batch);
     if (!p->sampling) return FT_EARG; /* every class is used at sample_rate 1 */
@@ -307,7 +336,9 @@ int ft_pfc_index(ft_pfc *p, const int32_t **index, int *count) {
         return 0;
     }
     if (!p->have_index) { /* drawn on the backend: fetch it once */
-        int rc = p->o->download(p->o, p->h_index, p->d_index, (size_t)p->count * sizeof(int32_t));
+        int rc = draw(p);
+        if (!rc)
+            rc = p->o->download(p->o, p->h_index, p->d_index, (size_t)p->count * sizeof(int32_t));
         if (rc) return rc;
         p->have_index = 1;
     }
@@ -350,7 +381,7 @@ static int gemm_dt(ft_pfc *p, int ta, int tb, int m, int n, int k, const float *
 }
 
 /* cos = normalize(emb) normalize(W[index])^T; then the softmax-CE and its logit gradient */
-static int fwd_logits(ft_pfc *p, const float *emb, float *loss) {
+static int fwd_logits(ft_pfc *p, const float *emb) {
     ft_ops *o = p->o;
     int B = p->batch, S = p->count, E = p->cfg.emb;
     const float *ws = p->w;
@@ -374,7 +405,13 @@ static int fwd_logits(ft_pfc *p, const float *emb, float *loss) {
         rc = o->softmax_xent_bwd(o, B, S, p->logits, p->sum, p->d_label, p->loss_scale / (float)B,
                                  p->pt);
     if (!rc) rc = reduce(p, 0, p->pt, B);
-    if (!rc) rc = o->download(o, p->h_pt, p->pt, (size_t)B * sizeof(float));
+    return rc;
+}
+
+int ft_pfc_loss(ft_pfc *p, float *loss) {
+    if (!p->prepared) return FT_EARG;
+    int B = p->batch;
+    int rc = p->o->download(p->o, p->h_pt, p->pt, (size_t)B * sizeof(float));
     if (rc) return rc;
     double acc = 0;
     for (int i = 0; i < B; i++) /* the floor only for finite values: a NaN must show */
@@ -384,10 +421,16 @@ static int fwd_logits(ft_pfc *p, const float *emb, float *loss) {
 }
 
 int ft_pfc_forward_backward(ft_pfc *p, const float *emb, float *demb, float *loss) {
+    int rc = ft_pfc_forward_backward_dev(p, emb, demb);
+    return rc ? rc : ft_pfc_loss(p, loss);
+}
+
+int ft_pfc_forward_backward_dev(ft_pfc *p, const float *emb, float *demb) {
     ft_ops *o = p->o;
     if (!p->prepared) return FT_EARG;
     int B = p->batch, S = p->count, E = p->cfg.emb;
-    int rc = fwd_logits(p, emb, loss);
+    int rc = draw(p);
+    if (!rc) rc = fwd_logits(p, emb);
     /* logits now hold d loss / d logits; turn them into d loss / d cos */
     if (!rc) rc = o->margin_bwd(o, B, S, &p->mg, p->d_label, p->cosv, p->logits, p->logits);
     /* dWn = dcos^T en (into wbuf), den = dcos Wn; in dt, dcos is rounded once (into cos_h,

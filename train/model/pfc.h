@@ -93,6 +93,15 @@ int ft_pfc_plan(const ft_pfc_config *cfg, ft_pfc_plan_info *info);
  * this step's classes on the backend (ops.h pfc_sample; no wait for the device). The
  * negatives are a pure function of (seed, step, rank, labels), the same on every backend. */
 int ft_pfc_prepare(ft_pfc *p, const int32_t *labels, int batch, uint64_t step);
+/* The same in two halves, for a step recorded in a graph (ops.h graph_begin): ft_pfc_stage
+ * does the host part and the uploads (labels, the step's seed) and leaves the draw to
+ * ft_pfc_forward_backward_dev (or ft_pfc_index), which queue it first. After a replay of a
+ * graph that recorded ft_pfc_forward_backward_dev, ft_pfc_replayed tells the shard that the
+ * staged step was drawn. ft_pfc_step_count: the staged step's sampled classes (a graph's
+ * shape), -1 before a stage. */
+int ft_pfc_stage(ft_pfc *p, const int32_t *labels, int batch, uint64_t step);
+void ft_pfc_replayed(ft_pfc *p);
+int ft_pfc_step_count(const ft_pfc *p);
 /* The same with a given index (sorted, distinct local rows containing every positive), e.g.
  * to replay a step; count <= max(num_sample, positives). */
 int ft_pfc_prepare_index(ft_pfc *p, const int32_t *labels, int batch, const int32_t *index,
@@ -108,6 +117,10 @@ int ft_pfc_sampled_rows(const ft_pfc *p, const int32_t **dev_index, int *count);
  * the mean over the batch), writes demb [batch, emb] (device, overwritten; may be NULL) and
  * accumulates the weight gradient. */
 int ft_pfc_forward_backward(ft_pfc *p, const float *emb, float *demb, float *loss);
+/* The same in two halves: the device work (no wait for the device: a graph may record it),
+ * then the loss (a download: after the device work, or after a graph launch that replays it). */
+int ft_pfc_forward_backward_dev(ft_pfc *p, const float *emb, float *demb);
+int ft_pfc_loss(ft_pfc *p, float *loss);
 int ft_pfc_zero_grad(ft_pfc *p);
 
 /* The classifier weight as the optimizer sees it (name "weight", [num_local, emb]). */

@@ -283,9 +283,11 @@ struct ft_ops {
     /* inverted dropout on the activation x[n, c, hw] of dtype dt: keep with prob 1-p, scale
      * kept by 1/(1-p). mask: n*c*hw bytes of device memory in the backend's layout (only
      * dropout_bwd reads it). The keep decision for an element is a pure function of (seed, i)
-     * with i its NCHW index, so that every backend and layout draws the same mask.
+     * with i its NCHW index, so that every backend and layout draws the same mask. seed is
+     * device memory holding the seed (one uint64_t, read when the op runs: a value that
+     * changes every step reaches a captured graph this way, see graph_begin).
      * p == 0 copies x to y (and mask is not touched). */
-    int (*dropout_fwd)(ft_ops *o, ft_dtype dt, int n, int c, int hw, float p, uint64_t seed,
+    int (*dropout_fwd)(ft_ops *o, ft_dtype dt, int n, int c, int hw, float p, const uint64_t *seed,
                        const void *x, void *y, uint8_t *mask);
     int (*dropout_bwd)(ft_ops *o, ft_dtype dt, int n, int c, int hw, float p, const uint8_t *mask,
                        const void *dy, void *dx);
@@ -309,8 +311,8 @@ struct ft_ops {
      * label_out[r] = the position of label[r] in index (-1 stays -1). label[r] is in [-1, n);
      * count is at least the number of distinct positives (the caller counts them) and at most
      * n; scratch is ft_ops_pfc_sample_scratch(n) bytes of device memory. Every backend draws
-     * the same index. */
-    int (*pfc_sample)(ft_ops *o, int64_t n, uint64_t seed, int batch, const int32_t *label,
+     * the same index. seed: device memory holding the seed, as dropout_fwd's. */
+    int (*pfc_sample)(ft_ops *o, int64_t n, const uint64_t *seed, int batch, const int32_t *label,
                       int count, int32_t *index, int32_t *label_out, void *scratch);
 
     /* margin softmax pieces, fp32 (pfc.c strings them together with cross-rank reductions).

@@ -61,12 +61,12 @@ static int drop_run(ft_ops *o, drop_ctx *c, cpu_task_fn fn) {
     return 0;
 }
 
-static int cpu_dropout_fwd(ft_ops *o, ft_dtype dt, int n, int ch, int hw, float p, uint64_t seed,
-                           const void *x, void *y, uint8_t *mask) {
-    if (n < 0 || ch < 0 || hw < 0) return FT_EARG;
+static int cpu_dropout_fwd(ft_ops *o, ft_dtype dt, int n, int ch, int hw, float p,
+                           const uint64_t *seed, const void *x, void *y, uint8_t *mask) {
+    if (n < 0 || ch < 0 || hw < 0 || !seed) return FT_EARG;
     size_t count = (size_t)n * ch * hw; /* NCHW: the memory index is the NCHW index */
     drop_ctx c = {
-        .o = o, .dt = dt, .count = count, .p = p, .seed = seed, .x = x, .y = y, .mask = mask};
+        .o = o, .dt = dt, .count = count, .p = p, .seed = *seed, .x = x, .y = y, .mask = mask};
     return drop_run(o, &c, drop_fwd_task);
 }
 static int cpu_dropout_bwd(ft_ops *o, ft_dtype dt, int n, int ch, int hw, float p,

@@ -33,12 +33,14 @@ static uint64_t kth_smallest(uint64_t *a, int64_t n, int64_t k) {
     return a[k];
 }
 
-static int cpu_pfc_sample(ft_ops *o, int64_t n, uint64_t seed, int batch, const int32_t *label,
-                          int count, int32_t *index, int32_t *label_out, void *scratch) {
+static int cpu_pfc_sample(ft_ops *o, int64_t n, const uint64_t *seedp, int batch,
+                          const int32_t *label, int count, int32_t *index, int32_t *label_out,
+                          void *scratch) {
     (void)o;
-    if (n < 1 || n > INT32_MAX || batch < 0 || count < 0 || count > n || !scratch ||
+    if (n < 1 || n > INT32_MAX || batch < 0 || count < 0 || count > n || !scratch || !seedp ||
         (batch && (!label || !label_out)) || (count && !index))
         return FT_EARG;
+    uint64_t seed = *seedp;
     uint64_t *key = scratch, *sel = key + n;
     for (int64_t i = 0; i < n; i++) key[i] = ft_km_sample_key(seed, (uint32_t)i, 0);
     int64_t npos = 0;

@@ -325,14 +325,15 @@ static int s_fc_bwd(ft_ops *o, ft_dtype dt, int n, int c, int hw, int out, const
     if (bad) return FT_EARG;
     return IN->fc_bwd(IN, dt, n, c, hw, out, tx, tw, tdy, tdx, tdw, tdb);
 }
-static int s_dropout_fwd(ft_ops *o, ft_dtype dt, int n, int c, int hw, float p, uint64_t seed,
-                         const void *x, void *y, uint8_t *mask) {
+static int s_dropout_fwd(ft_ops *o, ft_dtype dt, int n, int c, int hw, float p,
+                         const uint64_t *seed, const void *x, void *y, uint8_t *mask) {
     int bad = 0;
+    const uint64_t *tsd = T(seed);
     const void *tx = T(x);
     void *ty = T(y);
     uint8_t *tm = T(mask);
     if (bad) return FT_EARG;
-    return IN->dropout_fwd(IN, dt, n, c, hw, p, seed, tx, ty, tm);
+    return IN->dropout_fwd(IN, dt, n, c, hw, p, tsd, tx, ty, tm);
 }
 static int s_dropout_bwd(ft_ops *o, ft_dtype dt, int n, int c, int hw, float p, const uint8_t *mask,
                          const void *dy, void *dx) {
@@ -376,14 +377,15 @@ static int s_scatter_add_rows(ft_ops *o, int rows, int dim, const float *src, co
     if (bad) return FT_EARG;
     return IN->scatter_add_rows(IN, rows, dim, ts, ti, td);
 }
-static int s_pfc_sample(ft_ops *o, int64_t n, uint64_t seed, int batch, const int32_t *label,
+static int s_pfc_sample(ft_ops *o, int64_t n, const uint64_t *seed, int batch, const int32_t *label,
                         int count, int32_t *index, int32_t *label_out, void *scratch) {
     int bad = 0;
+    const uint64_t *tsd = T(seed);
     const int32_t *tl = T(label);
     int32_t *ti = T(index), *to = T(label_out);
     void *ts = T(scratch);
     if (bad) return FT_EARG;
-    return IN->pfc_sample(IN, n, seed, batch, tl, count, ti, to, ts);
+    return IN->pfc_sample(IN, n, tsd, batch, tl, count, ti, to, ts);
 }
 static int s_margin_fwd(ft_ops *o, int rows, int cols, const ft_margin *mg, const int32_t *label,
                         const float *cosv, float *logits) {

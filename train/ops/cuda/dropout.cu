@@ -4,7 +4,9 @@
 #include "cuda.h"
 
 static __global__ void k_drop_fwd(size_t total, int nhwc, int c, int hw, ft_dtype dt, float p,
-                                  float inv, uint64_t seed, const void *x, void *y, uint8_t *mask) {
+                                  float inv, const uint64_t *seedp, const void *x, void *y,
+                                  uint8_t *mask) {
+    uint64_t seed = *seedp;
     GRID_LOOP(i, total) {
         size_t j = i; /* the NCHW index of the element at i */
         if (nhwc) {
@@ -26,10 +28,11 @@ static int check(ft_dtype dt, int n, int c, int hw, float p) {
     if (n < 0 || c < 0 || hw < 0 || !(p >= 0.0f && p < 1.0f)) return FT_EARG;
     return 0;
 }
-static int cuda_dropout_fwd(ft_ops *o, ft_dtype dt, int n, int c, int hw, float p, uint64_t seed,
-                            const void *x, void *y, uint8_t *mask) {
+static int cuda_dropout_fwd(ft_ops *o, ft_dtype dt, int n, int c, int hw, float p,
+                            const uint64_t *seed, const void *x, void *y, uint8_t *mask) {
     int rc = check(dt, n, c, hw, p);
     if (rc) return rc;
+    if (!seed) return FT_EARG;
     size_t count = (size_t)n * c * hw;
     if (p == 0.0f) return o->copy(o, y, x, count * ft_dtype_size(dt));
     if (!count) return 0;

@@ -19,14 +19,15 @@ typedef struct sample_state {
 
 #define SAMPLE_BINS 256
 
-static __global__ void k_sample_keys(size_t n, uint64_t seed, uint64_t *key) {
-    GRID_LOOP(i, n) key[i] = ft_km_sample_key(seed, (uint32_t)i, 0);
+static __global__ void k_sample_keys(size_t n, const uint64_t *seed, uint64_t *key) {
+    GRID_LOOP(i, n) key[i] = ft_km_sample_key(*seed, (uint32_t)i, 0);
 }
 /* several rows may name one class: they all write the same key */
-static __global__ void k_sample_pos(int batch, const int32_t *label, uint64_t seed, uint64_t *key) {
+static __global__ void k_sample_pos(int batch, const int32_t *label, const uint64_t *seed,
+                                    uint64_t *key) {
     GRID_LOOP(r, (size_t)batch) {
         int32_t l = label[r];
-        if (l >= 0) key[l] = ft_km_sample_key(seed, (uint32_t)l, 1);
+        if (l >= 0) key[l] = ft_km_sample_key(*seed, (uint32_t)l, 1);
     }
 }
 static __global__ void k_sample_init(sample_state *st, uint32_t rank, uint32_t *hist) {
@@ -97,9 +98,10 @@ static __global__ void k_sample_remap(int batch, const int32_t *label, const int
     }
 }
 
-static int cuda_pfc_sample(ft_ops *o, int64_t n, uint64_t seed, int batch, const int32_t *label,
-                           int count, int32_t *index, int32_t *label_out, void *scratch) {
-    if (n < 1 || n > INT32_MAX || batch < 0 || count < 0 || count > n || !scratch ||
+static int cuda_pfc_sample(ft_ops *o, int64_t n, const uint64_t *seed, int batch,
+                           const int32_t *label, int count, int32_t *index, int32_t *label_out,
+                           void *scratch) {
+    if (n < 1 || n > INT32_MAX || batch < 0 || count < 0 || count > n || !scratch || !seed ||
         (batch && (!label || !label_out)) || (count && !index))
         return FT_EARG;
     cudaStream_t s = cuda_of(o)->stream;
