@@ -38,6 +38,8 @@ struct cublasContext {
     cudaStream_t stream;
     cublasMath_t math;
     cublasPointerMode_t pointer_mode;
+    void *workspace; /* cublasSetWorkspace's (NULL: the library's default pool) */
+    size_t workspace_bytes;
 };
 
 namespace {
@@ -306,6 +308,7 @@ cublasStatus_t CUBLASWINAPI cublasCreate_v2(cublasHandle_t *handle) {
     h->stream = NULL;
     h->math = CUBLAS_DEFAULT_MATH;
     h->pointer_mode = CUBLAS_POINTER_MODE_HOST;
+    h->workspace = nullptr, h->workspace_bytes = 0;
     try {
         std::lock_guard<std::mutex> lock(g_mu);
         live_handles().insert(h);
@@ -330,6 +333,23 @@ cublasStatus_t CUBLASWINAPI cublasDestroy_v2(cublasHandle_t handle) {
 cublasStatus_t CUBLASWINAPI cublasSetStream_v2(cublasHandle_t handle, cudaStream_t streamId) {
     if (!live(handle, "cublasSetStream")) return CUBLAS_STATUS_NOT_INITIALIZED;
     handle->stream = streamId;
+    /* as documented: setting the stream resets the workspace to the default pool */
+    handle->workspace = nullptr, handle->workspace_bytes = 0;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+/* a user-owned workspace: device memory of the given size, 256-byte aligned (cuBLAS's
+ * documented requirement) */
+cublasStatus_t CUBLASWINAPI cublasSetWorkspace_v2(cublasHandle_t handle, void *workspace,
+                                                  size_t bytes) {
+    if (!live(handle, "cublasSetWorkspace")) return CUBLAS_STATUS_NOT_INITIALIZED;
+    if (bytes && (!emu::check_device(workspace, bytes, "cublasSetWorkspace", "workspace") ||
+                  (uintptr_t)workspace % 256)) {
+        if ((uintptr_t)workspace % 256)
+            emu::diag("cublasSetWorkspace", "workspace %p is not 256-byte aligned", workspace);
+        return CUBLAS_STATUS_INVALID_VALUE;
+    }
+    handle->workspace = bytes ? workspace : nullptr, handle->workspace_bytes = bytes;
     return CUBLAS_STATUS_SUCCESS;
 }
 

@@ -25,6 +25,18 @@
  * waiting stream run the recorded stream up to the event first. The legacy default stream
  * runs its work at once, after every blocking stream has drained.
  *
+ * Graphs. cudaStreamBeginCapture makes a stream record what is queued on it instead of
+ * queueing it; cudaStreamEndCapture hands the recording over as a graph, and each
+ * cudaGraphLaunch of its instantiation queues copies of the recorded work (kernels with their
+ * arguments as they were at capture, copies reading their sources when they run). As CUDA
+ * does, a capture is invalidated (cudaStreamEndCapture then fails with
+ * cudaErrorStreamCaptureInvalidated) by what cannot be recorded: a synchronization, an
+ * allocation or a free (from the capturing thread; from any thread in the global mode), work
+ * on the legacy default stream, a copy with pageable host memory, a wait for an event
+ * recorded outside the capture; and, in this emulator, by what it does not record (events
+ * recorded inside a capture, collectives). FT_CUDA_EMU_STATS counts a launch as
+ * "cudaGraphLaunch" and its work as "graph:<name>".
+ *
  * Kernels. A grid runs block by block. The first block of a kernel runs with a fiber per
  * thread (its own stack; __syncthreads switches to the next fiber, and a block whose threads
  * do not all reach the same barrier is reported); a kernel whose first block reached no
@@ -272,6 +284,39 @@ static std::vector<stream_st *> &g_streams =
     *new std::vector<stream_st *>; /* every stream ever made (destroyed ones drained) */
 static std::vector<event_st *> &g_events = *new std::vector<event_st *>;
 
+/* the one capture in progress (the emulator records one at a time) */
+struct capture_st {
+    stream_st *s = nullptr;
+    cudaStreamCaptureMode mode = cudaStreamCaptureModeGlobal;
+    std::thread::id owner;
+    bool invalid = false;
+    std::vector<op> ops;
+};
+static capture_st &g_cap = *new capture_st; /* never destroyed, as the tables above */
+struct graph_st {
+    std::vector<op> ops;
+};
+struct graph_exec_st {
+    std::vector<op> ops;
+};
+
+/* the capture ends invalid: one line saying why (the first reason only) */
+static void invalidate(const char *api, const char *why) {
+    if (!g_cap.invalid)
+        fprintf(stderr, "cuda emu: %s: %s during a stream capture: the capture is invalidated\n",
+                api, why);
+    g_cap.invalid = true;
+}
+/* an unsafe call (synchronization, allocation) while a capture is in progress and the
+ * capture's mode forbids it from this thread: true after invalidating the capture */
+static bool capture_forbids(const char *api) {
+    if (!g_cap.s || g_cap.mode == cudaStreamCaptureModeRelaxed) return false;
+    if (g_cap.mode == cudaStreamCaptureModeThreadLocal && g_cap.owner != std::this_thread::get_id())
+        return false;
+    invalidate(api, "a call that is not permitted");
+    return true;
+}
+
 static stream_st *S(cudaStream_t s) {
     return (stream_st *)s;
 }
@@ -344,6 +389,12 @@ static void drain_blocking() {
 
 void enqueue(cudaStream_t s, const char *what, std::function<void()> fn) {
     lock l(g_mu);
+    if (g_cap.s && S(s) == g_cap.s) { /* recorded, not run; counted when a launch queues it */
+        g_cap.ops.push_back(op{what, std::move(fn), nullptr});
+        return;
+    }
+    if (g_cap.s && is_default(s) && g_cap.mode != cudaStreamCaptureModeRelaxed)
+        invalidate(what, "work on the legacy default stream");
     count(what);
     if (is_default(s)) {
         drain_blocking();
@@ -357,6 +408,10 @@ void enqueue(cudaStream_t s, const char *what, std::function<void()> fn) {
 
 void enqueue_poll(cudaStream_t s, const char *what, std::function<bool()> step) {
     lock l(g_mu);
+    if (g_cap.s && S(s) == g_cap.s) {
+        invalidate(what, "a collective (not recorded by this emulator)");
+        return;
+    }
     count(what);
     if (is_default(s)) {
         drain_blocking();
@@ -724,6 +779,7 @@ cudaError_t cudaGetDevice(int *dev) {
 cudaError_t cudaDeviceSynchronize(void) {
     count("cudaDeviceSynchronize");
     if (!device_visible()) return ret(cudaErrorNoDevice);
+    if (capture_forbids("cudaDeviceSynchronize")) return ret(cudaErrorStreamCaptureUnsupported);
     drain_all();
     return cudaSuccess;
 }
@@ -755,6 +811,16 @@ static const struct {
     {cudaErrorInvalidDevicePointer, "cudaErrorInvalidDevicePointer", "invalid device pointer"},
     {cudaErrorInvalidMemcpyDirection, "cudaErrorInvalidMemcpyDirection",
      "invalid copy direction for memcpy"},
+    {cudaErrorStreamCaptureUnsupported, "cudaErrorStreamCaptureUnsupported",
+     "operation not permitted when stream is capturing"},
+    {cudaErrorStreamCaptureInvalidated, "cudaErrorStreamCaptureInvalidated",
+     "operation failed due to a previous error during capture"},
+    {cudaErrorStreamCaptureIsolation, "cudaErrorStreamCaptureIsolation",
+     "dependency created on uncaptured work in another stream"},
+    {cudaErrorStreamCaptureImplicit, "cudaErrorStreamCaptureImplicit",
+     "operation would make the legacy stream depend on a capturing blocking stream"},
+    {cudaErrorIllegalState, "cudaErrorIllegalState",
+     "the operation cannot be performed in the present state"},
 };
 const char *cudaGetErrorString(cudaError_t e) {
     for (const auto &x : ERRS)
@@ -776,6 +842,7 @@ cudaError_t cudaMalloc(void **p, size_t bytes) {
     if (!device_visible()) return ret(cudaErrorNoDevice);
     if (!bytes) return cudaSuccess;
     lock l(g_mu);
+    if (capture_forbids("cudaMalloc")) return ret(cudaErrorStreamCaptureUnsupported);
     if (bytes > cfg().mem - g_dev_used) return ret(cudaErrorMemoryAllocation);
     void *m = nullptr;
     if (posix_memalign(&m, 256, bytes)) return ret(cudaErrorMemoryAllocation);
@@ -789,6 +856,7 @@ cudaError_t cudaFree(void *p) {
     count("cudaFree");
     if (!p) return cudaSuccess;
     lock l(g_mu);
+    if (capture_forbids("cudaFree")) return ret(cudaErrorStreamCaptureUnsupported);
     drain_all(); /* cudaFree waits for the device */
     auto it = g_allocs.find((uintptr_t)p);
     if (it == g_allocs.end() || it->second.kind != DEVICE) {
@@ -806,6 +874,7 @@ cudaError_t cudaHostAlloc(void **p, size_t bytes, unsigned int flags) {
     *p = nullptr;
     if (!device_visible()) return ret(cudaErrorNoDevice);
     lock l(g_mu);
+    if (capture_forbids("cudaHostAlloc")) return ret(cudaErrorStreamCaptureUnsupported);
     void *m = nullptr;
     if (posix_memalign(&m, 4096, bytes ? bytes : 1)) return ret(cudaErrorMemoryAllocation);
     memset(m, 0xff, bytes);
@@ -820,6 +889,7 @@ cudaError_t cudaFreeHost(void *p) {
     count("cudaFreeHost");
     if (!p) return cudaSuccess;
     lock l(g_mu);
+    if (capture_forbids("cudaFreeHost")) return ret(cudaErrorStreamCaptureUnsupported);
     drain_all();
     auto it = g_allocs.find((uintptr_t)p);
     if (it == g_allocs.end() || it->second.kind != PINNED) {
@@ -867,6 +937,12 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind
     if (kind < cudaMemcpyHostToHost || kind > cudaMemcpyDefault)
         return ret(cudaErrorInvalidMemcpyDirection);
     if (!copy_sides(dst, src, n, &kind, "cudaMemcpyAsync")) return ret(cudaErrorInvalidValue);
+    if (g_cap.s && S(s) == g_cap.s &&
+        ((kind == cudaMemcpyHostToDevice && !is_pinned(src)) ||
+         (kind == cudaMemcpyDeviceToHost && !is_pinned(dst)))) {
+        invalidate("cudaMemcpyAsync", "a copy with pageable host memory");
+        return ret(cudaErrorStreamCaptureUnsupported);
+    }
     if (kind == cudaMemcpyHostToDevice && !is_pinned(src)) {
         /* pageable source: staged at the call */
         auto staged = std::make_shared<std::vector<char>>((const char *)src, (const char *)src + n);
@@ -887,6 +963,7 @@ cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, cudaMemcpyKind kind
     if (kind < cudaMemcpyHostToHost || kind > cudaMemcpyDefault)
         return ret(cudaErrorInvalidMemcpyDirection);
     if (!copy_sides(dst, src, n, &kind, "cudaMemcpy")) return ret(cudaErrorInvalidValue);
+    if (capture_forbids("cudaMemcpy")) return ret(cudaErrorStreamCaptureUnsupported);
     drain_all();
     memcpy(dst, src, n);
     return cudaSuccess;
@@ -931,6 +1008,7 @@ cudaError_t cudaStreamSynchronize(cudaStream_t s) {
     count("cudaStreamSynchronize");
     lock l(g_mu);
     if (!stream_ok(s)) return ret(cudaErrorInvalidResourceHandle);
+    if (capture_forbids("cudaStreamSynchronize")) return ret(cudaErrorStreamCaptureUnsupported);
     if (is_default(s))
         drain_all();
     else
@@ -942,6 +1020,10 @@ cudaError_t cudaStreamQuery(cudaStream_t s) {
     if (!stream_ok(s)) return ret(cudaErrorInvalidResourceHandle);
     if (is_default(s)) return cudaSuccess;
     stream_st *x = S(s);
+    if (g_cap.s == x) {
+        invalidate("cudaStreamQuery", "a query of the capturing stream");
+        return ret(cudaErrorStreamCaptureUnsupported);
+    }
     if (x->done == x->enq) return cudaSuccess;
     run_until(x, x->done + 1, false); /* progress: one item (or one step) per query */
     return x->done == x->enq ? cudaSuccess : cudaErrorNotReady;
@@ -950,6 +1032,10 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned int flag
     lock l(g_mu);
     if (!stream_ok(s) || !event_ok(e)) return ret(cudaErrorInvalidResourceHandle);
     event_st *ev = (event_st *)e;
+    if (g_cap.s && S(s) == g_cap.s && ev->s) {
+        invalidate("cudaStreamWaitEvent", "a wait for an event recorded outside the capture");
+        return ret(cudaErrorStreamCaptureIsolation);
+    }
     if (!ev->s) return cudaSuccess; /* never recorded: nothing to wait for */
     stream_st *es = ev->s;
     uint64_t seq = ev->seq;
@@ -987,6 +1073,10 @@ cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
     lock l(g_mu);
     if (!event_ok(e) || !stream_ok(s)) return ret(cudaErrorInvalidResourceHandle);
     event_st *ev = (event_st *)e;
+    if (g_cap.s && S(s) == g_cap.s) {
+        invalidate("cudaEventRecord", "an event recorded in a capture (not emulated)");
+        return ret(cudaErrorStreamCaptureUnsupported);
+    }
     if (is_default(s)) { /* the default stream's work is done at once */
         ev->s = nullptr;
         return cudaSuccess;
@@ -999,6 +1089,7 @@ cudaError_t cudaEventSynchronize(cudaEvent_t e) {
     count("cudaEventSynchronize");
     lock l(g_mu);
     if (!event_ok(e)) return ret(cudaErrorInvalidResourceHandle);
+    if (capture_forbids("cudaEventSynchronize")) return ret(cudaErrorStreamCaptureUnsupported);
     event_st *ev = (event_st *)e;
     if (ev->s) run_until(ev->s, ev->seq);
     return cudaSuccess;
@@ -1010,6 +1101,93 @@ cudaError_t cudaEventQuery(cudaEvent_t e) {
     if (!ev->s || ev->s->done >= ev->seq) return cudaSuccess;
     run_until(ev->s, ev->s->done + 1, false);
     return ev->s->done >= ev->seq ? cudaSuccess : cudaErrorNotReady;
+}
+
+/* ---- graphs (stream capture) ---- */
+
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode mode) {
+    count("cudaStreamBeginCapture");
+    lock l(g_mu);
+    if (!stream_ok(s)) return ret(cudaErrorInvalidResourceHandle);
+    if (is_default(s)) return ret(cudaErrorStreamCaptureUnsupported);
+    if (mode != cudaStreamCaptureModeGlobal && mode != cudaStreamCaptureModeThreadLocal &&
+        mode != cudaStreamCaptureModeRelaxed)
+        return ret(cudaErrorInvalidValue);
+    if (g_cap.s) {
+        diag("cudaStreamBeginCapture", "a capture is already in progress (the emulator records "
+                                       "one at a time)");
+        return ret(cudaErrorIllegalState);
+    }
+    g_cap.s = S(s);
+    g_cap.mode = mode;
+    g_cap.owner = std::this_thread::get_id();
+    g_cap.invalid = false;
+    g_cap.ops.clear();
+    return cudaSuccess;
+}
+cudaError_t cudaStreamIsCapturing(cudaStream_t s, cudaStreamCaptureStatus *st) {
+    lock l(g_mu);
+    if (!st) return ret(cudaErrorInvalidValue);
+    if (!stream_ok(s)) return ret(cudaErrorInvalidResourceHandle);
+    *st = g_cap.s && S(s) == g_cap.s
+              ? (g_cap.invalid ? cudaStreamCaptureStatusInvalidated : cudaStreamCaptureStatusActive)
+              : cudaStreamCaptureStatusNone;
+    return cudaSuccess;
+}
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *g) {
+    count("cudaStreamEndCapture");
+    lock l(g_mu);
+    if (!g) return ret(cudaErrorInvalidValue);
+    *g = nullptr;
+    if (!stream_ok(s) || is_default(s)) return ret(cudaErrorInvalidResourceHandle);
+    if (g_cap.s != S(s)) return ret(cudaErrorIllegalState); /* not capturing */
+    if (g_cap.mode != cudaStreamCaptureModeRelaxed && g_cap.owner != std::this_thread::get_id())
+        return ret(cudaErrorStreamCaptureWrongThread);
+    bool invalid = g_cap.invalid;
+    graph_st *x = invalid ? nullptr : new graph_st{std::move(g_cap.ops)};
+    g_cap = capture_st();
+    if (invalid) return ret(cudaErrorStreamCaptureInvalidated);
+    *g = (cudaGraph_t)x;
+    return cudaSuccess;
+}
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t g, unsigned long long flags) {
+    count("cudaGraphInstantiate");
+    lock l(g_mu);
+    if (!exec || !g || flags) return ret(cudaErrorInvalidValue);
+    *exec = (cudaGraphExec_t) new graph_exec_st{((graph_st *)g)->ops};
+    return cudaSuccess;
+}
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t s) {
+    count("cudaGraphLaunch");
+    lock l(g_mu);
+    if (!exec) return ret(cudaErrorInvalidValue);
+    if (!stream_ok(s)) return ret(cudaErrorInvalidResourceHandle);
+    if (g_cap.s) {
+        invalidate("cudaGraphLaunch", "a graph launch (not recorded by this emulator)");
+        return ret(cudaErrorStreamCaptureUnsupported);
+    }
+    for (const op &o : ((graph_exec_st *)exec)->ops) {
+        count((std::string("graph:") + o.what).c_str());
+        if (is_default(s)) {
+            drain_blocking();
+            op c = o;
+            c.fn();
+            continue;
+        }
+        S(s)->q.push_back(o);
+        S(s)->enq++;
+    }
+    return cudaSuccess;
+}
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
+    lock l(g_mu);
+    delete (graph_exec_st *)exec;
+    return cudaSuccess;
+}
+cudaError_t cudaGraphDestroy(cudaGraph_t g) {
+    lock l(g_mu);
+    delete (graph_st *)g;
+    return cudaSuccess;
 }
 
 } // extern "C"

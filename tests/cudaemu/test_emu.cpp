@@ -7,7 +7,10 @@
  * an allocation or go the wrong way fail; a pinned download read before its stream was waited
  * for still holds the old bytes, and the new ones after the wait; the copy stream and an
  * event order work across streams; new device memory reads as NaN; cudaMalloc beyond
- * FT_CUDA_EMU_MEM fails. cuBLAS: GemmEx against a loop, beta = 0 ignores a NaN C, a short lda
+ * FT_CUDA_EMU_MEM fails. Graphs: a captured kernel runs only when launched, each launch runs
+ * it again, a pinned upload in a graph reads its source at each launch, and a synchronization,
+ * an allocation, a pageable copy or a wait for an outside event during a capture invalidates
+ * it with CUDA's errors. cuBLAS: GemmEx against a loop, beta = 0 ignores a NaN C, a short lda
  * is refused. cuDNN: cross-correlation against a loop, true convolution flips the filter, a
  * short workspace is refused. NCCL: 3 processes all-reduce; a rank that exits is reported by
  * ncclCommGetAsyncError on the others.
@@ -18,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -139,6 +143,89 @@ static void runtime_checks() {
     cudaFree(r);
     cudaStreamDestroy(s);
     cudaStreamDestroy(c);
+}
+
+static __global__ void k_add(size_t n, const float *src, float *x) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        x[i] += src[i];
+}
+
+static void graph_checks() {
+    const size_t n = 1000;
+    float *d = nullptr, *src = nullptr, *pin = nullptr, back[4];
+    cudaStream_t s;
+    cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
+    cudaMalloc((void **)&d, n * sizeof(float));
+    cudaMalloc((void **)&src, n * sizeof(float));
+    cudaHostAlloc((void **)&pin, n * sizeof(float), cudaHostAllocDefault);
+    for (size_t i = 0; i < n; i++) pin[i] = 1;
+    cudaMemset(d, 0, n * sizeof(float));
+    /* recorded: a pinned upload into src, then d += src */
+    cudaGraph_t g = nullptr;
+    cudaGraphExec_t x = nullptr;
+    check(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) == cudaSuccess,
+          "graphs: cudaStreamBeginCapture");
+    cudaStreamCaptureStatus cs;
+    check(cudaStreamIsCapturing(s, &cs) == cudaSuccess && cs == cudaStreamCaptureStatusActive,
+          "graphs: the stream says it is capturing");
+    cudaMemcpyAsync(src, pin, n * sizeof(float), cudaMemcpyHostToDevice, s);
+    CUDA_LAUNCH(k_add, 4, 128, s)(n, src, d);
+    check(cudaStreamEndCapture(s, &g) == cudaSuccess && g, "graphs: cudaStreamEndCapture");
+    check(cudaGraphInstantiate(&x, g, 0) == cudaSuccess && x, "graphs: cudaGraphInstantiate");
+    cudaMemcpy(back, d, sizeof back, cudaMemcpyDeviceToHost);
+    check(back[0] == 0 && back[3] == 0, "graphs: a captured kernel has not run");
+    cudaGraphLaunch(x, s);
+    for (size_t i = 0; i < n; i++) pin[i] = 2; /* stale on a GPU: the launch's copy may have run */
+    cudaStreamSynchronize(s);
+    cudaGraphLaunch(x, s); /* reads pin (2) when it runs */
+    cudaStreamSynchronize(s);
+    cudaMemcpy(back, d, sizeof back, cudaMemcpyDeviceToHost);
+    /* the first launch's copy ran when the stream was waited for, after pin became 2 */
+    check(back[0] == 4 && back[3] == 4, "graphs: each launch runs the recording, reading the "
+                                        "pinned source when it runs");
+    cudaGraphExecDestroy(x);
+    cudaGraphDestroy(g);
+    /* what cannot be captured invalidates the capture */
+    struct {
+        const char *what;
+        cudaError_t want;
+    } bad[] = {{"cudaStreamSynchronize", cudaErrorStreamCaptureUnsupported},
+               {"cudaMalloc", cudaErrorStreamCaptureUnsupported},
+               {"a pageable download", cudaErrorStreamCaptureUnsupported},
+               {"a wait for an event recorded outside", cudaErrorStreamCaptureIsolation}};
+    cudaEvent_t ev;
+    cudaEventCreateWithFlags(&ev, cudaEventDisableTiming);
+    cudaEventRecord(ev, s);
+    for (int k = 0; k < 4; k++) {
+        cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal);
+        CUDA_LAUNCH(k_add, 4, 128, s)(n, src, d);
+        fflush(stdout);
+        int saved = dup(2), null = open("/dev/null", O_WRONLY); /* the emulator's own line */
+        dup2(null, 2);
+        cudaError_t e = cudaSuccess;
+        void *m = nullptr;
+        if (k == 0) e = cudaStreamSynchronize(s);
+        if (k == 1) e = cudaMalloc(&m, 64);
+        if (k == 2) e = cudaMemcpyAsync(back, d, sizeof back, cudaMemcpyDeviceToHost, s);
+        if (k == 3) e = cudaStreamWaitEvent(s, ev, 0);
+        cudaError_t end = cudaStreamEndCapture(s, &g);
+        dup2(saved, 2), close(saved), close(null);
+        cudaGetLastError();
+        char what[160];
+        snprintf(what, sizeof what, "graphs: %s in a capture fails (%s) and invalidates it",
+                 bad[k].what, cudaGetErrorName(e));
+        check(e == bad[k].want && end == cudaErrorStreamCaptureInvalidated && !g, what);
+    }
+    /* and the stream works afterwards */
+    CUDA_LAUNCH(k_add, 4, 128, s)(n, src, d);
+    cudaMemcpy(back, d, sizeof back, cudaMemcpyDeviceToHost);
+    check(back[0] == 6, "graphs: the stream works after an invalidated capture");
+    cudaEventDestroy(ev);
+    cudaFreeHost(pin);
+    cudaFree(d);
+    cudaFree(src);
+    cudaStreamDestroy(s);
 }
 
 static void blas_checks() {
@@ -277,6 +364,7 @@ int main(int argc, char **argv) {
                             "to catch and computes what\nthe libraries document.\n"))
         return 0;
     runtime_checks();
+    graph_checks();
     blas_checks();
     dnn_checks();
 #if defined(FT_CUDA_EMU_NCCL)

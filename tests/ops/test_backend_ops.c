@@ -1064,6 +1064,95 @@ static void test_sample(ft_ops *b) {
     verdict("pfc_sample: another seed, another index", ok, "");
 }
 
+/* ---- graphs: a recording runs only when launched, each launch runs all of it with the
+ * arguments of the recording and the device memory of the moment (a seed uploaded between
+ * launches), in order with the ops around it; a synchronizing op spoils the recording and
+ * leaves the backend usable. A backend without graphs has none of the four slots. ---- */
+
+enum { GN = 3001 };
+/* one launch's worth of work: y = (y + 2 x) * 0.5, then dropout of y into z with the seed in
+ * device memory */
+static int graph_body(ft_ops *o, const float *x, float *y, float *z, uint8_t *mask,
+                      const uint64_t *dseed) {
+    int rc = o->axpy(o, GN, 2.0f, x, y);
+    if (!rc) rc = o->scale(o, GN, 0.5f, y);
+    if (!rc) rc = o->dropout_fwd(o, FT_F32, 1, GN, 1, 0.25f, dseed, y, z, mask);
+    return rc;
+}
+
+static void test_graph(ft_ops *b) {
+    int none = !b->graph_begin && !b->graph_end && !b->graph_launch && !b->graph_free;
+    int some = !b->graph_begin || !b->graph_end || !b->graph_launch || !b->graph_free;
+    if (some) {
+        verdict("graphs: none on this backend (all four slots NULL)", none, "");
+        return;
+    }
+    ft_rng g;
+    ft_rng_seed(&g, seed, 1300);
+    float *x = hmk(GN, &g, -1, 1), *y0 = hmk(GN, &g, -1, 1);
+    float *want_y = malloc(GN * sizeof(float)), *want_z = malloc(GN * sizeof(float));
+    float *got_y = malloc(GN * sizeof(float)), *got_z = malloc(GN * sizeof(float));
+    if (!want_y || !want_z || !got_y || !got_z) abort();
+    const uint64_t seeds[3] = {11, 12, 13};
+    /* the reference: the body run directly, once per launch, each with its seed */
+    env er = {REF, FT_F32, {0}, 0, 0}, eb = {b, FT_F32, {0}, 0, 0};
+    float *rx = dbytes(&er, x, GN * sizeof(float)), *ry = dbytes(&er, y0, GN * sizeof(float));
+    float *rz = dpoison(&er, FT_F32, GN);
+    uint8_t *rm = dalloc(&er, GN);
+    uint64_t *rs = dalloc(&er, sizeof(uint64_t));
+    int rc = er.err;
+    for (int l = 1; l < 3 && !rc; l++) {
+        rc = REF->upload(REF, rs, &seeds[l], sizeof seeds[l]);
+        if (!rc) rc = graph_body(REF, rx, ry, rz, rm, rs);
+    }
+    if (!rc) rc = REF->download(REF, want_y, ry, GN * sizeof(float));
+    if (!rc) rc = REF->download(REF, want_z, rz, GN * sizeof(float));
+    /* the backend: recorded with seed 11 in memory, launched with 12 and then 13 */
+    float *bx = dbytes(&eb, x, GN * sizeof(float)), *by = dbytes(&eb, y0, GN * sizeof(float));
+    float *bz = dpoison(&eb, FT_F32, GN);
+    uint8_t *bm = dalloc(&eb, GN);
+    uint64_t *bs = dbytes(&eb, &seeds[0], sizeof seeds[0]);
+    void *gr = NULL;
+    int rb = eb.err || rc;
+    if (!rb) rb = b->graph_begin(b);
+    if (!rb) rb = graph_body(b, bx, by, bz, bm, bs);
+    if (!rb) rb = b->graph_end(b, &gr);
+    /* recorded, not run: y is still y0 */
+    if (!rb) rb = b->download(b, got_y, by, GN * sizeof(float));
+    int idle = !rb && memcmp(got_y, y0, GN * sizeof(float)) == 0;
+    verdict("graphs: a recording does not run the recorded ops", idle, "");
+    for (int l = 1; l < 3 && !rb; l++) {
+        rb = b->upload(b, bs, &seeds[l], sizeof seeds[l]);
+        if (!rb) rb = b->graph_launch(b, gr);
+    }
+    if (!rb) rb = b->download(b, got_y, by, GN * sizeof(float));
+    if (!rb) rb = b->download(b, got_z, bz, GN * sizeof(float));
+    char d[96];
+    snprintf(d, sizeof d, "(status %s / %s, nmse y %.1e z %.1e)", ft_strerror(rc), ft_strerror(rb),
+             rb ? 1.0 : nmse(got_y, want_y, GN), rb ? 1.0 : nmse(got_z, want_z, GN));
+    verdict("graphs: two launches = the recorded ops run twice, each with the seed of its moment",
+            !rc && !rb && nmse(got_y, want_y, GN) <= tol_of(FT_F32) &&
+                nmse(got_z, want_z, GN) <= tol_of(FT_F32),
+            d);
+    b->graph_free(b, gr);
+    /* a download inside a recording: graph_end refuses, and the backend works afterwards */
+    void *bad = NULL;
+    float one = 0;
+    int rbeg = b->graph_begin(b);
+    (void)b->download(b, &one, bx, sizeof one); /* fails inside a recording */
+    int rend = b->graph_end(b, &bad);
+    int after = b->scale(b, GN, 2.0f, by) || b->download(b, got_y, by, GN * sizeof(float));
+    int ok = !rbeg && rend != 0 && !bad && !after;
+    for (int i = 0; ok && i < GN; i++) ok = got_y[i] == want_y[i] * 2.0f;
+    snprintf(d, sizeof d, "(graph_end: %s)", ft_strerror(rend));
+    verdict("graphs: a download inside a recording spoils it, the backend goes on", ok, d);
+    verdict("graphs: launching nothing is refused, freeing nothing is a no-op",
+            b->graph_launch(b, NULL) == FT_EARG && (b->graph_free(b, NULL), 1), "");
+    env_release(&er);
+    env_release(&eb);
+    free(x), free(y0), free(want_y), free(want_z), free(got_y), free(got_z);
+}
+
 /* ---- the CPU backend's own refusals ---- */
 
 static void test_cpu_errors(void) {
@@ -1186,7 +1275,11 @@ static const int covered[] = {
     FT_OP_multi_scale,
     FT_OP_multi_sumsq_acc,
     FT_OP_multi_unscale_check,
-    FT_OP_multi_sgd};
+    FT_OP_multi_sgd,
+    FT_OP_graph_begin, /* test_graph: a backend has all four or none */
+    FT_OP_graph_end,
+    FT_OP_graph_launch,
+    FT_OP_graph_free};
 
 static int check_coverage(void) {
     int ok = 1;
@@ -1228,6 +1321,7 @@ static void run_backend(ft_ops *b, int dt_filter, const char *opf) {
     if (want_op(opf, "rows margin sgd")) test_rows(b);
     if (want_op(opf, "tlist multi")) test_multi(b);
     if (want_op(opf, "pfc_sample")) test_sample(b);
+    if (want_op(opf, "graph_begin graph_end graph_launch graph_free")) test_graph(b);
     if (want_op(opf, "axpy scale sumsq sumsq_acc")) {
         vec_arg a = {.n = 100003};
         ft_rng g;

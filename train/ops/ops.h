@@ -135,7 +135,11 @@ typedef struct ft_margin {
     X(multi_scale)                                                                                 \
     X(multi_sumsq_acc)                                                                             \
     X(multi_unscale_check)                                                                         \
-    X(multi_sgd)
+    X(multi_sgd)                                                                                   \
+    X(graph_begin)                                                                                 \
+    X(graph_end)                                                                                   \
+    X(graph_launch)                                                                                \
+    X(graph_free)
 
 #define FT_OP_ENUM_(name) FT_OP_##name,
 typedef enum ft_op_id { FT_OPS_SLOTS(FT_OP_ENUM_) FT_OP_COUNT } ft_op_id;
@@ -351,6 +355,20 @@ struct ft_ops {
     int (*multi_sumsq_acc)(ft_ops *o, const ft_tlist *t, double *acc); /* acc += sum g^2 */
     int (*multi_unscale_check)(ft_ops *o, const ft_tlist *t, float inv_scale, float *found);
     int (*multi_sgd)(ft_ops *o, const ft_tlist *t, float lr, float momentum, float wd); /* w,g,m */
+
+    /* graphs (CUDA graphs; NULL on a backend without them: run the ops directly). Between
+     * graph_begin and graph_end the ops are recorded, not run; graph_launch runs the recording
+     * as one unit on the backend's stream, in order with the ops around it, as often as asked.
+     * Every argument is fixed at recording: pointers, sizes and scalars (what changes between
+     * launches travels in device memory, as dropout_fwd's and pfc_sample's seeds). Recorded
+     * ops must not synchronize or allocate (download, sync, sumsq, alloc, free, host_alloc,
+     * a growing scratch): graph_end then fails with FT_EDEVICE, the recording is dropped and
+     * the backend is usable again. Run each recorded op once outside a recording first, so
+     * that its one-time work (algorithm choice, scratch) is done. */
+    int (*graph_begin)(ft_ops *o);
+    int (*graph_end)(ft_ops *o, void **graph); /* *graph: a handle for graph_launch */
+    int (*graph_launch)(ft_ops *o, void *graph);
+    void (*graph_free)(ft_ops *o, void *graph); /* NULL is a no-op */
 };
 
 /* ---- the backend factory ---- */

@@ -44,6 +44,7 @@ static void cuda_destroy(ft_ops *o) {
     cuda_conv_release(b);
     for (int i = 0; i < 3; i++) cudaFree(b->scratch[i]);
     cudaFree(b->red);
+    cudaFree(b->blas_ws);
     cudaFreeHost(b->red_host);
     if (b->dnn) cudnnDestroy(b->dnn);
     if (b->blas) cublasDestroy(b->blas);
@@ -51,6 +52,50 @@ static void cuda_destroy(ft_ops *o) {
     if (b->copy) cudaStreamDestroy(b->copy);
     if (b->stream) cudaStreamDestroy(b->stream);
     free(b);
+}
+
+/* ---- graphs: stream capture of the backend's stream (ops.h graph_begin) ----
+ * Thread-local mode: a synchronizing or allocating call of this thread inside the recording
+ * invalidates it (graph_end then fails), calls of other threads (the loader's) are not
+ * affected. The copy stream's upload_ahead stays outside: its wait is queued before a launch. */
+static int cuda_graph_begin(ft_ops *o) {
+    cuda_backend *b = cuda_of(o);
+    if (b->capturing) return FT_EARG;
+    CU_CHECK(cudaStreamBeginCapture(b->stream, cudaStreamCaptureModeThreadLocal));
+    b->capturing = 1;
+    return 0;
+}
+static int cuda_graph_end(ft_ops *o, void **graph) {
+    cuda_backend *b = cuda_of(o);
+    if (!graph) return FT_EARG;
+    *graph = NULL;
+    if (!b->capturing) return FT_EARG;
+    b->capturing = 0;
+    cudaGraph_t g = NULL;
+    cudaError_t e = cudaStreamEndCapture(b->stream, &g);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError(); /* the stream has left capture mode and is usable again */
+        return cuda_fail_(__FILE__, __LINE__, "cudaStreamEndCapture", cudaGetErrorString(e));
+    }
+    cudaGraphExec_t x = NULL;
+    e = cudaGraphInstantiate(&x, g, 0);
+    cudaGraphDestroy(g);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        return cuda_fail_(__FILE__, __LINE__, "cudaGraphInstantiate", cudaGetErrorString(e));
+    }
+    *graph = (void *)x;
+    return 0;
+}
+static int cuda_graph_launch(ft_ops *o, void *graph) {
+    cuda_backend *b = cuda_of(o);
+    if (!graph || b->capturing) return FT_EARG;
+    CU_CHECK(cudaGraphLaunch((cudaGraphExec_t)graph, b->stream));
+    return 0;
+}
+static void cuda_graph_free(ft_ops *o, void *graph) {
+    (void)o;
+    if (graph) cudaGraphExecDestroy((cudaGraphExec_t)graph);
 }
 
 static int cuda_supports(const ft_ops *o, int op, ft_dtype dt) {
@@ -144,6 +189,8 @@ extern "C" int ft_ops_cuda_create_(int device, int layout, ft_ops **out, char *e
         what = "cudaMalloc";
     if (!what && (ce = cudaMallocHost((void **)&b->red_host, sizeof(double))) != cudaSuccess)
         what = "cudaMallocHost";
+    if (!what && (ce = cudaMalloc(&b->blas_ws, CUDA_BLAS_WS)) != cudaSuccess)
+        what = "cudaMalloc(cuBLAS workspace)";
     if (what) {
         snprintf(err, errcap, "device=cuda: device %d: %s: %s", dev, what, cudaGetErrorString(ce));
         cuda_destroy(o);
@@ -151,6 +198,8 @@ extern "C" int ft_ops_cuda_create_(int device, int layout, ft_ops **out, char *e
     }
     cublasStatus_t bs = cublasCreate(&b->blas);
     if (bs == CUBLAS_STATUS_SUCCESS) bs = cublasSetStream(b->blas, b->stream);
+    /* after the stream (setting it resets the workspace to the library's pool) */
+    if (bs == CUBLAS_STATUS_SUCCESS) bs = cublasSetWorkspace(b->blas, b->blas_ws, CUDA_BLAS_WS);
     /* fp32 GEMMs stay fp32 (no TF32): the fp32 path must agree with the CPU to 1e-5 */
     if (bs == CUBLAS_STATUS_SUCCESS) bs = cublasSetMathMode(b->blas, CUBLAS_DEFAULT_MATH);
     if (bs != CUBLAS_STATUS_SUCCESS) {
@@ -179,6 +228,10 @@ extern "C" int ft_ops_cuda_create_(int device, int layout, ft_ops **out, char *e
     cuda_install_sample(o);
     cuda_install_margin(o);
     cuda_install_multi(o);
+    o->graph_begin = cuda_graph_begin;
+    o->graph_end = cuda_graph_end;
+    o->graph_launch = cuda_graph_launch;
+    o->graph_free = cuda_graph_free;
     *out = o;
     return 0;
 }

@@ -31,6 +31,7 @@ extern "C" {
 #define CUDA_THREADS    256
 #define CUDA_RED        512 /* threads of a reducing block (a power of two) */
 #define CUDA_MAX_BLOCKS 65535
+#define CUDA_BLAS_WS    ((size_t)32 << 20) /* cuBLAS's recommended workspace on Hopper */
 
 typedef struct cuda_conv_entry {
     ft_conv_desc d;
@@ -68,6 +69,9 @@ typedef struct cuda_backend {
     int nconv, conv_cap;
     size_t ws_limit;   /* largest conv workspace an algorithm may ask for */
     size_t ws_planned; /* largest workspace conv_ws_bytes has reported */
+    void *blas_ws;     /* cuBLAS's workspace (cublasSetWorkspace): fixed, so that a captured
+                          GEMM never makes the library allocate */
+    int capturing;     /* between graph_begin and graph_end */
 } cuda_backend;
 
 static inline cuda_backend *cuda_of(ft_ops *o) {
