@@ -16,7 +16,7 @@ LATE = [("rec", None), ("num_classes", None), ("num_image", None), ("num_epoch",
         ("dropout", 0.0), ("threads", 0), ("pfc_update", "sampled"), ("strict_targets", False),
         ("dtype", None), ("device", "auto"), ("layout", "auto"), ("max_skipped_steps", 20),
         ("export_onnx", True), ("dist_timeout", 300), ("ddp_overlap", True),
-        ("ddp_bucket_view", True)]
+        ("ddp_bucket_view", True), ("cuda_graphs", False)]
 
 class EDict(dict):
     def __setattr__(self, k, v):

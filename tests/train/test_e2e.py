@@ -281,7 +281,9 @@ def step_counts(base, what="fp32"):
     2 and 4 steps differ by 2 steady steps, which must allocate nothing (one arena per model,
     planned before the first step), never synchronize the whole device, and wait for the
     stream at most 3 times per step (the loss, the fp16 inf flag, the gradient norm; Partial
-    FC's sampling runs on the device and adds none)."""
+    FC's sampling runs on the device and adds none). With cuda_graphs the steady steps are
+    replays: one cudaGraphLaunch carries the forward and backward, and what the host still
+    issues itself is the optimizer's few multi-tensor passes."""
     got = {}
     for n in (2, 4):
         tag = f"{what.replace(' ', '_')}{n}"
@@ -301,10 +303,19 @@ def step_counts(base, what="fp32"):
            "cudaDeviceSynchronize", "cudaEventSynchronize", "cudaMemcpy",
            "cudaStreamCreateWithFlags", "cudaEventCreateWithFlags"}
     work = sum(v for k, v in per.items() if k not in api and not k.startswith("cudaMemcpy") and
-               not k.startswith("cudaMemset") and k != "cudaStreamWaitEvent")
-    print(f"a steady {what} step on the device: {work:.0f} kernels and library calls, "
+               not k.startswith("cudaMemset") and k != "cudaStreamWaitEvent" and
+               not k.startswith("graph:"))
+    in_graph = sum(v for k, v in per.items() if k.startswith("graph:"))
+    print(f"a steady {what} step on the device: {work:.0f} kernels and library calls issued by "
+          f"the host, {in_graph:.0f} in graph launches, "
           f"{per.get('cudaStreamSynchronize', 0):.0f} stream waits, "
           f"{per.get('cudaMalloc', 0):.0f} cudaMalloc")
+    if "graphs" in what:
+        check(per.get("cudaGraphLaunch", 0) == 1 and in_graph >= 100 and work <= 10,
+              f"a steady {what} step: {per.get('cudaGraphLaunch', 0):g} graph launches of "
+              f"{in_graph:g} items, {work:g} issued by the host")
+        check(per.get("cudaStreamBeginCapture", 0) == 0,
+              f"a steady {what} step records again ({per.get('cudaStreamBeginCapture', 0):g})")
     for k in ("cudaMalloc", "cudaFree", "cudaHostAlloc", "cudaFreeHost", "cudaMemcpy",
               "cudaDeviceSynchronize", "cudaStreamCreateWithFlags", "cudaEventCreateWithFlags"):
         check(per.get(k, 0) == 0, f"a steady {what} step calls {k} {per.get(k, 0):g} times")
@@ -386,6 +397,7 @@ def cuda(lean=False):
     if os.environ.get("FT_CUDA_EMU") == "1":
         step_counts(base)
         step_counts([*base, "sample_rate=0.5", "pfc_update=sampled"], "fp32 sampled")
+        step_counts([*base, "cuda_graphs=True"], "fp32 graphs")
     # (4) the activation layouts agree: fp32 all NHWC (every activation reordered, cuDNN's
     # NHWC filters) against the CPU's 4 steps as above; fp16 in NCHW against fp16 in the
     # default NHWC (a different rounding order on a GPU: the fp16 bound of (1))
@@ -422,7 +434,47 @@ def cuda(lean=False):
         del os.environ["FT_TRAIN_INJECT_INF"]
     check(skip5.search(open(os.path.join(inj, "training.log")).read()),
           "fp16 injected overflow at step 5: no skipped-step line in training.log")
+    graphs(base)
     finish()
+
+
+def graphs(base):
+    """(5) cuda_graphs = True: the steps that replay the recorded forward and backward give the
+    bytes the directly run steps give: per-step losses and every checkpoint file, with fp16
+    (the first steps overflow, so the loss scale changes and the step is recorded anew),
+    dropout (its seed uploaded per replay), Partial FC sampling of a fixed count (64 classes
+    for 16 identities: the positives always fit) and the sampled-rows update; fp32 stopped at
+    2 and resumed (a resumed run records afresh) against an uninterrupted run without graphs.
+    The summary says how many steps were replays."""
+    runs = {
+        "fp16": [*base, "max_steps=8", "fp16=True", "dropout=0.2", "num_classes=64",
+                 "sample_rate=0.5", "pfc_update=sampled", "device=cuda"],
+        "fp32": [*base, "max_steps=5", "device=cuda"],
+    }
+    for tag, args in runs.items():
+        outs = {}
+        for g in ("False", "True"):
+            d, lf = os.path.join(WORK, f"cuda_graphs_{tag}_{g}"), os.path.join(
+                WORK, f"cuda_graphs_{tag}_{g}.loss")
+            fresh(d, lf)
+            if tag == "fp32" and g == "True":  # stopped at 2, resumed to 5
+                train(d, *[a for a in args if not a.startswith("max_steps")], "max_steps=2",
+                      f"cuda_graphs={g}", loss_file=lf)
+                p = train(d, *args, "resume=True", f"cuda_graphs={g}", loss_file=lf)
+            else:
+                p = train(d, *args, f"cuda_graphs={g}", loss_file=lf)
+            outs[g] = (d, open(lf).read(), p.stderr)
+        (d0, l0, _), (d1, l1, err) = outs["False"], outs["True"]
+        m = re.search(r"cuda graphs: (\d+) of (\d+) steps replayed a recording .*\((\d+) recorded\)",
+                      err)
+        print(f"cuda_graphs {tag}: " + (m.group(0) if m else "no summary line"))
+        check(m and int(m.group(1)) >= 2, f"cuda_graphs {tag}: too few replays: {err[-800:]}")
+        check(l1 == l0, f"cuda_graphs {tag}: losses differ:\n{l0}\nvs\n{l1}")
+        for f in sorted(os.listdir(d0)):
+            if f.endswith(".safetensors"):
+                same = open(os.path.join(d0, f), "rb").read() == open(os.path.join(d1, f),
+                                                                         "rb").read()
+                check(same, f"cuda_graphs {tag}: {f} differs from the run without graphs")
 
 
 def fresh(*paths):
@@ -537,11 +589,14 @@ def bad():
     if m:
         fit = int(m.group(1))
         check(2 <= fit < 32, f"the batch that fits ({fit}) is below the config's 32")
+        # (and cuda_graphs on a backend without graphs: a note, the steps run directly)
         p = subprocess.run([TRAIN, CONFIG, *common, "device=cpu-strict", f"output={tmp}/oomfit",
-                            f"batch_size={fit}", "max_steps=1"], capture_output=True, text=True,
-                           env=env)
+                            f"batch_size={fit}", "max_steps=1", "cuda_graphs=True"],
+                           capture_output=True, text=True, env=env)
         check(p.returncode == 0, f"batch_size {fit} (what the message said fits) trains: "
               f"{p.stderr.strip()[-300:]}")
+        check("note: cuda_graphs = True is ignored: the cpu-strict backend has no graphs" in
+              p.stderr, f"cuda_graphs on cpu-strict: no note: {p.stderr.strip()[-300:]}")
     p = subprocess.run([TRAIN, "--bogus"], capture_output=True, text=True)
     check(p.returncode == 2 and "usage: ft-train" in p.stderr, "unknown option: usage")
     p = subprocess.run([TRAIN], capture_output=True, text=True)

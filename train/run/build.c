@@ -198,6 +198,9 @@ int ft_run_build_model(ft_run *r) {
 }
 
 void ft_run_free_model(ft_run *r) {
+    if (r->model.ops && r->model.ops->graph_free)
+        r->model.ops->graph_free(r->model.ops, r->model.graph.g);
+    r->model.graph.g = NULL;
     if (r->model.ops && r->model.demb) r->model.ops->free(r->model.ops, r->model.demb);
     if (r->model.ops && r->data.pixels_dev) r->model.ops->free(r->model.ops, r->data.pixels_dev);
     r->data.pixels_dev = NULL;

@@ -84,6 +84,7 @@ static const keydef KEYS[] = {
     {"dist_timeout", K_FLOAT, 0.1, 1e7, F(dist_timeout), 0, "300"},
     {"ddp_overlap", K_BOOL, 0, 1, F(ddp_overlap), 0, "True"},
     {"ddp_bucket_view", K_BOOL, 0, 1, F(ddp_bucket_view), 0, "True"},
+    {"cuda_graphs", K_BOOL, 0, 1, F(cuda_graphs), 0, "False"},
 };
 #define NKEYS (sizeof KEYS / sizeof KEYS[0])
 

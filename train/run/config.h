@@ -83,6 +83,8 @@ typedef struct ft_config {
     double dist_timeout; /* seconds a collective may wait for the other ranks (300) */
     int ddp_overlap;     /* the gradient buckets' all-reduce starts inside backward (True) */
     int ddp_bucket_view; /* the buckets are reduced in the gradients' own memory (True) */
+    int cuda_graphs;     /* one rank on the CUDA backend: the step's forward and backward are
+                            recorded once as a CUDA graph and replayed (False) */
 
     /* derived by ft_config_derive (also appended as keys, as train_v2.py does) */
     int64_t total_batch_size, warmup_step, total_step, steps_per_epoch;

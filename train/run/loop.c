@@ -298,26 +298,115 @@ static int unscale_step(ft_run *r, int *skip) {
     return 0;
 }
 
-static int train_step(ft_run *r, const loader_batch *b, float *loss) {
+/* The batch's upload: the uint8 pixels (a quarter of the floats) on the backend's copy
+ * stream beside the previous step's optimizer pass, or the loader's floats into the network
+ * input. Safe: the previous step's input_u8 (the last user of pixels_dev) was followed by its
+ * loss download, and the page-locked batch stays untouched until the next loader_next, by
+ * which time this step's downloads have waited for the copy. */
+static int upload_batch(ft_run *r, const loader_batch *b) {
     ft_ops *o = r->model.ops;
+    int rc = b->layout == LOADER_U8_HWC
+                 ? o->upload_ahead(o, r->data.pixels_dev, b->data, b->data_bytes)
+                 : o->upload(o, ft_iresnet_input(r->model.net), b->data, b->data_bytes);
+    return rc ? ft_run_fail(r, rc, "%s: %s", b->layout == LOADER_U8_HWC ? "input" : "upload",
+                            ft_strerror(rc))
+              : 0;
+}
+
+/* the network input from the uploaded pixels, normalized where they land (input_u8) */
+static int make_input(ft_run *r, const loader_batch *b) {
+    if (b->layout != LOADER_U8_HWC) return 0;
+    ft_ops *o = r->model.ops;
+    return o->input_u8(o, (int)b->n, (int)b->h, (int)b->w, r->data.pixels_dev,
+                       ft_iresnet_input(r->model.net));
+}
+
+/* The device part of a one-rank step, with its per-step values staged (ft_iresnet_stage,
+ * ft_pfc_stage): input, forward, Partial FC (its draw first), backward; no wait for the
+ * device, so that a graph can record it. */
+static int step_device(ft_run *r, const loader_batch *b) {
+    const float *emb = NULL;
+    int rc = make_input(r, b);
+    if (!rc)
+        rc = ft_iresnet_forward(r->model.net, ft_iresnet_input(r->model.net), (int)b->n, 1, &emb);
+    if (!rc) rc = ft_pfc_forward_backward_dev(r->model.pfc, emb, r->model.demb);
+    if (!rc) rc = ft_iresnet_backward(r->model.net, r->model.demb);
+    return rc;
+}
+
+/* cuda_graphs (ft_run_graph): step_device through its recording. A shape seen for the second
+ * step in a row is recorded (the recording's calls have their host-side effects then, and the
+ * launch runs them); later steps of that shape replay it, and the host side of the replayed
+ * calls is brought up to date (ft_iresnet_replayed, ft_pfc_replayed). */
+static int graph_step(ft_run *r, const loader_batch *b, int *reported) {
+    ft_run_graph *gr = &r->model.graph;
+    ft_ops *o = r->model.ops;
+    int n = (int)b->n, count = ft_pfc_step_count(r->model.pfc), rc;
+    float scale = ft_scaler_scale(&r->model.scaler);
+    int again = n == gr->prev_rows && count == gr->prev_count && scale == gr->prev_scale;
+    gr->prev_rows = n, gr->prev_count = count, gr->prev_scale = scale;
+    if (gr->g && (n != gr->rows || count != gr->count || scale != gr->scale)) {
+        o->graph_free(o, gr->g);
+        gr->g = NULL;
+    }
+    if (!gr->g && !again) return step_device(r, b);
+    if (!gr->g) {
+        if ((rc = o->graph_begin(o))) return rc;
+        int rc1 = step_device(r, b);
+        void *g = NULL;
+        int rc2 = o->graph_end(o, &g);
+        if (rc1 || rc2) {
+            o->graph_free(o, g);
+            *reported = 1;
+            return ft_run_fail(r, rc1 ? rc1 : rc2,
+                               "step %lld: cuda_graphs: the step could not be recorded as a graph "
+                               "(%s; the line above says which call); cuda_graphs=False runs "
+                               "it without",
+                               (long long)r->pos.global_step, ft_strerror(rc1 ? rc1 : rc2));
+        }
+        gr->g = g, gr->rows = n, gr->count = count, gr->scale = scale, gr->recorded++;
+        return o->graph_launch(o, gr->g); /* the recorded calls' host side has happened */
+    }
+    if ((rc = o->graph_launch(o, gr->g))) return rc;
+    ft_iresnet_replayed(r->model.net, n);
+    ft_pfc_replayed(r->model.pfc);
+    gr->replayed++;
+    return 0;
+}
+
+static int partial_fc_error(ft_run *r, int rc) {
+    return ft_run_fail(r, rc, "step %lld: Partial FC: %s (labels must be < num_classes = %lld)",
+                       (long long)r->pos.global_step, ft_strerror(rc),
+                       (long long)r->cfg.num_classes);
+}
+
+/* The forward and backward of a step, one rank with cuda_graphs: the per-step values staged
+ * on the device first, then the device part (recorded or replayed), then the loss. */
+static int fwd_bwd_graph(ft_run *r, const loader_batch *b, float *loss) {
+    int reported = 0, rc = ft_iresnet_stage(r->model.net);
+    if (rc) return ft_run_fail(r, rc, "upload: %s", ft_strerror(rc));
+    if ((rc = ft_pfc_stage(r->model.pfc, b->labels, (int)b->n, (uint64_t)r->pos.global_step)))
+        return partial_fc_error(r, rc);
+    if ((rc = ft_pfc_set_loss_scale(r->model.pfc, ft_scaler_scale(&r->model.scaler))) ||
+        (rc = graph_step(r, b, &reported)))
+        return reported ? rc
+                        : ft_run_fail(r, rc, "step %lld: forward/backward: %s",
+                                      (long long)r->pos.global_step, ft_strerror(rc));
+    mark_sampled_rows(r);
+    if ((rc = ft_pfc_loss(r->model.pfc, loss)))
+        return ft_run_fail(r, rc, "step %lld: loss: %s", (long long)r->pos.global_step,
+                           ft_strerror(rc));
+    return 0;
+}
+
+/* The forward and backward of a step, directly (any number of ranks). */
+static int fwd_bwd(ft_run *r, const loader_batch *b, float *loss) {
     int n = (int)b->n, rows = n, rc;
-    float *in = ft_iresnet_input(r->model.net);
     const float *emb = NULL, *emb_all;
     const int32_t *labels_all = b->labels;
     float *demb_all = r->model.demb;
-    if (b->layout == LOADER_U8_HWC) {
-        /* one copy of the uint8 pixels (a quarter of the floats), normalized where they land,
-         * on the backend's copy stream beside the previous step's optimizer pass. Safe: the
-         * previous step's input_u8 (the last user of pixels_dev) was followed by its loss
-         * download, and the page-locked batch stays untouched until the next loader_next, by
-         * which time this step's downloads have waited for the copy */
-        if ((rc = o->upload_ahead(o, r->data.pixels_dev, b->data, b->data_bytes)) ||
-            (rc = o->input_u8(o, n, (int)b->h, (int)b->w, r->data.pixels_dev, in)))
-            return ft_run_fail(r, rc, "input: %s", ft_strerror(rc));
-    } else if ((rc = o->upload(o, in, b->data, b->data_bytes))) {
-        return ft_run_fail(r, rc, "upload: %s", ft_strerror(rc));
-    }
-    if ((rc = ft_iresnet_forward(r->model.net, in, n, 1, &emb)))
+    if ((rc = make_input(r, b))) return ft_run_fail(r, rc, "input: %s", ft_strerror(rc));
+    if ((rc = ft_iresnet_forward(r->model.net, ft_iresnet_input(r->model.net), n, 1, &emb)))
         return ft_run_fail(r, rc, "step %lld: forward: %s", (long long)r->pos.global_step,
                            ft_strerror(rc));
     emb_all = emb;
@@ -330,9 +419,7 @@ static int train_step(ft_run *r, const loader_batch *b, float *loss) {
                                (long long)r->pos.global_step, ft_strerror(rc));
     }
     if ((rc = ft_pfc_prepare(r->model.pfc, labels_all, rows, (uint64_t)r->pos.global_step)))
-        return ft_run_fail(r, rc, "step %lld: Partial FC: %s (labels must be < num_classes = %lld)",
-                           (long long)r->pos.global_step, ft_strerror(rc),
-                           (long long)r->cfg.num_classes);
+        return partial_fc_error(r, rc);
     mark_sampled_rows(r);
     if ((rc = ft_pfc_set_loss_scale(r->model.pfc, ft_scaler_scale(&r->model.scaler))) ||
         (rc = ft_pfc_forward_backward(r->model.pfc, emb_all, demb_all, loss)) ||
@@ -341,6 +428,13 @@ static int train_step(ft_run *r, const loader_batch *b, float *loss) {
         (r->dist.dp && (rc = ft_dp_reduce_grads(r->dist.dp))))
         return ft_run_fail(r, rc, "step %lld: backward: %s", (long long)r->pos.global_step,
                            ft_strerror(rc));
+    return 0;
+}
+
+static int train_step(ft_run *r, const loader_batch *b, float *loss) {
+    int rc = upload_batch(r, b);
+    if (!rc) rc = r->model.graph.on ? fwd_bwd_graph(r, b, loss) : fwd_bwd(r, b, loss);
+    if (rc) return rc;
     if (r->pos.global_step % r->cfg.gradient_acc == 0) {
         double norm = 0;
         int skip = 0;
@@ -524,7 +618,28 @@ static int train_loop(ft_run *r) {
     return 0;
 }
 
+/* cuda_graphs: on where the backend has graphs and one rank trains (the collectives of
+ * several ranks are not recorded); a note otherwise */
+static void graphs_setup(ft_run *r) {
+    ft_run_graph *gr = &r->model.graph;
+    gr->prev_rows = gr->prev_count = -1, gr->prev_scale = 0;
+    if (!r->cfg.cuda_graphs) return;
+    const char *why = !r->model.ops->graph_begin ? "backend has no graphs"
+                      : r->world > 1             ? "collectives of several ranks are not recorded"
+                                                 : NULL;
+    if (!why) {
+        gr->on = 1;
+        return;
+    }
+    if (r->rank == 0)
+        fprintf(stderr,
+                FT_TRAIN_PROG ": note: cuda_graphs = True is ignored: the %s %s; the steps run "
+                              "without graphs\n",
+                r->world > 1 && r->model.ops->graph_begin ? "steps'" : r->model.ops->name, why);
+}
+
 int ft_run_train(ft_run *r) {
+    graphs_setup(r);
     r->out.last_saved = r->cfg.resume ? r->pos.global_step : -1;
     progress_start(r);
     int rc = train_loop(r);

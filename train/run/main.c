@@ -181,6 +181,12 @@ static void summary(const ft_run *r) {
                 r->model.ops->name, r->stats.t_input, 100 * r->stats.t_input / r->stats.t_train,
                 r->data.u8_input ? "as uint8 in page-locked memory, normalized on the device"
                                  : "as float");
+    if (r->model.graph.on)
+        fprintf(stderr,
+                FT_TRAIN_PROG ": cuda graphs: %lld of %lld steps replayed a recording of the "
+                              "step's forward and backward (%lld recorded)\n",
+                (long long)r->model.graph.replayed + (long long)r->model.graph.recorded,
+                (long long)r->stats.steps_run, (long long)r->model.graph.recorded);
     if (r->world > 1) {
         char buckets[128] = "";
         if (r->dist.dp)

@@ -47,6 +47,21 @@ typedef struct ft_run_data {
     double t_input; /* seconds the step waited for the loader (loader_next) */
 } ft_run_data;
 
+/* cuda_graphs = True (loop.c): the step's device part (network input, forward, Partial FC,
+ * backward) recorded once as a graph of the backend's (ops.h graph_begin) and replayed while
+ * its shape holds: rows, sampled classes, loss scale. A shape is recorded at the second step
+ * in a row that has it (the first ran directly: one-time work such as cuDNN's algorithm
+ * choice stays out of the recording). */
+typedef struct ft_run_graph {
+    int on;          /* asked for, and possible here (one rank, a backend with graphs) */
+    void *g;         /* the recording, NULL none */
+    int rows, count; /* its shape */
+    float scale;
+    int prev_rows, prev_count; /* the previous step's shape (-1: none) */
+    float prev_scale;
+    int64_t recorded, replayed; /* for the summary: recordings made, steps run by a launch */
+} ft_run_graph;
+
 /* the model: backend, backbone, head, optimizer, loss scaler (build.c) */
 typedef struct ft_run_model {
     ft_ops *ops;
@@ -61,6 +76,7 @@ typedef struct ft_run_model {
     uint8_t *row_mask;
     int32_t *row_host, *row_dev;
     char arch[128]; /* "r18 (width 8, blocks 1,1,1,1, emb 128)" for messages */
+    ft_run_graph graph;
 } ft_run_model;
 
 /* where training stands: the schedule and the position in the data */
