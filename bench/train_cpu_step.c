@@ -4,9 +4,12 @@
  * Build: target ft-bench-train (bench/CMakeLists.txt). Run:
  *   ft-bench-train [--depth 18] [--batch 32] [--threads 2] [--classes 93431] [--rate 1]
  *                  [--steps 3] [--width 64] [--dtype f32|f16|bf16] [--device cpu|cuda]
- *                  [--layout auto|nchw|nhwc]
+ *                  [--layout auto|nchw|nhwc] [--phases 1|0] [--graphs 0|1]
  * Prints per-phase times of the timed steps (after one warm-up step), samples/s, the device
- * bytes of the model/head/optimizer and the peak RSS.
+ * bytes of the model/head/optimizer and the peak RSS. --phases 0 times whole steps only (no
+ * wait for the device between phases: a device backend runs the step as ft-train does);
+ * --graphs 1 (implies --phases 0) records the forward, head and backward once as a graph (in
+ * a second warm-up step) and replays it, as ft-train's cuda_graphs = True does.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,28 +33,75 @@ typedef struct bench {
     ft_sgd *s;
     float *demb;
     int batch, classes;
-    double t[5]; /* forward, head, backward, optimizer, total */
+    int phases, graphs; /* --phases, --graphs */
+    void *graph;        /* the recording (--graphs 1) */
+    int graph_count;    /* its sampled classes */
+    double t[5];        /* forward, head, backward, optimizer, total */
 } bench;
+
+/* the step's labels: the same for every mode */
+static void labels(bench *b, uint64_t step, int32_t *lab) {
+    ft_rng g;
+    ft_rng_seed(&g, 3, step);
+    for (int i = 0; i < b->batch; i++) lab[i] = (int32_t)ft_rng_below(&g, (uint64_t)b->classes);
+}
+
+/* a device backend queues work: with --phases 1 each phase ends when its work has run */
+static int phase_end(bench *b) {
+    return b->phases ? b->o->sync(b->o) : 0;
+}
+
+/* --graphs 1: forward, head and backward with the step's values staged; recorded at the
+ * second warm-up step (step 1), replayed after it */
+static int graph_part(bench *b, uint64_t step, int32_t *lab, float *loss) {
+    ft_ops *o = b->o;
+    const float *emb;
+    labels(b, step, lab);
+    int rc = ft_iresnet_stage(b->m);
+    if (!rc) rc = ft_pfc_stage(b->p, lab, b->batch, step);
+    int count = ft_pfc_step_count(b->p);
+    if (!rc && b->graph && count != b->graph_count) o->graph_free(o, b->graph), b->graph = NULL;
+    if (!rc && b->graph) {
+        rc = o->graph_launch(o, b->graph);
+        ft_iresnet_replayed(b->m, b->batch);
+        ft_pfc_replayed(b->p);
+    } else if (!rc && step >= 1) {
+        rc = o->graph_begin(o);
+        int rc1 = rc ? rc : ft_iresnet_forward(b->m, ft_iresnet_input(b->m), b->batch, 1, &emb);
+        if (!rc1) rc1 = ft_pfc_forward_backward_dev(b->p, emb, b->demb);
+        if (!rc1) rc1 = ft_iresnet_backward(b->m, b->demb);
+        if (!rc) rc = o->graph_end(o, &b->graph);
+        if (!rc) rc = rc1;
+        if (!rc) rc = o->graph_launch(o, b->graph), b->graph_count = count;
+    } else if (!rc) {
+        rc = ft_iresnet_forward(b->m, ft_iresnet_input(b->m), b->batch, 1, &emb);
+        if (!rc) rc = ft_pfc_forward_backward_dev(b->p, emb, b->demb);
+        if (!rc) rc = ft_iresnet_backward(b->m, b->demb);
+    }
+    return rc ? rc : ft_pfc_loss(b->p, loss);
+}
 
 static int one_step(bench *b, uint64_t step, const float *x, int32_t *lab) {
     const float *emb;
     float loss;
-    double t0 = ft_now();
+    double t0 = ft_now(), t1, t2, t3;
     int rc = b->o->upload(b->o, ft_iresnet_input(b->m), x, (size_t)b->batch * 3 * 112 * 112 * 4);
-    if (!rc) rc = ft_iresnet_forward(b->m, ft_iresnet_input(b->m), b->batch, 1, &emb);
-    /* a device backend queues work: each phase ends when its work has run */
-    if (!rc) rc = b->o->sync(b->o);
-    double t1 = ft_now();
-    ft_rng g;
-    ft_rng_seed(&g, 3, step);
-    for (int i = 0; i < b->batch; i++) lab[i] = (int32_t)ft_rng_below(&g, (uint64_t)b->classes);
-    if (!rc) rc = ft_pfc_prepare(b->p, lab, b->batch, step);
-    if (!rc) rc = ft_pfc_forward_backward(b->p, emb, b->demb, &loss);
-    if (!rc) rc = b->o->sync(b->o);
-    double t2 = ft_now();
-    if (!rc) rc = ft_iresnet_backward(b->m, b->demb);
-    if (!rc) rc = b->o->sync(b->o);
-    double t3 = ft_now();
+    if (b->graphs) {
+        if (!rc) rc = graph_part(b, step, lab, &loss);
+        t1 = t2 = t3 = ft_now();
+    } else {
+        if (!rc) rc = ft_iresnet_forward(b->m, ft_iresnet_input(b->m), b->batch, 1, &emb);
+        if (!rc) rc = phase_end(b);
+        t1 = ft_now();
+        labels(b, step, lab);
+        if (!rc) rc = ft_pfc_prepare(b->p, lab, b->batch, step);
+        if (!rc) rc = ft_pfc_forward_backward(b->p, emb, b->demb, &loss);
+        if (!rc) rc = phase_end(b);
+        t2 = ft_now();
+        if (!rc) rc = ft_iresnet_backward(b->m, b->demb);
+        if (!rc) rc = phase_end(b);
+        t3 = ft_now();
+    }
     double norm;
     if (!rc) rc = ft_sgd_clip_grad_norm(b->s, FT_SGD_GROUP_BACKBONE, 5.0, &norm);
     if (!rc) rc = ft_sgd_step(b->s, 0.1f);
@@ -60,7 +110,7 @@ static int one_step(bench *b, uint64_t step, const float *x, int32_t *lab) {
     double t4 = ft_now();
     b->t[0] += t1 - t0, b->t[1] += t2 - t1, b->t[2] += t3 - t2, b->t[3] += t4 - t3;
     b->t[4] += t4 - t0;
-    fprintf(stderr, "step %llu: %.2f s, loss %.3f, grad norm %.2f\n", (unsigned long long)step,
+    fprintf(stderr, "step %llu: %.4f s, loss %.9g, grad norm %.9g\n", (unsigned long long)step,
             t4 - t0, loss, norm);
     return rc;
 }
@@ -68,12 +118,15 @@ static int one_step(bench *b, uint64_t step, const float *x, int32_t *lab) {
 #define USAGE                                                                                      \
     "usage: ft-bench-train [--depth 18] [--batch 32] [--threads 2] [--classes 93431] [--rate 1]\n" \
     "                      [--steps 3] [--width 64] [--dtype f32|f16|bf16] [--device cpu|cuda]\n"  \
-    "                      [--layout auto|nchw|nhwc]\n"                                            \
+    "                      [--layout auto|nchw|nhwc] [--phases 1|0] [--graphs 0|1]\n"              \
     "Time full training steps (IResNet + margin softmax + Partial FC + SGD) on random\n"           \
-    "data: per-phase times, samples/s, model/head/optimizer bytes and peak RSS.\n"
+    "data: per-phase times, samples/s, model/head/optimizer bytes and peak RSS.\n"                 \
+    "--phases 0: whole steps only (no wait between phases); --graphs 1: the forward, head and\n"   \
+    "backward replayed from a recording (a backend with graphs; implies --phases 0).\n"
 
 int main(int argc, char **argv) {
     int depth = 18, batch = 32, threads = 2, classes = 93431, steps = 3, width = 64, dtype = FT_F32;
+    int phases = 1, graphs = 0;
     const char *device = "cpu";
     int layout = FT_LAYOUT_AUTO;
     double rate = 1.0;
@@ -96,6 +149,10 @@ int main(int argc, char **argv) {
             width = atoi(v);
         else if (!strcmp(k, "--rate"))
             rate = atof(v);
+        else if (!strcmp(k, "--phases"))
+            phases = atoi(v) != 0;
+        else if (!strcmp(k, "--graphs"))
+            graphs = atoi(v) != 0;
         else if (!strcmp(k, "--device"))
             device = v;
         else if (!strcmp(k, "--layout") && (layout = ft_layout_parse(v)) < 0)
@@ -109,7 +166,7 @@ int main(int argc, char **argv) {
         else
             return fprintf(stderr, "ft-bench-train: unknown option '%s'\n" USAGE, k), 2;
     }
-    bench b = {.batch = batch, .classes = classes};
+    bench b = {.batch = batch, .classes = classes, .phases = phases && !graphs, .graphs = graphs};
     ft_iresnet_config mc;
     if (ft_iresnet_config_init(&mc, depth)) return fprintf(stderr, "bad depth\n"), 2;
     mc.max_batch = batch, mc.width = width, mc.dtype = dtype;
@@ -122,6 +179,10 @@ int main(int argc, char **argv) {
     char err[256];
     int rc = ft_ops_create(device, &opts, &b.o, err, sizeof err);
     if (rc) return fprintf(stderr, "ft-bench-train: %s\n", err), rc == FT_ENODEV ? 77 : 1;
+    if (graphs && !b.o->graph_begin)
+        return fprintf(stderr, "ft-bench-train: --graphs 1: the %s backend has no graphs\n",
+                       b.o->name),
+               2;
     if (!rc) rc = ft_iresnet_create(b.o, &mc, &b.m);
     if (!rc) rc = ft_pfc_create(b.o, &pc, &b.p);
     if (!rc) rc = ft_sgd_create(b.o, &sc, &b.s);
@@ -146,21 +207,31 @@ int main(int argc, char **argv) {
     ft_rng g;
     ft_rng_seed(&g, 1, 0);
     for (size_t i = 0; i < xn; i++) x[i] = (float)(2 * ft_rng_uniform(&g) - 1);
-    if (one_step(&b, 0, x, lab)) return 1; /* warm-up */
+    /* warm-up: the first step does the one-time work; with --graphs 1 the second records */
+    int warm = graphs ? 2 : 1;
+    for (int s = 0; s < warm; s++)
+        if (one_step(&b, (uint64_t)s, x, lab)) return 1;
     memset(b.t, 0, sizeof b.t);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     double cpu0 = cpu_seconds(&ru);
-    for (int s = 1; s <= steps; s++)
+    for (int s = warm; s < steps + warm; s++)
         if (one_step(&b, (uint64_t)s, x, lab)) return 1;
     size_t pb, ab, wb, tot = ft_iresnet_bytes(b.m, &pb, &ab, &wb);
     getrusage(RUSAGE_SELF, &ru);
     double cpu = (cpu_seconds(&ru) - cpu0) / steps;
-    printf("r%d width %d batch %d threads %d classes %d rate %.2f %s %s: %.2f samples/s "
-           "(step %.2f s: forward %.2f, head %.2f, backward %.2f, optimizer %.2f)\n",
-           depth, width, batch, threads, classes, rate, device, ft_dtype_name((ft_dtype)dtype),
-           batch * steps / b.t[4], b.t[4] / steps, b.t[0] / steps, b.t[1] / steps, b.t[2] / steps,
-           b.t[3] / steps);
+    if (b.phases)
+        printf("r%d width %d batch %d threads %d classes %d rate %.2f %s %s: %.2f samples/s "
+               "(step %.2f s: forward %.2f, head %.2f, backward %.2f, optimizer %.2f)\n",
+               depth, width, batch, threads, classes, rate, device, ft_dtype_name((ft_dtype)dtype),
+               batch * steps / b.t[4], b.t[4] / steps, b.t[0] / steps, b.t[1] / steps,
+               b.t[2] / steps, b.t[3] / steps);
+    else
+        printf("r%d width %d batch %d threads %d classes %d rate %.2f %s %s: %.2f samples/s "
+               "(step %.4f s, whole steps%s)\n",
+               depth, width, batch, threads, classes, rate, device, ft_dtype_name((ft_dtype)dtype),
+               batch * steps / b.t[4], b.t[4] / steps,
+               b.graphs ? ", forward + head + backward replayed from a graph" : "");
     /* on a shared machine the wall time includes waiting for the cores: CPU time per step
      * divided by the thread count is what an idle machine would take at full parallelism */
     printf("cpu time %.2f s/step -> %.2f samples/s if the %d threads had their cores\n", cpu,
@@ -178,6 +249,7 @@ int main(int argc, char **argv) {
         printf("device memory: %.0f MiB in use of %.0f MiB after the steps\n",
                (dtot - dfree) / 1048576.0, dtot / 1048576.0);
     free(x), free(lab);
+    if (b.graph) b.o->graph_free(b.o, b.graph);
     b.o->free(b.o, b.demb);
     ft_sgd_free(b.s);
     ft_pfc_free(b.p);
