@@ -2,7 +2,7 @@
  * line, then PASS (exit 0) or FAIL: <rule> (exit 1). See docs/inference.md.
  *
  *   ft-check MODEL_DIR [--track cfat|ms1m|glint|unconstrained] [--image FILE.jpg] [--ort]
- *            [--threads N] [--device cpu|cuda] [--max-latency MS] */
+ *            [--threads N] [--device cpu|cuda] [--graphs] [--max-latency MS] */
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
@@ -14,7 +14,7 @@
 
 static const char usage[] =
     "usage: ft-check MODEL_DIR [--track cfat|ms1m|glint|unconstrained] [--image FILE.jpg]\n"
-    "                [--ort] [--threads N] [--device cpu|cuda]\n"
+    "                [--ort] [--threads N] [--device cpu|cuda] [--graphs]\n"
     "  MODEL_DIR    folder with the .onnx to submit (the lexicographically last one is checked)\n"
     "  --track T    limits of the track (default cfat)\n"
     "  --image F    JPEG test image (default: a built-in synthetic pattern)\n"
@@ -22,20 +22,18 @@ static const char usage[] =
     "               its latency is then the one held against the track's limit\n"
     "  --threads N  CPU threads for the engine and onnxruntime (default: all cores)\n"
     "  --device D   engine backend (default cpu)\n"
+    "  --graphs     the engine replays each batch size's forward from a CUDA graph (cuda)\n"
     "  --max-latency MS  hold the latency against MS instead of the track's limit (hardware\n"
     "               other than the competition's)\n"
     "exit 0: PASS, 1: FAIL, 2: bad arguments\n";
 
 int main(int argc, char **argv) {
-    static const struct option lo[] = {{"track", required_argument, 0, 'k'},
-                                       {"image", required_argument, 0, 'i'},
-                                       {"ort", no_argument, 0, 'o'},
-                                       {"threads", required_argument, 0, 't'},
-                                       {"device", required_argument, 0, 'd'},
-                                       {"help", no_argument, 0, 'h'},
-                                       {"version", no_argument, 0, 'V'},
-                                       {"max-latency", required_argument, 0, 'm'},
-                                       {0, 0, 0, 0}};
+    static const struct option lo[] = {
+        {"track", required_argument, 0, 'k'},  {"image", required_argument, 0, 'i'},
+        {"ort", no_argument, 0, 'o'},          {"threads", required_argument, 0, 't'},
+        {"device", required_argument, 0, 'd'}, {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},      {"max-latency", required_argument, 0, 'm'},
+        {"graphs", no_argument, 0, 'g'},       {0, 0, 0, 0}};
     ft_check_opts o = {0};
     o.track = "cfat", o.device = "cpu";
     int opt;
@@ -51,6 +49,9 @@ int main(int argc, char **argv) {
             break;
         case 'o':
             o.ort = 1;
+            break;
+        case 'g':
+            o.graphs = 1;
             break;
         case 'd':
             o.device = optarg;

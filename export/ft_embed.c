@@ -352,7 +352,7 @@ int main(int argc, char **argv) {
         if (push(&l, argv[i])) rc = 1;
     ft_engine *e = NULL;
     char err[1024];
-    ft_engine_opts eo = {device, (int)threads, (int)(flip ? 2 * batch : batch)};
+    ft_engine_opts eo = {device, (int)threads, (int)(flip ? 2 * batch : batch), 0};
     if (!rc && ft_engine_open(&e, model, &eo, err, sizeof err)) {
         fprintf(stderr, PROG ": %s\n", err);
         rc = 1;

@@ -320,10 +320,13 @@ for depth in 50 100; do
     mkdir -p "$E/model"
     if run_logged 120 "$TBIN/eng_tool" make "$E/ckpt" $depth 64 512 2048 &&
        run_logged 120 "$BIN/ft-export" "$E/ckpt" -o "$E/model/backbone.onnx"; then
-        for dev in cuda cpu; do
-            out=$(timeout 300 "$BIN/ft-check" "$E/model" --device $dev --max-latency 100000 2>>"$LOG")
+        # cuda with each batch size's forward replayed from a CUDA graph (--graphs), cuda, cpu
+        for dev in cuda+graphs cuda cpu; do
+            flags=(--device "${dev%+graphs}")
+            [ "$dev" = cuda+graphs ] && flags+=(--graphs)
+            out=$(timeout 300 "$BIN/ft-check" "$E/model" "${flags[@]}" --max-latency 100000 2>>"$LOG")
             echo "$out" >>"$LOG"
-            ms=$(echo "$out" | grep -o 'latency [0-9.]* ms' | awk '{print $2}')
+            ms=$(echo "$out" | grep -o 'latency [0-9.]* ms' | head -1 | awk '{print $2}')
             log "engine r$depth on $dev: batch-1 latency ${ms:-failed} ms"
             figure "{\"check\": \"engine_latency\", \"depth\": $depth, \"device\": \"$dev\", \"ms\": ${ms:-null}}"
             [ -n "$ms" ] || fail "engine_r${depth}_${dev}"
@@ -363,6 +366,20 @@ for depth in 50 100; do
         --classes 93431 --rate 1.0 --dtype fp16 --steps 10 --compile 2>>"$LOG" | tail -1)
     log "pytorch   r$depth fp16 rate 1.0 torch.compile: ${tl:-failed}"
     [ -n "$tl" ] && figure "$tl"
+done
+# the step as ft-train runs it (no wait between phases), directly and replayed from a CUDA graph
+# (cuda_graphs = True): what the launches cost at batch 128
+for depth in 50 100; do
+    for mode in "0 whole_steps" "1 graphs"; do
+        set -- $mode
+        out=$(timeout 180 "$BIN/ft-bench-train" --device cuda --depth $depth --batch 128 \
+            --classes 93431 --rate 1.0 --dtype f16 --steps 20 --phases 0 --graphs $1 2>>"$LOG")
+        line=$(echo "$out" | head -1)
+        log "facetrain r$depth fp16 rate 1.0 $2: ${line:-failed}"
+        [ -n "$line" ] || fail "bench_r${depth}_$2"
+        sps=$(echo "$line" | grep -o '[0-9.]* samples/s' | awk '{print $1}')
+        figure "{\"impl\": \"facetrain\", \"depth\": $depth, \"dtype\": \"fp16\", \"rate\": 1.0, \"mode\": \"$2\", \"samples_per_s\": ${sps:-null}}"
+    done
 done
 # what the NHWC activations buy: r50 fp16 with every activation NCHW (cuDNN transposes)
 out=$(timeout 180 "$BIN/ft-bench-train" --device cuda --depth 50 --batch 128 --classes 93431 \

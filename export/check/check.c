@@ -287,7 +287,7 @@ static int checks(const ft_check_opts *o, ck *c, char *model, Onnx__ModelProto *
         return fail(c, "load onnx failed",
                     "load %s: not an ONNX model (protobuf does not parse) FAIL", model);
     char err[1024];
-    ft_engine_opts eo = {o->device, o->threads, BATCH};
+    ft_engine_opts eo = {o->device, o->threads, BATCH, o->graphs};
     if (ft_engine_open(ep, model, &eo, err, sizeof err))
         return fail(c, "load onnx failed", "load FAIL: %s", err);
     line(c, "model %s (last of %d .onnx) loads ok", model, count);
@@ -433,8 +433,14 @@ static int checks(const ft_check_opts *o, ck *c, char *model, Onnx__ModelProto *
     }
     qsort(cost, RUNS, sizeof cost[0], cmp_d);
     double ms = cost[NTH], ort_ms = -1;
-    line(c, "latency engine %.2f ms (6th fastest of %d batch-1 runs, %s)", ms, RUNS,
-         o->device && *o->device ? o->device : "cpu");
+    int64_t replays;
+    int recorded;
+    ft_engine_graph_stats(*ep, &replays, &recorded);
+    line(c, "latency engine %.2f ms (6th fastest of %d batch-1 runs, %s%s)", ms, RUNS,
+         o->device && *o->device ? o->device : "cpu",
+         replays     ? ", replayed from a CUDA graph"
+         : o->graphs ? ", no graphs on this backend"
+                     : "");
     if (o->ort) {
         char note[600];
         if (ort_latency(model, blob, ih, iw, o->threads, &ort_ms, note, sizeof note) == 0)

@@ -24,6 +24,7 @@ typedef struct ft_check_opts {
     int threads;       /* engine CPU threads, 0 = all (onnxruntime gets the same count) */
     const char *device;
     double max_latency_ms; /* > 0: this limit instead of the track's (other hardware) */
+    int graphs;            /* the engine replays CUDA graphs (ft_engine_opts.graphs) */
 } ft_check_opts;
 
 /* 0 PASS, 1 FAIL (the reason is the last line of out), < 0 when the checks themselves could

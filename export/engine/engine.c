@@ -6,7 +6,12 @@
  * output takes a free buffer and a value's buffer is released after its last reader, so an
  * r50 needs four or five buffers whatever its depth. A conv with a bias writes a scratch buffer
  * that the bias step (an affine with gamma 1) reads. One conv workspace of the largest size
- * any conv needs at any batch up to max_batch is shared by all convs. */
+ * any conv needs at any batch up to max_batch is shared by all convs.
+ *
+ * Graphs (opts.graphs, a backend with them): the device part of a run (act_import, the steps,
+ * act_export) is recorded for a batch size at its second run (the first does the one-time
+ * work: algorithm choice, weight layouts) and replayed after; the upload before and the
+ * download after stay outside. The recording reads and writes the same buffers every time. */
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
@@ -43,6 +48,11 @@ struct ft_engine {
     int max_batch, dim, in_buf, out_buf;
     char source[PATH_MAX];
     char kind[16];
+    int graphs;          /* opts.graphs and the backend has them */
+    void **graph;        /* [max_batch + 1]: the recording per batch size, or NULL */
+    unsigned char *seen; /* [max_batch + 1]: the batch size ran once directly */
+    int64_t replays;
+    int recorded;
 };
 
 static int fmt_err(char *err, size_t cap, int rc, const char *fmt, const char *a, const char *b) {
@@ -274,6 +284,11 @@ int ft_engine_open(ft_engine **out, const char *path, const ft_engine_opts *opts
         return rc;
     }
     if (!(e->d = calloc((size_t)(e->g.n ? e->g.n : 1), sizeof(dstep)))) rc = -ENOMEM;
+    e->graphs = opts->graphs && e->o->graph_begin;
+    if (!rc && e->graphs &&
+        (!(e->graph = calloc((size_t)e->max_batch + 1, sizeof(void *))) ||
+         !(e->seen = calloc((size_t)e->max_batch + 1, 1))))
+        rc = -ENOMEM;
     if (!rc) rc = plan(e);
     if (rc) {
         snprintf(err, errcap, "%s: cannot plan the model on '%s' (batch %d): %s", e->source, dev,
@@ -319,6 +334,26 @@ static int run_step(ft_engine *e, int i, int n) {
     }
 }
 
+/* the device part of a run: the staged input into the activation layout, every step, the
+ * output back into the staging buffer (no wait for the device) */
+static int device_run(ft_engine *e, int n, char *err, size_t errcap) {
+    int hw = e->g.hw,
+        rc = e->o->act_import(e->o, FT_F32, n, 3, hw * hw, e->stage_in, e->buf[e->in_buf]);
+    for (int i = 0; i < e->g.n && !rc; i++)
+        if ((rc = run_step(e, i, n))) {
+            const ir_step *s = &e->g.s[i];
+            if (s->node >= 0)
+                snprintf(err, errcap, "%s: node %d '%s': %s", e->source, s->node, s->name,
+                         ft_strerror(rc));
+            else
+                snprintf(err, errcap, "%s: %s: %s", e->source, s->name, ft_strerror(rc));
+            return rc;
+        }
+    if (!rc) rc = e->o->act_export(e->o, FT_F32, n, e->dim, 1, e->buf[e->out_buf], e->stage_out);
+    if (rc) snprintf(err, errcap, "%s: %s", e->source, ft_strerror(rc));
+    return rc;
+}
+
 int ft_engine_run(ft_engine *e, const float *x, int n, float *out, char *err, size_t errcap) {
     if (n < 1 || n > e->max_batch) {
         snprintf(err, errcap, "%s: batch %d outside 1..%d", e->source, n, e->max_batch);
@@ -331,22 +366,40 @@ int ft_engine_run(ft_engine *e, const float *x, int n, float *out, char *err, si
     }
     /* host -> device staging (fp32 NCHW) -> the backend's activation layout, and back */
     int hw = e->g.hw;
-    int rc = e->o->upload(e->o, e->stage_in, x, (size_t)n * 3 * hw * hw * sizeof(float));
-    if (!rc) rc = e->o->act_import(e->o, FT_F32, n, 3, hw * hw, e->stage_in, e->buf[e->in_buf]);
-    for (int i = 0; i < e->g.n && !rc; i++)
-        if ((rc = run_step(e, i, n))) {
-            const ir_step *s = &e->g.s[i];
-            if (s->node >= 0)
-                snprintf(err, errcap, "%s: node %d '%s': %s", e->source, s->node, s->name,
-                         ft_strerror(rc));
-            else
-                snprintf(err, errcap, "%s: %s: %s", e->source, s->name, ft_strerror(rc));
+    ft_ops *o = e->o;
+    int rc = o->upload(o, e->stage_in, x, (size_t)n * 3 * hw * hw * sizeof(float));
+    if (!rc && e->graphs && e->graph[n]) {
+        rc = o->graph_launch(o, e->graph[n]);
+        e->replays += !rc;
+    } else if (!rc && e->graphs && e->seen[n]) {
+        if ((rc = o->graph_begin(o))) {
+            snprintf(err, errcap, "%s: graphs: %s", e->source, ft_strerror(rc));
             return rc;
         }
-    if (!rc) rc = e->o->act_export(e->o, FT_F32, n, e->dim, 1, e->buf[e->out_buf], e->stage_out);
-    if (!rc) rc = e->o->download(e->o, out, e->stage_out, (size_t)n * e->dim * sizeof(float));
+        int rc1 = device_run(e, n, err, errcap);
+        rc = o->graph_end(o, &e->graph[n]);
+        if (rc1 || rc) {
+            o->graph_free(o, e->graph[n]);
+            e->graph[n] = NULL;
+            if (!rc1)
+                snprintf(err, errcap, "%s: batch %d could not be recorded as a graph: %s",
+                         e->source, n, ft_strerror(rc));
+            return rc1 ? rc1 : rc;
+        }
+        e->recorded++;
+        rc = o->graph_launch(o, e->graph[n]);
+        e->replays += !rc;
+    } else if (!rc) {
+        if ((rc = device_run(e, n, err, errcap))) return rc;
+        if (e->graphs) e->seen[n] = 1;
+    }
+    if (!rc) rc = o->download(o, out, e->stage_out, (size_t)n * e->dim * sizeof(float));
     if (rc) snprintf(err, errcap, "%s: %s", e->source, ft_strerror(rc));
     return rc;
+}
+
+void ft_engine_graph_stats(const ft_engine *e, int64_t *replays, int *recorded) {
+    *replays = e->replays, *recorded = e->recorded;
 }
 
 /* ---- queries ---- */
@@ -386,8 +439,11 @@ void ft_engine_free(ft_engine *e) {
         e->o->free(e->o, e->ws);
         e->o->free(e->o, e->stage_in);
         e->o->free(e->o, e->stage_out);
+        for (int n = 0; e->graph && n <= e->max_batch; n++) e->o->graph_free(e->o, e->graph[n]);
         ft_ops_free(e->o);
     }
+    free(e->graph);
+    free(e->seen);
     free(e->buf);
     free(e->d);
     ir_free(&e->g);

@@ -24,6 +24,9 @@ typedef struct ft_engine_opts {
     const char *device; /* "cpu" (default) | "cuda" */
     int threads;        /* CPU threads, 0 = all cores */
     int max_batch;      /* largest n per ft_engine_run, 0 = 32 */
+    /* 1: on a backend with graphs (CUDA), a batch size's forward is recorded at its second
+     * run and replayed from then on (one launch instead of one per step); the same outputs */
+    int graphs;
 } ft_engine_opts;
 
 /* path: .onnx file, checkpoint folder, or a folder with one .onnx. 0 or an FT_E* code. */
@@ -42,6 +45,8 @@ int ft_engine_normalizes(const ft_engine *e);
 const char *ft_engine_source(const ft_engine *e); /* the file loaded */
 const char *ft_engine_kind(const ft_engine *e);   /* "onnx" or "checkpoint" */
 int ft_engine_steps(const ft_engine *e);          /* kernels per forward (after aliasing) */
+/* runs that replayed a recording (opts.graphs), and recordings made */
+void ft_engine_graph_stats(const ft_engine *e, int64_t *replays, int *recorded);
 
 /* The .onnx files of dir: *count of them; the path of the lexicographically last (last = 1,
  * the rule of the submission checker) or first one in out. 0, FT_EFORMAT when there is none,

@@ -141,9 +141,9 @@ static int ref(int argc, char **argv) {
 }
 
 static int run(int argc, char **argv) {
-    if (argc < 5) return die("run MODEL IN.npy OUT.npy [BATCH [THREADS [DEVICE]]]");
+    if (argc < 5) return die("run MODEL IN.npy OUT.npy [BATCH [THREADS [DEVICE [GRAPHS]]]]");
     ft_engine_opts eo = {argc > 7 ? argv[7] : "cpu", argc > 6 ? atoi(argv[6]) : 0,
-                         argc > 5 ? atoi(argv[5]) : 32};
+                         argc > 5 ? atoi(argv[5]) : 32, argc > 8 ? atoi(argv[8]) : 0};
     ft_engine *e;
     char err[1024];
     int rc = ft_engine_open(&e, argv[2], &eo, err, sizeof err);
@@ -164,8 +164,12 @@ static int run(int argc, char **argv) {
             return 2;
         }
     }
-    printf("%s %s dim %d steps %d normalizes %d\n", ft_engine_kind(e), ft_engine_source(e), dim,
-           ft_engine_steps(e), ft_engine_normalizes(e));
+    int64_t replays;
+    int recorded;
+    ft_engine_graph_stats(e, &replays, &recorded);
+    printf("%s %s dim %d steps %d normalizes %d graph replays %lld recorded %d\n",
+           ft_engine_kind(e), ft_engine_source(e), dim, ft_engine_steps(e), ft_engine_normalizes(e),
+           (long long)replays, recorded);
     if (ft_npy_write_f32(argv[4], out, n, dim, err, sizeof err)) return die(err);
     free(x), free(out);
     ft_engine_free(e);
@@ -175,7 +179,7 @@ static int run(int argc, char **argv) {
 static int bench(int argc, char **argv) {
     if (argc < 5) return die("bench MODEL BATCH RUNS [THREADS]");
     int b = atoi(argv[3]), runs = atoi(argv[4]);
-    ft_engine_opts eo = {"cpu", argc > 5 ? atoi(argv[5]) : 0, b};
+    ft_engine_opts eo = {"cpu", argc > 5 ? atoi(argv[5]) : 0, b, 0};
     ft_engine *e;
     char err[1024];
     if (ft_engine_open(&e, argv[2], &eo, err, sizeof err) || runs < 1) return die(err);

@@ -19,6 +19,7 @@ MODE
 Tolerances: cosine >= 0.99999 per row and max abs error <= 1e-4 * max(1, max |reference|),
 both printed (fp32 everywhere; the sums run in other orders than onnxruntime's)."""
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -81,12 +82,14 @@ def inputs(n, seed=0):
     return np.random.RandomState(seed).uniform(-1, 1, (n, 3, 112, 112)).astype(np.float32)
 
 
-def engine(model, x, batch, threads=2, device="cpu"):
+def engine(model, x, batch, threads=2, device="cpu", graphs=0, said=None):
     d = os.path.join(WORK, "io")
     os.makedirs(d, exist_ok=True)
     xin, out = os.path.join(d, "x.npy"), os.path.join(d, "y.npy")
     np.save(xin, x.reshape(len(x), -1))
-    run([TOOL, "run", model, xin, out, batch, threads, device])
+    r = run([TOOL, "run", model, xin, out, batch, threads, device, graphs])
+    if said is not None:
+        said.append(r.stdout)
     return np.load(out)
 
 
@@ -183,6 +186,18 @@ def mode_cuda(depth, width, emb):
     compare("onnx batch 7 in chunks of 3 on cuda vs the CPU engine",
             engine(path, x, 3, device="cuda"), engine(path, x, 7))
     compare("checkpoint batch 7 on cuda vs onnxruntime", engine(ck, x, 7, device="cuda"), ref7)
+    # graphs: 21 rows in batches of 3 (the first direct, the second recorded, five replays)
+    # and then a batch of 1 (direct), the same bytes as without graphs
+    x22 = np.concatenate([x, x[::-1], x, x[:1]])
+    said = []
+    got = engine(path, x22, 3, device="cuda", graphs=1, said=said)
+    want = engine(path, x22, 3, device="cuda")
+    m = re.search(r"graph replays (\d+) recorded (\d+)", said[0])
+    print("engine on cuda with graphs: " + (m.group(0) if m else said[0].strip()))
+    check(m and int(m.group(1)) == 6 and int(m.group(2)) == 1,
+          "graphs: 6 replays of 1 recording (%s)" % (m.group(0) if m else said[0].strip()))
+    check(np.array_equal(got, want), "graphs: the replayed batches equal the direct ones bit for "
+          "bit (max abs difference %.3g)" % float(np.max(np.abs(got - want))))
 
 
 def mode_bad():
@@ -488,6 +503,9 @@ def mode_check():
           "<= 0 (--max-latency) FAIL" in r.stdout, "ft-check --max-latency 0.001 -> FAIL: latency")
     r = ft_check(ok, "--max-latency", "-3", latency=False)
     check(r.returncode == 2 and "--max-latency" in r.stderr, "a bad --max-latency is a usage error")
+    r = ft_check(ok, "--graphs")
+    check(r.returncode == 0 and "cpu, no graphs on this backend)" in r.stdout,
+          "ft-check --graphs on the CPU: PASS, the latency line says there are no graphs")
     expect_fail("a folder with no .onnx", folder("none"), "no onnx")
     expect_fail("an unknown track", ok, "track", "--track", "webface")
 
