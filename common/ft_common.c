@@ -38,6 +38,8 @@ const char *ft_strerror(int rc) {
         return "value is inf or NaN";
     case FT_EDEVICE:
         return "device error";
+    case FT_ESTALE:
+        return "recording is stale";
     default:
         break;
     }

@@ -31,7 +31,8 @@ enum {
     FT_ENOTSUP = -30008,    /* not supported by this build or backend */
     FT_ENODEV = -30009,     /* the backend is built but no device is present */
     FT_ENONFINITE = -30010, /* a value is inf or NaN */
-    FT_EDEVICE = -30011     /* the device (CUDA, cuDNN, cuBLAS) reported an error */
+    FT_EDEVICE = -30011,    /* the device (CUDA, cuDNN, cuBLAS) reported an error */
+    FT_ESTALE = -30012      /* a recording (ops.h graphs) uses memory replaced since */
 };
 const char *ft_strerror(int rc);
 

@@ -370,7 +370,15 @@ int ft_engine_run(ft_engine *e, const float *x, int n, float *out, char *err, si
     int rc = o->upload(o, e->stage_in, x, (size_t)n * 3 * hw * hw * sizeof(float));
     if (!rc && e->graphs && e->graph[n]) {
         rc = o->graph_launch(o, e->graph[n]);
-        e->replays += !rc;
+        if (rc == FT_ESTALE) {
+            /* memory the recording uses was replaced (another batch size grew a scratch): run
+             * directly, record afresh at the next run */
+            o->graph_free(o, e->graph[n]);
+            e->graph[n] = NULL;
+            if ((rc = device_run(e, n, err, errcap))) return rc;
+        } else {
+            e->replays += !rc;
+        }
     } else if (!rc && e->graphs && e->seen[n]) {
         if ((rc = o->graph_begin(o))) {
             snprintf(err, errcap, "%s: graphs: %s", e->source, ft_strerror(rc));

@@ -1148,6 +1148,37 @@ static void test_graph(ft_ops *b) {
     verdict("graphs: a download inside a recording spoils it, the backend goes on", ok, d);
     verdict("graphs: launching nothing is refused, freeing nothing is a no-op",
             b->graph_launch(b, NULL) == FT_EARG && (b->graph_free(b, NULL), 1), "");
+    /* a recording whose backend memory was replaced since (fc_fwd in f16 stages its input in a
+     * scratch of the backend's; a larger batch grows it) is refused, a new one runs */
+    {
+        enum { C = 8, HW = 4, OUT = 5, NB = 6 };
+        float *hx = hmk((size_t)NB * C * HW, &g, -1, 1), *hw = hmk((size_t)OUT * C * HW, &g, -1, 1);
+        env ef = {b, FT_F16, {0}, 0, 0};
+        void *fx = dact(&ef, hx, NB, C, HW);
+        float *fw = dbytes(&ef, hw, (size_t)OUT * C * HW * sizeof(float));
+        float *fy = dpoison(&ef, FT_F32, (size_t)NB * OUT);
+        void *g1 = NULL, *g2 = NULL;
+        int r0 = ef.err || b->fc_fwd(b, FT_F16, 2, C, HW, OUT, fx, fw, NULL, fy); /* direct */
+        if (!r0) r0 = b->graph_begin(b);
+        if (!r0) r0 = b->fc_fwd(b, FT_F16, 2, C, HW, OUT, fx, fw, NULL, fy);
+        if (!r0) r0 = b->graph_end(b, &g1);
+        int before = r0 ? r0 : b->graph_launch(b, g1);
+        int grow = b->fc_fwd(b, FT_F16, NB, C, HW, OUT, fx, fw, NULL, fy);
+        int stale = b->graph_launch(b, g1);
+        int again = b->graph_begin(b);
+        if (!again) again = b->fc_fwd(b, FT_F16, 2, C, HW, OUT, fx, fw, NULL, fy);
+        if (!again) again = b->graph_end(b, &g2);
+        if (!again) again = b->graph_launch(b, g2);
+        if (!again) again = b->sync(b);
+        snprintf(d, sizeof d, "(%s, %s, %s, %s)", ft_strerror(before), ft_strerror(grow),
+                 ft_strerror(stale), ft_strerror(again));
+        verdict("graphs: a recording is refused (FT_ESTALE) after its scratch was replaced",
+                !before && !grow && stale == FT_ESTALE && !again, d);
+        b->graph_free(b, g1);
+        b->graph_free(b, g2);
+        env_release(&ef);
+        free(hx), free(hw);
+    }
     env_release(&er);
     env_release(&eb);
     free(x), free(y0), free(want_y), free(want_z), free(got_y), free(got_z);

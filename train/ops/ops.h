@@ -364,7 +364,9 @@ struct ft_ops {
      * ops must not synchronize or allocate (download, sync, sumsq, alloc, free, host_alloc,
      * a growing scratch): graph_end then fails with FT_EDEVICE, the recording is dropped and
      * the backend is usable again. Run each recorded op once outside a recording first, so
-     * that its one-time work (algorithm choice, scratch) is done. */
+     * that its one-time work (algorithm choice, scratch) is done. graph_launch fails with
+     * FT_ESTALE, running nothing, when memory of the backend's own that the recording uses has
+     * been replaced since (a scratch grown by a larger op): record again. */
     int (*graph_begin)(ft_ops *o);
     int (*graph_end)(ft_ops *o, void **graph); /* *graph: a handle for graph_launch */
     int (*graph_launch)(ft_ops *o, void *graph);

@@ -367,7 +367,14 @@ static int graph_step(ft_run *r, const loader_batch *b, int *reported) {
         gr->g = g, gr->rows = n, gr->count = count, gr->scale = scale, gr->recorded++;
         return o->graph_launch(o, gr->g); /* the recorded calls' host side has happened */
     }
-    if ((rc = o->graph_launch(o, gr->g))) return rc;
+    if ((rc = o->graph_launch(o, gr->g)) == FT_ESTALE) {
+        /* memory the recording uses was replaced (a larger op grew a scratch, e.g. in a
+         * verification): this step runs directly, the next one records afresh */
+        o->graph_free(o, gr->g);
+        gr->g = NULL;
+        return step_device(r, b);
+    }
+    if (rc) return rc;
     ft_iresnet_replayed(r->model.net, n);
     ft_pfc_replayed(r->model.pfc);
     gr->replayed++;

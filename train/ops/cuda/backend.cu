@@ -27,6 +27,7 @@ void *cuda_scratch(ft_ops *o, int s, size_t bytes) {
         b->scratch[s] = NULL, b->scratch_bytes[s] = 0;
     }
     size_t sz = (bytes + 255) / 256 * 256;
+    b->scratch_gen++;
     cudaError_t e = cudaMalloc(&b->scratch[s], sz);
     if (e != cudaSuccess) {
         b->scratch[s] = NULL;
@@ -58,6 +59,11 @@ static void cuda_destroy(ft_ops *o) {
  * Thread-local mode: a synchronizing or allocating call of this thread inside the recording
  * invalidates it (graph_end then fails), calls of other threads (the loader's) are not
  * affected. The copy stream's upload_ahead stays outside: its wait is queued before a launch. */
+typedef struct cuda_graph {
+    cudaGraphExec_t exec;
+    uint64_t gen; /* scratch_gen when recorded */
+} cuda_graph;
+
 static int cuda_graph_begin(ft_ops *o) {
     cuda_backend *b = cuda_of(o);
     if (b->capturing) return FT_EARG;
@@ -77,10 +83,16 @@ static int cuda_graph_end(ft_ops *o, void **graph) {
         (void)cudaGetLastError(); /* the stream has left capture mode and is usable again */
         return cuda_fail_(__FILE__, __LINE__, "cudaStreamEndCapture", cudaGetErrorString(e));
     }
-    cudaGraphExec_t x = NULL;
-    e = cudaGraphInstantiate(&x, g, 0);
+    cuda_graph *x = (cuda_graph *)calloc(1, sizeof *x);
+    if (!x) {
+        cudaGraphDestroy(g);
+        return -ENOMEM;
+    }
+    x->gen = b->scratch_gen;
+    e = cudaGraphInstantiate(&x->exec, g, 0);
     cudaGraphDestroy(g);
     if (e != cudaSuccess) {
+        free(x);
         (void)cudaGetLastError();
         return cuda_fail_(__FILE__, __LINE__, "cudaGraphInstantiate", cudaGetErrorString(e));
     }
@@ -89,13 +101,18 @@ static int cuda_graph_end(ft_ops *o, void **graph) {
 }
 static int cuda_graph_launch(ft_ops *o, void *graph) {
     cuda_backend *b = cuda_of(o);
-    if (!graph || b->capturing) return FT_EARG;
-    CU_CHECK(cudaGraphLaunch((cudaGraphExec_t)graph, b->stream));
+    cuda_graph *x = (cuda_graph *)graph;
+    if (!x || b->capturing) return FT_EARG;
+    if (x->gen != b->scratch_gen) return FT_ESTALE;
+    CU_CHECK(cudaGraphLaunch(x->exec, b->stream));
     return 0;
 }
 static void cuda_graph_free(ft_ops *o, void *graph) {
     (void)o;
-    if (graph) cudaGraphExecDestroy((cudaGraphExec_t)graph);
+    cuda_graph *x = (cuda_graph *)graph;
+    if (!x) return;
+    cudaGraphExecDestroy(x->exec);
+    free(x);
 }
 
 static int cuda_supports(const ft_ops *o, int op, ft_dtype dt) {

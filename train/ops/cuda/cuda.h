@@ -67,11 +67,13 @@ typedef struct cuda_backend {
      * grown on demand, so a long eval over many batch sizes never runs out */
     cuda_conv_entry **conv;
     int nconv, conv_cap;
-    size_t ws_limit;   /* largest conv workspace an algorithm may ask for */
-    size_t ws_planned; /* largest workspace conv_ws_bytes has reported */
-    void *blas_ws;     /* cuBLAS's workspace (cublasSetWorkspace): fixed, so that a captured
-                          GEMM never makes the library allocate */
-    int capturing;     /* between graph_begin and graph_end */
+    size_t ws_limit;      /* largest conv workspace an algorithm may ask for */
+    size_t ws_planned;    /* largest workspace conv_ws_bytes has reported */
+    void *blas_ws;        /* cuBLAS's workspace (cublasSetWorkspace): fixed, so that a captured
+                             GEMM never makes the library allocate */
+    int capturing;        /* between graph_begin and graph_end */
+    uint64_t scratch_gen; /* bumped whenever a scratch buffer is replaced: a recording made
+                             before refers to freed memory (graph_launch: FT_ESTALE) */
 } cuda_backend;
 
 static inline cuda_backend *cuda_of(ft_ops *o) {
