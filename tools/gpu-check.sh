@@ -18,6 +18,14 @@
 #                                   configures and compiles the CUDA backend, the GPU tests it
 #                                   would run exist, the PyTorch reference imports and runs a step
 #                                   on the CPU. A ctest case (tools_gpu_check_dry_run).
+#   tools/gpu-check.sh --rehearse --carried-build BUILD-EMU
+#                                   here, without a GPU: the GPU run itself, every section and
+#                                   every figure it parses, on the CUDA emulator's build
+#                                   (-DFT_CUDA_EMU=ON) at toy sizes (a few steps, r18 of width 8,
+#                                   no PyTorch on the device, no compute-sanitizer), so that the
+#                                   script cannot fail on a lent GPU for a reason a CPU could
+#                                   have shown. A ctest case of emulator builds
+#                                   (tools_gpu_check_rehearse).
 # Options: --build-dir DIR (default build-gpu; with --dry-run an existing CUDA build may be
 #          named to skip the compile: --no-build), --carried-build DIR (use a build made
 #          elsewhere instead of building), --quick (correctness only, no benchmarks),
@@ -36,6 +44,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
     --prepare) MODE=prepare ;;
     --dry-run) MODE=dry ;;
+    --rehearse) MODE=emu ;;
     --build-dir) BUILD=$2; shift ;;
     --build-dir=*) BUILD=${1#*=} ;;
     --carried-build) CARRIED=$2; shift ;;
@@ -75,8 +84,25 @@ if [ "$MODE" = prepare ]; then
     exit 0
 fi
 
+# the sizes of the GPU run, and the rehearsal's toy ones (the emulator runs ~1 s per step)
+if [ "$MODE" = emu ]; then
+    export FT_CUDA_EMU=1
+    TRAIN_STEPS=3 FP16_STEPS=4 GRAPH_STEPS=4 ACC_MIN=0
+    SYNTH=(--classes 32 --per-class 10 --pairs 40)
+    ENGINE_MODELS="18:8:64"                        # depth:width:embedding
+    BENCH_DEPTHS=18 BENCH_STEPS=2 BENCH_SIZE=(--width 8 --batch 8 --classes 1000)
+    LOADER_THREADS="1 2"
+else
+    TRAIN_STEPS=300 FP16_STEPS=20 GRAPH_STEPS=100 ACC_MIN=0.94
+    SYNTH=(--classes 128 --per-class 20)
+    ENGINE_MODELS="50:64:512 100:64:512"
+    BENCH_DEPTHS="50 100" BENCH_STEPS=10 BENCH_SIZE=(--batch 128 --classes 93431)
+    LOADER_THREADS="1 2 4 8 16"
+fi
+
 OUTDIR=${OUT:-$ROOT/gpu-out}
 [ "$MODE" = dry ] && OUTDIR=${OUT:-$BUILD/gpu-check-dry}
+[ "$MODE" = emu ] && OUTDIR=${OUT:-$BUILD/gpu-check-rehearse}
 mkdir -p "$OUTDIR"
 LOG=$OUTDIR/gpu-check.log
 JSON=$OUTDIR/gpu-check.json
@@ -123,7 +149,10 @@ EOF
 # ---------------------------------------------------------------- dependencies
 section "dependencies"
 SYSROOT=/tmp/ft-gpu-deps
-if [ "$MODE" = dry ]; then
+if [ "$MODE" = emu ]; then
+    log "rehearsal: the machine's own libraries, the emulator's build"
+    SYSROOT=""
+elif [ "$MODE" = dry ]; then
     # every package must resolve in this machine's apt lists (what --prepare downloads)
     # shellcheck disable=SC2086 # a list of package names
     known=$(apt-cache show --no-all-versions $PKGS 2>/dev/null | awk '/^Package:/ {print $2}')
@@ -202,7 +231,10 @@ configure() {
     run_logged 300 cmake -S . -B "$dir" $gen -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFT_WERROR=ON \
         -DFT_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$archs" "${extra[@]}"
 }
-if [ -n "$CARRIED" ]; then
+if [ "$MODE" = emu ] && [ -z "$CARRIED" ]; then
+    fail rehearse "--rehearse needs --carried-build with an emulator build (-DFT_CUDA_EMU=ON)"
+    finish
+elif [ -n "$CARRIED" ]; then
     BUILD=$CARRIED
     log "using the carried build $BUILD"
 elif [ "$NO_BUILD" = 1 ] && [ -f "$BUILD/CMakeCache.txt" ]; then
@@ -253,14 +285,22 @@ fi
 
 # ---------------------------------------------------------------- 1. GPU tests
 section "GPU tests (ctest -L gpu)"
-run_logged 300 ctest --test-dir "$BUILD" -L gpu --output-on-failure --timeout 240 || fail ctest_gpu
+if [ "$MODE" = emu ]; then
+    # the rehearsal runs inside CI's ctest of this very build: one op test directly (a ctest
+    # nested in ctest would write the same Testing/ logs)
+    run_logged 300 "$TBIN/test_backend_ops" --backend cuda || fail ctest_gpu
+else
+    run_logged 300 ctest --test-dir "$BUILD" -L gpu --output-on-failure --timeout 240 || fail ctest_gpu
+fi
 if grep -q 'tests did not run\|Skipped' "$LOG"; then
     grep -q 'ops_backend_cuda.*Skipped' "$LOG" && fail ctest_gpu "skipped: no device visible to the tests"
 fi
 
 # ---------------------------------------------------------------- 2. compute-sanitizer
 section "compute-sanitizer memcheck (op tests)"
-if command -v compute-sanitizer >/dev/null; then
+if [ "$MODE" = emu ]; then
+    log "compute-sanitizer: not in a rehearsal (CI's ASan pass checks the emulated kernels)"
+elif command -v compute-sanitizer >/dev/null; then
     run_logged 300 compute-sanitizer --tool memcheck --error-exitcode 9 --leak-check full \
         "$TBIN/test_backend_ops" --backend cuda --dtype f32 || fail "memcheck_f32"
     run_logged 200 compute-sanitizer --tool memcheck --error-exitcode 9 \
@@ -270,43 +310,46 @@ else
 fi
 
 # ---------------------------------------------------------------- 3. training checks
-section "training: ft-synth demo data, r18 on the GPU (300 steps) and fp16 overflow handling"
+section "training: ft-synth demo data, r18 on the GPU ($TRAIN_STEPS steps) and fp16 overflow handling"
 D=/dev/shm/ft-gpu-check
+[ "$MODE" = emu ] && D=$OUTDIR/data
 rm -rf "$D" && mkdir -p "$D"
-if run_logged 120 "$BIN/ft-synth" "$D/synth" --classes 128 --per-class 20 --seed 1 --threads "$(nproc)" &&
+if run_logged 120 "$BIN/ft-synth" "$D/synth" "${SYNTH[@]}" --seed 1 --threads "$(nproc)" &&
    run_logged 120 "$BIN/ft-ingest" "$D/synth" "$D/synth/train.lmdb" --shuffle --seed 7; then
     if run_logged 300 "$BIN/ft-train" configs/synth_r18.py rec="$D/synth" output="$D/r18" device=cuda \
-        max_steps=300; then
+        max_steps=$TRAIN_STEPS; then
         acc=$(grep -o '\[lfw\]\[[0-9]*\]Accuracy-Flip: [0-9.]*' "$D/r18/training.log" | tail -1 | awk '{print $2}')
-        log "r18 on the GPU, 300 steps: lfw Accuracy-Flip $acc (the CPU run of the same config reaches >= 0.95)"
-        figure "{\"check\": \"train_r18_300\", \"lfw\": ${acc:-null}}"
-        python3 -c "import sys; sys.exit(0 if float('${acc:-0}') >= 0.94 else 1)" || fail "r18_accuracy" "lfw ${acc:-none} < 0.94"
+        log "r18 on the GPU, $TRAIN_STEPS steps: lfw Accuracy-Flip $acc (the CPU run of 300 steps reaches >= 0.95)"
+        figure "{\"check\": \"train_r18_$TRAIN_STEPS\", \"lfw\": ${acc:-null}}"
+        python3 -c "import sys; sys.exit(0 if float('${acc:-0}') >= $ACC_MIN else 1)" && [ -n "$acc" ] ||
+            fail "r18_accuracy" "lfw ${acc:-none} < $ACC_MIN"
     else
         fail "ft-train_r18_cuda"
     fi
     if FT_TRAIN_INJECT_INF=3 run_logged 200 "$BIN/ft-train" configs/synth_r18.py rec="$D/synth" \
-        output="$D/r18_fp16" device=cuda fp16=True max_steps=20; then
+        output="$D/r18_fp16" device=cuda fp16=True max_steps=$FP16_STEPS; then
         grep -qi 'skipped' "$D/r18_fp16/training.log" && log "fp16 injected overflow: step skipped, logged" ||
             fail "fp16_overflow" "no skipped-step line in training.log"
         grep -i 'skip' "$D/r18_fp16/training.log" | head -3 >>"$LOG"
     else
         fail "ft-train_fp16_cuda"
     fi
-    # cuda_graphs: the same 100 fp16 steps, the forward and backward replayed from a recording:
+    # cuda_graphs: the same fp16 steps (100), the forward and backward replayed from a recording:
     # the losses must be the same bits; the two speeds side by side
     sps=()
     for g in False True; do
         FT_TRAIN_LOSS_FILE="$D/graphs_$g.loss" run_logged 200 "$BIN/ft-train" configs/synth_r18.py \
-            rec="$D/synth" output="$D/graphs_$g" device=cuda fp16=True max_steps=100 \
+            rec="$D/synth" output="$D/graphs_$g" device=cuda fp16=True max_steps=$GRAPH_STEPS \
             val_targets=[] export_onnx=False cuda_graphs=$g || fail "ft-train_cuda_graphs_$g"
         sps+=("$(grep -o '[0-9.]* steps/s' "$LOG" | tail -1 | awk '{print $1}')")
     done
     if cmp -s "$D/graphs_False.loss" "$D/graphs_True.loss"; then
-        log "cuda_graphs: 100 fp16 steps, losses equal to the run without graphs bit for bit"
+        log "cuda_graphs: $GRAPH_STEPS fp16 steps, losses equal to the run without graphs bit for bit"
     else
         fail "cuda_graphs_losses" "the losses differ from the run without graphs"
     fi
-    grep 'cuda graphs:' "$LOG" | tail -1 | sed 's/^/    /' | tee -a "$LOG"
+    grep 'cuda graphs:' "$LOG" | tail -1 | grep -q 'steps replayed' ||
+        fail "cuda_graphs_summary" "ft-train printed no cuda graphs summary"
     log "cuda_graphs: ${sps[0]:-?} steps/s without, ${sps[1]:-?} with (configs/synth_r18.py: width 8, batch 32: launch-bound, where graphs pay most)"
     figure "{\"check\": \"cuda_graphs\", \"steps_per_s_direct\": ${sps[0]:-null}, \"steps_per_s_graphs\": ${sps[1]:-null}}"
 else
@@ -314,11 +357,12 @@ else
 fi
 
 # ---------------------------------------------------------------- 3b. inference engine
-section "inference engine on the GPU: ft-check latency (6th fastest of 50, batch 1), r50 and r100"
-for depth in 50 100; do
+section "inference engine on the GPU: ft-check latency (6th fastest of 50, batch 1), $ENGINE_MODELS"
+for m in $ENGINE_MODELS; do
+    IFS=: read -r depth width emb <<<"$m"
     E=$D/engine_r$depth
     mkdir -p "$E/model"
-    if run_logged 120 "$TBIN/eng_tool" make "$E/ckpt" $depth 64 512 2048 &&
+    if run_logged 120 "$TBIN/eng_tool" make "$E/ckpt" $depth $width $emb 2048 &&
        run_logged 120 "$BIN/ft-export" "$E/ckpt" -o "$E/model/backbone.onnx"; then
         # cuda with each batch size's forward replayed from a CUDA graph (--graphs), cuda, cpu
         for dev in cuda+graphs cuda cpu; do
@@ -340,11 +384,11 @@ done
 
 # ---------------------------------------------------------------- 4. benchmarks
 section "benchmarks: facetrain vs arcface_torch's step, same GPU, same command"
-for depth in 50 100; do
+for depth in $BENCH_DEPTHS; do
     for dt in fp16 bf16; do
         for rate in 1.0 0.3; do
-            out=$(timeout 180 "$BIN/ft-bench-train" --device cuda --depth $depth --batch 128 \
-                --classes 93431 --rate $rate --dtype ${dt/fp/f} --steps 10 2>>"$LOG")
+            out=$(timeout 180 "$BIN/ft-bench-train" --device cuda --depth $depth "${BENCH_SIZE[@]}" \
+                --rate $rate --dtype ${dt/fp/f} --steps $BENCH_STEPS 2>>"$LOG")
             line=$(echo "$out" | head -1)
             log "facetrain r$depth $dt rate $rate: ${line:-failed}"
             echo "$out" | tail -n +2 >>"$LOG"
@@ -355,6 +399,8 @@ for depth in 50 100; do
             # MFU against the H200's dense fp16/bf16 peak (989.4 TFLOP/s; SXM, boost clock)
             mfu=$(python3 -c "print(round(${tf:-0} / 989.4, 4))" 2>/dev/null)
             figure "{\"impl\": \"facetrain\", \"depth\": $depth, \"dtype\": \"$dt\", \"rate\": $rate, \"samples_per_s\": ${sps:-null}, \"tflops\": ${tf:-null}, \"mfu_h200\": ${mfu:-null}, \"device_mib\": ${mib:-null}}"
+            [ -n "$sps" ] && [ -n "$tf" ] && [ -n "$mib" ] || fail "bench_parse_r${depth}_${dt}_${rate}"
+            [ "$MODE" = emu ] && continue # PyTorch has no GPU here
             tl=$(timeout 240 "${PY:-python3}" bench/torch_arcface_step.py --depth $depth --batch 128 \
                 --classes 93431 --rate $rate --dtype $dt --steps 10 2>>"$LOG" | tail -1)
             log "pytorch   r$depth $dt rate $rate: ${tl:-failed}"
@@ -362,6 +408,7 @@ for depth in 50 100; do
         done
     done
     # PyTorch's best: torch.compile, once per depth (compiling takes a minute or more)
+    [ "$MODE" = emu ] && continue
     tl=$(timeout 300 "${PY:-python3}" bench/torch_arcface_step.py --depth $depth --batch 128 \
         --classes 93431 --rate 1.0 --dtype fp16 --steps 10 --compile 2>>"$LOG" | tail -1)
     log "pytorch   r$depth fp16 rate 1.0 torch.compile: ${tl:-failed}"
@@ -369,30 +416,33 @@ for depth in 50 100; do
 done
 # the step as ft-train runs it (no wait between phases), directly and replayed from a CUDA graph
 # (cuda_graphs = True): what the launches cost at batch 128
-for depth in 50 100; do
+for depth in $BENCH_DEPTHS; do
     for mode in "0 whole_steps" "1 graphs"; do
         set -- $mode
-        out=$(timeout 180 "$BIN/ft-bench-train" --device cuda --depth $depth --batch 128 \
-            --classes 93431 --rate 1.0 --dtype f16 --steps 20 --phases 0 --graphs $1 2>>"$LOG")
+        out=$(timeout 180 "$BIN/ft-bench-train" --device cuda --depth $depth "${BENCH_SIZE[@]}" \
+            --rate 1.0 --dtype f16 --steps $((2 * BENCH_STEPS)) --phases 0 --graphs $1 2>>"$LOG")
         line=$(echo "$out" | head -1)
         log "facetrain r$depth fp16 rate 1.0 $2: ${line:-failed}"
-        [ -n "$line" ] || fail "bench_r${depth}_$2"
         sps=$(echo "$line" | grep -o '[0-9.]* samples/s' | awk '{print $1}')
+        [ -n "$sps" ] || fail "bench_r${depth}_$2"
         figure "{\"impl\": \"facetrain\", \"depth\": $depth, \"dtype\": \"fp16\", \"rate\": 1.0, \"mode\": \"$2\", \"samples_per_s\": ${sps:-null}}"
     done
 done
 # what the NHWC activations buy: r50 fp16 with every activation NCHW (cuDNN transposes)
-out=$(timeout 180 "$BIN/ft-bench-train" --device cuda --depth 50 --batch 128 --classes 93431 \
-    --rate 1.0 --dtype f16 --steps 10 --layout nchw 2>>"$LOG")
+depth=${BENCH_DEPTHS%% *}
+out=$(timeout 180 "$BIN/ft-bench-train" --device cuda --depth $depth "${BENCH_SIZE[@]}" \
+    --rate 1.0 --dtype f16 --steps $BENCH_STEPS --layout nchw 2>>"$LOG")
 line=$(echo "$out" | head -1)
-log "facetrain r50 fp16 rate 1.0 layout nchw: ${line:-failed}"
+log "facetrain r$depth fp16 rate 1.0 layout nchw: ${line:-failed}"
 sps=$(echo "$line" | grep -o '[0-9.]* samples/s' | awk '{print $1}')
-figure "{\"impl\": \"facetrain\", \"depth\": 50, \"dtype\": \"fp16\", \"rate\": 1.0, \"layout\": \"nchw\", \"samples_per_s\": ${sps:-null}}"
+[ -n "$sps" ] || fail "bench_r${depth}_nchw"
+figure "{\"impl\": \"facetrain\", \"depth\": $depth, \"dtype\": \"fp16\", \"rate\": 1.0, \"layout\": \"nchw\", \"samples_per_s\": ${sps:-null}}"
 
-section "loader scaling on this machine's cores (LMDB on /dev/shm, u8hwc)"
-for t in 1 2 4 8 16; do
+section "loader scaling on this machine's cores (LMDB in $D, u8hwc)"
+for t in $LOADER_THREADS; do
     line=$(timeout 60 "$BIN/ft-loadbench" "$D/synth/train.lmdb" --threads $t --batch 128 --batches 20 --json 2>>"$LOG" | tail -1)
     log "threads $t: ${line:-failed}"
+    [ -n "$line" ] || fail "loader_threads_$t"
     [ -n "$line" ] && figure "{\"loader_threads\": $t, \"result\": $line}"
 done
 finish
