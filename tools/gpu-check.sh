@@ -29,7 +29,9 @@
 # Options: --build-dir DIR (default build-gpu; with --dry-run an existing CUDA build may be
 #          named to skip the compile: --no-build), --carried-build DIR (use a build made
 #          elsewhere instead of building), --quick (correctness only, no benchmarks),
-#          --deps DIR (default .gpu-deps).
+#          --bench-only (the benchmarks only, e.g. a second device call on the warm machine
+#          after a --quick one: --bench-only --carried-build build-gpu), --deps DIR (default
+#          .gpu-deps).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -39,6 +41,7 @@ BUILD=build-gpu
 DEPS=$ROOT/.gpu-deps
 NO_BUILD=0
 QUICK=0
+BENCH_ONLY=0
 CARRIED=""
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -51,6 +54,7 @@ while [ $# -gt 0 ]; do
     --deps) DEPS=$2; shift ;;
     --no-build) NO_BUILD=1 ;;
     --quick) QUICK=1 ;;
+    --bench-only) BENCH_ONLY=1 ;;
     -h | --help)
         sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'
         exit 0 ;;
@@ -283,6 +287,19 @@ if [ "$MODE" = dry ]; then
     finish
 fi
 
+D=/dev/shm/ft-gpu-check
+[ "$MODE" = emu ] && D=$OUTDIR/data
+# the demo data of the training checks and the loader benchmark
+make_data() {
+    rm -rf "$D" && mkdir -p "$D" &&
+        run_logged 120 "$BIN/ft-synth" "$D/synth" "${SYNTH[@]}" --seed 1 --threads "$(nproc)" &&
+        run_logged 120 "$BIN/ft-ingest" "$D/synth" "$D/synth/train.lmdb" --shuffle --seed 7
+}
+if [ "$BENCH_ONLY" = 1 ]; then
+    log "--bench-only: tests, sanitizer, training and engine checks skipped"
+    make_data || fail "synthetic_data"
+else
+
 # ---------------------------------------------------------------- 1. GPU tests
 section "GPU tests (ctest -L gpu)"
 if [ "$MODE" = emu ]; then
@@ -311,11 +328,7 @@ fi
 
 # ---------------------------------------------------------------- 3. training checks
 section "training: ft-synth demo data, r18 on the GPU ($TRAIN_STEPS steps) and fp16 overflow handling"
-D=/dev/shm/ft-gpu-check
-[ "$MODE" = emu ] && D=$OUTDIR/data
-rm -rf "$D" && mkdir -p "$D"
-if run_logged 120 "$BIN/ft-synth" "$D/synth" "${SYNTH[@]}" --seed 1 --threads "$(nproc)" &&
-   run_logged 120 "$BIN/ft-ingest" "$D/synth" "$D/synth/train.lmdb" --shuffle --seed 7; then
+if make_data; then
     if run_logged 300 "$BIN/ft-train" configs/synth_r18.py rec="$D/synth" output="$D/r18" device=cuda \
         max_steps=$TRAIN_STEPS; then
         acc=$(grep -o '\[lfw\]\[[0-9]*\]Accuracy-Flip: [0-9.]*' "$D/r18/training.log" | tail -1 | awk '{print $2}')
@@ -381,8 +394,11 @@ for m in $ENGINE_MODELS; do
 done
 
 [ "$QUICK" = 1 ] && finish
+fi # --bench-only
 
 # ---------------------------------------------------------------- 4. benchmarks
+# the order holds up to a time limit: facetrain's figures first (seconds each), the loader,
+# then PyTorch's eager steps (tens of seconds each), torch.compile last (minutes)
 section "benchmarks: facetrain vs arcface_torch's step, same GPU, same command"
 for depth in $BENCH_DEPTHS; do
     for dt in fp16 bf16; do
@@ -400,19 +416,8 @@ for depth in $BENCH_DEPTHS; do
             mfu=$(python3 -c "print(round(${tf:-0} / 989.4, 4))" 2>/dev/null)
             figure "{\"impl\": \"facetrain\", \"depth\": $depth, \"dtype\": \"$dt\", \"rate\": $rate, \"samples_per_s\": ${sps:-null}, \"tflops\": ${tf:-null}, \"mfu_h200\": ${mfu:-null}, \"device_mib\": ${mib:-null}}"
             [ -n "$sps" ] && [ -n "$tf" ] && [ -n "$mib" ] || fail "bench_parse_r${depth}_${dt}_${rate}"
-            [ "$MODE" = emu ] && continue # PyTorch has no GPU here
-            tl=$(timeout 240 "${PY:-python3}" bench/torch_arcface_step.py --depth $depth --batch 128 \
-                --classes 93431 --rate $rate --dtype $dt --steps 10 2>>"$LOG" | tail -1)
-            log "pytorch   r$depth $dt rate $rate: ${tl:-failed}"
-            [ -n "$tl" ] && figure "$tl"
         done
     done
-    # PyTorch's best: torch.compile, once per depth (compiling takes a minute or more)
-    [ "$MODE" = emu ] && continue
-    tl=$(timeout 300 "${PY:-python3}" bench/torch_arcface_step.py --depth $depth --batch 128 \
-        --classes 93431 --rate 1.0 --dtype fp16 --steps 10 --compile 2>>"$LOG" | tail -1)
-    log "pytorch   r$depth fp16 rate 1.0 torch.compile: ${tl:-failed}"
-    [ -n "$tl" ] && figure "$tl"
 done
 # the step as ft-train runs it (no wait between phases), directly and replayed from a CUDA graph
 # (cuda_graphs = True): what the launches cost at batch 128
@@ -444,5 +449,28 @@ for t in $LOADER_THREADS; do
     log "threads $t: ${line:-failed}"
     [ -n "$line" ] || fail "loader_threads_$t"
     [ -n "$line" ] && figure "{\"loader_threads\": $t, \"result\": $line}"
+done
+
+if [ "$MODE" = emu ]; then
+    log "PyTorch's steps: not in a rehearsal (no GPU for PyTorch here)"
+    finish
+fi
+section "arcface_torch's step in PyTorch (bench/torch_arcface_step.py), the same configurations"
+for depth in $BENCH_DEPTHS; do
+    for dt in fp16 bf16; do
+        for rate in 1.0 0.3; do
+            tl=$(timeout 240 "${PY:-python3}" bench/torch_arcface_step.py --depth $depth --batch 128 \
+                --classes 93431 --rate $rate --dtype $dt --steps 10 2>>"$LOG" | tail -1)
+            log "pytorch   r$depth $dt rate $rate: ${tl:-failed}"
+            if [ -n "$tl" ]; then figure "$tl"; else fail "pytorch_r${depth}_${dt}_${rate}"; fi
+        done
+    done
+done
+# PyTorch's best: torch.compile, once per depth (compiling takes a minute or more)
+for depth in $BENCH_DEPTHS; do
+    tl=$(timeout 300 "${PY:-python3}" bench/torch_arcface_step.py --depth $depth --batch 128 \
+        --classes 93431 --rate 1.0 --dtype fp16 --steps 10 --compile 2>>"$LOG" | tail -1)
+    log "pytorch   r$depth fp16 rate 1.0 torch.compile: ${tl:-failed}"
+    [ -n "$tl" ] && figure "$tl"
 done
 finish
