@@ -112,8 +112,10 @@ const char *ft_layout_name(int layout) {
     return layout >= 0 && layout < 3 ? LAYOUTS[layout] : "?";
 }
 
-/* the CPU's keys and their selection copy; the CUDA backend's keys, radix-select state and
- * per-block counts (n / 512 + 1 of them) fit in the same */
+/* the CPU's keys and their selection copy (16 n bytes); the CUDA backend's keys (8 n), its
+ * radix-select state and histogram (about 1 KiB) and its per-block counts (4 bytes per block of
+ * cuda/cuda.h's CUDA_RED threads: at most 4 (n + 1) bytes, whatever CUDA_RED is) fit in the
+ * same */
 size_t ft_ops_pfc_sample_scratch(int64_t n) {
     return (size_t)(n > 0 ? n : 0) * 2 * sizeof(uint64_t) + 4096;
 }
