@@ -34,8 +34,7 @@ typedef struct bench {
     float *demb;
     int batch, classes;
     int phases, graphs; /* --phases, --graphs */
-    void *graph;        /* the recording (--graphs 1) */
-    int graph_count;    /* its sampled classes */
+    ft_graph_slot slot; /* the recording (--graphs 1), keyed by the sampled classes */
     double t[5];        /* forward, head, backward, optimizer, total */
 } bench;
 
@@ -51,32 +50,27 @@ static int phase_end(bench *b) {
     return b->phases ? b->o->sync(b->o) : 0;
 }
 
-/* --graphs 1: forward, head and backward with the step's values staged; recorded at the
- * second warm-up step (step 1), replayed after it */
-static int graph_part(bench *b, uint64_t step, int32_t *lab, float *loss) {
-    ft_ops *o = b->o;
+/* forward, head and backward of a step, its values staged (the work of a graph slot) */
+static int device_part(void *ctx) {
+    bench *b = ctx;
     const float *emb;
+    int rc = ft_iresnet_forward(b->m, ft_iresnet_input(b->m), b->batch, 1, &emb);
+    if (!rc) rc = ft_pfc_forward_backward_dev(b->p, emb, b->demb);
+    if (!rc) rc = ft_iresnet_backward(b->m, b->demb);
+    return rc;
+}
+
+/* --graphs 1: device_part through a graph slot, as ft-train's cuda_graphs runs it: recorded
+ * at the second warm-up step (step 1), replayed after it */
+static int graph_part(bench *b, uint64_t step, int32_t *lab, float *loss) {
     labels(b, step, lab);
-    int rc = ft_iresnet_stage(b->m);
+    int rc = ft_iresnet_stage(b->m), how = FT_GRAPH_DIRECT;
     if (!rc) rc = ft_pfc_stage(b->p, lab, b->batch, step);
-    int count = ft_pfc_step_count(b->p);
-    if (!rc && b->graph && count != b->graph_count) o->graph_free(o, b->graph), b->graph = NULL;
-    if (!rc && b->graph) {
-        rc = o->graph_launch(o, b->graph);
+    uint64_t key = (uint64_t)ft_pfc_step_count(b->p);
+    if (!rc) rc = ft_graph_run(b->o, &b->slot, &key, 1, device_part, b, &how);
+    if (!rc && how == FT_GRAPH_REPLAYED) {
         ft_iresnet_replayed(b->m, b->batch);
         ft_pfc_replayed(b->p);
-    } else if (!rc && step >= 1) {
-        rc = o->graph_begin(o);
-        int rc1 = rc ? rc : ft_iresnet_forward(b->m, ft_iresnet_input(b->m), b->batch, 1, &emb);
-        if (!rc1) rc1 = ft_pfc_forward_backward_dev(b->p, emb, b->demb);
-        if (!rc1) rc1 = ft_iresnet_backward(b->m, b->demb);
-        if (!rc) rc = o->graph_end(o, &b->graph);
-        if (!rc) rc = rc1;
-        if (!rc) rc = o->graph_launch(o, b->graph), b->graph_count = count;
-    } else if (!rc) {
-        rc = ft_iresnet_forward(b->m, ft_iresnet_input(b->m), b->batch, 1, &emb);
-        if (!rc) rc = ft_pfc_forward_backward_dev(b->p, emb, b->demb);
-        if (!rc) rc = ft_iresnet_backward(b->m, b->demb);
     }
     return rc ? rc : ft_pfc_loss(b->p, loss);
 }
@@ -249,7 +243,7 @@ int main(int argc, char **argv) {
         printf("device memory: %.0f MiB in use of %.0f MiB after the steps\n",
                (dtot - dfree) / 1048576.0, dtot / 1048576.0);
     free(x), free(lab);
-    if (b.graph) b.o->graph_free(b.o, b.graph);
+    ft_graph_slot_drop(b.o, &b.slot);
     b.o->free(b.o, b.demb);
     ft_sgd_free(b.s);
     ft_pfc_free(b.p);

@@ -48,11 +48,8 @@ struct ft_engine {
     int max_batch, dim, in_buf, out_buf;
     char source[PATH_MAX];
     char kind[16];
-    int graphs;          /* opts.graphs and the backend has them */
-    void **graph;        /* [max_batch + 1]: the recording per batch size, or NULL */
-    unsigned char *seen; /* [max_batch + 1]: the batch size ran once directly */
-    int64_t replays;
-    int recorded;
+    int graphs;           /* opts.graphs and the backend has them */
+    ft_graph_slot *slots; /* [max_batch + 1]: the recording of each batch size */
 };
 
 static int fmt_err(char *err, size_t cap, int rc, const char *fmt, const char *a, const char *b) {
@@ -285,9 +282,7 @@ int ft_engine_open(ft_engine **out, const char *path, const ft_engine_opts *opts
     }
     if (!(e->d = calloc((size_t)(e->g.n ? e->g.n : 1), sizeof(dstep)))) rc = -ENOMEM;
     e->graphs = opts->graphs && e->o->graph_begin;
-    if (!rc && e->graphs &&
-        (!(e->graph = calloc((size_t)e->max_batch + 1, sizeof(void *))) ||
-         !(e->seen = calloc((size_t)e->max_batch + 1, 1))))
+    if (!rc && e->graphs && !(e->slots = calloc((size_t)e->max_batch + 1, sizeof *e->slots)))
         rc = -ENOMEM;
     if (!rc) rc = plan(e);
     if (rc) {
@@ -354,6 +349,17 @@ static int device_run(ft_engine *e, int n, char *err, size_t errcap) {
     return rc;
 }
 
+struct run_ctx {
+    ft_engine *e;
+    int n;
+    char *err;
+    size_t errcap;
+};
+static int device_run_cb(void *ctx) {
+    struct run_ctx *c = ctx;
+    return device_run(c->e, c->n, c->err, c->errcap);
+}
+
 int ft_engine_run(ft_engine *e, const float *x, int n, float *out, char *err, size_t errcap) {
     if (n < 1 || n > e->max_batch) {
         snprintf(err, errcap, "%s: batch %d outside 1..%d", e->source, n, e->max_batch);
@@ -367,39 +373,18 @@ int ft_engine_run(ft_engine *e, const float *x, int n, float *out, char *err, si
     /* host -> device staging (fp32 NCHW) -> the backend's activation layout, and back */
     int hw = e->g.hw;
     ft_ops *o = e->o;
-    int rc = o->upload(o, e->stage_in, x, (size_t)n * 3 * hw * hw * sizeof(float));
-    if (!rc && e->graphs && e->graph[n]) {
-        rc = o->graph_launch(o, e->graph[n]);
-        if (rc == FT_ESTALE) {
-            /* memory the recording uses was replaced (another batch size grew a scratch): run
-             * directly, record afresh at the next run */
-            o->graph_free(o, e->graph[n]);
-            e->graph[n] = NULL;
-            if ((rc = device_run(e, n, err, errcap))) return rc;
-        } else {
-            e->replays += !rc;
-        }
-    } else if (!rc && e->graphs && e->seen[n]) {
-        if ((rc = o->graph_begin(o))) {
-            snprintf(err, errcap, "%s: graphs: %s", e->source, ft_strerror(rc));
-            return rc;
-        }
-        int rc1 = device_run(e, n, err, errcap);
-        rc = o->graph_end(o, &e->graph[n]);
-        if (rc1 || rc) {
-            o->graph_free(o, e->graph[n]);
-            e->graph[n] = NULL;
-            if (!rc1)
-                snprintf(err, errcap, "%s: batch %d could not be recorded as a graph: %s",
-                         e->source, n, ft_strerror(rc));
-            return rc1 ? rc1 : rc;
-        }
-        e->recorded++;
-        rc = o->graph_launch(o, e->graph[n]);
-        e->replays += !rc;
+    int rc = o->upload(o, e->stage_in, x, (size_t)n * 3 * hw * hw * sizeof(float)), how = 0;
+    if (!rc && e->graphs) {
+        /* each batch size its own slot: recorded at its second run, replayed after */
+        struct run_ctx c = {e, n, err, errcap};
+        uint64_t key = (uint64_t)n;
+        rc = ft_graph_run(o, &e->slots[n], &key, 1, device_run_cb, &c, &how);
+        if (rc && how == FT_GRAPH_FAILED)
+            snprintf(err, errcap, "%s: batch %d: its CUDA graph: %s", e->source, n,
+                     ft_strerror(rc));
+        if (rc) return rc; /* device_run wrote err */
     } else if (!rc) {
         if ((rc = device_run(e, n, err, errcap))) return rc;
-        if (e->graphs) e->seen[n] = 1;
     }
     if (!rc) rc = o->download(o, out, e->stage_out, (size_t)n * e->dim * sizeof(float));
     if (rc) snprintf(err, errcap, "%s: %s", e->source, ft_strerror(rc));
@@ -407,7 +392,11 @@ int ft_engine_run(ft_engine *e, const float *x, int n, float *out, char *err, si
 }
 
 void ft_engine_graph_stats(const ft_engine *e, int64_t *replays, int *recorded) {
-    *replays = e->replays, *recorded = e->recorded;
+    /* the runs done by a launch: the one after each recording, and the replays */
+    int64_t launches = 0, made = 0;
+    for (int n = 0; e->slots && n <= e->max_batch; n++)
+        launches += e->slots[n].recorded + e->slots[n].replayed, made += e->slots[n].recorded;
+    *replays = launches, *recorded = (int)made;
 }
 
 /* ---- queries ---- */
@@ -447,11 +436,10 @@ void ft_engine_free(ft_engine *e) {
         e->o->free(e->o, e->ws);
         e->o->free(e->o, e->stage_in);
         e->o->free(e->o, e->stage_out);
-        for (int n = 0; e->graph && n <= e->max_batch; n++) e->o->graph_free(e->o, e->graph[n]);
+        for (int n = 0; e->slots && n <= e->max_batch; n++) ft_graph_slot_drop(e->o, &e->slots[n]);
         ft_ops_free(e->o);
     }
-    free(e->graph);
-    free(e->seen);
+    free(e->slots);
     free(e->buf);
     free(e->d);
     ir_free(&e->g);

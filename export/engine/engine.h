@@ -45,7 +45,8 @@ int ft_engine_normalizes(const ft_engine *e);
 const char *ft_engine_source(const ft_engine *e); /* the file loaded */
 const char *ft_engine_kind(const ft_engine *e);   /* "onnx" or "checkpoint" */
 int ft_engine_steps(const ft_engine *e);          /* kernels per forward (after aliasing) */
-/* runs that replayed a recording (opts.graphs), and recordings made */
+/* runs done by a graph launch (opts.graphs: the run that recorded, and every replay), and
+ * recordings made */
 void ft_engine_graph_stats(const ft_engine *e, int64_t *replays, int *recorded);
 
 /* The .onnx files of dir: *count of them; the path of the lexicographically last (last = 1,

@@ -1184,6 +1184,134 @@ static void test_graph(ft_ops *b) {
     free(x), free(y0), free(want_y), free(want_z), free(got_y), free(got_z);
 }
 
+/* ---- graph slots (ft_graph_run, ops.c): record at a shape's second run, replay after ---- */
+
+typedef struct slot_work {
+    ft_ops *o;
+    const float *x;
+    float *y;
+    int calls;    /* host-side runs of the work */
+    int download; /* 1: the work downloads (forbidden in a recording) */
+    /* 1: an f16 fc_fwd of 2 rows too (a scratch of the backend's a larger batch replaces) */
+    int fc;
+    void *fx;
+    float *fw, *fy;
+} slot_work;
+
+enum { SLOT_C = 8, SLOT_HW = 4, SLOT_OUT = 5, SLOT_NB = 256 }; /* NB: beyond what other cases ran */
+
+static int slot_body(void *ctx) {
+    slot_work *w = ctx;
+    w->calls++;
+    int rc = w->o->axpy(w->o, GN, 1.0f, w->x, w->y); /* y += x: counts the device runs */
+    if (!rc && w->fc)
+        rc = w->o->fc_fwd(w->o, FT_F16, 2, SLOT_C, SLOT_HW, SLOT_OUT, w->fx, w->fw, NULL, w->fy);
+    if (!rc && w->download) {
+        float one;
+        rc = w->o->download(w->o, &one, w->x, sizeof one);
+    }
+    return rc;
+}
+
+static void test_graph_slot(ft_ops *b) {
+    int graphs = b->graph_begin != NULL;
+    ft_rng g;
+    ft_rng_seed(&g, seed, 1400);
+    float *ones = malloc(GN * sizeof(float)), *zeros = calloc(GN, sizeof(float));
+    float *got = malloc(GN * sizeof(float));
+    float *hx = hmk((size_t)SLOT_NB * SLOT_C * SLOT_HW, &g, -1, 1);
+    float *hw = hmk((size_t)SLOT_OUT * SLOT_C * SLOT_HW, &g, -1, 1);
+    if (!ones || !zeros || !got) abort();
+    for (int i = 0; i < GN; i++) ones[i] = 1.0f;
+    env e = {b, FT_F32, {0}, 0, 0}, ef = {b, FT_F16, {0}, 0, 0};
+    slot_work w = {.o = b,
+                   .x = dbytes(&e, ones, GN * sizeof(float)),
+                   .y = dbytes(&e, zeros, GN * sizeof(float))};
+    w.fx = dact(&ef, hx, SLOT_NB, SLOT_C, SLOT_HW);
+    w.fw = dbytes(&ef, hw, (size_t)SLOT_OUT * SLOT_C * SLOT_HW * sizeof(float));
+    w.fy = dpoison(&ef, FT_F32, (size_t)SLOT_NB * SLOT_OUT);
+    int rc = e.err || ef.err;
+    /* shapes 1 1 1 1 2 2 2 1: direct, recorded, replayed twice; a new shape drops the recording
+     * and goes the same way; back to 1: direct (not the previous run's shape) */
+    const uint64_t keys[8] = {1, 1, 1, 1, 2, 2, 2, 1};
+    const int want_how[8] = {0, 1, 2, 2, 0, 1, 2, 0}, want_calls[8] = {1, 2, 2, 2, 3, 4, 4, 5};
+    ft_graph_slot s = {0};
+    char seq[64] = "", d[160];
+    int ok = !rc;
+    for (int i = 0; i < 8 && !rc; i++) {
+        int how = -1;
+        rc = ft_graph_run(b, &s, &keys[i], 1, slot_body, &w, &how);
+        int wh = graphs ? want_how[i] : FT_GRAPH_DIRECT, wc = graphs ? want_calls[i] : i + 1;
+        ok &= !rc && how == wh && w.calls == wc;
+        snprintf(seq + strlen(seq), sizeof seq - strlen(seq), "%s%d/%d", i ? " " : "", how,
+                 w.calls);
+    }
+    if (!rc) rc = b->download(b, got, w.y, GN * sizeof(float));
+    for (int i = 0; ok && !rc && i < GN; i++) ok = got[i] == 8.0f;
+    ok &= !rc && s.recorded == (graphs ? 2 : 0) && s.replayed == (graphs ? 3 : 0);
+    snprintf(d, sizeof d, "(how/host calls: %s; %lld recorded, %lld replayed; %s)", seq,
+             (long long)s.recorded, (long long)s.replayed, ft_strerror(rc));
+    verdict(graphs ? "graph slot: direct, recorded at the second run of a shape, replayed after; "
+                     "every run's device work done once"
+                   : "graph slot: without graphs every run is direct",
+            ok, d);
+    uint64_t k3[3] = {1, 2, 3};
+    int bad1 = ft_graph_run(b, &s, k3, 3, slot_body, &w, NULL); /* nkey changes */
+    int bad2 = ft_graph_run(b, &s, k3, 0, slot_body, &w, NULL); /* nkey 0 */
+    ft_graph_slot s5 = {0};
+    int bad3 = ft_graph_run(b, &s5, k3, FT_GRAPH_KEY_MAX + 1, slot_body, &w, NULL);
+    verdict("graph slot: a key of 0 or too many words, or of another length than before, is "
+            "refused",
+            bad1 == FT_EARG && bad2 == FT_EARG && bad3 == FT_EARG, "");
+    ft_graph_slot_drop(b, &s);
+    if (graphs && !rc) {
+        /* stale: after a larger fc_fwd replaced the scratch, the replay is refused and the run
+         * goes direct; the next run of the shape records afresh, the one after replays */
+        ft_graph_slot t = {0};
+        uint64_t k = 7;
+        int hows[5] = {-1, -1, -1, -1, -1}, r5 = 0;
+        w.fc = 1;
+        for (int i = 0; i < 5 && !r5; i++) {
+            if (i == 3) /* grows the f16 staging scratch */
+                r5 = b->fc_fwd(b, FT_F16, SLOT_NB, SLOT_C, SLOT_HW, SLOT_OUT, w.fx, w.fw, NULL,
+                               w.fy);
+            if (!r5) r5 = ft_graph_run(b, &t, &k, 1, slot_body, &w, &hows[i]);
+            if (i == 2 && !r5)
+                r5 = b->fc_fwd(b, FT_F16, SLOT_NB, SLOT_C, SLOT_HW, SLOT_OUT, w.fx, w.fw, NULL,
+                               w.fy);
+        }
+        snprintf(d, sizeof d, "(how %d %d %d %d %d, %lld recorded; %s)", hows[0], hows[1], hows[2],
+                 hows[3], hows[4], (long long)t.recorded, ft_strerror(r5));
+        verdict("graph slot: a stale recording runs the work directly, and the next run "
+                "records afresh",
+                !r5 && hows[0] == 0 && hows[1] == 1 && hows[2] == 2 && hows[3] == 0 &&
+                    hows[4] == 1 && t.recorded == 2,
+                d);
+        ft_graph_slot_drop(b, &t);
+        /* a work that cannot be recorded: its error, how RECORDED, no recording kept, and the
+         * backend runs directly afterwards */
+        ft_graph_slot u = {0};
+        w.fc = 0;
+        int h1 = -1, h2 = -1;
+        int ra = ft_graph_run(b, &u, &k, 1, slot_body, &w, &h1);
+        w.download = 1;
+        int rb = ft_graph_run(b, &u, &k, 1, slot_body, &w, &h2);
+        w.download = 0;
+        int after = b->scale(b, GN, 0.0f, w.y) || b->download(b, got, w.y, GN * sizeof(float));
+        snprintf(d, sizeof d, "(%s how %d, then %s how %d; after: %d)", ft_strerror(ra), h1,
+                 ft_strerror(rb), h2, after);
+        verdict("graph slot: a failed recording returns the error, keeps nothing, the backend "
+                "goes on",
+                !ra && h1 == 0 && rb != 0 && h2 == FT_GRAPH_RECORDED && !u.g && u.recorded == 0 &&
+                    !after && got[0] == 0.0f,
+                d);
+        ft_graph_slot_drop(b, &u);
+    }
+    env_release(&e);
+    env_release(&ef);
+    free(ones), free(zeros), free(got), free(hx), free(hw);
+}
+
 /* ---- the CPU backend's own refusals ---- */
 
 static void test_cpu_errors(void) {
@@ -1353,6 +1481,7 @@ static void run_backend(ft_ops *b, int dt_filter, const char *opf) {
     if (want_op(opf, "tlist multi")) test_multi(b);
     if (want_op(opf, "pfc_sample")) test_sample(b);
     if (want_op(opf, "graph_begin graph_end graph_launch graph_free")) test_graph(b);
+    if (want_op(opf, "graph_begin graph_end graph_launch graph_free slot")) test_graph_slot(b);
     if (want_op(opf, "axpy scale sumsq sumsq_acc")) {
         vec_arg a = {.n = 100003};
         ft_rng g;

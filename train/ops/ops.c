@@ -264,6 +264,61 @@ void ft_ops_free(ft_ops *o) {
     if (o && o->destroy) o->destroy(o);
 }
 
+/* ---- graph slots ---- */
+
+void ft_graph_slot_drop(ft_ops *o, ft_graph_slot *s) {
+    if (s->g && o->graph_free) o->graph_free(o, s->g);
+    s->g = NULL;
+}
+
+int ft_graph_run(ft_ops *o, ft_graph_slot *s, const uint64_t *key, int nkey, ft_graph_work work,
+                 void *ctx, int *how) {
+    int dummy, rc;
+    if (!how) how = &dummy;
+    *how = FT_GRAPH_DIRECT;
+    if (nkey < 1 || nkey > FT_GRAPH_KEY_MAX || (s->nkey && s->nkey != nkey)) return FT_EARG;
+    size_t kb = (size_t)nkey * sizeof key[0];
+    int again = s->nkey && !memcmp(s->prev, key, kb);
+    memcpy(s->prev, key, kb), s->nkey = nkey;
+    if (!o->graph_begin) return work(ctx);
+    if (s->g && memcmp(s->key, key, kb)) ft_graph_slot_drop(o, s);
+    if (s->g) {
+        rc = o->graph_launch(o, s->g);
+        if (rc == FT_ESTALE) {
+            /* memory the recording uses was replaced (a larger op grew a scratch): this run
+             * goes directly, the next one of this shape records afresh */
+            ft_graph_slot_drop(o, s);
+            return work(ctx);
+        }
+        if (rc) {
+            *how = FT_GRAPH_FAILED;
+            return rc;
+        }
+        s->replayed++;
+        *how = FT_GRAPH_REPLAYED;
+        return 0;
+    }
+    if (!again) return work(ctx);
+    if ((rc = o->graph_begin(o))) {
+        *how = FT_GRAPH_FAILED;
+        return rc;
+    }
+    int rc_work = work(ctx);
+    void *g = NULL;
+    rc = o->graph_end(o, &g);
+    if (rc_work || rc) {
+        if (g) o->graph_free(o, g);
+        *how = rc_work ? FT_GRAPH_RECORDED : FT_GRAPH_FAILED;
+        return rc_work ? rc_work : rc;
+    }
+    s->g = g, s->recorded++;
+    memcpy(s->key, key, kb);
+    *how = FT_GRAPH_RECORDED;
+    /* the recorded calls' host side has happened; the launch runs their device side */
+    if ((rc = o->graph_launch(o, s->g))) *how = FT_GRAPH_FAILED;
+    return rc;
+}
+
 /* ---- the arena planner ---- */
 
 void ft_arena_init(ft_arena *a, uintptr_t base) {

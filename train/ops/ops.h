@@ -373,6 +373,47 @@ struct ft_ops {
     void (*graph_free)(ft_ops *o, void *graph); /* NULL is a no-op */
 };
 
+/* ---- graph slots: record once, replay after (the callers of graph_begin..graph_free) ----
+ *
+ * A slot holds the recording of one piece of device work for one shape (a caller's key: rows,
+ * sampled classes, loss scale, batch size...). ft_graph_run runs the work through it: the first
+ * run of a shape runs the work directly (its one-time work happens then); a run of the same
+ * shape as the slot's previous run records the work and launches the recording; later runs of
+ * the recorded shape replay it. A run of another shape drops the recording. A replay refused
+ * with FT_ESTALE (scratch memory replaced since) drops it too and runs the work directly; the
+ * next run of that shape records afresh. On a backend without graphs the work always runs
+ * directly. */
+typedef int (*ft_graph_work)(void *ctx);
+enum { FT_GRAPH_KEY_MAX = 4 }; /* words of a shape key */
+typedef struct ft_graph_slot {
+    void *g;                         /* the recording, NULL: none */
+    uint64_t key[FT_GRAPH_KEY_MAX];  /* its shape */
+    uint64_t prev[FT_GRAPH_KEY_MAX]; /* the previous run's shape */
+    int nkey;                        /* words in prev (0: no previous run) */
+    int64_t recorded;                /* recordings made */
+    int64_t replayed;                /* runs that were replays of an earlier recording */
+} ft_graph_slot;
+
+enum {
+    FT_GRAPH_DIRECT = 0, /* the work ran directly */
+    FT_GRAPH_RECORDED =
+        1, /* the work was recorded (its host side ran) and the recording launched */
+    FT_GRAPH_REPLAYED = 2, /* an earlier recording was launched: the work's host side did not
+                              run, and the caller brings it up to date */
+    FT_GRAPH_FAILED = 3    /* on an error: graph_begin, graph_end or graph_launch failed (not
+                              the work; a failing work leaves DIRECT or RECORDED) */
+};
+
+/* Run work(ctx) through slot s (zeroed before its first use) for a run of the shape
+ * key[0 .. nkey), 1 <= nkey <= FT_GRAPH_KEY_MAX and the same on every run of s (else
+ * FT_EARG); *how (may be NULL) says how
+ * (FT_GRAPH_*). Returns 0, the work's error, or the graph call's error. After a failed
+ * recording the slot holds none and the backend runs ops directly again. */
+int ft_graph_run(ft_ops *o, ft_graph_slot *s, const uint64_t *key, int nkey, ft_graph_work work,
+                 void *ctx, int *how);
+/* Drop the slot's recording (NULL-safe on o's side: a zeroed slot is fine); counters kept. */
+void ft_graph_slot_drop(ft_ops *o, ft_graph_slot *s);
+
 /* ---- the backend factory ---- */
 
 typedef struct ft_ops_options {

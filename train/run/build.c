@@ -198,9 +198,7 @@ int ft_run_build_model(ft_run *r) {
 }
 
 void ft_run_free_model(ft_run *r) {
-    if (r->model.ops && r->model.ops->graph_free)
-        r->model.ops->graph_free(r->model.ops, r->model.graph.g);
-    r->model.graph.g = NULL;
+    if (r->model.ops) ft_graph_slot_drop(r->model.ops, &r->model.graph.slot);
     if (r->model.ops && r->model.demb) r->model.ops->free(r->model.ops, r->model.demb);
     if (r->model.ops && r->data.pixels_dev) r->model.ops->free(r->model.ops, r->data.pixels_dev);
     r->data.pixels_dev = NULL;

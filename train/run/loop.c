@@ -334,51 +334,39 @@ static int step_device(ft_run *r, const loader_batch *b) {
     return rc;
 }
 
-/* cuda_graphs (ft_run_graph): step_device through its recording. A shape seen for the second
- * step in a row is recorded (the recording's calls have their host-side effects then, and the
- * launch runs them); later steps of that shape replay it, and the host side of the replayed
- * calls is brought up to date (ft_iresnet_replayed, ft_pfc_replayed). */
+static int step_device_cb(void *ctx) {
+    void **a = ctx;
+    return step_device(a[0], a[1]);
+}
+
+/* cuda_graphs: step_device through the model's graph slot (ft_graph_run), keyed by the step's
+ * shape: rows, sampled classes, loss scale. A shape seen for the second step in a row is
+ * recorded (the recording's calls have their host-side effects then, and the launch runs
+ * them); later steps of that shape replay it, and the host side of the replayed calls is
+ * brought up to date (ft_iresnet_replayed, ft_pfc_replayed). */
 static int graph_step(ft_run *r, const loader_batch *b, int *reported) {
     ft_run_graph *gr = &r->model.graph;
     ft_ops *o = r->model.ops;
-    int n = (int)b->n, count = ft_pfc_step_count(r->model.pfc), rc;
+    int n = (int)b->n, how;
     float scale = ft_scaler_scale(&r->model.scaler);
-    int again = n == gr->prev_rows && count == gr->prev_count && scale == gr->prev_scale;
-    gr->prev_rows = n, gr->prev_count = count, gr->prev_scale = scale;
-    if (gr->g && (n != gr->rows || count != gr->count || scale != gr->scale)) {
-        o->graph_free(o, gr->g);
-        gr->g = NULL;
+    uint32_t scale_bits;
+    memcpy(&scale_bits, &scale, sizeof scale_bits);
+    uint64_t key[3] = {(uint64_t)n, (uint64_t)ft_pfc_step_count(r->model.pfc), scale_bits};
+    void *ctx[2] = {r, (void *)b};
+    int rc = ft_graph_run(o, &gr->slot, key, 3, step_device_cb, ctx, &how);
+    if (rc && (how == FT_GRAPH_RECORDED || how == FT_GRAPH_FAILED)) {
+        *reported = 1;
+        return ft_run_fail(r, rc,
+                           "step %lld: cuda_graphs: the step could not be recorded as a graph "
+                           "(%s; the line above says which call); cuda_graphs=False runs it "
+                           "without",
+                           (long long)r->pos.global_step, ft_strerror(rc));
     }
-    if (!gr->g && !again) return step_device(r, b);
-    if (!gr->g) {
-        if ((rc = o->graph_begin(o))) return rc;
-        int rc1 = step_device(r, b);
-        void *g = NULL;
-        int rc2 = o->graph_end(o, &g);
-        if (rc1 || rc2) {
-            o->graph_free(o, g);
-            *reported = 1;
-            return ft_run_fail(r, rc1 ? rc1 : rc2,
-                               "step %lld: cuda_graphs: the step could not be recorded as a graph "
-                               "(%s; the line above says which call); cuda_graphs=False runs "
-                               "it without",
-                               (long long)r->pos.global_step, ft_strerror(rc1 ? rc1 : rc2));
-        }
-        gr->g = g, gr->rows = n, gr->count = count, gr->scale = scale, gr->recorded++;
-        return o->graph_launch(o, gr->g); /* the recorded calls' host side has happened */
+    if (!rc && how == FT_GRAPH_REPLAYED) {
+        ft_iresnet_replayed(r->model.net, n);
+        ft_pfc_replayed(r->model.pfc);
     }
-    if ((rc = o->graph_launch(o, gr->g)) == FT_ESTALE) {
-        /* memory the recording uses was replaced (a larger op grew a scratch, e.g. in a
-         * verification): this step runs directly, the next one records afresh */
-        o->graph_free(o, gr->g);
-        gr->g = NULL;
-        return step_device(r, b);
-    }
-    if (rc) return rc;
-    ft_iresnet_replayed(r->model.net, n);
-    ft_pfc_replayed(r->model.pfc);
-    gr->replayed++;
-    return 0;
+    return rc;
 }
 
 static int partial_fc_error(ft_run *r, int rc) {
@@ -629,7 +617,6 @@ static int train_loop(ft_run *r) {
  * several ranks are not recorded); a note otherwise */
 static void graphs_setup(ft_run *r) {
     ft_run_graph *gr = &r->model.graph;
-    gr->prev_rows = gr->prev_count = -1, gr->prev_scale = 0;
     if (!r->cfg.cuda_graphs) return;
     const char *why = !r->model.ops->graph_begin ? "backend has no graphs"
                       : r->world > 1             ? "collectives of several ranks are not recorded"

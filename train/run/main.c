@@ -185,8 +185,8 @@ static void summary(const ft_run *r) {
         fprintf(stderr,
                 FT_TRAIN_PROG ": cuda graphs: %lld of %lld steps replayed a recording of the "
                               "step's forward and backward (%lld recorded)\n",
-                (long long)r->model.graph.replayed + (long long)r->model.graph.recorded,
-                (long long)r->stats.steps_run, (long long)r->model.graph.recorded);
+                (long long)r->model.graph.slot.replayed + (long long)r->model.graph.slot.recorded,
+                (long long)r->stats.steps_run, (long long)r->model.graph.slot.recorded);
     if (r->world > 1) {
         char buckets[128] = "";
         if (r->dist.dp)

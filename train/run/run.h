@@ -53,13 +53,8 @@ typedef struct ft_run_data {
  * in a row that has it (the first ran directly: one-time work such as cuDNN's algorithm
  * choice stays out of the recording). */
 typedef struct ft_run_graph {
-    int on;          /* asked for, and possible here (one rank, a backend with graphs) */
-    void *g;         /* the recording, NULL none */
-    int rows, count; /* its shape */
-    float scale;
-    int prev_rows, prev_count; /* the previous step's shape (-1: none) */
-    float prev_scale;
-    int64_t recorded, replayed; /* for the summary: recordings made, steps run by a launch */
+    int on;             /* asked for, and possible here (one rank, a backend with graphs) */
+    ft_graph_slot slot; /* the step's recording; its counters feed the summary */
 } ft_run_graph;
 
 /* the model: backend, backbone, head, optimizer, loss scaler (build.c) */
