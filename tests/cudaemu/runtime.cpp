@@ -136,6 +136,8 @@ struct config {
     int driver = 0;  /* cudaDriverGetVersion */
     int devices = 0; /* visible after CUDA_VISIBLE_DEVICES */
     size_t mem = 0;  /* per device */
+    int phys[64];    /* visible ordinal -> physical device (its PCI bus id) */
+    int cc = 90;     /* compute capability, major * 10 + minor (FT_CUDA_EMU_CC) */
 };
 static config g_cfg;
 
@@ -173,7 +175,11 @@ static const config &cfg() {
     const char *nd = getenv("FT_CUDA_EMU_DEVICES");
     int physical = nd && *nd ? atoi(nd) : 1;
     if (physical < 0) physical = 0;
+    if (physical > 64) physical = 64;
     g_cfg.devices = physical;
+    for (int i = 0; i < physical; i++) g_cfg.phys[i] = i;
+    const char *cc = getenv("FT_CUDA_EMU_CC");
+    if (cc && *cc) g_cfg.cc = atoi(cc);
     const char *cvd = getenv("CUDA_VISIBLE_DEVICES");
     if (cvd) { /* the listed ordinals up to the first invalid one, as the driver reads it */
         int n = 0;
@@ -186,7 +192,7 @@ static const config &cfg() {
             char *end;
             long v = strtol(tok.c_str(), &end, 10);
             if (tok.empty() || *end || v < 0 || v >= physical) break;
-            n++;
+            g_cfg.phys[n++] = (int)v;
             if (comma == std::string::npos) break;
             pos = comma + 1;
         }
@@ -774,6 +780,33 @@ cudaError_t cudaGetDevice(int *dev) {
     if (!dev) return ret(cudaErrorInvalidValue);
     if (!device_visible()) return ret(cudaErrorNoDevice);
     *dev = g_device;
+    return cudaSuccess;
+}
+cudaError_t cudaDeviceGetAttribute(int *value, enum cudaDeviceAttr attr, int dev) {
+    if (!value) return ret(cudaErrorInvalidValue);
+    if (!device_visible()) return ret(cudaErrorNoDevice);
+    if (dev < 0 || dev >= cfg().devices) return ret(cudaErrorInvalidDevice);
+    switch (attr) {
+    case cudaDevAttrComputeCapabilityMajor:
+        *value = cfg().cc / 10;
+        return cudaSuccess;
+    case cudaDevAttrComputeCapabilityMinor:
+        *value = cfg().cc % 10;
+        return cudaSuccess;
+    case cudaDevAttrMultiProcessorCount:
+        *value = 132;
+        return cudaSuccess;
+    default:
+        diag("cudaDeviceGetAttribute", "attribute %d is not emulated", (int)attr);
+        return ret(cudaErrorInvalidValue);
+    }
+}
+cudaError_t cudaDeviceGetPCIBusId(char *bus, int len, int dev) {
+    if (!bus || len < 13) return ret(cudaErrorInvalidValue);
+    if (!device_visible()) return ret(cudaErrorNoDevice);
+    if (dev < 0 || dev >= cfg().devices) return ret(cudaErrorInvalidDevice);
+    /* the physical device's, so that CUDA_VISIBLE_DEVICES=1 is another GPU than =0 */
+    snprintf(bus, (size_t)len, "0000:%02X:00.0", 0x18 + cfg().phys[dev]);
     return cudaSuccess;
 }
 cudaError_t cudaDeviceSynchronize(void) {

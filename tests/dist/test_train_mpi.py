@@ -30,7 +30,10 @@ Modes (each on a small synthetic dataset, 24 classes, width-4 r18, batch 8 per r
            uninterrupted run's, bit for bit
   nccl     GPU ranks (device=cuda, 2 devices: the CUDA emulator or 2 GPUs): 2 ranks over
            NCCL, equal losses on both ranks, against 2 CPU ranks within the device's rounding,
-           resume bit for bit, a SIGKILLed rank ends the job
+           resume bit for bit (the second half with each rank bound to its own GPU by
+           CUDA_VISIBLE_DEVICES), a SIGKILLed rank ends the job; on the emulator also two
+           ranks on one GPU and device='auto' with a GPU on one rank only: refused at the
+           start on every rank, naming the ranks
 usage: test_train_mpi.py MODE BIN WORK MPIRUN [ARGS...]
 """
 import glob
@@ -62,6 +65,18 @@ def mpi(np_, a, env=None, timeout=120):
     e.update(env or {})
     return subprocess.run(MPIRUN + ["-np", str(np_), TRAIN, CONFIG] + a, capture_output=True,
                           text=True, env=e, timeout=timeout)
+
+
+def mpi_per_rank(envs, a, env=None, timeout=120):
+    """One rank per entry of envs (mpirun MPMD), each started through env(1) with its own
+    variables, as a scheduler that binds each task to its own GPU starts them."""
+    e = dict(os.environ)
+    e.update(env or {})
+    cmd = list(MPIRUN)
+    for i, re_ in enumerate(envs):
+        cmd += ([":"] if i else []) + ["-np", "1", "env"] + \
+            [f"{k}={v}" for k, v in re_.items()] + [TRAIN, CONFIG] + a
+    return subprocess.run(cmd, capture_output=True, text=True, env=e, timeout=timeout)
 
 
 def run_mode():
@@ -350,7 +365,8 @@ def nccl_mode():
     cpu, cl = os.path.join(WORK, "nccl_cpu"), os.path.join(WORK, "nccl_cpu.loss")
     distrun.fresh(out, lf, cpu, cl)
     p = mpi(2, args(data, 24, out, "max_steps=4", "device=cuda"), dict(env, FT_TRAIN_LOSS_FILE=lf))
-    if p.returncode and ("no CUDA device is visible" in p.stderr or "but 1 is visible" in p.stderr):
+    if p.returncode and ("no CUDA device is visible" in p.stderr or
+                         "are on the same GPU" in p.stderr):
         print("skip: two GPU ranks need two visible devices: " + p.stderr.strip()[-300:])
         sys.exit(77)
     check(p.returncode == 0, f"2 GPU ranks: exit {p.returncode}: {p.stderr[-2000:]}")
@@ -372,19 +388,40 @@ def nccl_mode():
     check(len(rel) == 4 and rel[0] <= 1e-5 and max(rel) <= 1e-2,
           f"nccl vs cpu losses: {ls} vs {lc}")
     # resume: 2 + 2 steps on GPU ranks equal 4 straight, bit for bit (the first half with the
-    # gradient buckets packed and started after backward: the same bytes)
+    # gradient buckets packed and started after backward: the same bytes). The second half
+    # with each rank bound to its own GPU by CUDA_VISIBLE_DEVICES (Slurm's --gpus-per-task):
+    # each sees one device, whatever its local rank
     out2, lf2 = out + "_resumed", lf + ".resumed"
     distrun.fresh(out2, lf2)
     p = mpi(2, args(data, 24, out2, "max_steps=2", "device=cuda", "ddp_bucket_view=False",
                     "ddp_overlap=False"), dict(env, FT_TRAIN_LOSS_FILE=lf2))
     check(p.returncode == 0, f"GPU ranks, first half: exit {p.returncode} {p.stderr[-800:]}")
-    p = mpi(2, args(data, 24, out2, "max_steps=4", "device=cuda", "resume=True"),
-            dict(env, FT_TRAIN_LOSS_FILE=lf2))
+    p = mpi_per_rank([{"CUDA_VISIBLE_DEVICES": "0"}, {"CUDA_VISIBLE_DEVICES": "1"}],
+                     args(data, 24, out2, "max_steps=4", "device=cuda", "resume=True"),
+                     dict(env, FT_TRAIN_LOSS_FILE=lf2))
     check(p.returncode == 0, f"GPU ranks, resumed: exit {p.returncode} {p.stderr[-800:]}")
     check(losses(lf2) == ls, f"GPU ranks: resumed losses {losses(lf2)} vs {ls}")
     a, b = tensors(out), tensors(out2)
     bad = [k for k in a if k not in b or not np.array_equal(a[k], b[k])]
     check(sorted(a) == sorted(b) and not bad, f"GPU ranks: resumed tensors differ: {bad[:5]}")
+    if os.environ.get("FT_CUDA_EMU") == "1":
+        # ranks that cannot meet on GPUs: every rank exits 1 at the start with one line naming
+        # the ranks: two on one GPU (one emulated device for both), and device='auto' finding
+        # a GPU on rank 0 only (rank 1 without the emulator's device falls back to the CPU)
+        bad = os.path.join(WORK, "nccl_bad")
+        for label, envs, dev, want in (
+                ("two ranks on one GPU", [{"FT_CUDA_EMU_DEVICES": "1"}] * 2, "cuda",
+                 "ranks 0 and 1 are on the same GPU"),
+                ("device='auto' with a GPU on rank 0 only",
+                 [{"FT_CUDA_EMU": "1"}, {"FT_CUDA_EMU": "0"}], "auto",
+                 "rank 1 trains on the cpu backend, rank 0 on cuda")):
+            distrun.fresh(bad)
+            p = mpi_per_rank(envs, args(data, 24, bad, "max_steps=1", f"device={dev}"), env)
+            lines = [ln for ln in p.stderr.splitlines() if want in ln]
+            check(p.returncode != 0 and len(lines) == 2 and
+                  not os.path.exists(os.path.join(bad, "backbone.safetensors")),
+                  f"{label}: exit {p.returncode}, lines {lines}: {p.stderr[-1200:]}")
+            print(f"ok: {label}: exit {p.returncode}: {lines[0] if lines else ''}", flush=True)
     # a GPU rank killed mid-run: the other's NCCL wait notices (dist_timeout 5 s), every
     # rank ends non-zero, the job names the rank
     kd = os.path.join(WORK, "nccl_killed")

@@ -361,6 +361,8 @@ def cuda(lean=False):
         print("skip: " + p.stderr.strip().splitlines()[-1])
         sys.exit(77)
     check(p.returncode == 0, f"ft-train device=cuda: exit {p.returncode}: {p.stderr[-600:]}")
+    if os.environ.get("FT_CUDA_EMU") == "1" and not lean:
+        device_errors(base)
     train(ref, *one, "device=cpu", loss_file=ref_l)
     a, b = tensors_of(ref), tensors_of(out)
     check(sorted(a) == sorted(b), "fp32: different tensor sets")
@@ -436,6 +438,37 @@ def cuda(lean=False):
           "fp16 injected overflow at step 5: no skipped-step line in training.log")
     graphs(base)
     finish()
+
+
+def device_errors(base):
+    """The device's start-up refusals (emulator: FT_CUDA_EMU_* play the machine): one line,
+    exit 1, nothing written; device='auto' takes the CPU only where no GPU is visible."""
+    out = os.path.join(WORK, "cuda_refused")
+    for label, env, dev, want in (
+            ("a GPU older than sm_80", {"FT_CUDA_EMU_CC": "70"}, "cuda",
+             "CUDA device 0 has compute capability 7.0; facetrain's CUDA backend needs 8.0"),
+            ("an old driver", {"FT_CUDA_EMU_DRIVER": "12040"}, "cuda",
+             "the NVIDIA driver is too old (it supports CUDA 12.4"),
+            ("more local ranks than GPUs", {"FT_CUDA_EMU_DEVICES": "2", "LOCAL_RANK": "3"},
+             "auto", "local rank 3 needs CUDA device 3, but 2 are visible"),
+            ("CUDA_VISIBLE_DEVICES empty", {"CUDA_VISIBLE_DEVICES": ""}, "cuda",
+             "device=cuda but no CUDA device is visible")):
+        fresh(out)
+        p = subprocess.run([TRAIN, CONFIG, *base, "max_steps=1", f"device={dev}",
+                            f"output={out}"], capture_output=True, text=True,
+                           env=dict(os.environ, **env))
+        last = p.stderr.strip().splitlines()[-1] if p.stderr.strip() else ""
+        check(p.returncode == 1 and last.startswith("ft-train: ") and want in last and
+              not os.path.exists(os.path.join(out, "backbone.safetensors")),
+              f"{label}: rc {p.returncode}: {p.stderr.strip()[-400:]}")
+        print(f"ok: {label}: {last}", flush=True)
+    # a visible GPU of any index: LOCAL_RANK 1 with one visible device takes that one
+    fresh(out)
+    p = subprocess.run([TRAIN, CONFIG, *base, "max_steps=1", "device=cuda", f"output={out}",
+                        "val_targets=[]"], capture_output=True, text=True,
+                       env=dict(os.environ, LOCAL_RANK="1", FT_CUDA_EMU_DEVICES="1"))
+    check(p.returncode == 0, f"LOCAL_RANK=1 with one visible GPU: rc {p.returncode}: "
+          f"{p.stderr.strip()[-400:]}")
 
 
 def graphs(base):

@@ -12,7 +12,8 @@ int ft_ops_cpu_create_(int threads, int inference, ft_ops **out); /* cpu/backend
 int ft_ops_cpu_strict_create_(int threads, int inference, ft_ops **out, char *err,
                               size_t errcap); /* cpu/strict.c */
 #if defined(FT_HAVE_CUDA)
-int ft_ops_cuda_create_(int device, int layout, ft_ops **out, char *err, size_t errcap); /* cuda/ */
+int ft_ops_cuda_create_(int device, int local_rank, int layout, ft_ops **out, char *err,
+                        size_t errcap); /* cuda/ */
 #endif
 
 /* ---- dtypes ---- */
@@ -97,6 +98,7 @@ int ft_conv_desc_init(ft_conv_desc *d, int n, int c, int h, int w, int k, int r,
 void ft_ops_options_init(ft_ops_options *opts) {
     opts->threads = 0;
     opts->device = -1;
+    opts->local_rank = -1;
     opts->inference = 0;
     opts->layout = FT_LAYOUT_AUTO;
 }
@@ -161,7 +163,8 @@ static int create_named(const char *name, const ft_ops_options *opts, ft_ops **o
     if (name && strcmp(name, "auto") == 0) {
 #if defined(FT_HAVE_CUDA)
         /* a GPU when one is visible, else the CPU */
-        int rc = ft_ops_cuda_create_(opts->device, opts->layout, out, err, errcap);
+        int rc =
+            ft_ops_cuda_create_(opts->device, opts->local_rank, opts->layout, out, err, errcap);
         if (rc != FT_ENODEV) return rc;
         if (errcap) err[0] = '\0';
 #endif
@@ -169,7 +172,7 @@ static int create_named(const char *name, const ft_ops_options *opts, ft_ops **o
     }
     if (name && strcmp(name, "cuda") == 0) {
 #if defined(FT_HAVE_CUDA)
-        return ft_ops_cuda_create_(opts->device, opts->layout, out, err, errcap);
+        return ft_ops_cuda_create_(opts->device, opts->local_rank, opts->layout, out, err, errcap);
 #else
         if (errcap)
             snprintf(err, errcap,
@@ -183,6 +186,18 @@ static int create_named(const char *name, const ft_ops_options *opts, ft_ops **o
         snprintf(err, errcap, "device '%s' is not a backend (this build has: %s)",
                  name ? name : "(null)", ft_ops_backends());
     return FT_EARG;
+}
+
+#if defined(FT_HAVE_CUDA)
+int ft_ops_cuda_device_id(const ft_ops *o, char *buf, size_t cap); /* cuda/backend.cu */
+#endif
+int ft_ops_device_id(const ft_ops *o, char *buf, size_t cap) {
+    if (cap < 32) return FT_EARG;
+    buf[0] = '\0';
+#if defined(FT_HAVE_CUDA)
+    if (o && o->name && strcmp(o->name, "cuda") == 0) return ft_ops_cuda_device_id(o, buf, cap);
+#endif
+    return 0;
 }
 
 int ft_ops_create(const char *name, const ft_ops_options *opts, ft_ops **out, char *err,

@@ -417,8 +417,10 @@ void ft_graph_slot_drop(ft_ops *o, ft_graph_slot *s);
 /* ---- the backend factory ---- */
 
 typedef struct ft_ops_options {
-    int threads; /* CPU: worker threads (0 = online CPUs); the OpenBLAS calls run under them */
-    int device;  /* CUDA: device ordinal (-1 = LOCAL_RANK, else 0) */
+    int threads;    /* CPU: worker threads (0 = online CPUs); the OpenBLAS calls run under them */
+    int device;     /* CUDA: device ordinal; -1: the one visible GPU when only one is (a launcher
+                       bound each rank to its own), else the local rank's, else 0 */
+    int local_rank; /* CUDA, device -1: this process's rank on its node (-1: LOCAL_RANK) */
     /* 1: forward passes only, and no weight changes after its first use in conv_fwd
      * (inference engines): the backend may pick inference kernels and keep the weights in its
      * own layout from the first call on; conv_bwd_* may then fail with FT_EARG. */
@@ -437,7 +439,7 @@ enum {
 int ft_layout_parse(const char *s);
 const char *ft_layout_name(int layout);
 
-/* threads 0, device -1, inference 0, layout auto */
+/* threads 0, device -1, local_rank -1, inference 0, layout auto */
 void ft_ops_options_init(ft_ops_options *opts);
 
 /* Create backend `name` ("cpu", "cuda", or "auto": cuda when it is built and a device is
@@ -459,6 +461,9 @@ void ft_tlist_host_free(ft_tlist *t);
 const char *ft_ops_backends(void);
 /* CPU backend: its worker count; 0 for another backend */
 int ft_ops_cpu_threads(const ft_ops *o);
+/* The device a backend runs on, as ranks compare them ("<host> pci <bus id>" for a GPU; ""
+ * for the CPU backends, which share their host freely). 0, or FT_EARG when cap < 32. */
+int ft_ops_device_id(const ft_ops *o, char *buf, size_t cap);
 /* 1 when o implements op for dt (o->supports, or 0 when the slot is NULL) */
 int ft_ops_supports(const ft_ops *o, int op, ft_dtype dt);
 

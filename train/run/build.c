@@ -27,7 +27,8 @@ int ft_run_open_device(ft_run *r) {
     ft_ops_options opts;
     ft_ops_options_init(&opts);
     opts.threads = c->threads;
-    opts.device = r->world > 1 ? r->dist.local_rank : -1;
+    /* the one visible GPU, else the local rank's (one per local rank) */
+    opts.local_rank = r->world > 1 ? r->dist.local_rank : -1;
     opts.layout = ft_layout_parse(c->layout);
     char err[512];
     int rc = ft_ops_create(c->device, &opts, &r->model.ops, err, sizeof err);

@@ -176,11 +176,54 @@ int ft_run_dist_init(ft_run *r) {
     return check_same_config(r);
 }
 
+/* Every rank's backend and device against the others': the same backend on every rank
+ * (device='auto' finds a GPU on one node and none on another: the ranks would not meet in
+ * one transport) and, for GPUs, no two ranks on one GPU (NCCL refuses that, less clearly).
+ * A mismatch fails every rank with one line naming the ranks. */
+typedef struct rank_device {
+    char backend[16];
+    char id[304]; /* ft_ops_device_id */
+} rank_device;
+
+static int check_devices(ft_run *r) {
+    ft_comm *c = r->dist.comm;
+    rank_device mine;
+    memset(&mine, 0, sizeof mine);
+    snprintf(mine.backend, sizeof mine.backend, "%s", r->model.ops->name);
+    int rc = ft_ops_device_id(r->model.ops, mine.id, sizeof mine.id);
+    rank_device *all = calloc((size_t)c->world, sizeof *all);
+    if (!all) return ft_run_fail(r, -ENOMEM, "out of memory");
+    if (!rc) rc = c->all_gather(c, r->dist.host_ops, &mine, all, sizeof mine);
+    if (rc) {
+        free(all);
+        return ft_run_fail(r, rc, "exchanging the ranks' devices: %s", ft_strerror(rc));
+    }
+    for (int k = 0; k < c->world && !rc; k++) {
+        all[k].backend[sizeof all[k].backend - 1] = all[k].id[sizeof all[k].id - 1] = '\0';
+        if (strcmp(all[k].backend, all[0].backend) != 0)
+            rc = ft_run_fail(r, FT_EARG,
+                             "rank %d trains on the %s backend, rank 0 on %s: every rank needs "
+                             "the same device (with device='auto' a rank without a visible GPU "
+                             "falls back to the CPU; set device='cuda' to make that an error)",
+                             k, all[k].backend, all[0].backend);
+        for (int j = 0; j < k && !rc; j++)
+            if (all[k].id[0] && strcmp(all[k].id, all[j].id) == 0)
+                rc = ft_run_fail(r, FT_EARG,
+                                 "ranks %d and %d are on the same GPU (%s): each rank needs its "
+                                 "own (one GPU per local rank, or CUDA_VISIBLE_DEVICES set per "
+                                 "rank)",
+                                 j, k, all[k].id);
+    }
+    free(all);
+    return rc;
+}
+
 int ft_run_dist_build(ft_run *r) {
     r->dist.dev = r->dist.comm;
     if (r->world == 1) return 0;
     ft_ops *o = r->model.ops;
-    int rc;
+    int rc = check_devices(r);
+    if (rc) return rc;
     /* GPU ranks: the step's collectives over NCCL on the backend's stream, its id broadcast
      * over MPI; the host agreements stay on MPI */
     if (strcmp(o->name, "cuda") == 0 && ft_comm_have_nccl()) {

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cuda.h"
 
@@ -121,19 +122,34 @@ static int cuda_supports(const ft_ops *o, int op, ft_dtype dt) {
     return (dt == FT_F16 || dt == FT_BF16) && ft_op_takes_dtype(op);
 }
 
-/* device -1: LOCAL_RANK when set (one GPU per local rank), else 0; when only one GPU is
- * visible (Slurm or a launcher bound each rank to its own), that one. CUDA_VISIBLE_DEVICES is
- * applied by the driver before we count. */
-static int pick_device(int device, int count, int *out, char *err, size_t errcap) {
+/* device -1: when only one GPU is visible (Slurm's --gpus-per-task, or a launcher that set
+ * CUDA_VISIBLE_DEVICES per rank), that one whatever the local rank; else the local rank's
+ * (local_rank, or LOCAL_RANK when it is -1; one GPU per local rank), else 0.
+ * CUDA_VISIBLE_DEVICES is applied by the driver before we count. */
+static int pick_device(int device, int local_rank, int count, int *out, char *err, size_t errcap) {
     if (device < 0) {
         const char *lr = getenv("LOCAL_RANK");
-        int64_t v = 0;
-        if (lr && *lr && ft_parse_i64(lr, 0, 1 << 20, &v) != 0) {
-            snprintf(err, errcap, "LOCAL_RANK='%s' is not a device number", lr);
-            return FT_EARG;
+        int64_t v = local_rank;
+        if (local_rank < 0) {
+            v = 0;
+            if (lr && *lr && ft_parse_i64(lr, 0, 1 << 20, &v) != 0) {
+                snprintf(err, errcap, "LOCAL_RANK='%s' is not a device number", lr);
+                return FT_EARG;
+            }
         }
         /* one visible GPU (a launcher bound each rank to its own): that one */
         device = count == 1 ? 0 : (int)v;
+        if (device >= count) {
+            /* GPUs are there, too few for the node's ranks: an error, never the CPU */
+            snprintf(err, errcap,
+                     "device=cuda: local rank %d needs CUDA device %d, but %d are visible "
+                     "(CUDA_VISIBLE_DEVICES=%s): start at most %d ranks on this node, or give "
+                     "each rank its own GPU",
+                     device, device, count,
+                     getenv("CUDA_VISIBLE_DEVICES") ? getenv("CUDA_VISIBLE_DEVICES") : "unset",
+                     count);
+            return FT_EARG;
+        }
     }
     if (device >= count) {
         snprintf(
@@ -141,14 +157,16 @@ static int pick_device(int device, int count, int *out, char *err, size_t errcap
             "device=cuda: CUDA device %d requested but %d %s visible (CUDA_VISIBLE_DEVICES=%s)",
             device, count, count == 1 ? "is" : "are",
             getenv("CUDA_VISIBLE_DEVICES") ? getenv("CUDA_VISIBLE_DEVICES") : "unset");
-        return FT_ENODEV;
+        return FT_EARG;
     }
     *out = device;
     return 0;
 }
 
-extern "C" int ft_ops_cuda_create_(int device, int layout, ft_ops **out, char *err, size_t errcap);
-extern "C" int ft_ops_cuda_create_(int device, int layout, ft_ops **out, char *err, size_t errcap) {
+extern "C" int ft_ops_cuda_create_(int device, int local_rank, int layout, ft_ops **out, char *err,
+                                   size_t errcap);
+extern "C" int ft_ops_cuda_create_(int device, int local_rank, int layout, ft_ops **out, char *err,
+                                   size_t errcap) {
     char dummy[8];
     if (!err || !errcap) err = dummy, errcap = sizeof dummy;
     int count = 0;
@@ -178,8 +196,26 @@ extern "C" int ft_ops_cuda_create_(int device, int layout, ft_ops **out, char *e
         return FT_ENODEV;
     }
     int dev;
-    int rc = pick_device(device, count, &dev, err, errcap);
+    int rc = pick_device(device, local_rank, count, &dev, err, errcap);
     if (rc) return rc;
+    /* the build's kernels are sm_80 and sm_90 (+ their PTX), bf16 needs sm_80: an older GPU
+     * would fail at the first launch with "no kernel image is available" */
+    int ccmaj = 0, ccmin = 0;
+    e = cudaDeviceGetAttribute(&ccmaj, cudaDevAttrComputeCapabilityMajor, dev);
+    if (e == cudaSuccess)
+        e = cudaDeviceGetAttribute(&ccmin, cudaDevAttrComputeCapabilityMinor, dev);
+    if (e != cudaSuccess) {
+        snprintf(err, errcap, "device=cuda: CUDA device %d: cudaDeviceGetAttribute: %s", dev,
+                 cudaGetErrorString(e));
+        return FT_ENODEV;
+    }
+    if (ccmaj < 8) {
+        snprintf(err, errcap,
+                 "device=cuda: CUDA device %d has compute capability %d.%d; facetrain's CUDA "
+                 "backend needs 8.0 or newer (A100, H100/H200 and later)",
+                 dev, ccmaj, ccmin);
+        return FT_ENOTSUP;
+    }
     cuda_backend *b = (cuda_backend *)calloc(1, sizeof *b);
     if (!b) return -ENOMEM;
     ft_ops *o = &b->ops;
@@ -255,6 +291,19 @@ extern "C" int ft_ops_cuda_create_(int device, int layout, ft_ops **out, char *e
 
 /* the backend's stream, for transports that enqueue on it (comm/nccl.cu); NULL for a table
  * that is not this backend's */
+/* "<host> pci <bus id>" of the backend's GPU (ranks compare them: one GPU per rank) */
+extern "C" int ft_ops_cuda_device_id(const ft_ops *o, char *buf, size_t cap);
+extern "C" int ft_ops_cuda_device_id(const ft_ops *o, char *buf, size_t cap) {
+    if (!o || o->destroy != cuda_destroy || cap < 32) return FT_EARG;
+    int dev = ((const cuda_backend *)o->impl)->device;
+    char host[256] = "", bus[32] = "";
+    gethostname(host, sizeof host - 1);
+    cudaError_t e = cudaDeviceGetPCIBusId(bus, (int)sizeof bus, dev);
+    if (e != cudaSuccess) snprintf(bus, sizeof bus, "device %d", dev);
+    snprintf(buf, cap, "%s pci %s", host, bus);
+    return 0;
+}
+
 extern "C" void *ft_ops_cuda_stream(const ft_ops *o);
 extern "C" void *ft_ops_cuda_stream(const ft_ops *o) {
     if (!o || o->destroy != cuda_destroy) return NULL;
