@@ -36,6 +36,7 @@
 
 #include <limits.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <algorithm>
@@ -432,6 +433,10 @@ cudnnStatus_t heuristics(Op op, const char *api, cudnnStatus_t st, const Problem
     for (const AlgoInfo *a : order)
         if (a->implemented) list.push_back({a, second});
     int n = std::min(requested, (int)list.size());
+    /* FT_CUDA_EMU_CUDNN_NONDET_C=C: for inputs of fewer than C channels every algorithm is
+     * reported non-deterministic (a shape for which cuDNN may offer no deterministic one) */
+    const char *nd = getenv("FT_CUDA_EMU_CUDNN_NONDET_C");
+    const bool nondet = nd && *nd && p.x.c < atoi(nd);
     for (int i = 0; i < n; i++) {
         const AlgoInfo &a = *list[i].a;
         Perf e;
@@ -441,7 +446,7 @@ cudnnStatus_t heuristics(Op op, const char *api, cudnnStatus_t st, const Problem
         e.status = ok ? CUDNN_STATUS_SUCCESS : CUDNN_STATUS_NOT_SUPPORTED;
         e.time = ok ? (float)(a.speed * (0.001 + p.macs * 1e-9)) : -1.0f;
         e.memory = ok ? ws_need(p, a) : 0;
-        e.determinism = a.deterministic ? CUDNN_DETERMINISTIC : CUDNN_NON_DETERMINISTIC;
+        e.determinism = a.deterministic && !nondet ? CUDNN_DETERMINISTIC : CUDNN_NON_DETERMINISTIC;
         e.mathType = list[i].math;
         perf[i] = e;
     }

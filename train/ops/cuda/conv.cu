@@ -4,7 +4,8 @@
  *
  * Algorithms are chosen once per shape from cuDNN's heuristics (cudnnGet*Algorithm_v7, no
  * timing runs, so the choice is reproducible) and cached with the shape's descriptors: the
- * first deterministic algorithm that succeeds within the workspace bound, with FMA math for
+ * first deterministic algorithm that succeeds within the workspace bound (a non-deterministic
+ * one, with a note, where cuDNN offers no deterministic one), with FMA math for
  * fp32 (no TF32: fp32 must agree with the CPU to 1e-5) and tensor-op math for fp16/bf16.
  * The workspace of a shape is max(forward, backward data, 16-bit dw + backward filter): for
  * 16-bit activations cuDNN writes dw in the activation dtype, which is then added to the fp32
@@ -59,25 +60,37 @@ void cuda_conv_release(cuda_backend *b) {
 
 /* pick from a heuristic list: the first that succeeds, is deterministic and fits the limit;
  * a first pass wants math type `want` (tensor ops for 16-bit). fp32 takes FMA or default
- * entries and its descriptor is pinned to FMA math below (default math may use TF32). */
-#define PICK(perf, count, limit, want, fp32, out_algo, out_ws, out_math)                           \
+ * entries and its descriptor is pinned to FMA math below (default math may use TF32). Where
+ * no deterministic algorithm fits (cuDNN may offer none for some shape, e.g. 3 input channels
+ * in NHWC), the same two passes over the non-deterministic ones, with a note naming the
+ * shape: training goes on, that layer's results may vary in the last bits between runs. */
+#define PICK(perf, count, limit, want, fp32, out_algo, out_ws, out_math, d, dt, what)              \
     do {                                                                                           \
         int found_ = 0;                                                                            \
-        for (int pass_ = 0; pass_ < 2 && !found_; pass_++)                                         \
+        for (int pass_ = 0; pass_ < 4 && !found_; pass_++)                                         \
             for (int i_ = 0; i_ < (count) && !found_; i_++) {                                      \
                 cudnnMathType_t mt_ = (perf)[i_].mathType;                                         \
                 if ((perf)[i_].status != CUDNN_STATUS_SUCCESS) continue;                           \
-                if ((perf)[i_].determinism != CUDNN_DETERMINISTIC) continue;                       \
+                if (pass_ < 2 && (perf)[i_].determinism != CUDNN_DETERMINISTIC) continue;          \
                 if ((perf)[i_].memory > (limit)) continue;                                         \
-                if (pass_ == 0 && mt_ != (want)) continue;                                         \
+                if (pass_ % 2 == 0 && mt_ != (want)) continue;                                     \
                 if ((fp32) && mt_ != CUDNN_FMA_MATH && mt_ != CUDNN_DEFAULT_MATH) continue;        \
                 (out_algo) = (perf)[i_].algo, (out_ws) = (perf)[i_].memory;                        \
-                (out_math) = (fp32) ? CUDNN_FMA_MATH : mt_, found_ = 1;                            \
+                (out_math) = (fp32) ? CUDNN_FMA_MATH : mt_, found_ = 1 + (pass_ >= 2);             \
             }                                                                                      \
         if (!found_)                                                                               \
             return cuda_fail_(__FILE__, __LINE__, "cudnnGet*Algorithm_v7",                         \
-                              "no deterministic algorithm fits the workspace");                    \
+                              "no algorithm fits the workspace");                                  \
+        if (found_ == 2) nondet_note((d), (dt), (what), (int)(out_algo));                          \
     } while (0)
+
+static void nondet_note(const ft_conv_desc *d, ft_dtype dt, const char *what, int algo) {
+    fprintf(stderr,
+            "ft_ops cuda: note: conv n %d c %d %dx%d k %d %dx%d stride %d (%s) %s: no "
+            "deterministic cuDNN algorithm fits; non-deterministic algorithm %d is used (this "
+            "layer's results may differ in the last bits from run to run)\n",
+            d->n, d->c, d->h, d->w, d->k, d->r, d->r, d->stride, ft_dtype_name(dt), what, algo);
+}
 
 static int entry_setup(cuda_backend *b, cuda_conv_entry *e, const ft_conv_desc *d, ft_dtype dt,
                        size_t limit) {
@@ -119,23 +132,38 @@ static int entry_setup(cuda_backend *b, cuda_conv_entry *e, const ft_conv_desc *
         cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
         CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(
             b->dnn, e->x, e->w, e->conv[0], e->y, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, perf));
-        PICK(perf, n, lim_f, want, fp32, e->fwd, e->ws_fwd, math);
+        PICK(perf, n, lim_f, want, fp32, e->fwd, e->ws_fwd, math, d, dt, "forward");
         CUDNN_CHECK(cudnnSetConvolutionMathType(e->conv[0], math));
+        /* the math type may differ from the heuristic entry's (fp32 pinned to FMA): the
+         * workspace of the algorithm as the descriptor now stands, if larger */
+        size_t ws = 0;
+        CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(b->dnn, e->x, e->w, e->conv[0], e->y,
+                                                            e->fwd, &ws));
+        if (ws > e->ws_fwd) e->ws_fwd = ws;
     }
     {
         cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
         CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(
             b->dnn, e->w, e->y, e->conv[1], e->x, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, perf));
-        PICK(perf, n, lim_d, want, fp32, e->bwd_data, e->ws_bwd_data, math);
+        PICK(perf, n, lim_d, want, fp32, e->bwd_data, e->ws_bwd_data, math, d, dt, "backward data");
         CUDNN_CHECK(cudnnSetConvolutionMathType(e->conv[1], math));
+        size_t ws = 0;
+        CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(b->dnn, e->w, e->y, e->conv[1],
+                                                                 e->x, e->bwd_data, &ws));
+        if (ws > e->ws_bwd_data) e->ws_bwd_data = ws;
     }
     {
         cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
         CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(
             b->dnn, e->x, e->y, e->conv[2], e->w, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n,
             perf));
-        PICK(perf, n, lim_w, want, fp32, e->bwd_filter, e->ws_bwd_filter, math);
+        PICK(perf, n, lim_w, want, fp32, e->bwd_filter, e->ws_bwd_filter, math, d, dt,
+             "backward filter");
         CUDNN_CHECK(cudnnSetConvolutionMathType(e->conv[2], math));
+        size_t ws = 0;
+        CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(b->dnn, e->x, e->y, e->conv[2],
+                                                                   e->w, e->bwd_filter, &ws));
+        if (ws > e->ws_bwd_filter) e->ws_bwd_filter = ws;
     }
     return 0;
 }
