@@ -30,8 +30,11 @@
 #          named to skip the compile: --no-build), --carried-build DIR (use a build made
 #          elsewhere instead of building), --quick (correctness only, no benchmarks),
 #          --bench-only (the benchmarks only, e.g. a second device call on the warm machine
-#          after a --quick one: --bench-only --carried-build build-gpu), --deps DIR (default
-#          .gpu-deps).
+#          after a --quick one: --bench-only --carried-build build-gpu; a carried build that
+#          is not there, the machine having gone cold between the calls, is built afresh),
+#          --deadline S (stop starting work S seconds after the start, so that the log and the
+#          JSON are written before the device call's own limit: pass the call's timeout_s
+#          minus about 20; default: none), --deps DIR (default .gpu-deps).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -40,6 +43,7 @@ MODE=gpu
 BUILD=build-gpu
 DEPS=$ROOT/.gpu-deps
 NO_BUILD=0
+DEADLINE=0
 QUICK=0
 BENCH_ONLY=0
 CARRIED=""
@@ -52,6 +56,8 @@ while [ $# -gt 0 ]; do
     --build-dir=*) BUILD=${1#*=} ;;
     --carried-build) CARRIED=$2; shift ;;
     --deps) DEPS=$2; shift ;;
+    --deadline) DEADLINE=$2; shift ;;
+    --deadline=*) DEADLINE=${1#*=} ;;
     --no-build) NO_BUILD=1 ;;
     --quick) QUICK=1 ;;
     --bench-only) BENCH_ONLY=1 ;;
@@ -118,17 +124,49 @@ FAILED=""
 log() { printf '%s\n' "$*" | tee -a "$LOG"; }
 section() { log ""; log "=== [$(($(date +%s) - T0)) s] $*"; }
 fail() { FAILED="$FAILED $1"; log "FAIL: $1${2:+: $2}"; }
-# run a command with a time limit, its output into the log
+# a step not started for lack of time: logged, and out_of_time among the failures once
+OOT=0
+out_of_time() {
+    printf 'not started (--deadline %s s reached): %s\n' "$DEADLINE" "$*" | tee -a "$LOG"
+    [ $OOT = 1 ] || { OOT=1; FAILED="$FAILED out_of_time"; }
+}
+# the time limit for a step that wants $1 seconds: $1, or what is left before --deadline
+# (15 s kept for writing the results); 0 when nothing is left
+budget() {
+    local want=$1 left
+    [ "$DEADLINE" -gt 0 ] 2>/dev/null || { echo "$want"; return; }
+    left=$((DEADLINE - ($(date +%s) - T0) - 15))
+    [ $left -lt 0 ] && left=0
+    [ $left -lt "$want" ] && want=$left
+    echo "$want"
+}
+# run a command with a time limit (clamped to the deadline), its output into the log; a step
+# with no time left is not started and fails as out_of_time
 run_logged() {
-    local limit=$1; shift
+    local limit; limit=$(budget "$1"); shift
+    if [ "$limit" -lt 5 ]; then
+        out_of_time "$*"
+        return 124
+    fi
     log "\$ $*"
     timeout --kill-after=10 "$limit" "$@" >>"$LOG" 2>&1
+}
+# the same for a command whose output the caller reads ($(tlimit ...): a subshell, so the
+# skip is only logged; finish() counts it): timeout with the clamped limit
+tlimit() {
+    local limit; limit=$(budget "$1"); shift
+    if [ "$limit" -lt 5 ]; then
+        printf 'not started (--deadline %s s reached): %s\n' "$DEADLINE" "$*" >>"$LOG"
+        return 124
+    fi
+    timeout --kill-after=10 "$limit" "$@"
 }
 # figure lines: one JSON object per line, merged into the JSON at the end
 figure() { printf '%s\n' "$1" >>"$FIG"; }
 
 finish() {
     local status=pass
+    [ $OOT = 0 ] && grep -q '^not started (--deadline' "$LOG" && FAILED="$FAILED out_of_time"
     [ -n "$FAILED" ] && status=fail
     python3 - "$JSON" "$FIG" "$status" "$FAILED" "$(($(date +%s) - T0))" "$MODE" <<'EOF' || true
 import json, sys
@@ -198,8 +236,18 @@ log "cmake: $(cmake --version 2>/dev/null | head -1)"
 log "cc: $(cc --version 2>/dev/null | head -1)"
 log "cores: $(nproc)"
 # cuDNN / cuBLAS / NCCL: the toolkit's, else PyTorch's pip packages
-pyroot() { ${PY:-python3} -c "import nvidia.$1, os; print(os.path.dirname(nvidia.$1.__file__))" 2>/dev/null ||
-           ${PY:-python3} -c "import nvidia.$1, os; print(list(nvidia.$1.__path__)[0])" 2>/dev/null; }
+pyroot1() { ${PY:-python3} -c "import nvidia.$1, os; print(os.path.dirname(nvidia.$1.__file__))" 2>/dev/null ||
+            ${PY:-python3} -c "import nvidia.$1, os; print(list(nvidia.$1.__path__)[0])" 2>/dev/null; }
+# CUDA 13's pip wheels of the toolkit's libraries (nvidia-cublas 13) install into
+# nvidia/cu13/{lib,include}; cuDNN and NCCL keep their own folders
+pyroot() {
+    local r; r=$(pyroot1 "$1")
+    if [ -z "$r" ] && [ "$1" = cublas ]; then
+        r=$(pyroot1 cu13)
+        [ -n "$r" ] && ! ls "$r"/lib/libcublas.so* >/dev/null 2>&1 && r=""
+    fi
+    echo "$r"
+}
 CUDNN_ROOT=""
 for d in /usr/local/cuda/include /usr/include; do [ -f $d/cudnn.h ] && CUDNN_ROOT=$(dirname $d); done
 [ -z "$CUDNN_ROOT" ] && CUDNN_ROOT=$(pyroot cudnn)
@@ -216,7 +264,7 @@ if ! ls "$tk"/lib64/libcublas.so* "$tk"/lib/libcublas.so* "$tk"/targets/x86_64-l
 fi
 for lib in cublas nccl; do
     r=$(pyroot $lib)
-    [ -n "$r" ] && export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$r/lib && log "$lib (pip): $r"
+    [ -n "$r" ] && export LD_LIBRARY_PATH=${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$r/lib && log "$lib (pip): $r"
 done
 ${PY:-python3} -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version(), "gpu", torch.cuda.is_available())' >>"$LOG" 2>&1
 
@@ -224,20 +272,31 @@ ${PY:-python3} -c 'import torch; print("torch", torch.__version__, "cuda", torch
 section "build"
 # the configure line of the GPU run (archs: sm_90 there; sm_80 and sm_90 elsewhere)
 configure() {
-    local dir=$1 gen="" archs="80;90" extra=()
+    local dir=$1 gen="" archs="80;90" extra=() werror=ON
     command -v ninja >/dev/null && gen="-G Ninja"
-    [ "$MODE" = gpu ] && archs=90
+    # the GPU machine's compiler has never built this code: a new warning there must not end
+    # the one run (CI holds the code to -Werror)
+    [ "$MODE" = gpu ] && archs=90 werror=OFF
+    # the tests' Python: the one with PyTorch, numpy, onnx and onnxruntime (on the GPU machine a
+    # venv's python3, not /usr/bin/python3, which the tests would otherwise pick)
+    [ -n "$PY" ] && extra+=(-DFT_PYTHON="$(command -v "$PY")")
     [ -n "$SYSROOT" ] && extra+=(-DFT_ONNX_PROTO="$SYSROOT/usr/include/onnx/onnx.proto" -DFT_PROTOC_C="$SYSROOT/usr/bin/protoc-c"
         -DFT_ONEDNN_INCLUDE="$SYSROOT/usr/include" -DFT_ONEDNN_LIB="$SYSROOT/usr/lib/x86_64-linux-gnu/libdnnl.so")
     [ -n "$CUDNN_ROOT" ] && extra+=(-DFT_CUDNN_ROOT="$CUDNN_ROOT")
     [ -n "$CUBLAS_ROOT" ] && extra+=(-DFT_CUBLAS_ROOT="$CUBLAS_ROOT")
     # shellcheck disable=SC2086 # $gen is empty or two words
-    run_logged 300 cmake -S . -B "$dir" $gen -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFT_WERROR=ON \
+    run_logged 300 cmake -S . -B "$dir" $gen -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFT_WERROR=$werror \
         -DFT_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$archs" "${extra[@]}"
 }
 if [ "$MODE" = emu ] && [ -z "$CARRIED" ]; then
     fail rehearse "--rehearse needs --carried-build with an emulator build (-DFT_CUDA_EMU=ON)"
     finish
+elif [ -n "$CARRIED" ] && [ "$MODE" = gpu ] && [ ! -f "$CARRIED/CMakeCache.txt" ]; then
+    # a second call on a machine that went cold in between: the build is gone, make it again
+    BUILD=$CARRIED
+    log "the carried build $BUILD is not here (a fresh machine): building it"
+    configure "$BUILD" || { fail configure; finish; }
+    run_logged 900 cmake --build "$BUILD" -j"$(nproc)" || { fail build; finish; }
 elif [ -n "$CARRIED" ]; then
     BUILD=$CARRIED
     log "using the carried build $BUILD"
@@ -287,7 +346,10 @@ if [ "$MODE" = dry ]; then
     finish
 fi
 
+# the demo data and the engine's models (~1 GB): on the RAM disk where it has room
 D=/dev/shm/ft-gpu-check
+shm_kib=$(df -Pk /dev/shm 2>/dev/null | awk 'NR == 2 {print $4}')
+[ "${shm_kib:-0}" -lt 4194304 ] && D=/tmp/ft-gpu-check
 [ "$MODE" = emu ] && D=$OUTDIR/data
 # the demo data of the training checks and the loader benchmark
 make_data() {
@@ -307,23 +369,12 @@ if [ "$MODE" = emu ]; then
     # nested in ctest would write the same Testing/ logs)
     run_logged 300 "$TBIN/test_backend_ops" --backend cuda || fail ctest_gpu
 else
-    run_logged 300 ctest --test-dir "$BUILD" -L gpu --output-on-failure --timeout 240 || fail ctest_gpu
-fi
-if grep -q 'tests did not run\|Skipped' "$LOG"; then
-    grep -q 'ops_backend_cuda.*Skipped' "$LOG" && fail ctest_gpu "skipped: no device visible to the tests"
-fi
-
-# ---------------------------------------------------------------- 2. compute-sanitizer
-section "compute-sanitizer memcheck (op tests)"
-if [ "$MODE" = emu ]; then
-    log "compute-sanitizer: not in a rehearsal (CI's ASan pass checks the emulated kernels)"
-elif command -v compute-sanitizer >/dev/null; then
-    run_logged 300 compute-sanitizer --tool memcheck --error-exitcode 9 --leak-check full \
-        "$TBIN/test_backend_ops" --backend cuda --dtype f32 || fail "memcheck_f32"
-    run_logged 200 compute-sanitizer --tool memcheck --error-exitcode 9 \
-        "$TBIN/test_backend_ops" --backend cuda --dtype bf16 || fail "memcheck_bf16"
-else
-    fail "memcheck" "compute-sanitizer not found"
+    # four at a time (one GPU of 140 GB holds them all; their CPU references use the cores);
+    # the _lean cases repeat the start of their full twins
+    run_logged 300 ctest --test-dir "$BUILD" -L gpu -E '_lean$' -j4 --output-on-failure || fail ctest_gpu
+    # a GPU test skipped (exit 77: no device, or a Python module missing) is a failure here
+    skipped=$(grep -oE 'Test +#[0-9]+: [A-Za-z0-9_]+ [.*]+ *\*?Skipped' "$LOG" | awk '{print $3}' | tr '\n' ' ')
+    [ -n "$skipped" ] && fail ctest_gpu "skipped on the GPU machine: $skipped"
 fi
 
 # ---------------------------------------------------------------- 3. training checks
@@ -381,7 +432,7 @@ for m in $ENGINE_MODELS; do
         for dev in cuda+graphs cuda cpu; do
             flags=(--device "${dev%+graphs}")
             [ "$dev" = cuda+graphs ] && flags+=(--graphs)
-            out=$(timeout 300 "$BIN/ft-check" "$E/model" "${flags[@]}" --max-latency 100000 2>>"$LOG")
+            out=$(tlimit 300 "$BIN/ft-check" "$E/model" "${flags[@]}" --max-latency 100000 2>>"$LOG")
             echo "$out" >>"$LOG"
             ms=$(echo "$out" | grep -o 'latency [0-9.]* ms' | head -1 | awk '{print $2}')
             log "engine r$depth on $dev: batch-1 latency ${ms:-failed} ms"
@@ -393,6 +444,21 @@ for m in $ENGINE_MODELS; do
     fi
 done
 
+# ---------------------------------------------------------------- 3c. compute-sanitizer
+# after the training and engine checks, which say more per second of a short device call
+section "compute-sanitizer memcheck (op tests)"
+CS=$(command -v compute-sanitizer || ls "$tk"/bin/compute-sanitizer "$tk"/compute-sanitizer/compute-sanitizer 2>/dev/null | head -1)
+if [ "$MODE" = emu ]; then
+    log "compute-sanitizer: not in a rehearsal (CI's ASan pass checks the emulated kernels)"
+elif [ -n "$CS" ]; then
+    run_logged 120 "$CS" --tool memcheck --error-exitcode 9 --leak-check full \
+        "$TBIN/test_backend_ops" --backend cuda --dtype f32 || fail "memcheck_f32"
+    run_logged 90 "$CS" --tool memcheck --error-exitcode 9 \
+        "$TBIN/test_backend_ops" --backend cuda --dtype bf16 || fail "memcheck_bf16"
+else
+    fail "memcheck" "compute-sanitizer not found"
+fi
+
 [ "$QUICK" = 1 ] && finish
 fi # --bench-only
 
@@ -403,7 +469,7 @@ section "benchmarks: facetrain vs arcface_torch's step, same GPU, same command"
 for depth in $BENCH_DEPTHS; do
     for dt in fp16 bf16; do
         for rate in 1.0 0.3; do
-            out=$(timeout 180 "$BIN/ft-bench-train" --device cuda --depth $depth "${BENCH_SIZE[@]}" \
+            out=$(tlimit 180 "$BIN/ft-bench-train" --device cuda --depth $depth "${BENCH_SIZE[@]}" \
                 --rate $rate --dtype ${dt/fp/f} --steps $BENCH_STEPS 2>>"$LOG")
             line=$(echo "$out" | head -1)
             log "facetrain r$depth $dt rate $rate: ${line:-failed}"
@@ -424,7 +490,7 @@ done
 for depth in $BENCH_DEPTHS; do
     for mode in "0 whole_steps" "1 graphs"; do
         set -- $mode
-        out=$(timeout 180 "$BIN/ft-bench-train" --device cuda --depth $depth "${BENCH_SIZE[@]}" \
+        out=$(tlimit 180 "$BIN/ft-bench-train" --device cuda --depth $depth "${BENCH_SIZE[@]}" \
             --rate 1.0 --dtype f16 --steps $((2 * BENCH_STEPS)) --phases 0 --graphs $1 2>>"$LOG")
         line=$(echo "$out" | head -1)
         log "facetrain r$depth fp16 rate 1.0 $2: ${line:-failed}"
@@ -435,7 +501,7 @@ for depth in $BENCH_DEPTHS; do
 done
 # what the NHWC activations buy: r50 fp16 with every activation NCHW (cuDNN transposes)
 depth=${BENCH_DEPTHS%% *}
-out=$(timeout 180 "$BIN/ft-bench-train" --device cuda --depth $depth "${BENCH_SIZE[@]}" \
+out=$(tlimit 180 "$BIN/ft-bench-train" --device cuda --depth $depth "${BENCH_SIZE[@]}" \
     --rate 1.0 --dtype f16 --steps $BENCH_STEPS --layout nchw 2>>"$LOG")
 line=$(echo "$out" | head -1)
 log "facetrain r$depth fp16 rate 1.0 layout nchw: ${line:-failed}"
@@ -445,7 +511,7 @@ figure "{\"impl\": \"facetrain\", \"depth\": $depth, \"dtype\": \"fp16\", \"rate
 
 section "loader scaling on this machine's cores (LMDB in $D, u8hwc)"
 for t in $LOADER_THREADS; do
-    line=$(timeout 60 "$BIN/ft-loadbench" "$D/synth/train.lmdb" --threads $t --batch 128 --batches 20 --json 2>>"$LOG" | tail -1)
+    line=$(tlimit 60 "$BIN/ft-loadbench" "$D/synth/train.lmdb" --threads $t --batch 128 --batches 20 --json 2>>"$LOG" | tail -1)
     log "threads $t: ${line:-failed}"
     [ -n "$line" ] || fail "loader_threads_$t"
     [ -n "$line" ] && figure "{\"loader_threads\": $t, \"result\": $line}"
@@ -459,7 +525,7 @@ section "arcface_torch's step in PyTorch (bench/torch_arcface_step.py), the same
 for depth in $BENCH_DEPTHS; do
     for dt in fp16 bf16; do
         for rate in 1.0 0.3; do
-            tl=$(timeout 240 "${PY:-python3}" bench/torch_arcface_step.py --depth $depth --batch 128 \
+            tl=$(tlimit 240 "${PY:-python3}" bench/torch_arcface_step.py --depth $depth --batch 128 \
                 --classes 93431 --rate $rate --dtype $dt --steps 10 2>>"$LOG" | tail -1)
             log "pytorch   r$depth $dt rate $rate: ${tl:-failed}"
             if [ -n "$tl" ]; then figure "$tl"; else fail "pytorch_r${depth}_${dt}_${rate}"; fi
@@ -468,7 +534,7 @@ for depth in $BENCH_DEPTHS; do
 done
 # PyTorch's best: torch.compile, once per depth (compiling takes a minute or more)
 for depth in $BENCH_DEPTHS; do
-    tl=$(timeout 300 "${PY:-python3}" bench/torch_arcface_step.py --depth $depth --batch 128 \
+    tl=$(tlimit 300 "${PY:-python3}" bench/torch_arcface_step.py --depth $depth --batch 128 \
         --classes 93431 --rate 1.0 --dtype fp16 --steps 10 --compile 2>>"$LOG" | tail -1)
     log "pytorch   r$depth fp16 rate 1.0 torch.compile: ${tl:-failed}"
     [ -n "$tl" ] && figure "$tl"
