@@ -46,6 +46,7 @@ static void cuda_destroy(ft_ops *o) {
     cuda_conv_release(b);
     for (int i = 0; i < 3; i++) cudaFree(b->scratch[i]);
     cudaFree(b->red);
+    cudaFree(b->chan);
     cudaFree(b->blas_ws);
     cudaFreeHost(b->red_host);
     if (b->dnn) cudnnDestroy(b->dnn);
@@ -242,6 +243,9 @@ extern "C" int ft_ops_cuda_create_(int device, int local_rank, int layout, ft_op
         what = "cudaMalloc";
     if (!what && (ce = cudaMallocHost((void **)&b->red_host, sizeof(double))) != cudaSuccess)
         what = "cudaMallocHost";
+    if (!what &&
+        (ce = cudaMalloc((void **)&b->chan, CUDA_CHAN_DOUBLES * sizeof(double))) != cudaSuccess)
+        what = "cudaMalloc(channel reductions)";
     if (!what && (ce = cudaMalloc(&b->blas_ws, CUDA_BLAS_WS)) != cudaSuccess)
         what = "cudaMalloc(cuBLAS workspace)";
     if (what) {

@@ -62,6 +62,7 @@ typedef struct cuda_backend {
     void *scratch[3];
     size_t scratch_bytes[3];
     double *red;      /* device: partial sums of sumsq */
+    double *chan;     /* device, CUDA_CHAN_DOUBLES: NHWC channel reductions (cuda_chan_plan) */
     double *red_host; /* pinned: the total, read after a stream sync */
     /* one entry per distinct conv shape seen (held by pointer: callers keep them across calls);
      * grown on demand, so a long eval over many batch sizes never runs out */
@@ -162,6 +163,66 @@ static __device__ __forceinline__ double cuda_block_sum(double v, double *sh) {
     double r = sh[0];
     __syncthreads();
     return r;
+}
+
+/* Per-channel reductions over NHWC activations (batch norm, PReLU's dalpha): the data is
+ * m = n * hw rows of c channels. One block of CUDA_RED threads takes a tile of CHAN_TX
+ * consecutive channels (the 32 lanes of a warp read 32 neighbours: coalesced) and CHAN_TY rows
+ * at a time, over one chunk of the rows; each block writes one partial sum per channel of its
+ * tile, and a second kernel adds a channel's partials in chunk order. The plan depends on m
+ * and c only, so the sums are the same bits every run. (One block per channel, as NCHW has,
+ * would read stride-c elements, one per 32-byte sector, and keep c blocks busy.) */
+#define CHAN_TX           32
+#define CHAN_TY           (CUDA_RED / CHAN_TX)
+#define CHAN_BLOCKS       528       /* blocks a reduction aims at: 4 per SM of an H100/H200 */
+#define CUDA_CHAN_DOUBLES (1 << 16) /* b->chan: partials, then per-channel values */
+typedef struct cuda_chan_plan {
+    int tiles, chunks; /* grid: tiles * chunks blocks */
+    size_t rows;       /* rows per chunk */
+    int stride;        /* doubles between two chunks' partials (tiles * CHAN_TX) */
+} cuda_chan_plan;
+/* the plan of a reduction of nsums sums over m rows of c channels that also keeps nchan
+ * values per channel in b->chan after the partials; 0 when b->chan is too small (the caller
+ * takes its one-block-per-channel kernel) */
+static inline int cuda_chan_plan_make(size_t m, int c, int nsums, int nchan, cuda_chan_plan *p) {
+    p->tiles = (c + CHAN_TX - 1) / CHAN_TX;
+    p->stride = p->tiles * CHAN_TX;
+    size_t most = (m + CHAN_TY - 1) / CHAN_TY, ch = CHAN_BLOCKS / (size_t)p->tiles;
+    if (ch < 1) ch = 1;
+    if (ch > most) ch = most;
+    if (ch < 1) ch = 1;
+    p->chunks = (int)ch;
+    p->rows = (m + ch - 1) / ch;
+    return (size_t)nsums * ch * p->stride + (size_t)nchan * c <= CUDA_CHAN_DOUBLES;
+}
+/* the block's tile and chunk, its lane's channel and first row (CHAN_TY rows in flight) */
+#define CHAN_BLOCK_SETUP(p, c, m)                                                                  \
+    int tile_ = (int)(blockIdx.x % (unsigned)(p).tiles), chunk_ = (int)(blockIdx.x / (p).tiles);   \
+    int tx_ = (int)(threadIdx.x % CHAN_TX), ty_ = (int)(threadIdx.x / CHAN_TX);                    \
+    int ch = tile_ * CHAN_TX + tx_;                                                                \
+    size_t r0_ = (size_t)chunk_ * (p).rows, r1_ = r0_ + (p).rows < (m) ? r0_ + (p).rows : (m)
+/* the block's rows of channel ch: the memory index i of row r is r * c + ch */
+#define CHAN_ROWS(r) for (size_t r = r0_ + ty_; r < r1_; r += CHAN_TY)
+/* sum v over the block's rows per channel (sh: CUDA_RED doubles), into part[chunk][ch] */
+static __device__ __forceinline__ void cuda_chan_store(double v, double *sh, double *part,
+                                                       const cuda_chan_plan p, int c) {
+    int tx = (int)(threadIdx.x % CHAN_TX), ty = (int)(threadIdx.x / CHAN_TX);
+    sh[threadIdx.x] = v;
+    __syncthreads();
+    if (ty == 0) {
+        double s = 0;
+        for (int k = 0; k < CHAN_TY; k++) s += sh[k * CHAN_TX + tx];
+        int ch = (int)(blockIdx.x % (unsigned)p.tiles) * CHAN_TX + tx;
+        if (ch < c) part[(size_t)(blockIdx.x / p.tiles) * p.stride + ch] = s;
+    }
+    __syncthreads();
+}
+/* channel ch's total of the partials at part, in chunk order */
+static __device__ __forceinline__ double cuda_chan_total(const double *part, const cuda_chan_plan p,
+                                                         int ch) {
+    double s = 0;
+    for (int k = 0; k < p.chunks; k++) s += part[(size_t)k * p.stride + ch];
+    return s;
 }
 
 /* installers, one per op family (the CPU twin's stems) */
