@@ -33,6 +33,30 @@ sys.dont_write_bytecode = True  # keep the source tree clean
 # An oracle must not change with the machine it runs on. Set before torch is imported (every
 # test imports pyref first); a caller's own ATEN_CPU_CAPABILITY stands.
 os.environ.setdefault("ATEN_CPU_CAPABILITY", "default")
+# The same for OpenBLAS, which torch's CPU matmuls (and facetrain's, in the processes the tests
+# start: they inherit this) go through: it picks its kernels by CPU model, and a model newer
+# than Debian's OpenBLAS knows gets its generic Prescott kernels (an Intel Xeon with AVX-512
+# BF16, 2026-12-04: pyref_selftest's bf16 stand-in off by 0.229 against a 0.2 bound,
+# train_core_torch_small_arcface's momentum by 3.8e-3 against 2e-3). Name the kernels it
+# picks on the models it knows, by the CPU's features: SkylakeX's with AVX-512 (what the
+# AVX-512 CI machines ran), Haswell's with AVX2 (the AVX2 ones).
+def _openblas_core():
+    try:
+        flags = set()
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        return None
+    if {"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"} <= flags:
+        return "SkylakeX"
+    return "Haswell" if {"avx2", "fma"} <= flags else None
+
+
+if "OPENBLAS_CORETYPE" not in os.environ and _openblas_core():
+    os.environ["OPENBLAS_CORETYPE"] = _openblas_core()
 
 SKIP_RC = 77
 

@@ -7,8 +7,13 @@
  * denominator. Metric per tensor: max |analytic - numeric| / max |numeric| over the sample.
  * Tolerance 1e-2 for single ops (eps 1e-3: the fp32 rounding of L, ~1e-7|L|/eps, dominates;
  * measured errors are 1e-6..1e-3). The whole small network is checked per tensor along 3
- * random sign directions (L(x+hv)-L(x-hv))/2h vs g.v, h = 1e-3, tolerance 1e-2 relative to
- * max(|numeric|, 0.1): biases that a later BN cancels have zero gradient. Its PReLU slopes are
+ * random sign directions (L(x+hv)-L(x-hv))/2h vs g.v, h = 1e-3, tolerance 2e-2 relative to
+ * max(|numeric|, 0.1): biases that a later BN cancels have zero gradient, and their numeric
+ * value is the differences' fp32 noise alone, which moves with the convolution kernels'
+ * summation order: worst tensors 7.1e-3 with oneDNN's AVX2 kernels, 8.5e-3 with im2col,
+ * 1.08e-2 with its AVX-512 ones on a Xeon with AVX-512 BF16 (layer1.1.bn3.bias: analytic
+ * 1.6e-7, numeric -1.1e-3). A larger h does not help: at 2e-3 fc.weight's truncation error
+ * is 1.3e-2. Its PReLU slopes are
  * set to 1 so that the function is smooth (kinks make single differences meaningless). A
  * wrong formula gives errors of order 1.
  *
@@ -539,7 +544,7 @@ static void test_net(void) {
         t.w = w;
         char what[96];
         snprintf(what, sizeof what, "net %s", p.name);
-        check_dir(what, net_loss, &t, w, p.numel, gr, 1e-3f, 1e-2, 1e-1);
+        check_dir(what, net_loss, &t, w, p.numel, gr, 1e-3f, 2e-2, 1e-1);
         ft_iresnet_tensor_set(t.m, t.ti, w); /* check_dir restored the values */
         t.w = NULL;
         free(w), free(gr);

@@ -6,7 +6,9 @@
  */
 #include <cblas.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "ft_common.h"
@@ -32,6 +34,28 @@ static int cpu_supports(const ft_ops *o, int op, ft_dtype dt) {
     return (dt == FT_F16 || dt == FT_BF16) && ft_op_takes_dtype(op);
 }
 
+/* OpenBLAS picks its kernels by CPU model, once, as the library loads; a model newer than the
+ * installed OpenBLAS knows gets its generic Prescott (SSE3) kernels, several times slower
+ * than the AVX2 or AVX-512 ones the CPU can run. Say so once per process, with the fix (the
+ * variable must be set before the program starts). */
+static void openblas_core_note(void) {
+    static int said;
+    if (__atomic_exchange_n(&said, 1, __ATOMIC_RELAXED)) return;
+    const char *core = openblas_get_corename();
+    if (!core || strcasecmp(core, "prescott") != 0 || getenv("OPENBLAS_CORETYPE")) return;
+    __builtin_cpu_init();
+    const char *better = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
+                             ? "SkylakeX"
+                         : __builtin_cpu_supports("avx2") ? "Haswell"
+                                                          : NULL;
+    if (better)
+        fprintf(stderr,
+                "ft_ops cpu: note: OpenBLAS does not know this CPU model and runs its generic "
+                "Prescott kernels; OPENBLAS_CORETYPE=%s in the environment selects the faster "
+                "ones this CPU can run\n",
+                better);
+}
+
 int ft_ops_cpu_create_(int threads, int inference, ft_ops **out) {
     if (threads < 0 || threads > 1024) return FT_EARG;
     if (threads == 0) {
@@ -54,6 +78,7 @@ int ft_ops_cpu_create_(int threads, int inference, ft_ops **out) {
         return rc;
     }
     openblas_set_num_threads(1);
+    openblas_core_note();
     o->name = "cpu";
     o->destroy = cpu_destroy;
     o->supports = cpu_supports;
