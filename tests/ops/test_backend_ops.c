@@ -606,13 +606,14 @@ static void test_elementwise(ft_ops *b, ft_dtype dt) {
     compare("add (and in place)", b, dt, body_add, &a, 1);
     compare("dropout_fwd + dropout_bwd p 0.3", b, dt, body_dropout, &a, 1);
     free(a.x), free(a.x2), free(a.dy), free(a.alpha), free(a.da0);
-    /* 40 channels: two tiles of the CUDA backend's NHWC reduction, the second partial */
-    ew_arg w = {.n = 3, .c = 40, .hw = 30, .p = 0.3f, .seed = 78};
+    /* 40 channels: two tiles of the CUDA backend's NHWC reduction, the second partial; 2500
+     * rows: three chunks, the last partial */
+    ew_arg w = {.n = 4, .c = 40, .hw = 625, .p = 0.3f, .seed = 78};
     n = ew_n(&w);
     w.x = hmk(n, &g, -2, 2), w.dy = hmk(n, &g, -1, 1);
     w.alpha = hmk((size_t)w.c, &g, 0.1f, 0.4f), w.da0 = hmk((size_t)w.c, &g, -1, 1);
     hround(dt, w.x, n), hround(dt, w.dy, n);
-    compare("prelu_bwd n3 c40 hw30", b, dt, body_prelu_bwd, &w, 1);
+    compare("prelu_bwd n4 c40 hw625", b, dt, body_prelu_bwd, &w, 1);
     free(w.x), free(w.dy), free(w.alpha), free(w.da0);
 }
 
@@ -1533,8 +1534,10 @@ static void run_backend(ft_ops *b, int dt_filter, const char *opf) {
         }
         if (want_op(opf, "bn")) {
             test_bn(b, (ft_dtype)dt, 3, 5, 49);
-            test_bn(b, (ft_dtype)dt, 6, 7, 1);   /* BatchNorm1d */
-            test_bn(b, (ft_dtype)dt, 3, 40, 30); /* two channel tiles (CUDA NHWC), one partial */
+            test_bn(b, (ft_dtype)dt, 6, 7, 1); /* BatchNorm1d */
+            /* CUDA NHWC: two channel tiles, the second partial; three chunks of rows, the
+             * last partial (cuda_chan_plan: 1024 rows a chunk at least) */
+            test_bn(b, (ft_dtype)dt, 4, 40, 625);
         }
         if (want_op(opf, "prelu add dropout")) test_elementwise(b, (ft_dtype)dt);
         if (want_op(opf, "gemm")) test_gemm(b, (ft_dtype)dt);

@@ -168,13 +168,15 @@ static __device__ __forceinline__ double cuda_block_sum(double v, double *sh) {
 /* Per-channel reductions over NHWC activations (batch norm, PReLU's dalpha): the data is
  * m = n * hw rows of c channels. One block of CUDA_RED threads takes a tile of CHAN_TX
  * consecutive channels (the 32 lanes of a warp read 32 neighbours: coalesced) and CHAN_TY rows
- * at a time, over one chunk of the rows; each block writes one partial sum per channel of its
+ * at a time, over one chunk of the rows (at least CHAN_MIN_ROWS, so that small activations
+ * take few blocks); each block writes one partial sum per channel of its
  * tile, and a second kernel adds a channel's partials in chunk order. The plan depends on m
  * and c only, so the sums are the same bits every run. (One block per channel, as NCHW has,
  * would read stride-c elements, one per 32-byte sector, and keep c blocks busy.) */
 #define CHAN_TX           32
 #define CHAN_TY           (CUDA_RED / CHAN_TX)
 #define CHAN_BLOCKS       528       /* blocks a reduction aims at: 4 per SM of an H100/H200 */
+#define CHAN_MIN_ROWS     1024      /* rows a chunk takes at least: 64 per thread */
 #define CUDA_CHAN_DOUBLES (1 << 16) /* b->chan: partials, then per-channel values */
 typedef struct cuda_chan_plan {
     int tiles, chunks; /* grid: tiles * chunks blocks */
@@ -187,7 +189,7 @@ typedef struct cuda_chan_plan {
 static inline int cuda_chan_plan_make(size_t m, int c, int nsums, int nchan, cuda_chan_plan *p) {
     p->tiles = (c + CHAN_TX - 1) / CHAN_TX;
     p->stride = p->tiles * CHAN_TX;
-    size_t most = (m + CHAN_TY - 1) / CHAN_TY, ch = CHAN_BLOCKS / (size_t)p->tiles;
+    size_t most = (m + CHAN_MIN_ROWS - 1) / CHAN_MIN_ROWS, ch = CHAN_BLOCKS / (size_t)p->tiles;
     if (ch < 1) ch = 1;
     if (ch > most) ch = most;
     if (ch < 1) ch = 1;
