@@ -373,7 +373,8 @@ int ft_engine_run(ft_engine *e, const float *x, int n, float *out, char *err, si
     /* host -> device staging (fp32 NCHW) -> the backend's activation layout, and back */
     int hw = e->g.hw;
     ft_ops *o = e->o;
-    int rc = o->upload(o, e->stage_in, x, (size_t)n * 3 * hw * hw * sizeof(float)), how = 0;
+    int rc = o->upload(o, e->stage_in, x, (size_t)n * 3 * hw * hw * sizeof(float)),
+        how = FT_GRAPH_DIRECT;
     if (!rc && e->graphs) {
         /* each batch size its own slot: recorded at its second run, replayed after */
         struct run_ctx c = {e, n, err, errcap};
@@ -382,7 +383,7 @@ int ft_engine_run(ft_engine *e, const float *x, int n, float *out, char *err, si
         if (rc && how == FT_GRAPH_FAILED)
             snprintf(err, errcap, "%s: batch %d: its CUDA graph: %s", e->source, n,
                      ft_strerror(rc));
-        if (rc) return rc; /* device_run wrote err */
+        if (rc) return rc; /* else device_run wrote err */
     } else if (!rc) {
         if ((rc = device_run(e, n, err, errcap))) return rc;
     }

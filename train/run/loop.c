@@ -354,7 +354,9 @@ static int graph_step(ft_run *r, const loader_batch *b, int *reported) {
     uint64_t key[3] = {(uint64_t)n, (uint64_t)ft_pfc_step_count(r->model.pfc), scale_bits};
     void *ctx[2] = {r, (void *)b};
     int rc = ft_graph_run(o, &gr->slot, key, 3, step_device_cb, ctx, &how);
-    if (rc && (how == FT_GRAPH_RECORDED || how == FT_GRAPH_FAILED)) {
+    /* a recording that failed (the work inside it, or graph_begin/graph_end: the slot holds
+     * none); a failed launch is reported by the caller as any device error */
+    if (rc && (how == FT_GRAPH_RECORDED || (how == FT_GRAPH_FAILED && !gr->slot.g))) {
         *reported = 1;
         return ft_run_fail(r, rc,
                            "step %lld: cuda_graphs: the step could not be recorded as a graph "

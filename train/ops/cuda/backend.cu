@@ -293,8 +293,6 @@ extern "C" int ft_ops_cuda_create_(int device, int local_rank, int layout, ft_op
     return 0;
 }
 
-/* the backend's stream, for transports that enqueue on it (comm/nccl.cu); NULL for a table
- * that is not this backend's */
 /* "<host> pci <bus id>" of the backend's GPU (ranks compare them: one GPU per rank) */
 extern "C" int ft_ops_cuda_device_id(const ft_ops *o, char *buf, size_t cap);
 extern "C" int ft_ops_cuda_device_id(const ft_ops *o, char *buf, size_t cap) {
@@ -308,6 +306,8 @@ extern "C" int ft_ops_cuda_device_id(const ft_ops *o, char *buf, size_t cap) {
     return 0;
 }
 
+/* the backend's stream, for transports that enqueue on it (comm/nccl.cu); NULL for a table
+ * that is not this backend's */
 extern "C" void *ft_ops_cuda_stream(const ft_ops *o);
 extern "C" void *ft_ops_cuda_stream(const ft_ops *o) {
     if (!o || o->destroy != cuda_destroy) return NULL;
