@@ -88,7 +88,12 @@ if [ "$MODE" = prepare ]; then
     grep -qx '/.gpu-deps/' .git/info/exclude 2>/dev/null || echo '/.gpu-deps/' >>.git/info/exclude
     rm -f "$DEPS"/debs/*.deb
     # shellcheck disable=SC2086 # a list of package names
-    (cd "$DEPS/debs" && apt-get download $PKGS) || { echo "gpu-check --prepare: apt-get download failed" >&2; exit 1; }
+    # a machine whose packages were all present may never have fetched the apt lists
+    # (tools/install-deps.sh only updates them to install): refresh them once and retry
+    (cd "$DEPS/debs" && apt-get download $PKGS) || {
+        echo "gpu-check --prepare: apt-get download failed; refreshing the apt lists and retrying" >&2
+        apt-get update -qq && (cd "$DEPS/debs" && apt-get download $PKGS)
+    } || { echo "gpu-check --prepare: apt-get download failed" >&2; exit 1; }
     ls "$DEPS/debs" >"$DEPS/MANIFEST"
     echo "gpu-check --prepare: $(wc -l <"$DEPS/MANIFEST") packages, $(du -sh "$DEPS" | cut -f1) in $DEPS"
     exit 0
@@ -195,12 +200,23 @@ if [ "$MODE" = emu ]; then
     log "rehearsal: the machine's own libraries, the emulator's build"
     SYSROOT=""
 elif [ "$MODE" = dry ]; then
-    # every package must resolve in this machine's apt lists (what --prepare downloads)
+    # every package name must be a real one: known to this machine's apt lists (what
+    # --prepare downloads) or installed. A machine whose packages were all present may
+    # have stale or no lists (install-deps.sh only updates them to install); --prepare
+    # refreshes them, so an installed package that the lists lack is a note, not a failure.
     # shellcheck disable=SC2086 # a list of package names
-    known=$(apt-cache show --no-all-versions $PKGS 2>/dev/null | awk '/^Package:/ {print $2}')
-    missing=""
-    for p in $PKGS; do echo "$known" | grep -qx "$p" || missing="$missing $p"; done
-    if [ -n "$missing" ]; then fail packages "not in the apt lists:$missing"; else log "all $(echo $PKGS | wc -w) packages resolve"; fi
+    known=$(apt-cache show $PKGS 2>/dev/null | awk '/^Package:/ {print $2}' | sort -u)
+    missing="" unlisted=""
+    for p in $PKGS; do
+        echo "$known" | grep -qx "$p" && continue
+        if dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+            unlisted="$unlisted $p"
+        else
+            missing="$missing $p"
+        fi
+    done
+    [ -z "$unlisted" ] || log "installed but not in the apt lists (--prepare runs apt-get update):$unlisted"
+    if [ -n "$missing" ]; then fail packages "neither in the apt lists nor installed:$missing"; else log "all $(echo $PKGS | wc -w) packages resolve"; fi
     SYSROOT=""
 elif [ -d "$DEPS/debs" ] && ls "$DEPS"/debs/*.deb >/dev/null 2>&1; then
     rm -rf "$SYSROOT" && mkdir -p "$SYSROOT"
