@@ -12,6 +12,17 @@
  * ncclCommGetAsyncError report ncclRemoteError; the collective then never completes, as on
  * GPUs, until ncclCommAbort drops it.
  *
+ * Nonblocking communicators (ncclCommInitRankConfig with config.blocking = 0) behave as
+ * NCCL documents them: the init returns ncclInProgress and the communicator is usable only
+ * once ncclCommGetAsyncError has reported ncclSuccess (every rank joined); the first
+ * collective on it returns ncclInProgress too (NCCL connects peers on first use) and is not on
+ * its stream until a poll of ncclCommGetAsyncError has seen it through, so a caller that waits
+ * on the stream without polling reads stale data; ncclCommFinalize returns ncclInProgress
+ * until a poll. Any other call on a communicator in progress is ncclInvalidUsage.
+ * FT_CUDA_EMU_NCCL_UNREACHABLE=1 in a rank's environment: its bootstrap never reaches the
+ * others (a firewalled port, a wrong NCCL_SOCKET_IFNAME): it never joins, so every init of
+ * that unique id waits (nonblocking: stays in progress; blocking: FT_CUDA_EMU_HANG_S).
+ *
  * Arguments are checked as NCCL checks them (ranks, counts, types, ops, a live communicator)
  * and every buffer against the device memory it must cover (recvbuff of an all-gather:
  * nranks * sendcount elements).
@@ -80,6 +91,12 @@ struct ncclComm {
     uint64_t nbar = 0;    /* barriers this rank has reached */
     bool aborted = false; /* ncclCommAbort or ncclCommDestroy: queued work is dropped */
     ncclResult_t async = ncclSuccess;
+    bool nonblocking = false;
+    enum { READY, JOINING, CONNECTING, FINALIZING } state = READY; /* nonblocking: in progress */
+    bool connected = false;        /* a nonblocking comm's first collective was seen through */
+    std::function<void()> pending; /* that collective's enqueue, done by the poll */
+    const char *id_name = nullptr; /* rank 0 unlinks the segment when all have joined */
+    char id_buf[NCCL_UNIQUE_ID_BYTES] = {};
     double last_check = 0;
     std::string last_error;
     char *slot(int r) {
@@ -331,6 +348,26 @@ ncclResult_t check_comm(ncclComm *c, const char *api) {
         return fail(nullptr, ncclInvalidArgument, api, "comm %p is not a communicator", (void *)c);
     if (c->aborted)
         return fail(c, ncclInvalidUsage, api, "the communicator was aborted or destroyed");
+    if (c->state != ncclComm::READY)
+        return fail(c, ncclInvalidUsage, api,
+                    "the communicator's last call is still in progress (poll "
+                    "ncclCommGetAsyncError until it is ncclSuccess first)");
+    return ncclSuccess;
+}
+
+bool unreachable() {
+    const char *v = getenv("FT_CUDA_EMU_NCCL_UNREACHABLE");
+    return v && *v && strcmp(v, "0") != 0;
+}
+
+/* all ranks joined: the communicator is ready (or over-subscribed) */
+ncclResult_t joined_all(ncclComm *c, const char *api) {
+    if (c->h->joined.load() > c->nranks) {
+        c->aborted = true;
+        return fail(c, ncclInvalidUsage, api, "more than %d ranks joined this unique id",
+                    c->nranks);
+    }
+    if (c->rank == 0) shm_unlink(c->id_buf); /* everybody has it mapped */
     return ncclSuccess;
 }
 
@@ -358,6 +395,12 @@ ncclResult_t start(ncclComm *c, kind k, const char *api, const void *send, void 
     s->c = c, s->k = k, s->send = (const char *)send, s->recv = (char *)recv, s->count = count;
     s->es = es, s->t = t, s->op = op, s->root = root;
     s->chunk = SLOT / es / (k == REDUCE_SCATTER ? w : 1);
+    if (c->nonblocking && !c->connected) {
+        /* the first collective of a nonblocking comm: in progress until polled */
+        c->connected = true, c->state = ncclComm::CONNECTING, c->async = ncclInProgress;
+        c->pending = [s, st, api]() { emu::enqueue_poll(st, api, [s]() { return s->step(); }); };
+        return ncclInProgress;
+    }
     emu::enqueue_poll(st, api, [s]() { return s->step(); });
     return ncclSuccess;
 }
@@ -389,8 +432,8 @@ ncclResult_t ncclGetUniqueId(ncclUniqueId *id) {
     return ncclSuccess;
 }
 
-ncclResult_t ncclCommInitRank(ncclComm_t *out, int nranks, ncclUniqueId id, int rank) {
-    const char *api = "ncclCommInitRank";
+static ncclResult_t init_rank(ncclComm_t *out, int nranks, ncclUniqueId id, int rank,
+                              bool nonblocking, const char *api) {
     if (!out) return fail(nullptr, ncclInvalidArgument, api, "comm is NULL");
     *out = nullptr;
     if (nranks < 1 || nranks > MAXR)
@@ -419,10 +462,20 @@ ncclResult_t ncclCommInitRank(ncclComm_t *out, int nranks, ncclUniqueId id, int 
     ncclComm *c = new ncclComm;
     c->rank = rank, c->nranks = nranks, c->base = (char *)m, c->bytes = bytes;
     c->h = (shm_hdr *)m;
+    c->nonblocking = nonblocking;
+    memcpy(c->id_buf, id.internal, sizeof c->id_buf);
     g_comms.push_back(c);
-    c->h->pid[rank].store((int32_t)getpid());
-    int joined = c->h->joined.fetch_add(1) + 1;
-    if (joined == 1) c->h->nranks = nranks, c->h->magic = MAGIC;
+    if (!unreachable()) {
+        c->h->pid[rank].store((int32_t)getpid());
+        int joined = c->h->joined.fetch_add(1) + 1;
+        if (joined == 1) c->h->nranks = nranks, c->h->magic = MAGIC;
+    }
+    if (nonblocking) {
+        /* NCCL hands the communicator out at once; ncclCommGetAsyncError says when it is up */
+        c->state = ncclComm::JOINING, c->async = ncclInProgress;
+        *out = c;
+        return ncclInProgress;
+    }
     /* every rank blocks until all have joined, as NCCL's bootstrap does */
     double t0 = ft_now(), hang = emu::hang_seconds();
     while (c->h->joined.load() < nranks) {
@@ -433,16 +486,48 @@ ncclResult_t ncclCommInitRank(ncclComm_t *out, int nranks, ncclUniqueId id, int 
         }
         usleep(1000);
     }
-    if (c->h->joined.load() > nranks) {
-        c->aborted = true;
-        return fail(c, ncclInvalidUsage, api, "more than %d ranks joined this unique id", nranks);
-    }
-    if (rank == 0) shm_unlink(id.internal); /* everybody has it mapped */
+    ncclResult_t r = joined_all(c, api);
+    if (r != ncclSuccess) return r;
     *out = c;
     return ncclSuccess;
 }
 
+ncclResult_t ncclCommInitRank(ncclComm_t *out, int nranks, ncclUniqueId id, int rank) {
+    return init_rank(out, nranks, id, rank, false, "ncclCommInitRank");
+}
+
+ncclResult_t ncclCommInitRankConfig(ncclComm_t *out, int nranks, ncclUniqueId id, int rank,
+                                    ncclConfig_t *config) {
+    const char *api = "ncclCommInitRankConfig";
+    int blocking = 1;
+    if (config) {
+        /* NCCL refuses a config that did not start as NCCL_CONFIG_INITIALIZER */
+        if (config->magic != 0xcafebeef || config->size != sizeof(ncclConfig_t))
+            return fail(nullptr, ncclInvalidArgument, api,
+                        "the config was not initialized with NCCL_CONFIG_INITIALIZER");
+        if (config->blocking != NCCL_CONFIG_UNDEF_INT) {
+            if (config->blocking != 0 && config->blocking != 1)
+                return fail(nullptr, ncclInvalidArgument, api, "config.blocking %d (0 or 1)",
+                            config->blocking);
+            blocking = config->blocking;
+        }
+    }
+    return init_rank(out, nranks, id, rank, blocking == 0, api);
+}
+
+ncclResult_t ncclCommFinalize(ncclComm_t c) {
+    ncclResult_t r = check_comm(c, "ncclCommFinalize");
+    if (r != ncclSuccess) return r;
+    emu::drain_all(); /* the communicator's queued work is flushed */
+    if (c->nonblocking) {
+        c->state = ncclComm::FINALIZING, c->async = ncclInProgress;
+        return ncclInProgress;
+    }
+    return ncclSuccess;
+}
+
 ncclResult_t ncclCommDestroy(ncclComm_t c) {
+    /* after ncclCommFinalize has been seen through, or instead of it */
     ncclResult_t r = check_comm(c, "ncclCommDestroy");
     if (r != ncclSuccess) return r;
     emu::drain_all(); /* NCCL completes the communicator's queued work first */
@@ -456,6 +541,7 @@ ncclResult_t ncclCommAbort(ncclComm_t c) {
     if (!c) return ncclInvalidArgument;
     if (c->aborted) return ncclSuccess;
     c->aborted = true; /* queued collectives of this comm are dropped */
+    c->pending = nullptr, c->state = ncclComm::READY;
     c->h->aborted_by.store(c->rank + 1);
     munmap(c->base, c->bytes);
     c->base = nullptr, c->h = nullptr;
@@ -464,6 +550,15 @@ ncclResult_t ncclCommAbort(ncclComm_t c) {
 
 ncclResult_t ncclCommGetAsyncError(ncclComm_t c, ncclResult_t *err) {
     if (!c || !err) return ncclInvalidArgument;
+    if (!c->aborted && c->state == ncclComm::JOINING && c->h->joined.load() >= c->nranks) {
+        c->state = ncclComm::READY;
+        c->async = joined_all(c, "ncclCommGetAsyncError");
+    } else if (!c->aborted && c->state == ncclComm::CONNECTING) {
+        c->pending(), c->pending = nullptr;
+        c->state = ncclComm::READY, c->async = ncclSuccess;
+    } else if (!c->aborted && c->state == ncclComm::FINALIZING) {
+        c->state = ncclComm::READY, c->async = ncclSuccess;
+    }
     *err = c->async;
     return ncclSuccess;
 }

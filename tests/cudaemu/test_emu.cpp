@@ -13,7 +13,8 @@
  * it with CUDA's errors. cuBLAS: GemmEx against a loop, beta = 0 ignores a NaN C, a short lda
  * is refused. cuDNN: cross-correlation against a loop, true convolution flips the filter, a
  * short workspace is refused. NCCL: 3 processes all-reduce; a rank that exits is reported by
- * ncclCommGetAsyncError on the others.
+ * ncclCommGetAsyncError on the others; a nonblocking communicator's init and first collective
+ * are in progress until polled, and a rank that cannot be reached keeps every init there.
  */
 #include <cublas_v2.h>
 #include <cudnn.h>
@@ -22,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -336,7 +338,102 @@ static int nccl_rank(int rank, int world, ncclUniqueId id) {
     return 14;
 }
 
+/* poll a nonblocking comm's state until it leaves ncclInProgress (at most ~2 s) */
+static ncclResult_t nb_settle(ncclComm_t c) {
+    ncclResult_t st = ncclInProgress;
+    for (int i = 0; i < 2000 && st == ncclInProgress; i++) {
+        if (ncclCommGetAsyncError(c, &st) != ncclSuccess) return ncclInternalError;
+        if (st == ncclInProgress) usleep(1000);
+    }
+    return st;
+}
+
+/* a nonblocking communicator of 2 processes; rank 1 with unreachable never joins */
+static int nccl_nb_rank(int rank, ncclUniqueId id, bool unreachable) {
+    if (unreachable) setenv("FT_CUDA_EMU_NCCL_UNREACHABLE", "1", 1);
+    cudaStream_t s;
+    cudaStreamCreate(&s);
+    ncclComm_t c = nullptr;
+    ncclConfig_t bad = NCCL_CONFIG_INITIALIZER;
+    bad.magic = 0;
+    if (ncclCommInitRankConfig(&c, 2, id, rank, &bad) != ncclInvalidArgument) return 20;
+    ncclConfig_t cfg = NCCL_CONFIG_INITIALIZER;
+    cfg.blocking = 0;
+    if (ncclCommInitRankConfig(&c, 2, id, rank, &cfg) != ncclInProgress || !c) return 21;
+    float *d;
+    cudaMalloc((void **)&d, 64 * sizeof(float));
+    if (ncclAllReduce(d, d, 64, ncclFloat32, ncclSum, c, s) != ncclInvalidUsage) return 22;
+    if (unreachable || rank == 0) {
+        /* nobody can complete the init: it stays in progress; abort ends it */
+        usleep(300000);
+        ncclResult_t st = ncclSuccess;
+        ncclCommGetAsyncError(c, &st);
+        if (st != ncclInProgress) return 23;
+        return ncclCommAbort(c) == ncclSuccess ? 0 : 24;
+    }
+    return 25; /* not reached: rank 1 is the unreachable one */
+}
+
+/* one nonblocking rank: the first collective is in progress until polled, and only then on
+ * its stream */
+static int nccl_nb_single(ncclUniqueId id) {
+    cudaStream_t s;
+    cudaStreamCreate(&s);
+    ncclComm_t c = nullptr;
+    ncclConfig_t cfg = NCCL_CONFIG_INITIALIZER;
+    cfg.blocking = 0;
+    if (ncclCommInitRankConfig(&c, 1, id, 0, &cfg) != ncclInProgress) return 30;
+    if (nb_settle(c) != ncclSuccess) return 31;
+    float *d, h[4] = {1, 2, 3, 4}, o[4] = {0};
+    cudaMalloc((void **)&d, 4 * sizeof(float));
+    cudaMemcpy(d, h, sizeof h, cudaMemcpyHostToDevice);
+    if (ncclAllReduce(d, d, 4, ncclFloat32, ncclMax, c, s) != ncclInProgress) return 32;
+    if (cudaStreamQuery(s) != cudaSuccess) return 33; /* not on the stream yet */
+    if (ncclBroadcast(d, d, 4, ncclFloat32, 0, c, s) != ncclInvalidUsage) return 34;
+    if (nb_settle(c) != ncclSuccess) return 35;
+    if (ncclAllReduce(d, d, 4, ncclFloat32, ncclSum, c, s) != ncclSuccess) return 36;
+    cudaMemcpy(o, d, sizeof o, cudaMemcpyDeviceToHost);
+    if (o[0] != 1 || o[3] != 4) return 37;
+    if (ncclCommFinalize(c) != ncclInProgress || nb_settle(c) != ncclSuccess) return 38;
+    return ncclCommDestroy(c) == ncclSuccess ? 0 : 39;
+}
+
 static void nccl_checks() {
+    {
+        ncclUniqueId nid;
+        check(ncclGetUniqueId(&nid) == ncclSuccess, "ncclGetUniqueId (nonblocking)");
+        fflush(stdout);
+        pid_t kid = fork();
+        if (kid == 0) {
+            freopen("/dev/null", "w", stderr);
+            _exit(nccl_nb_single(nid));
+        }
+        int st = 0;
+        waitpid(kid, &st, 0);
+        check(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+              "NCCL nonblocking: init and the first collective in progress until polled");
+        if (!WIFEXITED(st) || WEXITSTATUS(st)) printf("    exit %d\n", WEXITSTATUS(st));
+        check(ncclGetUniqueId(&nid) == ncclSuccess, "ncclGetUniqueId (unreachable rank)");
+        fflush(stdout);
+        pid_t k2[2];
+        for (int r = 0; r < 2; r++)
+            if ((k2[r] = fork()) == 0) {
+                freopen("/dev/null", "w", stderr);
+                _exit(nccl_nb_rank(r, nid, r == 1));
+            }
+        int rc2[2];
+        for (int r = 0; r < 2; r++) {
+            st = 0;
+            waitpid(k2[r], &st, 0);
+            rc2[r] = WIFEXITED(st) ? WEXITSTATUS(st) : 100;
+        }
+        check(rc2[0] == 0 && rc2[1] == 0,
+              "NCCL nonblocking: a rank that cannot be reached keeps every init in progress");
+        if (rc2[0] || rc2[1]) printf("    exits %d %d\n", rc2[0], rc2[1]);
+        char seg[NCCL_UNIQUE_ID_BYTES];
+        memcpy(seg, nid.internal, sizeof seg);
+        shm_unlink(seg); /* nobody completed the init, so nobody unlinked it */
+    }
     ncclUniqueId id;
     check(ncclGetUniqueId(&id) == ncclSuccess, "ncclGetUniqueId");
     fflush(stdout);

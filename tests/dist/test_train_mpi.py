@@ -33,7 +33,8 @@ Modes (each on a small synthetic dataset, 24 classes, width-4 r18, batch 8 per r
            resume bit for bit (the second half with each rank bound to its own GPU by
            CUDA_VISIBLE_DEVICES), a SIGKILLed rank ends the job; on the emulator also two
            ranks on one GPU and device='auto' with a GPU on one rank only: refused at the
-           start on every rank, naming the ranks
+           start on every rank, naming the ranks; a rank NCCL cannot reach: the init gives
+           up after dist_timeout, naming the rank
 usage: test_train_mpi.py MODE BIN WORK MPIRUN [ARGS...]
 """
 import glob
@@ -422,6 +423,22 @@ def nccl_mode():
                   not os.path.exists(os.path.join(bad, "backbone.safetensors")),
                   f"{label}: exit {p.returncode}, lines {lines}: {p.stderr[-1200:]}")
             print(f"ok: {label}: exit {p.returncode}: {lines[0] if lines else ''}", flush=True)
+        # a rank NCCL's bootstrap cannot reach (a firewalled port, a wrong NCCL_SOCKET_IFNAME;
+        # the emulator's FT_CUDA_EMU_NCCL_UNREACHABLE): the nonblocking init gives up after
+        # dist_timeout with one line naming the rank, the job ends non-zero, no checkpoint
+        distrun.fresh(bad)
+        t0 = time.time()
+        p = mpi_per_rank([{}, {"FT_CUDA_EMU_NCCL_UNREACHABLE": "1"}],
+                         args(data, 24, bad, "max_steps=1", "device=cuda", "dist_timeout=3"), env)
+        took = time.time() - t0
+        want = "NCCL initialization did not complete within 3 s"
+        lines = [ln for ln in p.stderr.splitlines() if want in ln]
+        check(p.returncode != 0 and lines and all(ln.startswith("ft-train: rank ") for ln in lines)
+              and took < 60 and not os.path.exists(os.path.join(bad, "backbone.safetensors")),
+              f"unreachable rank: exit {p.returncode} after {took:.1f} s, lines {lines}: "
+              f"{p.stderr[-1200:]}")
+        print(f"ok: a rank NCCL cannot reach: exit {p.returncode} after {took:.1f} s: "
+              f"{lines[0] if lines else ''}", flush=True)
     # a GPU rank killed mid-run: the other's NCCL wait notices (dist_timeout 5 s), every
     # rank ends non-zero, the job names the rank
     kd = os.path.join(WORK, "nccl_killed")

@@ -103,7 +103,8 @@ int ft_comm_have_nccl(void);
 
 typedef struct ft_comm_nccl_options {
     int rank, world;  /* this rank of world (from the launcher) */
-    double timeout_s; /* a collective not done in this long aborts the communicator (300) */
+    double timeout_s; /* the init (every rank joined) or a collective not done in this long
+                         aborts the communicator, with one line naming the rank (300) */
     const char *prog; /* the name error lines start with */
     /* the bootstrap of NCCL's unique id: rank 0's id broadcast over boot (an MPI comm of the
      * same ranks) when MPI started the job, else the TCP rendezvous (rendezvous.h) with rank
@@ -113,7 +114,9 @@ typedef struct ft_comm_nccl_options {
     int port;
 } ft_comm_nccl_options;
 
-/* A communicator of opt->world ranks on o's CUDA stream (o must be the CUDA backend). */
+/* A communicator of opt->world ranks on o's CUDA stream (o must be the CUDA backend); a
+ * nonblocking one, so its init is bounded by opt->timeout_s. On failure err holds the reason
+ * (without this rank's number where the caller's line names it). */
 int ft_comm_nccl(ft_comm **out, ft_ops *o, const ft_comm_nccl_options *opt, char *err, size_t cap);
 
 /* Initialize MPI (once per process) and join MPI_COMM_WORLD: rank and world from MPI.

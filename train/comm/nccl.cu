@@ -9,6 +9,12 @@
  * Bootstrap: rank 0's ncclUniqueId reaches the other ranks through an MPI comm of the same
  * ranks when MPI started the job (its broadcast), else through the TCP rendezvous
  * (rendezvous.h) at master_addr:master_port.
+ * The communicator is nonblocking (config.blocking = 0): its init returns at once and is
+ * polled, so a rank that never joins (it died after the id was sent, or NCCL's bootstrap cannot
+ * reach it: a firewalled port, a wrong NCCL_SOCKET_IFNAME) ends the init after timeout_s with
+ * one line instead of hanging in ncclCommInitRank. Any call on it may return ncclInProgress
+ * (the first collective connects the peers); it is then polled until NCCL has it on the stream
+ * (`settle`) before anything waits on that stream, with the same timeout.
  * Errors: NCCL's asynchronous errors are polled (ncclCommGetAsyncError) while a collective is
  * waited for; on an error, or when the wait outlasts timeout_s, the communicator is aborted
  * (ncclCommAbort) and the call fails with one line naming this rank and the collective.
@@ -86,6 +92,43 @@ static int poll_stream(ft_comm *c, cudaStream_t st, const char *what) {
     }
 }
 
+/* A call on the nonblocking communicator returned ncclInProgress: poll its state until NCCL
+ * is through with it (init: every rank joined; a collective: enqueued on its stream;
+ * finalize: quiescent). An error or the timeout aborts the communicator; the reason goes into
+ * msg (without the rank: the line that prints it names it). */
+static int settle_msg(ft_comm *c, const char *what, char *msg, size_t cap) {
+    nccl_impl *m = ni(c);
+    double t0 = ft_now();
+    for (unsigned spin = 0;; spin++) {
+        ncclResult_t st = ncclInProgress;
+        ncclResult_t r = ncclCommGetAsyncError(m->comm, &st);
+        if (r != ncclSuccess) st = r;
+        if (st == ncclSuccess) return 0;
+        if (st != ncclInProgress) {
+            snprintf(msg, cap, "NCCL %s: %s", what, ncclGetErrorString(st));
+            break;
+        }
+        if (m->timeout_s > 0 && ft_now() - t0 > m->timeout_s) {
+            snprintf(msg, cap,
+                     "NCCL %s did not complete within %g s (a rank never joined, is gone or "
+                     "stuck, or NCCL cannot reach it: check NCCL_SOCKET_IFNAME); communicator "
+                     "aborted",
+                     what, m->timeout_s);
+            break;
+        }
+        if (spin > 100) usleep(spin > 10000 ? 1000 : 50);
+    }
+    ncclCommAbort(m->comm), m->aborted = 1;
+    return FT_EDEVICE;
+}
+
+static int settle(ft_comm *c, const char *what) {
+    char msg[400];
+    int rc = settle_msg(c, what, msg, sizeof msg);
+    if (rc) fprintf(stderr, "%s: rank %d of %d: %s\n", ni(c)->prog, c->rank, c->world, msg);
+    return rc;
+}
+
 static int poll_wait(ft_comm *c, const char *what) {
     return poll_stream(c, ni(c)->stream, what);
 }
@@ -108,6 +151,10 @@ static int join_side(ft_comm *c) {
 
 static int check_call(ft_comm *c, const char *what, ncclResult_t r, int sync) {
     if (r != ncclSuccess && r != ncclInProgress) return nccl_err(c, what, r);
+    if (r == ncclInProgress) {
+        int rc = settle(c, what);
+        if (rc) return rc;
+    }
     if (!sync) {
         ni(c)->pending++;
         return 0;
@@ -203,9 +250,18 @@ static void n_destroy(ft_comm *c) {
     nccl_impl *m = ni(c);
     if (m) {
         if (m->comm && !m->aborted) {
-            cudaStreamSynchronize(m->stream);
-            if (m->side) cudaStreamSynchronize(m->side);
-            ncclCommDestroy(m->comm);
+            /* the queued collectives done (or timed out: aborted), then the communicator
+             * finalized (nonblocking: polled) and freed */
+            int rc = poll_stream(c, m->stream, "finishing the queued collectives");
+            if (!rc && m->side) rc = poll_stream(c, m->side, "finishing the async all-reduces");
+            if (!rc) {
+                ncclResult_t r = ncclCommFinalize(m->comm);
+                if (r == ncclInProgress)
+                    rc = settle(c, "finalize");
+                else if (r != ncclSuccess)
+                    rc = nccl_err(c, "finalize", r), ncclCommAbort(m->comm), m->aborted = 1;
+            }
+            if (!rc) ncclCommDestroy(m->comm);
         }
         if (m->ev_ready) cudaEventDestroy(m->ev_ready);
         if (m->ev_done) cudaEventDestroy(m->ev_done);
@@ -245,8 +301,7 @@ extern "C" int ft_comm_nccl(ft_comm **out, ft_ops *o, const ft_comm_nccl_options
         if (!rc) rc = o->download(o, &id, d, sizeof id);
         o->free(o, d);
         if (rc) {
-            snprintf(err, cap, "rank %d: the NCCL id did not arrive over MPI: %s", rank,
-                     ft_strerror(rc));
+            snprintf(err, cap, "the NCCL id did not arrive over MPI: %s", ft_strerror(rc));
             return rc;
         }
     } else if (world > 1) {
@@ -279,15 +334,23 @@ extern "C" int ft_comm_nccl(ft_comm **out, ft_ops *o, const ft_comm_nccl_options
     if (ce == cudaSuccess) ce = cudaEventCreateWithFlags(&m->ev_ready, cudaEventDisableTiming);
     if (ce == cudaSuccess) ce = cudaEventCreateWithFlags(&m->ev_done, cudaEventDisableTiming);
     if (ce != cudaSuccess) {
-        snprintf(err, cap, "rank %d: the NCCL transport's stream and buffers: %s", rank,
-                 cudaGetErrorString(ce));
+        snprintf(err, cap, "the NCCL transport's stream and buffers: %s", cudaGetErrorString(ce));
         n_destroy(c);
         return FT_EDEVICE;
     }
     cudaMemsetAsync(m->scratch, 0, sizeof(float), stream);
-    if ((r = ncclCommInitRank(&m->comm, world, id, rank)) != ncclSuccess) {
-        snprintf(err, cap, "rank %d of %d: ncclCommInitRank: %s", rank, world,
-                 ncclGetErrorString(r));
+    ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+    config.blocking = 0; /* polled with the timeout below, never a hang */
+    m->comm = NULL;
+    r = ncclCommInitRankConfig(&m->comm, world, id, rank, &config);
+    if (r == ncclInProgress) {
+        if (settle_msg(c, "initialization", err, cap)) {
+            n_destroy(c);
+            return FT_EDEVICE;
+        }
+    } else if (r != ncclSuccess) {
+        snprintf(err, cap, "ncclCommInitRankConfig: %s", ncclGetErrorString(r));
+        if (m->comm) ncclCommAbort(m->comm);
         m->comm = NULL;
         n_destroy(c);
         return FT_EDEVICE;
