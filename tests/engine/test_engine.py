@@ -167,18 +167,21 @@ def mode_cuda(depth, width, emb):
     """The engine on the CUDA backend against onnxruntime (CPU) and the engine on the CPU: an
     exported file at batch 1 and 7, a checkpoint folder at 7. 77 where no GPU is visible."""
     from pyref.onnx_export import ort_run
-    d = fresh("cuda_r%d" % depth)
-    ck = os.path.join(d, "ckpt")
-    make_ckpt(ck, depth, width, emb, 13)
-    path = export(ck, os.path.join(d, "model.onnx"))
+    # first a small model on the device: without one, skip before the large model is made
+    probe = fresh("cuda_probe")
     x = inputs(7, seed=3)
-    xin, out = os.path.join(d, "x.npy"), os.path.join(d, "y.npy")
+    xin, out = os.path.join(probe, "x.npy"), os.path.join(probe, "y.npy")
     np.save(xin, x[:1].reshape(1, -1))
-    r = run([TOOL, "run", path, xin, out, 1, 2, "cuda"], ok=False)
+    r = run([TOOL, "run", small_model(probe)[0], xin, out, 1, 2, "cuda"], ok=False)
     said = r.stdout + r.stderr
     if r.returncode == 77 or (r.returncode != 0 and "no CUDA backend" in said):
         print("engine on cuda: %s: skipped" % said.strip())
         sys.exit(77)
+    check(r.returncode == 0, "a small model on cuda: exit %d: %s" % (r.returncode, said.strip()))
+    d = fresh("cuda_r%d" % depth)
+    ck = os.path.join(d, "ckpt")
+    make_ckpt(ck, depth, width, emb, 13)
+    path = export(ck, os.path.join(d, "model.onnx"))
     ref7 = ort_run(path, x)
     compare("onnx batch 1 on cuda vs onnxruntime", engine(path, x[:1], 1, device="cuda"),
             ort_run(path, x[:1]))
