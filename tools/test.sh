@@ -17,6 +17,12 @@ JOBS=$(nproc)
 quick=0
 [ "${1:-}" = "--quick" ] && quick=1
 
+# ctest runs $JOBS tests at once, most with 2 threads of their own: OpenMP's default spin-wait
+# (oneDNN's and PyTorch's teams) then burns the cores the other test needs. Two 2-thread
+# trainings side by side on 2 cores took 12.8 s spinning and 6.6 s passive (one alone: 3.3 s
+# and 3.6 s). The results do not depend on it.
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
+
 # each stage's start in seconds since the script began: CI's log shows where the time goes
 step() { printf '\n=== [%d s] %s ===\n' "$SECONDS" "$*"; }
 
