@@ -103,12 +103,14 @@ fi
 if [ "$MODE" = emu ]; then
     export FT_CUDA_EMU=1
     TRAIN_STEPS=3 FP16_STEPS=4 GRAPH_STEPS=4 ACC_MIN=0
+    TRAIN_ARGS=(width=4) # the same kernels at a quarter of width 8's emulated convolutions
     SYNTH=(--classes 32 --per-class 10 --pairs 40)
     ENGINE_MODELS="18:8:64"                        # depth:width:embedding
-    BENCH_DEPTHS=18 BENCH_STEPS=2 BENCH_SIZE=(--width 8 --batch 8 --classes 1000)
+    BENCH_DEPTHS=18 BENCH_STEPS=2 BENCH_SIZE=(--width 4 --batch 4 --classes 1000)
     LOADER_THREADS="1 2"
 else
     TRAIN_STEPS=300 FP16_STEPS=20 GRAPH_STEPS=100 ACC_MIN=0.94
+    TRAIN_ARGS=()
     SYNTH=(--classes 128 --per-class 20)
     ENGINE_MODELS="50:64:512 100:64:512"
     BENCH_DEPTHS="50 100" BENCH_STEPS=10 BENCH_SIZE=(--batch 128 --classes 93431)
@@ -397,7 +399,7 @@ fi
 section "training: ft-synth demo data, r18 on the GPU ($TRAIN_STEPS steps) and fp16 overflow handling"
 if make_data; then
     if run_logged 300 "$BIN/ft-train" configs/synth_r18.py rec="$D/synth" output="$D/r18" device=cuda \
-        max_steps=$TRAIN_STEPS; then
+        max_steps=$TRAIN_STEPS "${TRAIN_ARGS[@]}"; then
         acc=$(grep -o '\[lfw\]\[[0-9]*\]Accuracy-Flip: [0-9.]*' "$D/r18/training.log" | tail -1 | awk '{print $2}')
         log "r18 on the GPU, $TRAIN_STEPS steps: lfw Accuracy-Flip $acc (the CPU run of 300 steps reaches >= 0.95)"
         figure "{\"check\": \"train_r18_$TRAIN_STEPS\", \"lfw\": ${acc:-null}}"
@@ -407,7 +409,7 @@ if make_data; then
         fail "ft-train_r18_cuda"
     fi
     if FT_TRAIN_INJECT_INF=3 run_logged 200 "$BIN/ft-train" configs/synth_r18.py rec="$D/synth" \
-        output="$D/r18_fp16" device=cuda fp16=True max_steps=$FP16_STEPS; then
+        output="$D/r18_fp16" device=cuda fp16=True max_steps=$FP16_STEPS "${TRAIN_ARGS[@]}"; then
         grep -qi 'skipped' "$D/r18_fp16/training.log" && log "fp16 injected overflow: step skipped, logged" ||
             fail "fp16_overflow" "no skipped-step line in training.log"
         grep -i 'skip' "$D/r18_fp16/training.log" | head -3 >>"$LOG"
@@ -420,7 +422,8 @@ if make_data; then
     for g in False True; do
         FT_TRAIN_LOSS_FILE="$D/graphs_$g.loss" run_logged 200 "$BIN/ft-train" configs/synth_r18.py \
             rec="$D/synth" output="$D/graphs_$g" device=cuda fp16=True max_steps=$GRAPH_STEPS \
-            val_targets=[] export_onnx=False cuda_graphs=$g || fail "ft-train_cuda_graphs_$g"
+            val_targets=[] export_onnx=False cuda_graphs=$g "${TRAIN_ARGS[@]}" ||
+            fail "ft-train_cuda_graphs_$g"
         sps+=("$(grep -o '[0-9.]* steps/s' "$LOG" | tail -1 | awk '{print $1}')")
     done
     if cmp -s "$D/graphs_False.loss" "$D/graphs_True.loss"; then
