@@ -715,7 +715,7 @@ if __name__ == "__main__":
              "embed": mode_embed, "embed_landmarks": mode_embed_landmarks,
              # on the CUDA emulator (FT_CUDA_EMU=1, minutes under ASan for an r50) an r18
              # of width 16: the same layer kinds, the same kernels
-             "cuda": lambda: (mode_cuda(18, 16, 128) if os.environ.get("FT_CUDA_EMU") == "1"
+             "cuda": lambda: (mode_cuda(18, 8, 64) if os.environ.get("FT_CUDA_EMU") == "1"
                               else mode_cuda(50, 64, 512))}
     if MODE not in modes:
         raise SystemExit("unknown mode %s" % MODE)
