@@ -37,10 +37,12 @@ static int cpu_supports(const ft_ops *o, int op, ft_dtype dt) {
 /* OpenBLAS picks its kernels by CPU model, once, as the library loads; a model newer than the
  * installed OpenBLAS knows gets its generic Prescott (SSE3) kernels, several times slower
  * than the AVX2 or AVX-512 ones the CPU can run. Say so once per process, with the fix (the
- * variable must be set before the program starts). */
-static void openblas_core_note(void) {
+ * variable must be set before the program starts), at the first GEMM: a CPU backend that
+ * never multiplies (a GPU rank's host-side one) says nothing. */
+void cpu_openblas_note(void) {
     static int said;
-    if (__atomic_exchange_n(&said, 1, __ATOMIC_RELAXED)) return;
+    if (__atomic_load_n(&said, __ATOMIC_RELAXED) || __atomic_exchange_n(&said, 1, __ATOMIC_RELAXED))
+        return;
     const char *core = openblas_get_corename();
     if (!core || strcasecmp(core, "prescott") != 0 || getenv("OPENBLAS_CORETYPE")) return;
     __builtin_cpu_init();
@@ -78,7 +80,6 @@ int ft_ops_cpu_create_(int threads, int inference, ft_ops **out) {
         return rc;
     }
     openblas_set_num_threads(1);
-    openblas_core_note();
     o->name = "cpu";
     o->destroy = cpu_destroy;
     o->supports = cpu_supports;

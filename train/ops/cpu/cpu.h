@@ -154,6 +154,9 @@ static inline double cpu_lanes_total(const double *acc) {
 /* Single-threaded sgemm, row-major (the pool does the threading). */
 void cpu_sgemm1(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
                 const float *b, int ldb, float beta, float *c, int ldc);
+/* once per process: a note when OpenBLAS runs its generic kernels on a CPU it does not know
+ * (backend.c; called by the first GEMM) */
+void cpu_openblas_note(void);
 /* fp32 gemm split across the pool (gemm.c) */
 int cpu_gemm_f32(ft_ops *o, int ta, int tb, int m, int n, int k, float alpha, const float *a,
                  int lda, const float *b, int ldb, float beta, float *c, int ldc);

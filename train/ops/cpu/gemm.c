@@ -18,6 +18,7 @@ void cpu_sgemm1(int trans_a, int trans_b, int m, int n, int k, float alpha, cons
             for (int j = 0; j < n; j++) c[(size_t)i * ldc + j] *= beta;
         return;
     }
+    cpu_openblas_note();
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
                 trans_b ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
