@@ -46,11 +46,12 @@ bool is_device(const void *p);
  * arguments before the call returns. */
 void enqueue(cudaStream_t s, const char *what, std::function<void()> fn);
 
-/* Queue a step function on s: it is called when the stream reaches it and again until it
- * returns true (a collective waiting for its peers). A blocking wait keeps calling it (a
- * wait longer than FT_CUDA_EMU_HANG_S, default 900 s, is reported and aborts: a GPU would
- * hang there); a stream or event query calls it once. */
-void enqueue_poll(cudaStream_t s, const char *what, std::function<bool()> step);
+/* Queue a step function on s (the one make() returns): it is called when the stream reaches
+ * it and again until it returns true (a collective waiting for its peers). A blocking wait
+ * keeps calling it (a wait longer than FT_CUDA_EMU_HANG_S, default 900 s, is reported and
+ * aborts: a GPU would hang there); a stream or event query calls it once. On a capturing
+ * stream make is recorded instead, and each launch of the graph runs a step of its own. */
+void enqueue_poll(cudaStream_t s, const char *what, std::function<std::function<bool()>()> make);
 
 /* FT_CUDA_EMU_HANG_S (default 900): how long a blocking wait may last before it is a hang. */
 double hang_seconds();

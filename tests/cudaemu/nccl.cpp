@@ -23,6 +23,9 @@
  * others (a firewalled port, a wrong NCCL_SOCKET_IFNAME): it never joins, so every init of
  * that unique id waits (nonblocking: stays in progress; blocking: FT_CUDA_EMU_HANG_S).
  *
+ * A collective queued on a capturing stream is recorded (NCCL's collectives can be captured in
+ * CUDA graphs): each launch of the graph runs it again, with the arguments of its capture.
+ *
  * Arguments are checked as NCCL checks them (ranks, counts, types, ops, a live communicator)
  * and every buffer against the device memory it must cover (recvbuff of an all-gather:
  * nranks * sendcount elements).
@@ -391,17 +394,22 @@ ncclResult_t start(ncclComm *c, kind k, const char *api, const void *send, void 
         return fail(c, ncclInvalidArgument, api, "sendbuff does not cover %zu bytes", sbytes);
     if (!emu::check_device(recv, rbytes, api, "recvbuff"))
         return fail(c, ncclInvalidArgument, api, "recvbuff does not cover %zu bytes", rbytes);
-    auto s = std::make_shared<coll>();
-    s->c = c, s->k = k, s->send = (const char *)send, s->recv = (char *)recv, s->count = count;
-    s->es = es, s->t = t, s->op = op, s->root = root;
-    s->chunk = SLOT / es / (k == REDUCE_SCATTER ? w : 1);
+    coll proto;
+    proto.c = c, proto.k = k, proto.send = (const char *)send, proto.recv = (char *)recv;
+    proto.count = count, proto.es = es, proto.t = t, proto.op = op, proto.root = root;
+    proto.chunk = SLOT / es / (k == REDUCE_SCATTER ? w : 1);
+    /* one run of the collective (a graph's launches each make their own) */
+    auto make = [proto]() -> std::function<bool()> {
+        auto s = std::make_shared<coll>(proto);
+        return [s]() { return s->step(); };
+    };
     if (c->nonblocking && !c->connected) {
         /* the first collective of a nonblocking comm: in progress until polled */
         c->connected = true, c->state = ncclComm::CONNECTING, c->async = ncclInProgress;
-        c->pending = [s, st, api]() { emu::enqueue_poll(st, api, [s]() { return s->step(); }); };
+        c->pending = [make, st, api]() { emu::enqueue_poll(st, api, make); };
         return ncclInProgress;
     }
-    emu::enqueue_poll(st, api, [s]() { return s->step(); });
+    emu::enqueue_poll(st, api, make);
     return ncclSuccess;
 }
 

@@ -33,9 +33,16 @@
  * cudaErrorStreamCaptureInvalidated) by what cannot be recorded: a synchronization, an
  * allocation or a free (from the capturing thread; from any thread in the global mode), work
  * on the legacy default stream, a copy with pageable host memory, a wait for an event
- * recorded outside the capture; and, in this emulator, by what it does not record (events
- * recorded inside a capture, collectives). FT_CUDA_EMU_STATS counts a launch as
- * "cudaGraphLaunch" and its work as "graph:<name>".
+ * recorded outside the capture, a query of a capturing stream. Other streams join a capture as
+ * CUDA's fork and join do: an event recorded on a capturing stream and waited for by another
+ * stream makes that stream capture too (its work goes into the same recording); each such
+ * stream's work must be joined back (an event recorded on it after its last work, waited for
+ * by the stream the capture began on) before cudaStreamEndCapture, else that fails with
+ * cudaErrorStreamCaptureUnjoined. The recording is the work in the order the host queued it,
+ * one valid order of CUDA's graph. Collectives are recorded too: each launch runs a fresh
+ * instance of the recorded collective. An event recorded in a capture cannot be waited for
+ * after the capture has ended. FT_CUDA_EMU_STATS counts a launch as "cudaGraphLaunch" and its
+ * work as "graph:<name>".
  *
  * Kernels. A grid runs block by block. The first block of a kernel runs with a fiber per
  * thread (its own stack; __syncthreads switches to the next fiber, and a block whose threads
@@ -274,6 +281,8 @@ struct op {
     const char *what;
     std::function<void()> fn;
     std::function<bool()> step; /* enqueue_poll's, when fn is empty */
+    /* a recorded enqueue_poll: makes each launch's step */
+    std::function<std::function<bool()>()> make;
 };
 struct stream_st {
     std::deque<op> q;
@@ -285,11 +294,22 @@ struct event_st {
     stream_st *s = nullptr;
     uint64_t seq = 0;
     unsigned flags = 0;
+    /* recorded inside capture number cap_epoch (0: not), on stream cs after cn of its
+     * recorded items */
+    uint64_t cap_epoch = 0;
+    stream_st *cs = nullptr;
+    uint64_t cn = 0;
 };
 static std::vector<stream_st *> &g_streams =
     *new std::vector<stream_st *>; /* every stream ever made (destroyed ones drained) */
 static std::vector<event_st *> &g_events = *new std::vector<event_st *>;
 
+/* a stream taking part in the capture: the one it began on (first) and those that joined */
+struct cap_member {
+    stream_st *s;
+    uint64_t n = 0;           /* items recorded from it */
+    uint64_t joined_upto = 0; /* of those, the ones the origin stream has waited for */
+};
 /* the one capture in progress (the emulator records one at a time) */
 struct capture_st {
     stream_st *s = nullptr;
@@ -297,8 +317,19 @@ struct capture_st {
     std::thread::id owner;
     bool invalid = false;
     std::vector<op> ops;
+    std::vector<cap_member> members;
+    uint64_t epoch = 0;
 };
 static capture_st &g_cap = *new capture_st; /* never destroyed, as the tables above */
+static uint64_t g_cap_epochs;               /* captures begun so far */
+
+/* s's part in the capture in progress, or null */
+static cap_member *cap_of(stream_st *s) {
+    if (!g_cap.s) return nullptr;
+    for (cap_member &m : g_cap.members)
+        if (m.s == s) return &m;
+    return nullptr;
+}
 struct graph_st {
     std::vector<op> ops;
 };
@@ -395,8 +426,10 @@ static void drain_blocking() {
 
 void enqueue(cudaStream_t s, const char *what, std::function<void()> fn) {
     lock l(g_mu);
-    if (g_cap.s && S(s) == g_cap.s) { /* recorded, not run; counted when a launch queues it */
-        g_cap.ops.push_back(op{what, std::move(fn), nullptr});
+    if (cap_member *m = is_default(s) ? nullptr : cap_of(S(s))) {
+        /* recorded, not run; counted when a launch queues it */
+        g_cap.ops.push_back(op{what, std::move(fn), nullptr, nullptr});
+        m->n++;
         return;
     }
     if (g_cap.s && is_default(s) && g_cap.mode != cudaStreamCaptureModeRelaxed)
@@ -408,24 +441,25 @@ void enqueue(cudaStream_t s, const char *what, std::function<void()> fn) {
         return;
     }
     stream_st *st = S(s);
-    st->q.push_back(op{what, std::move(fn), nullptr});
+    st->q.push_back(op{what, std::move(fn), nullptr, nullptr});
     st->enq++;
 }
 
-void enqueue_poll(cudaStream_t s, const char *what, std::function<bool()> step) {
+void enqueue_poll(cudaStream_t s, const char *what, std::function<std::function<bool()>()> make) {
     lock l(g_mu);
-    if (g_cap.s && S(s) == g_cap.s) {
-        invalidate(what, "a collective (not recorded by this emulator)");
+    if (cap_member *m = is_default(s) ? nullptr : cap_of(S(s))) {
+        g_cap.ops.push_back(op{what, nullptr, nullptr, std::move(make)});
+        m->n++;
         return;
     }
     count(what);
     if (is_default(s)) {
         drain_blocking();
-        run_step(op{what, nullptr, std::move(step)}, true);
+        run_step(op{what, nullptr, make(), nullptr}, true);
         return;
     }
     stream_st *st = S(s);
-    st->q.push_back(op{what, nullptr, std::move(step)});
+    st->q.push_back(op{what, nullptr, make(), nullptr});
     st->enq++;
 }
 
@@ -850,6 +884,8 @@ static const struct {
      "operation failed due to a previous error during capture"},
     {cudaErrorStreamCaptureIsolation, "cudaErrorStreamCaptureIsolation",
      "dependency created on uncaptured work in another stream"},
+    {cudaErrorStreamCaptureUnjoined, "cudaErrorStreamCaptureUnjoined",
+     "capture was not joined back into the origin stream"},
     {cudaErrorStreamCaptureImplicit, "cudaErrorStreamCaptureImplicit",
      "operation would make the legacy stream depend on a capturing blocking stream"},
     {cudaErrorIllegalState, "cudaErrorIllegalState",
@@ -1053,8 +1089,8 @@ cudaError_t cudaStreamQuery(cudaStream_t s) {
     if (!stream_ok(s)) return ret(cudaErrorInvalidResourceHandle);
     if (is_default(s)) return cudaSuccess;
     stream_st *x = S(s);
-    if (g_cap.s == x) {
-        invalidate("cudaStreamQuery", "a query of the capturing stream");
+    if (cap_of(x)) {
+        invalidate("cudaStreamQuery", "a query of a capturing stream");
         return ret(cudaErrorStreamCaptureUnsupported);
     }
     if (x->done == x->enq) return cudaSuccess;
@@ -1065,7 +1101,24 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned int flag
     lock l(g_mu);
     if (!stream_ok(s) || !event_ok(e)) return ret(cudaErrorInvalidResourceHandle);
     event_st *ev = (event_st *)e;
-    if (g_cap.s && S(s) == g_cap.s && ev->s) {
+    cap_member *m = is_default(s) ? nullptr : cap_of(S(s));
+    if (ev->cap_epoch) {
+        if (!g_cap.s || ev->cap_epoch != g_cap.epoch || is_default(s)) {
+            diag("cudaStreamWaitEvent", "a wait for an event recorded in a capture that has "
+                                        "ended (or on the legacy stream)");
+            return ret(cudaErrorStreamCaptureIsolation);
+        }
+        if (!m) { /* fork: s joins the capture */
+            g_cap.members.push_back(cap_member{S(s)});
+            return cudaSuccess;
+        }
+        if (m == &g_cap.members[0]) { /* join: the origin waits for the event's stream */
+            cap_member *from = cap_of(ev->cs);
+            if (from && from->joined_upto < ev->cn) from->joined_upto = ev->cn;
+        }
+        return cudaSuccess; /* the recording keeps the host's order: nothing to queue */
+    }
+    if (m && ev->s) {
         invalidate("cudaStreamWaitEvent", "a wait for an event recorded outside the capture");
         return ret(cudaErrorStreamCaptureIsolation);
     }
@@ -1106,10 +1159,12 @@ cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
     lock l(g_mu);
     if (!event_ok(e) || !stream_ok(s)) return ret(cudaErrorInvalidResourceHandle);
     event_st *ev = (event_st *)e;
-    if (g_cap.s && S(s) == g_cap.s) {
-        invalidate("cudaEventRecord", "an event recorded in a capture (not emulated)");
-        return ret(cudaErrorStreamCaptureUnsupported);
+    if (cap_member *m = is_default(s) ? nullptr : cap_of(S(s))) {
+        ev->cap_epoch = g_cap.epoch, ev->cs = S(s), ev->cn = m->n;
+        ev->s = nullptr;
+        return cudaSuccess;
     }
+    ev->cap_epoch = 0;
     if (is_default(s)) { /* the default stream's work is done at once */
         ev->s = nullptr;
         return cudaSuccess;
@@ -1151,18 +1206,21 @@ cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode mode) {
                                        "one at a time)");
         return ret(cudaErrorIllegalState);
     }
+    if (cap_of(S(s))) return ret(cudaErrorIllegalState);
     g_cap.s = S(s);
     g_cap.mode = mode;
     g_cap.owner = std::this_thread::get_id();
     g_cap.invalid = false;
     g_cap.ops.clear();
+    g_cap.members.assign(1, cap_member{S(s)});
+    g_cap.epoch = ++g_cap_epochs;
     return cudaSuccess;
 }
 cudaError_t cudaStreamIsCapturing(cudaStream_t s, cudaStreamCaptureStatus *st) {
     lock l(g_mu);
     if (!st) return ret(cudaErrorInvalidValue);
     if (!stream_ok(s)) return ret(cudaErrorInvalidResourceHandle);
-    *st = g_cap.s && S(s) == g_cap.s
+    *st = !is_default(s) && cap_of(S(s))
               ? (g_cap.invalid ? cudaStreamCaptureStatusInvalidated : cudaStreamCaptureStatusActive)
               : cudaStreamCaptureStatusNone;
     return cudaSuccess;
@@ -1176,10 +1234,16 @@ cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *g) {
     if (g_cap.s != S(s)) return ret(cudaErrorIllegalState); /* not capturing */
     if (g_cap.mode != cudaStreamCaptureModeRelaxed && g_cap.owner != std::this_thread::get_id())
         return ret(cudaErrorStreamCaptureWrongThread);
-    bool invalid = g_cap.invalid;
-    graph_st *x = invalid ? nullptr : new graph_st{std::move(g_cap.ops)};
+    bool invalid = g_cap.invalid, unjoined = false;
+    for (size_t i = 1; i < g_cap.members.size(); i++)
+        unjoined |= g_cap.members[i].n > g_cap.members[i].joined_upto;
+    if (unjoined && !invalid)
+        diag("cudaStreamEndCapture", "a stream that joined the capture has work the capturing "
+                                     "stream never waited for (fork without a join)");
+    graph_st *x = invalid || unjoined ? nullptr : new graph_st{std::move(g_cap.ops)};
     g_cap = capture_st();
     if (invalid) return ret(cudaErrorStreamCaptureInvalidated);
+    if (unjoined) return ret(cudaErrorStreamCaptureUnjoined);
     *g = (cudaGraph_t)x;
     return cudaSuccess;
 }
@@ -1201,13 +1265,16 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t s) {
     }
     for (const op &o : ((graph_exec_st *)exec)->ops) {
         count((std::string("graph:") + o.what).c_str());
+        op c = o.make ? op{o.what, nullptr, o.make(), nullptr} : o; /* a fresh collective */
         if (is_default(s)) {
             drain_blocking();
-            op c = o;
-            c.fn();
+            if (c.fn)
+                c.fn();
+            else
+                run_step(c, true);
             continue;
         }
-        S(s)->q.push_back(o);
+        S(s)->q.push_back(std::move(c));
         S(s)->enq++;
     }
     return cudaSuccess;

@@ -10,11 +10,14 @@
  * FT_CUDA_EMU_MEM fails. Graphs: a captured kernel runs only when launched, each launch runs
  * it again, a pinned upload in a graph reads its source at each launch, and a synchronization,
  * an allocation, a pageable copy or a wait for an outside event during a capture invalidates
- * it with CUDA's errors. cuBLAS: GemmEx against a loop, beta = 0 ignores a NaN C, a short lda
- * is refused. cuDNN: cross-correlation against a loop, true convolution flips the filter, a
- * short workspace is refused. NCCL: 3 processes all-reduce; a rank that exits is reported by
- * ncclCommGetAsyncError on the others; a nonblocking communicator's init and first collective
- * are in progress until polled, and a rank that cannot be reached keeps every init there.
+ * it with CUDA's errors; a stream forked from a capture by an event joins it and its work is
+ * replayed in order, a fork never joined back fails the capture. cuBLAS: GemmEx against a loop,
+ * beta = 0 ignores a NaN C, a short lda is refused. cuDNN: cross-correlation against a loop, true
+ * convolution flips the filter, a short workspace is refused. NCCL: 3 processes all-reduce; a rank
+ * that exits is reported by ncclCommGetAsyncError on the others; an all-reduce recorded in a graph
+ * on a forked stream runs with every rank at each launch; a nonblocking communicator's init and
+ * first collective are in progress until polled, and a rank that cannot be reached keeps every init
+ * there.
  */
 #include <cublas_v2.h>
 #include <cudnn.h>
@@ -223,6 +226,70 @@ static void graph_checks() {
     CUDA_LAUNCH(k_add, 4, 128, s)(n, src, d);
     cudaMemcpy(back, d, sizeof back, cudaMemcpyDeviceToHost);
     check(back[0] == 6, "graphs: the stream works after an invalidated capture");
+    /* fork and join: a stream that waits for an event recorded in the capture joins it, and
+     * its work is part of the recording once the capturing stream has waited for it */
+    cudaStream_t t;
+    cudaStreamCreateWithFlags(&t, cudaStreamNonBlocking);
+    float *d2 = nullptr;
+    cudaMalloc((void **)&d2, n * sizeof(float));
+    cudaMemset(d2, 0, n * sizeof(float));
+    cudaEvent_t fork_ev, join_ev;
+    cudaEventCreateWithFlags(&fork_ev, cudaEventDisableTiming);
+    cudaEventCreateWithFlags(&join_ev, cudaEventDisableTiming);
+    cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal);
+    CUDA_LAUNCH(k_add, 4, 128, s)(n, src, d);
+    cudaEventRecord(fork_ev, s);
+    cudaError_t fe = cudaStreamWaitEvent(t, fork_ev, 0);
+    cudaStreamIsCapturing(t, &cs);
+    check(fe == cudaSuccess && cs == cudaStreamCaptureStatusActive,
+          "graphs: a stream waiting for an event of the capture joins it");
+    CUDA_LAUNCH(k_add, 4, 128, t)(n, d, d2); /* d2 += d after the first kernel */
+    cudaEventRecord(join_ev, t);
+    cudaStreamWaitEvent(s, join_ev, 0);
+    check(cudaStreamEndCapture(s, &g) == cudaSuccess && g,
+          "graphs: a joined fork ends the capture");
+    cudaGraphInstantiate(&x, g, 0);
+    cudaStreamIsCapturing(t, &cs);
+    check(cs == cudaStreamCaptureStatusNone, "graphs: the forked stream leaves the capture");
+    cudaMemcpy(back, d2, sizeof back, cudaMemcpyDeviceToHost);
+    check(back[0] == 0, "graphs: the forked stream's kernel has not run at capture");
+    cudaGraphLaunch(x, s);
+    cudaGraphLaunch(x, s);
+    cudaStreamSynchronize(s);
+    float b1[4], b2[4];
+    cudaMemcpy(b1, d, sizeof b1, cudaMemcpyDeviceToHost);
+    cudaMemcpy(b2, d2, sizeof b2, cudaMemcpyDeviceToHost);
+    /* d: 6 -> 8 -> 10 (src is 2); d2: 0 + 8 + 10 */
+    check(b1[0] == 10 && b2[0] == 18 && b2[3] == 18,
+          "graphs: each launch runs the forked work after the work it waited for");
+    cudaGraphExecDestroy(x);
+    cudaGraphDestroy(g);
+    /* a fork that is never joined back fails the capture */
+    cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal);
+    cudaEventRecord(fork_ev, s);
+    cudaStreamWaitEvent(t, fork_ev, 0);
+    CUDA_LAUNCH(k_add, 4, 128, t)(n, src, d2);
+    fflush(stdout);
+    {
+        int saved = dup(2), null = open("/dev/null", O_WRONLY);
+        dup2(null, 2);
+        cudaError_t end = cudaStreamEndCapture(s, &g);
+        /* and the event of the ended capture cannot be waited for */
+        cudaError_t late = cudaStreamWaitEvent(s, fork_ev, 0);
+        dup2(saved, 2), close(saved), close(null);
+        cudaGetLastError();
+        check(end == cudaErrorStreamCaptureUnjoined && !g,
+              "graphs: a fork without a join fails with cudaErrorStreamCaptureUnjoined");
+        check(late == cudaErrorStreamCaptureIsolation,
+              "graphs: an event recorded in an ended capture cannot be waited for");
+    }
+    CUDA_LAUNCH(k_add, 4, 128, t)(n, src, d2);
+    cudaMemcpy(b2, d2, sizeof b2, cudaMemcpyDeviceToHost);
+    check(b2[0] == 20, "graphs: the forked stream works after the failed capture");
+    cudaEventDestroy(fork_ev);
+    cudaEventDestroy(join_ev);
+    cudaFree(d2);
+    cudaStreamDestroy(t);
     cudaEventDestroy(ev);
     cudaFreeHost(pin);
     cudaFree(d);
@@ -338,6 +405,44 @@ static int nccl_rank(int rank, int world, ncclUniqueId id) {
     return 14;
 }
 
+/* an all-reduce recorded in a graph (on a forked stream, as the gradient buckets are):
+ * each launch runs it again, with every rank */
+static int nccl_graph_rank(int rank, ncclUniqueId id) {
+    cudaStream_t s, side;
+    cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
+    cudaStreamCreateWithFlags(&side, cudaStreamNonBlocking);
+    ncclComm_t c;
+    if (ncclCommInitRank(&c, 2, id, rank) != ncclSuccess) return 40;
+    float *d, h[8];
+    cudaMalloc((void **)&d, sizeof h);
+    for (int i = 0; i < 8; i++) h[i] = (float)(rank + 1);
+    cudaMemcpy(d, h, sizeof h, cudaMemcpyHostToDevice);
+    cudaEvent_t f, j;
+    cudaEventCreateWithFlags(&f, cudaEventDisableTiming);
+    cudaEventCreateWithFlags(&j, cudaEventDisableTiming);
+    cudaGraph_t g = nullptr;
+    cudaGraphExec_t x = nullptr;
+    cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal);
+    cudaEventRecord(f, s);
+    cudaStreamWaitEvent(side, f, 0);
+    if (ncclAllReduce(d, d, 8, ncclFloat32, ncclSum, c, side) != ncclSuccess) return 41;
+    cudaEventRecord(j, side);
+    cudaStreamWaitEvent(s, j, 0);
+    if (cudaStreamEndCapture(s, &g) != cudaSuccess || !g) return 42;
+    cudaGraphInstantiate(&x, g, 0);
+    cudaMemcpy(h, d, sizeof h, cudaMemcpyDeviceToHost);
+    if (h[0] != (float)(rank + 1)) return 43; /* recorded, not run */
+    for (int launch = 1; launch <= 2; launch++) {
+        cudaGraphLaunch(x, s);
+        cudaStreamSynchronize(s);
+        cudaMemcpy(h, d, sizeof h, cudaMemcpyDeviceToHost);
+        if (h[0] != (launch == 1 ? 3.0f : 6.0f) || h[7] != h[0]) return 43 + launch;
+    }
+    cudaGraphExecDestroy(x);
+    cudaGraphDestroy(g);
+    return ncclCommDestroy(c) == ncclSuccess ? 0 : 46;
+}
+
 /* poll a nonblocking comm's state until it leaves ncclInProgress (at most ~2 s) */
 static ncclResult_t nb_settle(ncclComm_t c) {
     ncclResult_t st = ncclInProgress;
@@ -433,6 +538,26 @@ static void nccl_checks() {
         char seg[NCCL_UNIQUE_ID_BYTES];
         memcpy(seg, nid.internal, sizeof seg);
         shm_unlink(seg); /* nobody completed the init, so nobody unlinked it */
+    }
+    {
+        ncclUniqueId gid;
+        check(ncclGetUniqueId(&gid) == ncclSuccess, "ncclGetUniqueId (graphs)");
+        fflush(stdout);
+        pid_t k2[2];
+        for (int r = 0; r < 2; r++)
+            if ((k2[r] = fork()) == 0) {
+                freopen("/dev/null", "w", stderr);
+                _exit(nccl_graph_rank(r, gid));
+            }
+        int rc2[2];
+        for (int r = 0; r < 2; r++) {
+            int st = 0;
+            waitpid(k2[r], &st, 0);
+            rc2[r] = WIFEXITED(st) ? WEXITSTATUS(st) : 100;
+        }
+        check(rc2[0] == 0 && rc2[1] == 0,
+              "NCCL: an all-reduce recorded in a graph runs with every rank at each launch");
+        if (rc2[0] || rc2[1]) printf("    exits %d %d\n", rc2[0], rc2[1]);
     }
     ncclUniqueId id;
     check(ncclGetUniqueId(&id) == ncclSuccess, "ncclGetUniqueId");
