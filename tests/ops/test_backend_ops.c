@@ -1090,10 +1090,12 @@ static int graph_body(ft_ops *o, const float *x, float *y, float *z, uint8_t *ma
 }
 
 static void test_graph(ft_ops *b) {
-    int none = !b->graph_begin && !b->graph_end && !b->graph_launch && !b->graph_free;
-    int some = !b->graph_begin || !b->graph_end || !b->graph_launch || !b->graph_free;
+    int none =
+        !b->graph_begin && !b->graph_end && !b->graph_launch && !b->graph_check && !b->graph_free;
+    int some =
+        !b->graph_begin || !b->graph_end || !b->graph_launch || !b->graph_check || !b->graph_free;
     if (some) {
-        verdict("graphs: none on this backend (all four slots NULL)", none, "");
+        verdict("graphs: none on this backend (all five slots NULL)", none, "");
         return;
     }
     ft_rng g;
@@ -1155,8 +1157,10 @@ static void test_graph(ft_ops *b) {
     for (int i = 0; ok && i < GN; i++) ok = got_y[i] == want_y[i] * 2.0f;
     snprintf(d, sizeof d, "(graph_end: %s)", ft_strerror(rend));
     verdict("graphs: a download inside a recording spoils it, the backend goes on", ok, d);
-    verdict("graphs: launching nothing is refused, freeing nothing is a no-op",
-            b->graph_launch(b, NULL) == FT_EARG && (b->graph_free(b, NULL), 1), "");
+    verdict("graphs: launching or checking nothing is refused, freeing nothing is a no-op",
+            b->graph_launch(b, NULL) == FT_EARG && b->graph_check(b, NULL) == FT_EARG &&
+                (b->graph_free(b, NULL), 1),
+            "");
     /* a recording whose backend memory was replaced since (fc_fwd in f16 stages its input in a
      * scratch of the backend's; a larger batch grows it) is refused, a new one runs */
     {
@@ -1171,18 +1175,21 @@ static void test_graph(ft_ops *b) {
         if (!r0) r0 = b->graph_begin(b);
         if (!r0) r0 = b->fc_fwd(b, FT_F16, 2, C, HW, OUT, fx, fw, NULL, fy);
         if (!r0) r0 = b->graph_end(b, &g1);
+        int fresh = r0 ? r0 : b->graph_check(b, g1);
         int before = r0 ? r0 : b->graph_launch(b, g1);
         int grow = b->fc_fwd(b, FT_F16, NB, C, HW, OUT, fx, fw, NULL, fy);
-        int stale = b->graph_launch(b, g1);
+        int checked = b->graph_check(b, g1), stale = b->graph_launch(b, g1);
         int again = b->graph_begin(b);
         if (!again) again = b->fc_fwd(b, FT_F16, 2, C, HW, OUT, fx, fw, NULL, fy);
         if (!again) again = b->graph_end(b, &g2);
         if (!again) again = b->graph_launch(b, g2);
         if (!again) again = b->sync(b);
-        snprintf(d, sizeof d, "(%s, %s, %s, %s)", ft_strerror(before), ft_strerror(grow),
-                 ft_strerror(stale), ft_strerror(again));
-        verdict("graphs: a recording is refused (FT_ESTALE) after its scratch was replaced",
-                !before && !grow && stale == FT_ESTALE && !again, d);
+        snprintf(d, sizeof d, "(%s, %s, %s, %s, %s, %s)", ft_strerror(fresh), ft_strerror(before),
+                 ft_strerror(grow), ft_strerror(checked), ft_strerror(stale), ft_strerror(again));
+        verdict("graphs: a recording is refused (FT_ESTALE) after its scratch was replaced, and "
+                "graph_check says so first",
+                !fresh && !before && !grow && checked == FT_ESTALE && stale == FT_ESTALE && !again,
+                d);
         b->graph_free(b, g1);
         b->graph_free(b, g2);
         env_release(&ef);
@@ -1444,9 +1451,10 @@ static const int covered[] = {
     FT_OP_multi_sumsq_acc,
     FT_OP_multi_unscale_check,
     FT_OP_multi_sgd,
-    FT_OP_graph_begin, /* test_graph: a backend has all four or none */
+    FT_OP_graph_begin, /* test_graph: a backend has all five or none */
     FT_OP_graph_end,
     FT_OP_graph_launch,
+    FT_OP_graph_check,
     FT_OP_graph_free};
 
 static int check_coverage(void) {
@@ -1489,8 +1497,9 @@ static void run_backend(ft_ops *b, int dt_filter, const char *opf) {
     if (want_op(opf, "rows margin sgd")) test_rows(b);
     if (want_op(opf, "tlist multi")) test_multi(b);
     if (want_op(opf, "pfc_sample")) test_sample(b);
-    if (want_op(opf, "graph_begin graph_end graph_launch graph_free")) test_graph(b);
-    if (want_op(opf, "graph_begin graph_end graph_launch graph_free slot")) test_graph_slot(b);
+    if (want_op(opf, "graph_begin graph_end graph_launch graph_check graph_free")) test_graph(b);
+    if (want_op(opf, "graph_begin graph_end graph_launch graph_check graph_free slot"))
+        test_graph_slot(b);
     if (want_op(opf, "axpy scale sumsq sumsq_acc")) {
         vec_arg a = {.n = 100003};
         ft_rng g;

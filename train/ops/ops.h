@@ -139,6 +139,7 @@ typedef struct ft_margin {
     X(graph_begin)                                                                                 \
     X(graph_end)                                                                                   \
     X(graph_launch)                                                                                \
+    X(graph_check)                                                                                 \
     X(graph_free)
 
 #define FT_OP_ENUM_(name) FT_OP_##name,
@@ -370,6 +371,9 @@ struct ft_ops {
     int (*graph_begin)(ft_ops *o);
     int (*graph_end)(ft_ops *o, void **graph); /* *graph: a handle for graph_launch */
     int (*graph_launch)(ft_ops *o, void *graph);
+    /* 0 when graph_launch would run the recording, FT_ESTALE when it would refuse it, FT_EARG
+     * for NULL; runs nothing (ranks that must agree on replaying ask first) */
+    int (*graph_check)(ft_ops *o, void *graph);
     void (*graph_free)(ft_ops *o, void *graph); /* NULL is a no-op */
 };
 

@@ -101,11 +101,17 @@ static int cuda_graph_end(ft_ops *o, void **graph) {
     *graph = (void *)x;
     return 0;
 }
+static int cuda_graph_check(ft_ops *o, void *graph) {
+    cuda_graph *x = (cuda_graph *)graph;
+    if (!x) return FT_EARG;
+    return x->gen != cuda_of(o)->scratch_gen ? FT_ESTALE : 0;
+}
 static int cuda_graph_launch(ft_ops *o, void *graph) {
     cuda_backend *b = cuda_of(o);
     cuda_graph *x = (cuda_graph *)graph;
     if (!x || b->capturing) return FT_EARG;
-    if (x->gen != b->scratch_gen) return FT_ESTALE;
+    int rc = cuda_graph_check(o, graph);
+    if (rc) return rc;
     CU_CHECK(cudaGraphLaunch(x->exec, b->stream));
     return 0;
 }
@@ -288,6 +294,7 @@ extern "C" int ft_ops_cuda_create_(int device, int local_rank, int layout, ft_op
     o->graph_begin = cuda_graph_begin;
     o->graph_end = cuda_graph_end;
     o->graph_launch = cuda_graph_launch;
+    o->graph_check = cuda_graph_check;
     o->graph_free = cuda_graph_free;
     *out = o;
     return 0;
