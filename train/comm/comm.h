@@ -12,6 +12,7 @@
  * backend's stream) and the async variants return at once; `wait` completes them. On a host
  * transport the async variants may run at once (single, threads) or be started as
  * non-blocking requests (MPI_Iallreduce) that `wait` completes.
+ * A device transport can be recorded in a CUDA graph (ft_comm_recordable).
  * Every rank of a group must make the same calls in the same order; a call returns 0 or a
  * negative status on every rank (a failing rank still takes part, so peers never hang). A
  * transport that can lose a peer (MPI across processes) ends the process after `timeout_s`
@@ -57,8 +58,18 @@ struct ft_comm {
     /* the timeout of later collectives (seconds, <= 0: none), e.g. lifted while rank 0 alone
      * runs a long verification; a no-op where no peer can be lost */
     int (*set_timeout)(ft_comm *c, double seconds);
+    /* optional (NULL: a host transport, whose calls are complete when they return or when
+     * `wait` returns): waits until every collective queued on `stream` so far has completed,
+     * those of a launched CUDA graph included, polling the transport's errors with the
+     * timeout (a lost peer ends the wait with one line, never a hang) */
+    int (*sync)(ft_comm *c);
     void *stream; /* NCCL: the backend stream the calls are enqueued on; NULL for host ones */
 };
+
+/* 1 when a CUDA graph can record c's collectives: they are enqueued on the backend's stream,
+ * and while that stream captures, the blocking ones return without waiting (a capture forbids
+ * waits) and `wait` only joins the async ones; after a launch, `sync` waits for them. */
+int ft_comm_recordable(const ft_comm *c);
 
 void ft_comm_free(ft_comm *c); /* NULL-safe */
 

@@ -20,6 +20,12 @@
  * (ncclCommAbort) and the call fails with one line naming this rank and the collective.
  * Synchronous variants wait for their collective (so a lost peer is noticed where it is lost);
  * the async variants return at once and `wait` completes them.
+ * CUDA graphs: while the backend's stream captures (ft-train's cuda_graphs), the collectives
+ * are recorded with the rest of the step: a synchronous variant returns once NCCL has it on
+ * the stream (a capture forbids waiting for the stream), and `wait` joins the side stream
+ * back into the capture without waiting (the gradient buckets become a branch of the graph).
+ * After a launch, `sync` polls the stream as the synchronous variants do (NCCL's errors, the
+ * timeout, the abort), so a lost peer still ends the step with one line.
  */
 #include <nccl.h>
 #include <stdio.h>
@@ -133,6 +139,13 @@ static int poll_wait(ft_comm *c, const char *what) {
     return poll_stream(c, ni(c)->stream, what);
 }
 
+/* the backend's stream is recording a CUDA graph (or its recording was spoiled): no waits */
+static int capturing(const nccl_impl *m) {
+    cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
+    return cudaStreamIsCapturing(m->stream, &st) == cudaSuccess &&
+           st != cudaStreamCaptureStatusNone;
+}
+
 static int cuda_fail(ft_comm *c, const char *what, cudaError_t e) {
     nccl_impl *m = ni(c);
     fprintf(stderr, "%s: rank %d of %d: %s: %s\n", m->prog, c->rank, c->world, what,
@@ -159,7 +172,7 @@ static int check_call(ft_comm *c, const char *what, ncclResult_t r, int sync) {
         ni(c)->pending++;
         return 0;
     }
-    return poll_wait(c, what);
+    return capturing(ni(c)) ? 0 : poll_wait(c, what);
 }
 
 static int type_of(ft_dtype dt, ncclDataType_t *t) {
@@ -236,11 +249,19 @@ static int n_barrier(ft_comm *c) {
 static int n_wait(ft_comm *c) {
     nccl_impl *m = ni(c);
     if (!m->pending) return m->aborted ? FT_EDEVICE : 0;
-    /* the side stream polled here (NCCL's errors and the timeout), then joined */
-    int rc = poll_stream(c, m->side, "wait (async all_reduce)");
+    /* the side stream polled here (NCCL's errors and the timeout), then joined; inside a
+     * capture only joined (the launch's sync polls) */
+    int rc = capturing(m) ? 0 : poll_stream(c, m->side, "wait (async all_reduce)");
     if (!rc) rc = join_side(c);
     m->pending = 0;
     return rc;
+}
+static int n_sync(ft_comm *c) {
+    nccl_impl *m = ni(c);
+    if (m->aborted) return FT_EDEVICE;
+    if (capturing(m)) return FT_EARG; /* nothing recorded has run yet */
+    int rc = n_wait(c);
+    return rc ? rc : poll_wait(c, "the step's collectives");
 }
 static int n_set_timeout(ft_comm *c, double seconds) {
     ni(c)->timeout_s = seconds;
@@ -326,6 +347,7 @@ extern "C" int ft_comm_nccl(ft_comm **out, ft_ops *o, const ft_comm_nccl_options
     c->all_reduce_async = n_all_reduce_async;
     c->wait = n_wait;
     c->set_timeout = n_set_timeout;
+    c->sync = n_sync;
     c->stream = stream;
     m->stream = stream, m->prog = prog;
     m->timeout_s = opt->timeout_s > 0 ? opt->timeout_s : 300.0;

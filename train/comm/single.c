@@ -56,6 +56,10 @@ void ft_comm_free(ft_comm *c) {
     if (c && c->destroy) c->destroy(c);
 }
 
+int ft_comm_recordable(const ft_comm *c) {
+    return c && c->stream && c->sync;
+}
+
 const char *ft_comm_backends(void) {
     static const char *names[] = {"single threads", "single threads mpi", "single threads nccl",
                                   "single threads mpi nccl"};
