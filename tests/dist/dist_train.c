@@ -26,6 +26,7 @@
  * (--overlap 0: every bucket starts after backward; --inplace 0: the buckets are packed into
  * a staging buffer instead of reduced in the gradients' memory; the results must not change)
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -198,6 +199,9 @@ int main(int argc, char **argv) {
     float *x = malloc(nx * sizeof(float));
     int32_t *lab = malloc((size_t)B * sizeof(int32_t));
     uint64_t *hashes = malloc((size_t)W * sizeof(uint64_t));
+    int32_t *counts = malloc((size_t)W * sizeof(int32_t)),
+            *got = malloc((size_t)W * sizeof(int32_t));
+    if (!x || !lab || !hashes || !counts || !got) rc = -ENOMEM;
     for (int st = 0; st < op.steps && !rc; st++) {
         ft_rng g;
         ft_rng_seed(&g, op.seed, 1000 + (uint64_t)st * 64 + (uint64_t)R);
@@ -218,6 +222,19 @@ int main(int argc, char **argv) {
         if (!rc) rc = ft_iresnet_forward(m, ft_iresnet_input(m), B, 1, &emb);
         if (!rc) rc = ft_dpfc_gather(dpfc, emb, lab, B, &emb_all, &lab_all, &demb_all);
         if (!rc) rc = ft_pfc_prepare(p, lab_all, B * W, (uint64_t)st);
+        /* every shard's sampled-class count, computed here from the global labels alone,
+         * equals what each rank's own shard prepared (the graph shape of several ranks) */
+        int32_t mine = ft_pfc_step_count(p);
+        if (!rc) rc = ft_pfc_shard_counts(p, lab_all, B * W, counts);
+        if (!rc) rc = c->all_gather(c, o, &mine, got, sizeof mine);
+        for (int r = 0; r < W && !rc; r++)
+            if (got[r] != counts[r]) {
+                fprintf(stderr,
+                        "dist_train: FAIL: step %d: ft_pfc_shard_counts gives shard %d %d "
+                        "classes, its rank prepared %d\n",
+                        st, r, counts[r], got[r]);
+                rc = 1;
+            }
         const int32_t *idx;
         int cnt;
         if (!rc && op.rate < 1 && !(rc = ft_pfc_index(p, &idx, &cnt))) {
@@ -283,7 +300,7 @@ int main(int argc, char **argv) {
     if (!rc && (rc = ft_ckpt_write(op.out, &part, 1, err, sizeof err)))
         fprintf(stderr, "dist_train: rank %d: %s\n", R, err);
     ft_ckpt_part_free(&part);
-    free(x), free(lab), free(hashes);
+    free(x), free(lab), free(hashes), free(counts), free(got);
     o->free(o, demb);
     ft_dpfc_free(dpfc);
     ft_dp_free(dp);

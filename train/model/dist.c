@@ -220,8 +220,10 @@ struct ft_dpfc {
     ft_ops *o;
     int max_batch, emb, batch;
     float *emb_all, *demb_all; /* device [W * max_batch, emb] */
-    int32_t *lab_dev;          /* device [W * max_batch] (the gather goes through the comm) */
-    int32_t *lab_all;          /* host [W * max_batch] */
+    /* device and host [W * (max_batch + 1)]: each rank's labels and its vote (the gather goes
+     * through the comm) */
+    int32_t *lab_dev, *lab_raw;
+    int32_t *lab_all; /* host [W * max_batch]: the labels in rank order */
     double t_comm;
 };
 
@@ -233,8 +235,10 @@ int ft_dpfc_create(ft_comm *c, ft_ops *o, int max_batch, int emb, ft_dpfc **out)
     size_t rows = (size_t)c->world * (size_t)max_batch;
     int rc = o->alloc(o, rows * emb * sizeof(float), (void **)&d->emb_all);
     if (!rc) rc = o->alloc(o, rows * emb * sizeof(float), (void **)&d->demb_all);
-    if (!rc) rc = o->alloc(o, rows * sizeof(int32_t), (void **)&d->lab_dev);
+    size_t slots = (size_t)c->world * ((size_t)max_batch + 1);
+    if (!rc) rc = o->alloc(o, slots * sizeof(int32_t), (void **)&d->lab_dev);
     if (!rc && !(d->lab_all = malloc(rows * sizeof(int32_t)))) rc = -ENOMEM;
+    if (!rc && !(d->lab_raw = malloc(slots * sizeof(int32_t)))) rc = -ENOMEM;
     if (rc) {
         ft_dpfc_free(d);
         return rc;
@@ -249,28 +253,52 @@ void ft_dpfc_free(ft_dpfc *d) {
     if (d->demb_all) d->o->free(d->o, d->demb_all);
     if (d->lab_dev) d->o->free(d->o, d->lab_dev);
     free(d->lab_all);
+    free(d->lab_raw);
     free(d);
 }
 
-int ft_dpfc_gather(ft_dpfc *d, const float *emb, const int32_t *labels, int batch,
-                   const float **emb_all, const int32_t **labels_all, float **demb_all) {
+int ft_dpfc_gather_labels(ft_dpfc *d, const int32_t *labels, int batch, const int32_t **labels_all,
+                          int *agree) {
     ft_comm *c = d->c;
     ft_ops *o = d->o;
     if (batch < 1 || batch > d->max_batch) return FT_EARG; /* the same on every rank */
     double t0 = ft_now();
-    size_t rowb = (size_t)d->emb * sizeof(float), W = (size_t)c->world;
-    /* labels: staged in the device buffer's own block, gathered, downloaded */
-    int32_t *mine = d->lab_dev + (size_t)c->rank * batch;
-    int rc = o->upload(o, mine, labels, (size_t)batch * sizeof(int32_t));
-    int rg = c->all_gather(c, o, mine, d->lab_dev, (size_t)batch * sizeof(int32_t));
+    size_t W = (size_t)c->world, blk = (size_t)batch + 1;
+    /* labels and the vote: staged in the host buffer's and the device buffer's own block,
+     * gathered, downloaded, unpacked into rank order */
+    int32_t *mine = d->lab_dev + (size_t)c->rank * blk, *raw = d->lab_raw + (size_t)c->rank * blk;
+    memcpy(raw, labels, (size_t)batch * sizeof(int32_t));
+    raw[batch] = agree ? *agree != 0 : 1;
+    int rc = o->upload(o, mine, raw, blk * sizeof(int32_t));
+    int rg = c->all_gather(c, o, mine, d->lab_dev, blk * sizeof(int32_t));
     if (!rc) rc = rg;
-    if (!rc) rc = o->download(o, d->lab_all, d->lab_dev, W * batch * sizeof(int32_t));
-    rg = c->all_gather(c, o, emb, d->emb_all, (size_t)batch * rowb);
-    if (!rc) rc = rg;
+    if (!rc) rc = o->download(o, d->lab_raw, d->lab_dev, W * blk * sizeof(int32_t));
+    int all = 1;
+    for (size_t r = 0; r < W && !rc; r++) {
+        memcpy(d->lab_all + r * batch, d->lab_raw + r * blk, (size_t)batch * sizeof(int32_t));
+        all &= d->lab_raw[r * blk + batch] != 0;
+    }
+    if (agree) *agree = all;
     d->batch = batch;
     d->t_comm += ft_now() - t0;
-    *emb_all = d->emb_all, *labels_all = d->lab_all, *demb_all = d->demb_all;
+    *labels_all = d->lab_all;
     return rc;
+}
+
+int ft_dpfc_gather_emb(ft_dpfc *d, const float *emb, const float **emb_all, float **demb_all) {
+    ft_comm *c = d->c;
+    double t0 = ft_now();
+    int rc = c->all_gather(c, d->o, emb, d->emb_all, (size_t)d->batch * d->emb * sizeof(float));
+    d->t_comm += ft_now() - t0;
+    *emb_all = d->emb_all, *demb_all = d->demb_all;
+    return rc;
+}
+
+int ft_dpfc_gather(ft_dpfc *d, const float *emb, const int32_t *labels, int batch,
+                   const float **emb_all, const int32_t **labels_all, float **demb_all) {
+    int rc = ft_dpfc_gather_labels(d, labels, batch, labels_all, NULL);
+    int rg = ft_dpfc_gather_emb(d, emb, emb_all, demb_all); /* every rank takes part */
+    return rc ? rc : rg;
 }
 
 int ft_dpfc_scatter(ft_dpfc *d, float *demb) {

@@ -71,6 +71,13 @@ void ft_dpfc_free(ft_dpfc *d); /* NULL-safe */
  * the device buffer [W*batch, E] for ft_pfc_forward_backward's embedding gradient. */
 int ft_dpfc_gather(ft_dpfc *d, const float *emb, const int32_t *labels, int batch,
                    const float **emb_all, const int32_t **labels_all, float **demb_all);
+/* The same in two halves, for a step recorded in a graph: the labels first (host in, host out:
+ * a wait), with an optional vote carried by the same all-gather (agree: in, this rank's; out,
+ * 1 when every rank's was non-zero); then the embeddings of that batch (device only, no wait:
+ * a graph can record it). */
+int ft_dpfc_gather_labels(ft_dpfc *d, const int32_t *labels, int batch, const int32_t **labels_all,
+                          int *agree);
+int ft_dpfc_gather_emb(ft_dpfc *d, const float *emb, const float **emb_all, float **demb_all);
 /* demb_all (after forward_backward) -> demb [batch, E] of this rank's rows, times W. */
 int ft_dpfc_scatter(ft_dpfc *d, float *demb);
 double ft_dpfc_comm_seconds(const ft_dpfc *d);

@@ -44,6 +44,7 @@ struct ft_pfc {
     void *d_scratch;  /* pfc_sample's */
     /* host state of the prepared step (h_index: valid when have_index) */
     int32_t *h_index, *h_label;
+    int32_t *h_sort; /* ft_pfc_shard_counts' copy of the labels */
     uint8_t *pos;
     float *h_pt;
     int count, batch, prepared, sampling, have_index;
@@ -184,9 +185,10 @@ int ft_pfc_create(ft_ops *o, const ft_pfc_config *cfg, ft_pfc **out) {
     plan_arena(p, (uintptr_t)p->arena);
     p->h_index = malloc(S * sizeof(int32_t));
     p->h_label = malloc(B * sizeof(int32_t));
+    p->h_sort = malloc(B * sizeof(int32_t));
     p->h_pt = malloc(B * sizeof(float));
     p->pos = calloc(NL, 1);
-    if (!p->h_index || !p->h_label || !p->h_pt || !p->pos) {
+    if (!p->h_index || !p->h_label || !p->h_sort || !p->h_pt || !p->pos) {
         rc = -ENOMEM;
         goto fail;
     }
@@ -203,6 +205,7 @@ void ft_pfc_free(ft_pfc *p) {
     if (p->arena) p->o->free(p->o, p->arena);
     free(p->h_index);
     free(p->h_label);
+    free(p->h_sort);
     free(p->h_pt);
     free(p->pos);
     free(p);
@@ -310,6 +313,34 @@ void ft_pfc_replayed(ft_pfc *p) {
 
 int ft_pfc_step_count(const ft_pfc *p) {
     return p->prepared ? p->count : -1;
+}
+
+static int cmp_i32(const void *a, const void *b) {
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+int ft_pfc_shard_counts(ft_pfc *p, const int32_t *labels, int batch, int32_t *counts) {
+    const ft_pfc_config *c = &p->cfg;
+    int64_t C = c->num_classes, W = c->world_size, q = C / W, rem = C % W;
+    if (batch < 1 || batch > c->max_batch) return FT_EARG;
+    for (int i = 0; i < batch; i++) {
+        if (labels[i] < 0 || labels[i] >= C) return FT_ERANGE;
+        p->h_sort[i] = labels[i];
+    }
+    qsort(p->h_sort, (size_t)batch, sizeof *p->h_sort, cmp_i32);
+    for (int64_t r = 0; r < W; r++) counts[r] = 0;
+    for (int i = 0; i < batch; i++) { /* distinct labels, each on its shard (shard_sizes) */
+        if (i > 0 && p->h_sort[i] == p->h_sort[i - 1]) continue;
+        int64_t l = p->h_sort[i];
+        counts[l < rem * (q + 1) ? l / (q + 1) : rem + (l - rem * (q + 1)) / q]++;
+    }
+    for (int64_t r = 0; r < W; r++) {
+        int64_t nl = q + (r < rem);
+        int ns = (int)(c->sample_rate * (float)nl);
+        counts[r] = !p->sampling ? (int32_t)nl : ns > counts[r] ? ns : counts[r];
+    }
+    return 0;
 }
 
 int ft_pfc_prepare_index(ft_pfc *p, const int32_t *labels, int batch, const int32_t *index,

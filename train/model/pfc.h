@@ -102,6 +102,12 @@ int ft_pfc_prepare(ft_pfc *p, const int32_t *labels, int batch, uint64_t step);
 int ft_pfc_stage(ft_pfc *p, const int32_t *labels, int batch, uint64_t step);
 void ft_pfc_replayed(ft_pfc *p);
 int ft_pfc_step_count(const ft_pfc *p);
+/* What ft_pfc_step_count would be on every shard of the job for a step of these (global)
+ * labels: counts[r] for r < world_size, from the shard formulas and the labels alone, so every
+ * rank computes the same vector without a collective (the shape of a step several ranks
+ * record in a graph). FT_ERANGE for a label outside [0, num_classes), FT_EARG for batch
+ * outside [1, max_batch]. */
+int ft_pfc_shard_counts(ft_pfc *p, const int32_t *labels, int batch, int32_t *counts);
 /* The same with a given index (sorted, distinct local rows containing every positive), e.g.
  * to replay a step; count <= max(num_sample, positives). */
 int ft_pfc_prepare_index(ft_pfc *p, const int32_t *labels, int batch, const int32_t *index,
