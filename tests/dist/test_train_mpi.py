@@ -33,12 +33,15 @@ Modes (each on a small synthetic dataset, 24 classes, width-4 r18, batch 8 per r
            resume bit for bit (the second half with each rank bound to its own GPU by
            CUDA_VISIBLE_DEVICES), a SIGKILLed rank ends the job; on the emulator also two
            ranks on one GPU and device='auto' with a GPU on one rank only: refused at the
-           start on every rank, naming the ranks; a rank NCCL cannot reach: the init gives
+           start on every rank, naming the ranks; cuda_graphs=True (the collectives recorded
+           in the step's graph) equals False bit for bit (fp16, sampling, dropout; fp32 with a
+           resume; one rank's recording gone stale: all record afresh); a rank NCCL cannot reach: the init gives
            up after dist_timeout, naming the rank
 usage: test_train_mpi.py MODE BIN WORK MPIRUN [ARGS...]
 """
 import glob
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -353,6 +356,133 @@ def crashsave_mode():
                   f"from step {resumes_at}", flush=True)
 
 
+def nccl_graphs(data, env):
+    """cuda_graphs=True on 2 GPU ranks: the step, its collectives included, recorded once per
+    shape and replayed; the losses and every checkpoint tensor equal the run without graphs,
+    bit for bit: fp16 (the loss scale changes at the start), Partial FC sampling of a fixed
+    count (64 classes, 16 per shard sampled, for 16 labels a step: the positives always fit)
+    with the sampled-rows update and dropout, over 10 steps (the loss scale halves over the
+    first 6, each a new shape, then steps 7 and 8 record and 9 and 10 replay); and fp32 stopped at 3 and
+    resumed (a resumed run records afresh) against 6 straight steps without graphs."""
+    common = ["device=cuda", "dtype=fp16", "num_classes=64", "sample_rate=0.5",
+              "pfc_update=sampled", "dropout=0.2"]
+    replays = re.compile(r"cuda graphs: (\d+) of (\d+) steps replayed a recording")
+    runs = {}
+    for graphs in ("False", "True"):
+        out, lf = os.path.join(WORK, "nccl_g" + graphs), os.path.join(WORK, "nccl_g%s.loss" % graphs)
+        distrun.fresh(out, lf)
+        p = mpi(2, args(data, 24, out, "max_steps=10", f"cuda_graphs={graphs}", *common),
+                dict(env, FT_TRAIN_LOSS_FILE=lf))
+        check(p.returncode == 0, f"GPU ranks, cuda_graphs={graphs}: exit {p.returncode}: "
+              f"{p.stderr[-1500:]}")
+        runs[graphs] = (out, losses(lf), p.stderr)
+    (og, lg, eg), (od, ld, _) = runs["True"], runs["False"]
+    m = replays.search(eg)
+    check(m and int(m.group(1)) >= 2 and "ignored" not in eg,
+          f"GPU ranks, cuda_graphs: too few replays: {eg[-800:]}")
+    check(sorted(lg) == list(range(1, 11)) and lg == ld,
+          f"GPU ranks, cuda_graphs: losses {lg} vs {ld}")
+    a, b = tensors(od), tensors(og)
+    bad = [k for k in a if k not in b or not np.array_equal(a[k], b[k])]
+    check(sorted(a) == sorted(b) and not bad,
+          f"GPU ranks, cuda_graphs: tensors differ from the run without: {bad[:5]}")
+    print(f"ok: 2 GPU ranks, cuda_graphs=True equals False bit for bit over 10 fp16 steps "
+          f"({m.group(0) if m else ''})", flush=True)
+    # fp32 without sampling: recorded at step 2, replayed after; 3 + 3 steps with a resume
+    # equal 6 straight without graphs
+    out, lf = os.path.join(WORK, "nccl_gres"), os.path.join(WORK, "nccl_gres.loss")
+    ref, rl = os.path.join(WORK, "nccl_gref"), os.path.join(WORK, "nccl_gref.loss")
+    distrun.fresh(out, lf, ref, rl)
+    p = mpi(2, args(data, 24, ref, "max_steps=6", "device=cuda"), dict(env, FT_TRAIN_LOSS_FILE=rl))
+    check(p.returncode == 0, f"GPU ranks, fp32 reference: exit {p.returncode} {p.stderr[-800:]}")
+    for steps, extra in ((3, []), (6, ["resume=True"])):
+        p = mpi(2, args(data, 24, out, f"max_steps={steps}", "device=cuda", "cuda_graphs=True",
+                        *extra), dict(env, FT_TRAIN_LOSS_FILE=lf))
+        check(p.returncode == 0, f"GPU ranks, cuda_graphs fp32 to step {steps}: exit "
+              f"{p.returncode} {p.stderr[-800:]}")
+        m = replays.search(p.stderr)
+        check(m and int(m.group(1)) >= 1, f"GPU ranks, cuda_graphs fp32 to step {steps}: no "
+              f"replay: {p.stderr[-600:]}")
+    check(losses(lf) == losses(rl), f"GPU ranks, cuda_graphs + resume: losses {losses(lf)} vs "
+          f"{losses(rl)}")
+    a, b = tensors(ref), tensors(out)
+    bad = [k for k in a if k not in b or not np.array_equal(a[k], b[k])]
+    check(sorted(a) == sorted(b) and not bad,
+          f"GPU ranks, cuda_graphs + resume: tensors differ: {bad[:5]}")
+    print("ok: 2 GPU ranks, cuda_graphs=True stopped at 3 and resumed equals 6 steps without",
+          flush=True)
+    # one rank's recording goes stale (FT_TRAIN_INJECT_STALE: rank 1 at step 4): every rank
+    # drops its recording and records afresh at that step (rank 0's summary: step 1 direct,
+    # 2 and 4 recorded, 3, 5 and 6 replayed: "5 of 6 ... (2 recorded)"; without the vote rank
+    # 0 would have replayed step 4: 1 recorded), and the bytes stay those of the run without
+    # graphs
+    out, lf = os.path.join(WORK, "nccl_gstale"), os.path.join(WORK, "nccl_gstale.loss")
+    distrun.fresh(out, lf)
+    p = mpi(2, args(data, 24, out, "max_steps=6", "device=cuda", "cuda_graphs=True"),
+            dict(env, FT_TRAIN_LOSS_FILE=lf, FT_TRAIN_INJECT_STALE="4:1"))
+    m = re.search(r"cuda graphs: (\d+) of (\d+) steps replayed .*\((\d+) recorded\)", p.stderr)
+    check(p.returncode == 0 and m and m.group(1, 3) == ("5", "2"),
+          f"GPU ranks, a stale recording on rank 1: exit {p.returncode}, summary "
+          f"{m.group(0) if m else None}: {p.stderr[-800:]}")
+    check(losses(lf) == losses(rl), f"GPU ranks, a stale recording on rank 1: losses "
+          f"{losses(lf)} vs {losses(rl)}")
+    a, b = tensors(ref), tensors(out)
+    bad = [k for k in a if k not in b or not np.array_equal(a[k], b[k])]
+    check(sorted(a) == sorted(b) and not bad,
+          f"GPU ranks, a stale recording on rank 1: tensors differ: {bad[:5]}")
+    print(f"ok: 2 GPU ranks, rank 1's recording stale at step 4: every rank recorded afresh "
+          f"({m.group(0) if m else ''})", flush=True)
+
+
+def nccl_graph_counts(data, env):
+    """The emulator's counts (FT_CUDA_EMU_STATS, rank 0) of a steady step of 2 GPU ranks with
+    and without cuda_graphs: runs of 2 and 4 steps differ by 2 steady steps. With graphs a
+    steady step is one cudaGraphLaunch that holds the step's collectives, and the host still
+    issues only the labels' all-gather, the optimizer's passes and the uploads."""
+    per = {}
+    for graphs in ("False", "True"):
+        got = {}
+        for n in (2, 4):
+            d = os.path.join(WORK, f"nccl_count_{graphs}{n}")
+            f = [os.path.join(WORK, f"nccl_count_{graphs}{n}.rank{r}") for r in (0, 1)]
+            distrun.fresh(d, *f)
+            p = mpi_per_rank([{"FT_CUDA_EMU_STATS": f[0]}, {"FT_CUDA_EMU_STATS": f[1]}],
+                             args(data, 24, d, f"max_steps={n}", "device=cuda",
+                                  f"cuda_graphs={graphs}"), env)
+            check(p.returncode == 0 and os.path.exists(f[0]),
+                  f"GPU ranks, counts with cuda_graphs={graphs}: exit {p.returncode} "
+                  f"{p.stderr[-600:]}")
+            if p.returncode or not os.path.exists(f[0]):
+                return
+            got[n] = {}
+            for line in open(f[0]).read().splitlines():
+                c, name = line.split(" ", 1)
+                got[n][name] = int(c)
+        per[graphs] = {k: (got[4].get(k, 0) - got[2].get(k, 0)) / 2
+                       for k in set(got[2]) | set(got[4])}
+    coll = ("ncclAllReduce", "ncclAllGather", "ncclReduceScatter", "ncclBroadcast")
+    said = []
+    for graphs, c in per.items():
+        host = sum(v for k, v in c.items() if not k.startswith("graph:") and
+                   not k.startswith("cuda") and k not in coll)
+        host_coll = sum(c.get(k, 0) for k in coll)
+        in_graph = sum(v for k, v in c.items() if k.startswith("graph:"))
+        graph_coll = sum(c.get("graph:" + k, 0) for k in coll)
+        said.append(f"cuda_graphs={graphs}: {host:.0f} kernels and library calls and "
+                    f"{host_coll:.0f} collectives issued by the host, {in_graph:.0f} items "
+                    f"({graph_coll:.0f} collectives) in {c.get('cudaGraphLaunch', 0):.0f} graph "
+                    f"launch(es)")
+        if graphs == "True":
+            check(c.get("cudaGraphLaunch", 0) == 1 and c.get("cudaStreamBeginCapture", 0) == 0
+                  and host_coll == 1 and graph_coll >= 6 and host <= 10,
+                  f"GPU ranks, a steady step with cuda_graphs: {sorted(c.items())}")
+        else:
+            check(c.get("cudaGraphLaunch", 0) == 0 and host_coll >= 7,
+                  f"GPU ranks, a steady step without graphs: {sorted(c.items())}")
+    print("ok: a steady step of 2 GPU ranks (rank 0, emulator counts): " + "; ".join(said),
+          flush=True)
+
+
 def nccl_mode():
     """GPU ranks: 2 ranks of ft-train device=cuda under mpirun, one GPU each, the step's
     collectives over NCCL (its id sent over MPI). Needs 2 visible devices: the CUDA emulator
@@ -405,6 +535,8 @@ def nccl_mode():
     a, b = tensors(out), tensors(out2)
     bad = [k for k in a if k not in b or not np.array_equal(a[k], b[k])]
     check(sorted(a) == sorted(b) and not bad, f"GPU ranks: resumed tensors differ: {bad[:5]}")
+    nccl_graphs(data, env)
+    nccl_graph_counts(data, env)
     if os.environ.get("FT_CUDA_EMU") == "1":
         # ranks that cannot meet on GPUs: every rank exits 1 at the start with one line naming
         # the ranks: two on one GPU (one emulated device for both), and device='auto' finding

@@ -200,6 +200,9 @@ int ft_run_build_model(ft_run *r) {
 
 void ft_run_free_model(ft_run *r) {
     if (r->model.ops) ft_graph_slot_drop(r->model.ops, &r->model.graph.slot);
+    free(r->model.graph.counts);
+    free(r->model.graph.counts_seen);
+    r->model.graph.counts = r->model.graph.counts_seen = NULL;
     if (r->model.ops && r->model.demb) r->model.ops->free(r->model.ops, r->model.demb);
     if (r->model.ops && r->data.pixels_dev) r->model.ops->free(r->model.ops, r->data.pixels_dev);
     r->data.pixels_dev = NULL;

@@ -334,9 +334,47 @@ static int step_device(ft_run *r, const loader_batch *b) {
     return rc;
 }
 
+/* The device part of a step of several ranks, its per-step values staged and the labels
+ * gathered: input, forward, the embeddings' all-gather, Partial FC over the global batch (its
+ * softmax reduced across the shards), the embedding gradient's reduce-scatter, backward with
+ * the gradient buckets' all-reduce; no wait for the device (ft_comm_recordable: the
+ * collectives are recorded with the kernels). */
+static int step_device_dist(ft_run *r, const loader_batch *b) {
+    const float *emb = NULL, *emb_all = NULL;
+    float *demb_all = NULL;
+    int rc = make_input(r, b);
+    if (!rc)
+        rc = ft_iresnet_forward(r->model.net, ft_iresnet_input(r->model.net), (int)b->n, 1, &emb);
+    if (!rc) rc = ft_dpfc_gather_emb(r->dist.dpfc, emb, &emb_all, &demb_all);
+    if (!rc) rc = ft_pfc_forward_backward_dev(r->model.pfc, emb_all, demb_all);
+    if (!rc) rc = ft_dpfc_scatter(r->dist.dpfc, r->model.demb);
+    if (!rc) rc = ft_iresnet_backward(r->model.net, r->model.demb);
+    if (!rc) rc = ft_dp_reduce_grads(r->dist.dp);
+    return rc;
+}
+
 static int step_device_cb(void *ctx) {
     void **a = ctx;
-    return step_device(a[0], a[1]);
+    ft_run *r = a[0];
+    return r->dist.dpfc ? step_device_dist(r, a[1]) : step_device(r, a[1]);
+}
+
+/* Several ranks: a number for the step's sampled-class counts on every shard (the graph's
+ * shape besides rows and loss scale). Every rank computes the vector from the gathered labels
+ * alone, so every rank gets the same number, and it stays while the vector does; a step whose
+ * vector differs from the one before gets a new number (a recording of an older vector was
+ * dropped then anyway: the slot holds one). */
+static int shards_shape(ft_run *r, const int32_t *labels, int rows, uint64_t *id) {
+    ft_run_graph *gr = &r->model.graph;
+    size_t bytes = (size_t)r->world * sizeof(int32_t);
+    int rc = ft_pfc_shard_counts(r->model.pfc, labels, rows, gr->counts);
+    if (rc) return rc;
+    if (gr->counts_id == 0 || memcmp(gr->counts, gr->counts_seen, bytes) != 0) {
+        memcpy(gr->counts_seen, gr->counts, bytes);
+        gr->counts_id++;
+    }
+    *id = gr->counts_id;
+    return 0;
 }
 
 /* cuda_graphs: step_device through the model's graph slot (ft_graph_run), keyed by the step's
@@ -344,14 +382,14 @@ static int step_device_cb(void *ctx) {
  * recorded (the recording's calls have their host-side effects then, and the launch runs
  * them); later steps of that shape replay it, and the host side of the replayed calls is
  * brought up to date (ft_iresnet_replayed, ft_pfc_replayed). */
-static int graph_step(ft_run *r, const loader_batch *b, int *reported) {
+static int graph_step(ft_run *r, const loader_batch *b, uint64_t shape, int *reported) {
     ft_run_graph *gr = &r->model.graph;
     ft_ops *o = r->model.ops;
     int n = (int)b->n, how;
     float scale = ft_scaler_scale(&r->model.scaler);
     uint32_t scale_bits;
     memcpy(&scale_bits, &scale, sizeof scale_bits);
-    uint64_t key[3] = {(uint64_t)n, (uint64_t)ft_pfc_step_count(r->model.pfc), scale_bits};
+    uint64_t key[3] = {(uint64_t)n, shape, scale_bits};
     void *ctx[2] = {r, (void *)b};
     int rc = ft_graph_run(o, &gr->slot, key, 3, step_device_cb, ctx, &how);
     /* a recording that failed (the work inside it, or graph_begin/graph_end: the slot holds
@@ -377,18 +415,56 @@ static int partial_fc_error(ft_run *r, int rc) {
                        (long long)r->cfg.num_classes);
 }
 
-/* The forward and backward of a step, one rank with cuda_graphs: the per-step values staged
- * on the device first, then the device part (recorded or replayed), then the loss. */
+/* Tests: FT_TRAIN_INJECT_STALE=STEP[:RANK] makes rank RANK (default 0) vote at global step
+ * STEP as if its recording had gone stale (its scratch memory replaced). */
+static int inject_stale(const ft_run *r) {
+    const char *v = getenv("FT_TRAIN_INJECT_STALE");
+    long long step = -1;
+    int rank = 0;
+    if (!v || sscanf(v, "%lld:%d", &step, &rank) < 1) return 0;
+    return step == r->pos.global_step && rank == r->rank;
+}
+
+/* Several ranks with cuda_graphs: the global batch's labels gathered (a wait), with every
+ * rank's vote that its recording is still launchable (graph_check) carried along: a
+ * recording one rank could not replay (its scratch memory was replaced, e.g. by rank 0's
+ * verification) is dropped on every rank, so that the ranks record, replay or run directly
+ * at the same steps and their collectives always pair up. */
+static int stage_dist(ft_run *r, const loader_batch *b, const int32_t **labels, int *rows,
+                      uint64_t *shape) {
+    ft_run_graph *gr = &r->model.graph;
+    ft_ops *o = r->model.ops;
+    int agree = !gr->slot.g || (o->graph_check(o, gr->slot.g) == 0 && !inject_stale(r));
+    int rc = ft_dpfc_gather_labels(r->dist.dpfc, b->labels, (int)b->n, labels, &agree);
+    if (rc)
+        return ft_run_fail(r, rc, "step %lld: all-gather of the labels: %s",
+                           (long long)r->pos.global_step, ft_strerror(rc));
+    if (!agree) ft_graph_slot_drop(o, &gr->slot);
+    *rows = (int)b->n * r->world;
+    if ((rc = shards_shape(r, *labels, *rows, shape))) return partial_fc_error(r, rc);
+    return 0;
+}
+
+/* The forward and backward of a step with cuda_graphs: the per-step values staged on the
+ * device first (several ranks: the labels gathered), then the device part (recorded or
+ * replayed; several ranks: waited for with the transport's error polling), then the loss. */
 static int fwd_bwd_graph(ft_run *r, const loader_batch *b, float *loss) {
-    int reported = 0, rc = ft_iresnet_stage(r->model.net);
+    int reported = 0, rows = (int)b->n, rc = ft_iresnet_stage(r->model.net);
+    const int32_t *labels = b->labels;
+    uint64_t shape = 0;
     if (rc) return ft_run_fail(r, rc, "upload: %s", ft_strerror(rc));
-    if ((rc = ft_pfc_stage(r->model.pfc, b->labels, (int)b->n, (uint64_t)r->pos.global_step)))
+    if (r->dist.dpfc && (rc = stage_dist(r, b, &labels, &rows, &shape))) return rc;
+    if ((rc = ft_pfc_stage(r->model.pfc, labels, rows, (uint64_t)r->pos.global_step)))
         return partial_fc_error(r, rc);
+    if (!r->dist.dpfc) shape = (uint64_t)ft_pfc_step_count(r->model.pfc);
     if ((rc = ft_pfc_set_loss_scale(r->model.pfc, ft_scaler_scale(&r->model.scaler))) ||
-        (rc = graph_step(r, b, &reported)))
+        (rc = graph_step(r, b, shape, &reported)))
         return reported ? rc
                         : ft_run_fail(r, rc, "step %lld: forward/backward: %s",
                                       (long long)r->pos.global_step, ft_strerror(rc));
+    if (r->dist.dpfc && (rc = r->dist.dev->sync(r->dist.dev)))
+        return ft_run_fail(r, rc, "step %lld: the step's collectives: %s",
+                           (long long)r->pos.global_step, ft_strerror(rc));
     mark_sampled_rows(r);
     if ((rc = ft_pfc_loss(r->model.pfc, loss)))
         return ft_run_fail(r, rc, "step %lld: loss: %s", (long long)r->pos.global_step,
@@ -615,27 +691,36 @@ static int train_loop(ft_run *r) {
     return 0;
 }
 
-/* cuda_graphs: on where the backend has graphs and one rank trains (the collectives of
- * several ranks are not recorded); a note otherwise */
-static void graphs_setup(ft_run *r) {
+/* cuda_graphs: on where the backend has graphs and, with several ranks, the step's
+ * collectives go through a transport a graph records (NCCL); a note otherwise */
+static int graphs_setup(ft_run *r) {
     ft_run_graph *gr = &r->model.graph;
-    if (!r->cfg.cuda_graphs) return;
-    const char *why = !r->model.ops->graph_begin ? "backend has no graphs"
-                      : r->world > 1             ? "collectives of several ranks are not recorded"
-                                                 : NULL;
-    if (!why) {
+    if (!r->cfg.cuda_graphs) return 0;
+    int multi = r->world > 1, rec = !multi || (r->dist.dpfc && ft_comm_recordable(r->dist.dev));
+    if (r->model.ops->graph_begin && rec) {
+        if (multi && (!(gr->counts = calloc((size_t)r->world, sizeof(int32_t))) ||
+                      !(gr->counts_seen = calloc((size_t)r->world, sizeof(int32_t)))))
+            return ft_run_fail(r, -ENOMEM, "out of memory");
         gr->on = 1;
-        return;
+        return 0;
     }
-    if (r->rank == 0)
+    if (r->rank == 0 && !r->model.ops->graph_begin)
         fprintf(stderr,
-                FT_TRAIN_PROG ": note: cuda_graphs = True is ignored: the %s %s; the steps run "
-                              "without graphs\n",
-                r->world > 1 && r->model.ops->graph_begin ? "steps'" : r->model.ops->name, why);
+                FT_TRAIN_PROG ": note: cuda_graphs = True is ignored: the %s backend has no "
+                              "graphs; the steps run without graphs\n",
+                r->model.ops->name);
+    else if (r->rank == 0)
+        fprintf(stderr,
+                FT_TRAIN_PROG ": note: cuda_graphs = True is ignored: the %s transport's "
+                              "collectives cannot be recorded in a graph; the steps run without "
+                              "graphs\n",
+                r->dist.dev ? r->dist.dev->name : "(none)");
+    return 0;
 }
 
 int ft_run_train(ft_run *r) {
-    graphs_setup(r);
+    int rs = graphs_setup(r);
+    if (rs) return rs;
     r->out.last_saved = r->cfg.resume ? r->pos.global_step : -1;
     progress_start(r);
     int rc = train_loop(r);

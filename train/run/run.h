@@ -53,8 +53,13 @@ typedef struct ft_run_data {
  * in a row that has it (the first ran directly: one-time work such as cuDNN's algorithm
  * choice stays out of the recording). */
 typedef struct ft_run_graph {
-    int on;             /* asked for, and possible here (one rank, a backend with graphs) */
+    int on;             /* asked for, and possible here (a backend with graphs; several ranks:
+                           a transport a graph records) */
     ft_graph_slot slot; /* the step's recording; its counters feed the summary */
+    /* several ranks: every shard's sampled-class count of this step and of the last step whose
+     * counts differed from its predecessor's (host [world] each), and that vector's number */
+    int32_t *counts, *counts_seen;
+    uint64_t counts_id;
 } ft_run_graph;
 
 /* the model: backend, backbone, head, optimizer, loss scaler (build.c) */
