@@ -503,38 +503,44 @@ static int nccl_nb_single(ncclUniqueId id) {
     return ncclCommDestroy(c) == ncclSuccess ? 0 : 39;
 }
 
+/* run fn(r) in n child processes (stderr to /dev/null), their exit codes into rc[r] (100: killed
+ * by a signal); 1 when all exited 0, else the codes are printed */
+template <class F> static int run_ranks(int n, F fn, int *rc) {
+    fflush(stdout);
+    std::vector<pid_t> kids((size_t)n);
+    for (int r = 0; r < n; r++)
+        if ((kids[(size_t)r] = fork()) == 0) {
+            freopen("/dev/null", "w", stderr);
+            _exit(fn(r));
+        }
+    int ok = 1;
+    for (int r = 0; r < n; r++) {
+        int st = 0;
+        waitpid(kids[(size_t)r], &st, 0);
+        rc[r] = WIFEXITED(st) ? WEXITSTATUS(st) : 100;
+        ok &= rc[r] == 0;
+    }
+    if (!ok) {
+        printf("    exits");
+        for (int r = 0; r < n; r++) printf(" %d", rc[r]);
+        printf("\n");
+    }
+    return ok;
+}
+
 static void nccl_checks() {
     {
         ncclUniqueId nid;
         check(ncclGetUniqueId(&nid) == ncclSuccess, "ncclGetUniqueId (nonblocking)");
-        fflush(stdout);
-        pid_t kid = fork();
-        if (kid == 0) {
-            freopen("/dev/null", "w", stderr);
-            _exit(nccl_nb_single(nid));
-        }
-        int st = 0;
-        waitpid(kid, &st, 0);
-        check(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+        int rc1;
+        check(run_ranks(
+                  1, [&nid](int) { return nccl_nb_single(nid); }, &rc1),
               "NCCL nonblocking: init and the first collective in progress until polled");
-        if (!WIFEXITED(st) || WEXITSTATUS(st)) printf("    exit %d\n", WEXITSTATUS(st));
         check(ncclGetUniqueId(&nid) == ncclSuccess, "ncclGetUniqueId (unreachable rank)");
-        fflush(stdout);
-        pid_t k2[2];
-        for (int r = 0; r < 2; r++)
-            if ((k2[r] = fork()) == 0) {
-                freopen("/dev/null", "w", stderr);
-                _exit(nccl_nb_rank(r, nid, r == 1));
-            }
         int rc2[2];
-        for (int r = 0; r < 2; r++) {
-            st = 0;
-            waitpid(k2[r], &st, 0);
-            rc2[r] = WIFEXITED(st) ? WEXITSTATUS(st) : 100;
-        }
-        check(rc2[0] == 0 && rc2[1] == 0,
+        check(run_ranks(
+                  2, [&nid](int r) { return nccl_nb_rank(r, nid, r == 1); }, rc2),
               "NCCL nonblocking: a rank that cannot be reached keeps every init in progress");
-        if (rc2[0] || rc2[1]) printf("    exits %d %d\n", rc2[0], rc2[1]);
         char seg[NCCL_UNIQUE_ID_BYTES];
         memcpy(seg, nid.internal, sizeof seg);
         shm_unlink(seg); /* nobody completed the init, so nobody unlinked it */
@@ -542,39 +548,16 @@ static void nccl_checks() {
     {
         ncclUniqueId gid;
         check(ncclGetUniqueId(&gid) == ncclSuccess, "ncclGetUniqueId (graphs)");
-        fflush(stdout);
-        pid_t k2[2];
-        for (int r = 0; r < 2; r++)
-            if ((k2[r] = fork()) == 0) {
-                freopen("/dev/null", "w", stderr);
-                _exit(nccl_graph_rank(r, gid));
-            }
         int rc2[2];
-        for (int r = 0; r < 2; r++) {
-            int st = 0;
-            waitpid(k2[r], &st, 0);
-            rc2[r] = WIFEXITED(st) ? WEXITSTATUS(st) : 100;
-        }
-        check(rc2[0] == 0 && rc2[1] == 0,
+        check(run_ranks(
+                  2, [&gid](int r) { return nccl_graph_rank(r, gid); }, rc2),
               "NCCL: an all-reduce recorded in a graph runs with every rank at each launch");
-        if (rc2[0] || rc2[1]) printf("    exits %d %d\n", rc2[0], rc2[1]);
     }
     ncclUniqueId id;
     check(ncclGetUniqueId(&id) == ncclSuccess, "ncclGetUniqueId");
-    fflush(stdout);
-    pid_t kids[3];
-    for (int r = 0; r < 3; r++)
-        if ((kids[r] = fork()) == 0) {
-            freopen("/dev/null", "w", stderr);
-            _exit(nccl_rank(r, 3, id));
-        }
     int rc[3];
-    for (int r = 0; r < 3; r++) {
-        int st = 0;
-        waitpid(kids[r], &st, 0);
-        rc[r] = WIFEXITED(st) ? WEXITSTATUS(st) : 100;
-    }
-    check(rc[0] == 0 && rc[1] == 0 && rc[2] == 0,
+    check(run_ranks(
+              3, [&id](int r) { return nccl_rank(r, 3, id); }, rc),
           "NCCL: 3 processes all-reduce; a rank that exits is reported, abort frees the stream");
 }
 #endif

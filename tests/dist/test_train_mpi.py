@@ -356,6 +356,13 @@ def crashsave_mode():
                   f"from step {resumes_at}", flush=True)
 
 
+def same_tensors(x, y, what):
+    """Every checkpoint tensor of the output folders x and y equal, bit for bit."""
+    a, b = tensors(x), tensors(y)
+    bad = [k for k in a if k not in b or not np.array_equal(a[k], b[k])]
+    check(sorted(a) == sorted(b) and not bad, f"{what}: tensors differ: {bad[:5]}")
+
+
 def nccl_graphs(data, env):
     """cuda_graphs=True on 2 GPU ranks: the step, its collectives included, recorded once per
     shape and replayed; the losses and every checkpoint tensor equal the run without graphs,
@@ -382,10 +389,7 @@ def nccl_graphs(data, env):
           f"GPU ranks, cuda_graphs: too few replays: {eg[-800:]}")
     check(sorted(lg) == list(range(1, 11)) and lg == ld,
           f"GPU ranks, cuda_graphs: losses {lg} vs {ld}")
-    a, b = tensors(od), tensors(og)
-    bad = [k for k in a if k not in b or not np.array_equal(a[k], b[k])]
-    check(sorted(a) == sorted(b) and not bad,
-          f"GPU ranks, cuda_graphs: tensors differ from the run without: {bad[:5]}")
+    same_tensors(od, og, "GPU ranks, cuda_graphs against the run without")
     print(f"ok: 2 GPU ranks, cuda_graphs=True equals False bit for bit over 10 fp16 steps "
           f"({m.group(0) if m else ''})", flush=True)
     # fp32 without sampling: recorded at step 2, replayed after; 3 + 3 steps with a resume
@@ -405,10 +409,7 @@ def nccl_graphs(data, env):
               f"replay: {p.stderr[-600:]}")
     check(losses(lf) == losses(rl), f"GPU ranks, cuda_graphs + resume: losses {losses(lf)} vs "
           f"{losses(rl)}")
-    a, b = tensors(ref), tensors(out)
-    bad = [k for k in a if k not in b or not np.array_equal(a[k], b[k])]
-    check(sorted(a) == sorted(b) and not bad,
-          f"GPU ranks, cuda_graphs + resume: tensors differ: {bad[:5]}")
+    same_tensors(ref, out, "GPU ranks, cuda_graphs + resume")
     print("ok: 2 GPU ranks, cuda_graphs=True stopped at 3 and resumed equals 6 steps without",
           flush=True)
     # one rank's recording goes stale (FT_TRAIN_INJECT_STALE: rank 1 at step 4): every rank
@@ -426,10 +427,7 @@ def nccl_graphs(data, env):
           f"{m.group(0) if m else None}: {p.stderr[-800:]}")
     check(losses(lf) == losses(rl), f"GPU ranks, a stale recording on rank 1: losses "
           f"{losses(lf)} vs {losses(rl)}")
-    a, b = tensors(ref), tensors(out)
-    bad = [k for k in a if k not in b or not np.array_equal(a[k], b[k])]
-    check(sorted(a) == sorted(b) and not bad,
-          f"GPU ranks, a stale recording on rank 1: tensors differ: {bad[:5]}")
+    same_tensors(ref, out, "GPU ranks, a stale recording on rank 1")
     print(f"ok: 2 GPU ranks, rank 1's recording stale at step 4: every rank recorded afresh "
           f"({m.group(0) if m else ''})", flush=True)
 
