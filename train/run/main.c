@@ -194,11 +194,15 @@ static void summary(const ft_run *r) {
                      "; %d gradient buckets reduced %s, %d started inside backward",
                      ft_dp_buckets(r->dist.dp), ft_dp_inplace(r->dist.dp) ? "in place" : "packed",
                      ft_dp_early_buckets(r->dist.dp));
+        /* with graphs the step's collectives run inside the launches; the host only times
+         * the labels' all-gather and what runs without a graph */
+        int graphs = r->model.graph.on && r->model.graph.slot.replayed > 0;
         fprintf(stderr,
                 FT_TRAIN_PROG ": %d ranks (%s, %s collectives): %.1f s of rank 0's %.1f s in "
-                              "collectives (%.1f%%)%s\n",
+                              "collectives%s (%.1f%%)%s\n",
                 r->world, r->dist.launcher, r->dist.dev ? r->dist.dev->name : r->dist.comm->name,
                 ft_run_dist_comm_seconds(r), r->stats.t_train,
+                graphs ? " outside the graph launches, which hold the step's own" : "",
                 r->stats.t_train > 0 ? 100 * ft_run_dist_comm_seconds(r) / r->stats.t_train : 0,
                 buckets);
     }
