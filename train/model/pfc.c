@@ -113,11 +113,17 @@ static int check_config(const ft_pfc_config *c) {
 }
 
 /* The shard's sizes: num_local, class_start, num_sample, smax (pfc.h "Sharding"). */
+/* rank r's shard: its classes [*start, *start + *num_local) and how many it samples */
+static void shard_of(const ft_pfc_config *cfg, int64_t r, int64_t *num_local, int64_t *start,
+                     int *num_sample) {
+    int64_t C = cfg->num_classes, W = cfg->world_size;
+    *num_local = C / W + (r < C % W);
+    *start = C / W * r + (r < C % W ? r : C % W);
+    *num_sample = (int)(cfg->sample_rate * (float)*num_local);
+}
+
 static void shard_sizes(ft_pfc *p, const ft_pfc_config *cfg) {
-    int64_t C = cfg->num_classes, W = cfg->world_size, r = cfg->rank;
-    p->num_local = C / W + (r < C % W);
-    p->class_start = C / W * r + (r < C % W ? r : C % W);
-    p->num_sample = (int)(cfg->sample_rate * (float)p->num_local);
+    shard_of(cfg, cfg->rank, &p->num_local, &p->class_start, &p->num_sample);
     p->sampling = cfg->sample_rate < 1.0f;
     int64_t pos_max = cfg->max_batch < p->num_local ? cfg->max_batch : p->num_local;
     p->smax =
@@ -322,23 +328,21 @@ static int cmp_i32(const void *a, const void *b) {
 
 int ft_pfc_shard_counts(ft_pfc *p, const int32_t *labels, int batch, int32_t *counts) {
     const ft_pfc_config *c = &p->cfg;
-    int64_t C = c->num_classes, W = c->world_size, q = C / W, rem = C % W;
     if (batch < 1 || batch > c->max_batch) return FT_EARG;
     for (int i = 0; i < batch; i++) {
-        if (labels[i] < 0 || labels[i] >= C) return FT_ERANGE;
+        if (labels[i] < 0 || labels[i] >= c->num_classes) return FT_ERANGE;
         p->h_sort[i] = labels[i];
     }
     qsort(p->h_sort, (size_t)batch, sizeof *p->h_sort, cmp_i32);
-    for (int64_t r = 0; r < W; r++) counts[r] = 0;
-    for (int i = 0; i < batch; i++) { /* distinct labels, each on its shard (shard_sizes) */
-        if (i > 0 && p->h_sort[i] == p->h_sort[i - 1]) continue;
-        int64_t l = p->h_sort[i];
-        counts[l < rem * (q + 1) ? l / (q + 1) : rem + (l - rem * (q + 1)) / q]++;
-    }
-    for (int64_t r = 0; r < W; r++) {
-        int64_t nl = q + (r < rem);
-        int ns = (int)(c->sample_rate * (float)nl);
-        counts[r] = !p->sampling ? (int32_t)nl : ns > counts[r] ? ns : counts[r];
+    /* the shards in order, the sorted labels walked once: each shard's distinct positives */
+    int i = 0;
+    for (int64_t r = 0; r < c->world_size; r++) {
+        int64_t nl, start;
+        int ns, npos = 0;
+        shard_of(c, r, &nl, &start, &ns);
+        for (; i < batch && p->h_sort[i] < start + nl; i++)
+            if (i == 0 || p->h_sort[i] != p->h_sort[i - 1]) npos++;
+        counts[r] = !p->sampling ? (int32_t)nl : ns > npos ? ns : npos;
     }
     return 0;
 }

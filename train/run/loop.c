@@ -321,42 +321,30 @@ static int make_input(ft_run *r, const loader_batch *b) {
                        ft_iresnet_input(r->model.net));
 }
 
-/* The device part of a one-rank step, with its per-step values staged (ft_iresnet_stage,
- * ft_pfc_stage): input, forward, Partial FC (its draw first), backward; no wait for the
- * device, so that a graph can record it. */
+/* The device part of a step, with its per-step values staged (ft_iresnet_stage,
+ * ft_pfc_stage; several ranks: the labels gathered): input, forward, Partial FC (its draw
+ * first), backward; no wait for the device, so that a graph can record it. Several ranks add
+ * the embeddings' all-gather before Partial FC (over the global batch, its softmax reduced
+ * across the shards), the embedding gradient's reduce-scatter after it and the gradient
+ * buckets' all-reduce after backward (ft_comm_recordable: recorded with the kernels). */
 static int step_device(ft_run *r, const loader_batch *b) {
-    const float *emb = NULL;
-    int rc = make_input(r, b);
-    if (!rc)
-        rc = ft_iresnet_forward(r->model.net, ft_iresnet_input(r->model.net), (int)b->n, 1, &emb);
-    if (!rc) rc = ft_pfc_forward_backward_dev(r->model.pfc, emb, r->model.demb);
-    if (!rc) rc = ft_iresnet_backward(r->model.net, r->model.demb);
-    return rc;
-}
-
-/* The device part of a step of several ranks, its per-step values staged and the labels
- * gathered: input, forward, the embeddings' all-gather, Partial FC over the global batch (its
- * softmax reduced across the shards), the embedding gradient's reduce-scatter, backward with
- * the gradient buckets' all-reduce; no wait for the device (ft_comm_recordable: the
- * collectives are recorded with the kernels). */
-static int step_device_dist(ft_run *r, const loader_batch *b) {
     const float *emb = NULL, *emb_all = NULL;
-    float *demb_all = NULL;
+    float *demb_all = r->model.demb;
     int rc = make_input(r, b);
     if (!rc)
         rc = ft_iresnet_forward(r->model.net, ft_iresnet_input(r->model.net), (int)b->n, 1, &emb);
-    if (!rc) rc = ft_dpfc_gather_emb(r->dist.dpfc, emb, &emb_all, &demb_all);
+    emb_all = emb;
+    if (!rc && r->dist.dpfc) rc = ft_dpfc_gather_emb(r->dist.dpfc, emb, &emb_all, &demb_all);
     if (!rc) rc = ft_pfc_forward_backward_dev(r->model.pfc, emb_all, demb_all);
-    if (!rc) rc = ft_dpfc_scatter(r->dist.dpfc, r->model.demb);
+    if (!rc && r->dist.dpfc) rc = ft_dpfc_scatter(r->dist.dpfc, r->model.demb);
     if (!rc) rc = ft_iresnet_backward(r->model.net, r->model.demb);
-    if (!rc) rc = ft_dp_reduce_grads(r->dist.dp);
+    if (!rc && r->dist.dp) rc = ft_dp_reduce_grads(r->dist.dp);
     return rc;
 }
 
 static int step_device_cb(void *ctx) {
     void **a = ctx;
-    ft_run *r = a[0];
-    return r->dist.dpfc ? step_device_dist(r, a[1]) : step_device(r, a[1]);
+    return step_device(a[0], a[1]);
 }
 
 /* Several ranks: a number for the step's sampled-class counts on every shard (the graph's

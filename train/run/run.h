@@ -56,8 +56,8 @@ typedef struct ft_run_graph {
     int on;             /* asked for, and possible here (a backend with graphs; several ranks:
                            a transport a graph records) */
     ft_graph_slot slot; /* the step's recording; its counters feed the summary */
-    /* several ranks: every shard's sampled-class count of this step and of the last step whose
-     * counts differed from its predecessor's (host [world] each), and that vector's number */
+    /* several ranks: every shard's sampled-class count of this step and of the step before
+     * (host [world] each), and the number of that vector (shards_shape in loop.c) */
     int32_t *counts, *counts_seen;
     uint64_t counts_id;
 } ft_run_graph;
